@@ -1,0 +1,78 @@
+"""The build contract: what the platform asks for and what it gets back.
+
+:class:`BuildRequest` and :class:`BuildResult` cross the task queue as JSON. A :class:`BuildEngine`
+turns an exported source tree plus its validated :class:`~spaceyard_builder.spaceconfig.SpaceConfig`
+into an *artifact* a runtime can run:
+
+* it is content-addressed: the same inputs give the same artifact id, and building an artifact that
+  already exists is a cache hit that installs nothing;
+* concurrent builds of the same artifact coalesce (one does the work, the others wait and reuse it);
+* every line of progress goes to the ``log`` callable; failures raise a
+  :class:`~spaceyard_builder.errors.BuilderError` subclass whose message says what went wrong;
+* it never writes secrets into the artifact or the log.
+
+Engines: ``local`` (uv environments, :mod:`spaceyard_builder.engines.local`) and ``docker``
+(:mod:`spaceyard_builder.engines.docker`), chosen by ``BuilderSettings.build_engine``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from .settings import BuilderSettings
+from .spaceconfig import SpaceConfig
+
+BuildLog = Callable[[str], None]
+
+
+class BuildRequest(BaseModel):
+    build_id: str
+    space_id: str
+    revision: str = Field(description="Full commit sha to build: exactly the pushed commit.")
+    repo: str = Field(description="Path of the bare git repository, or a git URL the worker can fetch.")
+    log_key: str
+    variables: dict[str, str] = Field(default_factory=dict)
+    secrets: dict[str, str] = Field(default_factory=dict, description="Build secrets (docker: secret mounts).")
+    no_cache: bool = False
+
+
+class BuildResult(BaseModel):
+    build_id: str
+    space_id: str
+    revision: str
+    ok: bool
+    stage: str = Field(description="Hub stage on failure (CONFIG_ERROR, NO_APP_FILE, BUILD_ERROR); '' on success.")
+    reason: str = ""
+    artifact: str = ""
+    app_dir: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict, description="The whole README front matter.")
+    sdk: str = ""
+    app_file: str = ""
+    app_port: int = 7860
+    cache_hit: bool = False
+    duration: float = 0.0
+
+
+class Artifact(BaseModel):
+    id: str
+    cache_hit: bool = False
+
+
+class BuildEngine(abc.ABC):
+    """Base class of build engines. See the module docstring for the contract."""
+
+    name = "abstract"
+
+    def __init__(self, settings: BuilderSettings) -> None:
+        self.settings = settings
+
+    @abc.abstractmethod
+    def build(self, request: BuildRequest, source: Path, config: SpaceConfig, log: BuildLog) -> Artifact: ...
+
+    def artifact_exists(self, artifact_id: str) -> bool:
+        return False

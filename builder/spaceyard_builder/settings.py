@@ -1,0 +1,45 @@
+"""Builder settings, read from ``SPACEYARD_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BuilderSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SPACEYARD_", extra="ignore")
+
+    data_dir: Path = Field(Path(".data"), description="Root of all state (shared with the platform).")
+    build_engine: Literal["local", "docker"] = Field(
+        "local", description="local: content-addressed uv environments; docker: container images."
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Redis URL. When set, builds are Celery tasks on Redis and logs go to Redis Streams; "
+        "otherwise an embedded SQLite broker and file logs are used.",
+    )
+    env_dir: Path | None = Field(
+        None, description="Where local-engine environments live (default DATA_DIR/envs). Shareable."
+    )
+    uv_cache_dir: Path | None = Field(None, description="uv cache (default: uv's own, shared by all builds).")
+    default_sdk_versions: dict[str, str] = Field(
+        default_factory=lambda: {"gradio": "6.31.0", "streamlit": "1.67.0"},
+        description="SDK version installed when a Space does not set sdk_version.",
+    )
+    build_timeout: float = Field(1800.0, description="Seconds a build may take.")
+    docker_url: str = Field("unix:///var/run/docker.sock", description="Docker engine socket.")
+    docker_base_image: str = Field(
+        "python:3.11-slim", description="Base image for generated Gradio/Streamlit Dockerfiles."
+    )
+    registry: str | None = Field(None, description="Registry to push images to (Kubernetes); none = local.")
+
+    @property
+    def envs_root(self) -> Path:
+        return self.env_dir or (self.data_dir / "envs")
+
+    @property
+    def log_store(self) -> Literal["file", "redis"]:
+        return "redis" if self.redis_url else "file"

@@ -1,0 +1,98 @@
+"""The route table: which app answers for which Space, looked up in O(1) on every request.
+
+The platform (:mod:`spaceyard_platform.deployer`) is the only writer: it :meth:`RouteTable.set`\\ s a
+:class:`Route` whenever a Space's serving version, stage or settings change; the gateway only reads.
+Changes apply to the next request, with nothing restarted. A route is found by subdomain label
+(``owner-name``) or by ``(owner, name)`` for the path form ``/apps/OWNER/NAME/``.
+
+A route whose app is not awake has ``upstream=None``; the gateway then calls the table's
+:class:`Waker` (the deployer), which returns the upstream once the app is ready, holding the request
+meanwhile, or raises :class:`WakeRefused` (paused, failed, building for the first time...).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from spaceyard_runtime.api import Endpoint
+
+
+def subdomain_for(space_id: str) -> str:
+    """``Owner/My_Space`` -> ``owner-my-space`` (the Hub's ``*.hf.space`` rule)."""
+    return space_id.lower().replace("/", "-").replace("_", "-").replace(".", "-")
+
+
+class WakeRefused(Exception):
+    """The Space will not be woken by a visit; ``status`` and ``str()`` are what the visitor gets."""
+
+    def __init__(self, message: str, status: int = 503, stage: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.stage = stage
+
+
+@dataclass
+class Route:
+    space_id: str
+    stage: str
+    upstream: Endpoint | None = None
+    static_root: Path | None = None
+    """Static Spaces: files served by the gateway itself."""
+    static_index: str = "index.html"
+    private: bool = False
+    disable_embedding: bool = False
+    custom_headers: dict[str, str] = field(default_factory=dict)
+    last_activity: float = field(default_factory=time.monotonic)
+    reason: str = ""
+
+    @property
+    def subdomain(self) -> str:
+        return subdomain_for(self.space_id)
+
+    def touch(self) -> None:
+        """Record activity (any request, streamed bytes, websocket frame)."""
+        self.last_activity = time.monotonic()
+
+
+class Waker(Protocol):
+    async def wake(self, route: Route) -> Endpoint:
+        """Make the route's app ready and return its upstream; raise WakeRefused when it cannot."""
+        ...
+
+
+class Authorizer(Protocol):
+    def can_read(self, space_id: str, token: str | None, session: str | None) -> bool:
+        """Whether a visitor holding this bearer token or session cookie may see a private Space."""
+        ...
+
+
+class RouteTable:
+    def __init__(self) -> None:
+        self._by_subdomain: dict[str, Route] = {}
+        self._by_id: dict[str, Route] = {}
+        self.waker: Waker | None = None
+        self.authorizer: Authorizer | None = None
+
+    def set(self, route: Route) -> None:
+        old = self._by_id.get(route.space_id.lower())
+        if old is not None:
+            route.last_activity = max(route.last_activity, old.last_activity)
+        self._by_id[route.space_id.lower()] = route
+        self._by_subdomain[route.subdomain] = route
+
+    def remove(self, space_id: str) -> None:
+        route = self._by_id.pop(space_id.lower(), None)
+        if route is not None:
+            self._by_subdomain.pop(route.subdomain, None)
+
+    def by_subdomain(self, label: str) -> Route | None:
+        return self._by_subdomain.get(label.lower())
+
+    def by_id(self, space_id: str) -> Route | None:
+        return self._by_id.get(space_id.lower())
+
+    def all(self) -> list[Route]:
+        return list(self._by_id.values())

@@ -1,0 +1,76 @@
+"""Platform settings, read from ``SPACEYARD_*`` environment variables (and ``spaceyard up`` flags).
+
+The embedded default needs nothing else: SQLite under ``DATA_DIR``, an embedded build queue, the
+local runtime. Each production service is one variable: ``SPACEYARD_DATABASE_URL`` (PostgreSQL),
+``SPACEYARD_REDIS_URL`` (Celery broker + Redis Streams logs), ``SPACEYARD_RUNTIME=docker|kubernetes``
+and ``SPACEYARD_BUILD_ENGINE=docker``. ``docs/settings.md`` lists every field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from spaceyard_builder.settings import BuilderSettings
+from spaceyard_runtime.settings import RuntimeSettings
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SPACEYARD_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address the server listens on.")
+    port: int = Field(8000, description="Port the server listens on (spaceyard up --port).")
+    data_dir: Path = Field(Path(".data"), description="Directory that holds all state.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default sqlite:///DATA_DIR/spaceyard.db. PostgreSQL in production."
+    )
+    redis_url: str | None = Field(None, description="Redis URL for the build queue and logs (optional).")
+    admin_token: str | None = Field(
+        None, description="Fixes the access token of the admin user 'admin' (otherwise one is generated)."
+    )
+    public_url: str | None = Field(
+        None, description="Base URL people use to reach Spaceyard; default http://localhost:PORT."
+    )
+    apps_domain: str | None = Field(
+        None,
+        description="Apps are served at OWNER-NAME.<apps_domain>; default 'localhost:PORT' "
+        "(browsers resolve *.localhost to this machine).",
+    )
+    secret_key: str | None = Field(
+        None, description="Key that encrypts secrets at rest; default: generated once into DATA_DIR/secret.key."
+    )
+    flavors_file: Path | None = Field(
+        None, description="YAML file of hardware flavors; default: the built-in Hub-named flavors."
+    )
+    default_sleep_time: int = Field(
+        172800, description="Seconds of inactivity before a Space sleeps, unless it sets its own; -1 = never."
+    )
+    idle_check_interval: float = Field(1.0, description="Seconds between idle checks.")
+    wake_timeout: float = Field(60.0, description="Seconds a request is held while its Space wakes, then 503.")
+    upstream_connect_timeout: float = Field(5.0, description="Seconds to connect to an app.")
+    stream_idle_timeout: float = Field(
+        300.0, description="Seconds a proxied response or websocket may stay silent before it is closed."
+    )
+    embedded_worker: bool = Field(
+        True, description="spaceyard up also starts a build worker process (turn off with external workers)."
+    )
+
+    @property
+    def resolved_public_url(self) -> str:
+        return (self.public_url or f"http://localhost:{self.port}").rstrip("/")
+
+    @property
+    def resolved_apps_domain(self) -> str:
+        return self.apps_domain or f"localhost:{self.port}"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'spaceyard.db').resolve()}"
+
+    def builder(self) -> BuilderSettings:
+        return BuilderSettings(data_dir=self.data_dir, redis_url=self.redis_url)
+
+    def runtime(self) -> RuntimeSettings:
+        return RuntimeSettings(data_dir=self.data_dir)

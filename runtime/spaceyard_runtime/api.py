@@ -1,0 +1,158 @@
+"""The Runtime contract: how the platform runs one version of a Space.
+
+A *runtime* turns an :class:`AppSpec` (what was built, how to run it) into a live app reachable at an
+:class:`Endpoint`, and takes it away again. The platform owns the lifecycle; a runtime only executes it:
+
+* :meth:`Runtime.start` launches the app and returns an :class:`AppHandle` at once (the app may not be
+  ready yet). It must not block on readiness.
+* :meth:`Runtime.wait_ready` returns when the app answers HTTP on its endpoint, polling at most every
+  ``readiness_interval`` (50 ms by default, never exponential backoff). It raises
+  :class:`~spaceyard_runtime.errors.AppCrashed` with the exit code and the last log lines if the app dies
+  first, and :class:`~spaceyard_runtime.errors.AppStartTimeout` past ``timeout``.
+* :meth:`Runtime.stop` ends the app and frees everything it held (process, container, pod); it is
+  idempotent and never raises for an app that is already gone.
+* :meth:`Runtime.poll` says whether the app still runs, without side effects.
+* :meth:`Runtime.suspend` / :meth:`Runtime.resume` are sleep and wake. Default: stop, then start a new
+  app from the same spec. Backends that can keep something cheaper around override them (Docker keeps
+  the stopped container, Kubernetes scales to zero, the local runtime forks from a warm parent).
+* :meth:`Runtime.get_state` / :meth:`Runtime.load_state` persist what is needed to re-attach to a
+  running app after the platform restarts (a JSON-able dict).
+
+Every line the app prints (stdout and stderr) goes to the ``log`` sink given to ``start``/``resume``.
+Runtimes never see platform credentials: ``AppSpec.env`` is the whole environment the app gets
+beyond what the backend itself must set.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LogSink = Callable[[str], None]
+"""Receives one line of app output at a time, without the trailing newline."""
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """A hardware flavor (``cpu-basic``, ``t4-small``...) as the operator's flavors file defines it."""
+
+    name: str
+    pretty_name: str = ""
+    cpu: float = 2.0
+    memory_mib: int = 16384
+    gpus: int = 0
+    accelerator: str | None = None
+    node_pool: str | None = None
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, str], ...] = ()
+    unit_cost_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """Everything needed to run one built version of a Space."""
+
+    space_id: str
+    """``owner/name``."""
+    revision: str
+    """The git commit being served."""
+    sdk: str
+    """``gradio``, ``streamlit``, ``docker`` or ``static``."""
+    artifact: str
+    """What the builder produced: a Python environment directory (local engine) or an image id."""
+    app_file: str = "app.py"
+    app_dir: Path | None = None
+    """Checkout of ``revision`` (local engine); ``None`` when the code is inside the image."""
+    app_port: int = 7860
+    """Port the app listens on inside its sandbox (containers); local apps get a free port."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Variables, secrets and the Hub's ``SPACE_*`` variables, already merged by the platform."""
+    flavor: Flavor = field(default_factory=lambda: Flavor(name="cpu-basic"))
+    preload_modules: tuple[str, ...] = ()
+    """Heavy modules a warm parent may import ahead of time (fast wake)."""
+
+    @property
+    def slug(self) -> str:
+        return self.space_id.replace("/", "-").replace("_", "-").lower()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class AppState(enum.Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    EXITED = "exited"
+    PENDING = "pending"
+    """Waiting for capacity (Kubernetes: pod unschedulable). Never counts as idle."""
+
+
+@dataclass
+class AppStatus:
+    state: AppState
+    exit_code: int | None = None
+    message: str = ""
+
+
+@dataclass
+class AppHandle:
+    """A started app. ``backend_id`` is the backend's own name for it (pid, container id, deployment)."""
+
+    spec: AppSpec
+    endpoint: Endpoint
+    backend_id: str
+    started_at: float
+    start_mode: str = "cold"
+    """How it was started: ``cold`` or ``fork`` (local fast wake), ``reuse`` (docker)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Runtime(abc.ABC):
+    """Base class of every runtime backend. See the module docstring for the contract."""
+
+    name: str = "abstract"
+
+    @abc.abstractmethod
+    async def start(self, spec: AppSpec, log: LogSink) -> AppHandle: ...
+
+    @abc.abstractmethod
+    async def wait_ready(self, handle: AppHandle, timeout: float) -> None: ...
+
+    @abc.abstractmethod
+    async def stop(self, handle: AppHandle, grace: float = 5.0) -> None: ...
+
+    @abc.abstractmethod
+    async def poll(self, handle: AppHandle) -> AppStatus: ...
+
+    async def suspend(self, handle: AppHandle) -> None:
+        """Sleep: free the app's CPU and memory. Default: stop it."""
+        await self.stop(handle)
+
+    async def resume(self, handle: AppHandle, log: LogSink) -> AppHandle:
+        """Wake: run the same spec again, as fast as the backend can. Default: a fresh start."""
+        return await self.start(handle.spec, log)
+
+    async def remove(self, handle: AppHandle) -> None:
+        """Forget the app for good (Space deleted or version replaced). Default: stop it."""
+        await self.stop(handle)
+
+    def get_state(self, handle: AppHandle) -> dict[str, Any]:
+        return {"backend_id": handle.backend_id, "host": handle.endpoint.host, "port": handle.endpoint.port}
+
+    async def load_state(self, spec: AppSpec, state: dict[str, Any], log: LogSink) -> AppHandle | None:
+        """Re-attach to an app that survived a platform restart; ``None`` if it is gone."""
+        return None
+
+    async def aclose(self) -> None:
+        """Release backend-wide resources (warm parents, API clients) at shutdown."""
