@@ -1,0 +1,389 @@
+"""Local runtime: every Space runs as a process group on this machine, on a free loopback port.
+
+Two ways to start an app, said in the run log and in :attr:`AppHandle.start_mode`:
+
+* ``cold``: ``<env>/bin/python app.py`` (Gradio) or ``python -m streamlit run app.py ...`` (Streamlit),
+  a new process in its own session.
+* ``fork``: the app is forked from a warm parent (a *zygote*, see :mod:`spaceyard_runtime.zygote`) that
+  has already imported Gradio, so wake takes a fraction of a second instead of seconds. Used for Gradio
+  Spaces when ``RuntimeSettings.fast_wake`` is on; anything that prevents it falls back to ``cold``.
+
+The app's environment is built from scratch, never from the platform's own ``os.environ``: a minimal
+base (``PATH`` with the Space's environment first, a per-Space ``HOME`` and ``TMPDIR`` under
+``runtime_dir``, ``LANG``), then ``AppSpec.env``, then what the platform must set (port, host, ...).
+Output is read line by line from pipes and handed to the ``log`` sink, whoever the parent process is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import os
+import signal
+import socket
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .api import AppHandle, AppSpec, AppState, AppStatus, Endpoint, LogSink, Runtime
+from .errors import AppCrashed, AppStartError, AppStartTimeout
+from .settings import RuntimeSettings
+
+LOG_TAIL_LINES = 40
+"""How many of the last output lines an :class:`AppCrashed` carries."""
+PROBE_TIMEOUT = 5.0
+"""Seconds one readiness probe may wait for a status line once connected."""
+DRAIN_TIMEOUT = 2.0
+"""Seconds to wait for the last output after the process exited (a grandchild may hold the pipe)."""
+BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+RUNNABLE_SDKS = ("gradio", "streamlit")
+
+
+def free_port(host: str) -> int:
+    """A port nobody listens on right now (the app binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+async def probe_http(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> int | None:
+    """``GET /`` once; the status code, or ``None`` when nothing answers yet."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (TimeoutError, OSError):
+        return None
+    try:
+        writer.write(
+            f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: spaceyard-readiness\r\n"
+            "Accept: */*\r\nConnection: close\r\n\r\n".encode()
+        )
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), timeout)
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1].isdigit():
+            return int(parts[1])
+        return None
+    except (TimeoutError, OSError, asyncio.IncompleteReadError):
+        return None
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+def startup_banner(now: float | None = None) -> str:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(time.time() if now is None else now))
+    return f"===== Application Startup at {stamp} ====="
+
+
+@dataclass
+class LaunchPlan:
+    """What to run and how: shared by cold start and fork."""
+
+    argv: list[str]
+    """``sys.argv`` of the app (cold: the whole command line)."""
+    cwd: str
+    env: dict[str, str]
+    app_path: str
+    """Absolute path of the app file."""
+
+
+@dataclass
+class _App:
+    """One started app, however it was started."""
+
+    backend_id: str
+    pid: int
+    mode: str
+    log: LogSink
+    exited: asyncio.Future[int]
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL_LINES))
+    readers: list[asyncio.Task[None]] = field(default_factory=list)
+    ready: bool = False
+    stop_task: asyncio.Task[None] | None = None
+    kill: Callable[[int], None] | None = None
+    """Send a signal to the app's whole process group."""
+
+    def emit(self, line: str) -> None:
+        self.tail.append(line)
+        with contextlib.suppress(Exception):  # a broken sink must not stop the app's output pump
+            self.log(line)
+
+
+async def _pump(fd: int, app: _App) -> None:
+    """Read ``fd`` to EOF, handing complete lines (without newline) to the app's log."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=2**20)
+    pipe = os.fdopen(fd, "rb", buffering=0)
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending = ""
+    try:
+        while True:
+            chunk = await reader.read(65536)
+            if not chunk:
+                break
+            pending += decoder.decode(chunk)
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                app.emit(line.removesuffix("\r"))
+        pending += decoder.decode(b"", final=True)
+        if pending:
+            app.emit(pending.removesuffix("\r"))
+    finally:
+        transport.close()
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+class LocalRuntime(Runtime):
+    name = "local"
+
+    def __init__(self, settings: RuntimeSettings) -> None:
+        self.settings = settings
+        self._apps: dict[str, _App] = {}
+        self._finished: OrderedDict[str, int] = OrderedDict()
+        self._seq = 0
+
+    # ------------------------------------------------------------------ plan
+
+    def space_dir(self, spec: AppSpec) -> Path:
+        """Per-Space writable directory (holds the app's ``HOME`` and ``TMPDIR``)."""
+        return (self.settings.runtime_dir / "spaces" / spec.slug).resolve()
+
+    def app_env(self, spec: AppSpec, port: int) -> dict[str, str]:
+        """The app's whole environment: clean base, then ``spec.env``, then what the platform sets."""
+        space = self.space_dir(spec)
+        home, tmp = space / "home", space / "tmp"
+        home.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir(parents=True, exist_ok=True)
+        assert spec.app_dir is not None
+        env = {
+            "PATH": f"{Path(spec.artifact).resolve() / 'bin'}:{BASE_PATH}",
+            "HOME": str(home),
+            "LANG": "C.UTF-8",
+            "TMPDIR": str(tmp),
+        }
+        env.update(spec.env)
+        host = self.settings.app_host
+        env.update(
+            {
+                "GRADIO_SERVER_NAME": host,
+                "GRADIO_SERVER_PORT": str(port),
+                "PORT": str(port),
+                "PYTHONUNBUFFERED": "1",
+                "GRADIO_ANALYTICS_ENABLED": "False",
+                "HF_HUB_DISABLE_TELEMETRY": "1",
+                "SYSTEM": "spaces",
+                "PYTHONPATH": str(Path(spec.app_dir).resolve()),
+            }
+        )
+        return env
+
+    def plan(self, spec: AppSpec, port: int) -> LaunchPlan:
+        if spec.sdk not in RUNNABLE_SDKS:
+            raise AppStartError(f"sdk: {spec.sdk} cannot run on the local runtime (only gradio and streamlit)")
+        if spec.app_dir is None:
+            raise AppStartError("the local runtime needs the Space's checkout (app_dir)")
+        python = Path(spec.artifact).resolve() / "bin" / "python"
+        if not python.exists():
+            raise AppStartError(f"the Space's Python environment is missing ({spec.artifact})")
+        app_dir = Path(spec.app_dir).resolve()
+        app_path = str(app_dir / spec.app_file)
+        if spec.sdk == "gradio":
+            argv = [str(python), spec.app_file]
+        else:
+            argv = [
+                str(python),
+                "-m",
+                "streamlit",
+                "run",
+                spec.app_file,
+                "--server.port",
+                str(port),
+                "--server.address",
+                self.settings.app_host,
+                "--server.headless",
+                "true",
+                "--server.enableXsrfProtection",
+                "false",
+                "--server.enableCORS",
+                "false",
+                "--browser.gatherUsageStats",
+                "false",
+            ]
+        return LaunchPlan(argv=argv, cwd=str(app_dir), env=self.app_env(spec, port), app_path=app_path)
+
+    # ------------------------------------------------------------------ start
+
+    def _new_id(self, pid: int) -> str:
+        self._seq += 1
+        return f"local-{pid}-{self._seq}"
+
+    async def start(self, spec: AppSpec, log: LogSink) -> AppHandle:
+        port = free_port(self.settings.app_host)
+        plan = self.plan(spec, port)
+        log(startup_banner())
+        app = await self._start_cold(plan, log)
+        return self._register(spec, app, port)
+
+    def _register(self, spec: AppSpec, app: _App, port: int) -> AppHandle:
+        self._apps[app.backend_id] = app
+        return AppHandle(
+            spec=spec,
+            endpoint=Endpoint(self.settings.app_host, port),
+            backend_id=app.backend_id,
+            started_at=time.time(),
+            start_mode=app.mode,
+            extra={"pid": app.pid},
+        )
+
+    def _attach_pipes(self, app: _App, fds: list[int]) -> None:
+        app.readers = [asyncio.ensure_future(_pump(fd, app)) for fd in fds]
+
+    async def _start_cold(self, plan: LaunchPlan, log: LogSink, reason: str = "") -> _App:
+        why = f" ({reason})" if reason else ""
+        log(f"Cold start: {' '.join(os.path.basename(a) if i == 0 else a for i, a in enumerate(plan.argv))}{why}")
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *plan.argv,
+                cwd=plan.cwd,
+                env=plan.env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out_w,
+                stderr=err_w,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            raise AppStartError(f"could not start the app: {exc}") from exc
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        loop = asyncio.get_running_loop()
+        app = _App(backend_id=self._new_id(proc.pid), pid=proc.pid, mode="cold", log=log, exited=loop.create_future())
+        pgid = proc.pid
+        app.kill = lambda sig: _killpg(pgid, sig)
+        self._attach_pipes(app, [out_r, err_r])
+
+        async def reap() -> None:
+            code = await proc.wait()
+            if not app.exited.done():
+                app.exited.set_result(code)
+
+        app.readers.append(asyncio.ensure_future(reap()))
+        return app
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _get(self, handle: AppHandle) -> _App | None:
+        return self._apps.get(handle.backend_id)
+
+    async def _drain(self, app: _App) -> None:
+        if app.readers:
+            _, pending = await asyncio.wait(app.readers, timeout=DRAIN_TIMEOUT)
+            for task in pending:
+                task.cancel()
+
+    async def _crashed(self, app: _App, when: str) -> AppCrashed:
+        await self._drain(app)
+        code = app.exited.result()
+        tail = "\n".join(app.tail)
+        return AppCrashed(f"the app exited with code {code} {when}", exit_code=code, log_tail=tail)
+
+    async def wait_ready(self, handle: AppHandle, timeout: float) -> None:
+        app = self._get(handle)
+        if app is None:
+            code = self._finished.get(handle.backend_id)
+            raise AppCrashed("the app is not running", exit_code=code)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        host, port = handle.endpoint.host, handle.endpoint.port
+        interval = self.settings.readiness_interval
+        while True:
+            if app.exited.done():
+                raise await self._crashed(app, "before answering HTTP")
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AppStartTimeout(f"the app did not answer HTTP on port {port} within {timeout:g} s")
+            probe = asyncio.ensure_future(probe_http(host, port, min(PROBE_TIMEOUT, remaining)))
+            waiting: list[asyncio.Future[Any]] = [probe, app.exited]
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if not probe.done():
+                probe.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await probe
+                continue
+            status = probe.result()
+            if status is not None and status < 500:
+                app.ready = True
+                return
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(app.exited), min(interval, max(deadline - loop.time(), 0)))
+
+    async def stop(self, handle: AppHandle, grace: float = 5.0) -> None:
+        app = self._get(handle)
+        if app is None:
+            return
+        if app.stop_task is None:
+            app.stop_task = asyncio.ensure_future(self._stop(app, grace))
+        await asyncio.shield(app.stop_task)
+
+    async def _stop(self, app: _App, grace: float) -> None:
+        assert app.kill is not None
+        if not app.exited.done():
+            app.kill(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.shield(app.exited), grace)
+            except TimeoutError:
+                app.kill(signal.SIGKILL)
+                await app.exited
+        app.kill(signal.SIGKILL)  # whatever the app left behind in its group
+        await self._drain(app)
+        self._apps.pop(app.backend_id, None)
+        self._finished[app.backend_id] = app.exited.result()
+        while len(self._finished) > 1000:
+            self._finished.popitem(last=False)
+
+    async def poll(self, handle: AppHandle) -> AppStatus:
+        app = self._get(handle)
+        if app is None:
+            code = self._finished.get(handle.backend_id)
+            return AppStatus(AppState.EXITED, exit_code=code, message="stopped" if code is not None else "unknown")
+        if app.exited.done():
+            code = app.exited.result()
+            return AppStatus(AppState.EXITED, exit_code=code, message=f"exited with code {code}")
+        return AppStatus(AppState.RUNNING if app.ready else AppState.STARTING)
+
+    def get_state(self, handle: AppHandle) -> dict[str, Any]:
+        state = super().get_state(handle)
+        state.update(pid=handle.extra.get("pid"), start_mode=handle.start_mode)
+        return state
+
+    async def load_state(self, spec: AppSpec, state: dict[str, Any], log: LogSink) -> AppHandle | None:
+        """Local apps do not survive the platform: their output pipes went with it. Always ``None``."""
+        return None
+
+    async def aclose(self) -> None:
+        """Stop every app this runtime started."""
+        apps = list(self._apps.values())
+        await asyncio.gather(*(self._stop_app(a) for a in apps), return_exceptions=True)
+
+    async def _stop_app(self, app: _App) -> None:
+        if app.stop_task is None:
+            app.stop_task = asyncio.ensure_future(self._stop(app, self.settings.stop_grace))
+        await app.stop_task
+
+
+__all__ = ["LaunchPlan", "LocalRuntime", "free_port", "probe_http", "startup_banner"]

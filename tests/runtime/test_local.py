@@ -1,0 +1,254 @@
+"""LocalRuntime against real processes: a tiny Gradio app in the session's built gradio environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import textwrap
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from spaceyard_runtime.api import AppHandle, AppSpec, AppState
+from spaceyard_runtime.errors import AppCrashed, AppStartError
+from spaceyard_runtime.local import LocalRuntime, startup_banner
+from spaceyard_runtime.settings import RuntimeSettings
+
+MODES = ["cold"]
+
+APP = textwrap.dedent(
+    """
+    import json, os, subprocess, sys
+    import gradio as gr
+
+    print("hello from the app", flush=True)
+    print("to stderr", file=sys.stderr, flush=True)
+    if os.environ.get("SPAWN_SLEEPER"):
+        child = subprocess.Popen(["sleep", "600"])
+        with open(os.environ["SPAWN_SLEEPER"], "w") as f:
+            f.write(str(child.pid))
+
+    def info(text):
+        return json.dumps({
+            "echo": text,
+            "env": dict(os.environ),
+            "cwd": os.getcwd(),
+            "argv": sys.argv,
+            "path0": sys.path[0],
+            "main": __name__,
+            "pid": os.getpid(),
+            "sid": os.getsid(0),
+        })
+
+    demo = gr.Interface(info, "text", "text", api_name="info")
+    demo.launch()
+    """
+)
+
+CRASH = textwrap.dedent(
+    """
+    print("about to fail")
+
+    def load_model():
+        raise RuntimeError("model weights not found: boom")
+
+    load_model()
+    """
+)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+def call_info(url: str, text: str) -> dict[str, Any]:
+    with httpx.Client(base_url=url, timeout=30) as client:
+        event_id = client.post("/gradio_api/call/info", json={"data": [text]}).json()["event_id"]
+        body = client.get(f"/gradio_api/call/info/{event_id}").text
+    lines = body.splitlines()
+    i = lines.index("event: complete")
+    data = json.loads(lines[i + 1].removeprefix("data: "))
+    result: dict[str, Any] = json.loads(data[0])
+    return result
+
+
+@pytest.fixture
+async def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LocalRuntime]:
+    mode = getattr(request, "param", "cold")
+    rt = LocalRuntime(RuntimeSettings(data_dir=tmp_path / "data", fast_wake=(mode == "fork")))
+    yield rt
+    await rt.aclose()
+
+
+def make_spec(env_dir: Path, app_dir: Path, **env: str) -> AppSpec:
+    return AppSpec(
+        space_id="alice/Hello_World",
+        revision="a" * 40,
+        sdk="gradio",
+        artifact=str(env_dir),
+        app_dir=app_dir,
+        env={"SPACE_ID": "alice/Hello_World", "MY_SECRET": "s3cr3t", **env},
+    )
+
+
+@pytest.mark.parametrize("runtime", MODES, indirect=True)
+async def test_app_runs_answers_and_stops(
+    runtime: LocalRuntime, gradio_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mode = runtime.settings.fast_wake and "fork" or "cold"
+    monkeypatch.setenv("SPACEYARD_ADMIN_TOKEN", "platform-only")
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    (app_dir / "app.py").write_text(APP)
+    sleeper_file = tmp_path / "sleeper.pid"
+    spec = make_spec(gradio_env, app_dir, SPAWN_SLEEPER=str(sleeper_file))
+    lines: list[str] = []
+
+    handle = await runtime.start(spec, lines.append)
+    assert handle.start_mode == mode
+    assert (await runtime.poll(handle)).state in (AppState.STARTING, AppState.RUNNING)
+    await runtime.wait_ready(handle, timeout=120)
+    assert (await runtime.poll(handle)).state is AppState.RUNNING
+
+    url = handle.endpoint.url
+    assert httpx.get(url + "/", timeout=30).status_code == 200
+    info = call_info(url, "ping")
+    assert info["echo"] == "ping"
+
+    env = info["env"]
+    port = str(handle.endpoint.port)
+    home = runtime.space_dir(spec) / "home"
+    expected = {
+        "PATH": f"{gradio_env.resolve()}/bin:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "TMPDIR": str(runtime.space_dir(spec) / "tmp"),
+        "SPACE_ID": "alice/Hello_World",
+        "MY_SECRET": "s3cr3t",
+        "SPAWN_SLEEPER": str(sleeper_file),
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_SERVER_PORT": port,
+        "PORT": port,
+        "PYTHONUNBUFFERED": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_DISABLE_TELEMETRY": "True",  # we pass "1"; gr.Blocks() rewrites it when analytics are off
+        "SYSTEM": "spaces",
+        "PYTHONPATH": str(app_dir.resolve()),
+    }
+    assert env == expected
+    assert "SPACEYARD_ADMIN_TOKEN" not in env
+    assert home.is_dir()
+    # Like `python app.py` run from the checkout.
+    assert info["cwd"] == str(app_dir.resolve())
+    assert info["argv"] == ["app.py"]
+    assert info["path0"] == str(app_dir.resolve())
+    assert info["main"] == "__main__"
+    # Its own session (process group), so stop can take the whole group down.
+    assert info["sid"] == info["pid"] == handle.extra["pid"]
+
+    # Output reaches the log sink, stdout and stderr, after the startup banner.
+    assert lines[0].startswith("===== Application Startup at ") and lines[0].endswith(" =====")
+    assert len(lines[0]) == len(startup_banner())
+    assert any(("Cold start" if mode == "cold" else "Fork") in line for line in lines[1:3])
+    assert "hello from the app" in lines
+    assert "to stderr" in lines
+
+    sleeper = int(sleeper_file.read_text())
+    assert alive(sleeper)
+    await runtime.stop(handle, grace=5)
+    await runtime.stop(handle, grace=5)  # idempotent
+    status = await runtime.poll(handle)
+    assert status.state is AppState.EXITED
+    assert not alive(info["pid"])
+    for _ in range(100):  # the sleeper is killed with the group; its new parent reaps it
+        if not alive(sleeper):
+            break
+        time.sleep(0.05)
+    assert not alive(sleeper)
+    with socket.socket() as s:  # nobody listens any more, and the port can be bound again (as servers do)
+        assert s.connect_ex(("127.0.0.1", handle.endpoint.port)) != 0
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", handle.endpoint.port))
+        s.listen()
+
+
+@pytest.mark.parametrize("runtime", MODES, indirect=True)
+async def test_crash_at_start_reports_traceback(runtime: LocalRuntime, gradio_env: Path, tmp_path: Path) -> None:
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    (app_dir / "app.py").write_text(CRASH)
+    lines: list[str] = []
+    handle = await runtime.start(make_spec(gradio_env, app_dir), lines.append)
+    with pytest.raises(AppCrashed) as info:
+        await runtime.wait_ready(handle, timeout=120)
+    assert info.value.exit_code == 1
+    tail = info.value.log_tail
+    assert "Traceback (most recent call last):" in tail
+    assert "in load_model" in tail
+    assert tail.splitlines()[-1] == "RuntimeError: model weights not found: boom"
+    assert "about to fail" in lines
+    status = await runtime.poll(handle)
+    assert status.state is AppState.EXITED and status.exit_code == 1
+    await runtime.stop(handle)  # stopping a dead app is fine
+
+
+async def test_stop_unknown_and_bad_specs(runtime: LocalRuntime, gradio_env: Path, tmp_path: Path) -> None:
+    spec = make_spec(gradio_env, tmp_path)
+    ghost = AppHandle(spec=spec, endpoint=runtime_endpoint(), backend_id="local-1-999", started_at=0.0)
+    await runtime.stop(ghost)
+    assert (await runtime.poll(ghost)).state is AppState.EXITED
+    with pytest.raises(AppStartError):
+        await runtime.start(AppSpec(space_id="a/b", revision="x", sdk="docker", artifact="img"), lambda _: None)
+    with pytest.raises(AppStartError):
+        await runtime.start(
+            AppSpec(space_id="a/b", revision="x", sdk="gradio", artifact=str(tmp_path / "nope"), app_dir=tmp_path),
+            lambda _: None,
+        )
+
+
+def test_streamlit_command_line(tmp_path: Path, gradio_env: Path) -> None:
+    rt = LocalRuntime(RuntimeSettings(data_dir=tmp_path))
+    spec = AppSpec(
+        space_id="a/b", revision="x", sdk="streamlit", artifact=str(gradio_env), app_dir=tmp_path, app_file="main.py"
+    )
+    plan = rt.plan(spec, 8501)
+    assert plan.argv == [
+        str(gradio_env.resolve() / "bin" / "python"),
+        "-m",
+        "streamlit",
+        "run",
+        "main.py",
+        "--server.port",
+        "8501",
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--server.enableXsrfProtection",
+        "false",
+        "--server.enableCORS",
+        "false",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    assert plan.cwd == str(tmp_path.resolve())
+    assert plan.env["PORT"] == "8501" and plan.env["GRADIO_SERVER_PORT"] == "8501"
+    assert not any(k.startswith("SPACEYARD_") for k in plan.env)
+    assert set(os.environ) - set(plan.env)  # nothing of the test process's environment is passed on wholesale
+
+
+def runtime_endpoint() -> Any:
+    from spaceyard_runtime.api import Endpoint
+
+    return Endpoint("127.0.0.1", 1)
