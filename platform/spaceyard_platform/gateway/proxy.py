@@ -1,0 +1,494 @@
+"""The gateway: an ASGI middleware in front of the platform app that serves the Spaces.
+
+``Gateway(app, routes, settings)`` wraps the platform's FastAPI app. A request for a Space is
+answered here; everything else goes to ``app`` untouched. A Space is addressed by
+
+* subdomain: ``Host: OWNER-NAME.<apps_domain>`` (the port may be left out), the app at ``/``;
+* path: ``/apps/OWNER/NAME/...``, the prefix stripped before the app sees the path
+  (``/apps/OWNER/NAME`` redirects to the slash form).
+
+Per request, in order: route lookup (two dict lookups), access check for private Spaces (404 as for
+an unknown Space otherwise), wake when the app is asleep (held up to ``wake_timeout``), then
+either static files or a streamed proxy to the app with aiohttp (pooled keep-alive connections,
+no decompression, no buffering: each chunk is forwarded as it arrives and each send is awaited, so a
+slow visitor slows the app down instead of filling memory). Websockets are relayed by
+:mod:`.websocket`.
+
+Forwarded headers: hop-by-hop headers removed both ways; ``X-Forwarded-For/Proto/Host`` set; for the
+path form ``X-Forwarded-Prefix`` and ``X-Gradio-Server`` (the app's public root as a full URL, which
+Gradio uses to build its URLs). Gradio 6.31 prefers ``X-Forwarded-Host`` over ``X-Gradio-Server``
+and drops the prefix when it sees it (``gradio/route_utils.py:get_request_origin``), so the path form
+sends no ``X-Forwarded-Host``; the ``Host`` header is the visitor's in both forms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from prometheus_client import Counter
+from yarl import URL
+
+from spaceyard_runtime.api import Endpoint
+
+from ..settings import Settings
+from . import headers as hdr
+from . import pages, websocket
+from .asgi import ASGIApp, Message, Receive, Scope, Send
+from .routes import Route, RouteTable, WakeRefused
+from .static import StaticSites
+
+log = logging.getLogger("spaceyard.gateway")
+
+REQUESTS = Counter("spaceyard_gateway_requests", "Requests the gateway answered, per Space.", ["space"])
+
+_UPSTREAM_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
+
+
+class _Match:
+    __slots__ = ("host", "path", "prefix", "raw_path", "route")
+
+    def __init__(self, route: Route | None, host: str, prefix: str, path: str, raw_path: bytes) -> None:
+        self.route = route
+        self.host = host
+        self.prefix = prefix
+        self.path = path
+        self.raw_path = raw_path
+
+
+class Gateway:
+    """ASGI middleware serving Spaces in front of ``app``; see the module docstring."""
+
+    def __init__(self, app: ASGIApp, routes: RouteTable, settings: Settings) -> None:
+        self.app = app
+        self.routes = routes
+        self.settings = settings
+        domain = settings.resolved_apps_domain.lower().strip(".")
+        self._suffix = ("." + domain).encode("latin-1")
+        bare = domain.rsplit(":", 1)[0] if ":" in domain and not domain.endswith("]") else domain
+        self._suffix_bare = ("." + bare).encode("latin-1")
+        self._public_url = settings.resolved_public_url
+        self._session: aiohttp.ClientSession | None = None
+        self._static = StaticSites()
+        self._wakes: dict[str, asyncio.Future[Endpoint]] = {}
+        self._counters: dict[str, Any] = {}
+
+    # -- ASGI entry point -------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http" or kind == "websocket":
+            match = self._match(scope)
+            if match is None:
+                await self.app(scope, receive, send)
+            elif kind == "http":
+                await self._http(scope, receive, send, match)
+            else:
+                await self._websocket(scope, receive, send, match)
+        elif kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                await self.aclose()
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+    async def aclose(self) -> None:
+        """Close the upstream connection pool (called on lifespan shutdown)."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    # -- routing ----------------------------------------------------------------------------------
+
+    def _match(self, scope: Scope) -> _Match | None:
+        host = b""
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value
+                break
+        if host:
+            lower = host.lower()
+            label = b""
+            if lower.endswith(self._suffix):
+                label = lower[: -len(self._suffix)]
+            else:
+                bare = lower.rsplit(b":", 1)[0] if b":" in lower and not lower.endswith(b"]") else lower
+                if bare.endswith(self._suffix_bare):
+                    label = bare[: -len(self._suffix_bare)]
+            if label and b"." not in label:
+                route = self.routes.by_subdomain(label.decode("latin-1"))
+                return _Match(route, host.decode("latin-1"), "", scope["path"], scope.get("raw_path") or b"")
+        path: str = scope["path"]
+        if path.startswith("/apps/"):
+            parts = path.split("/", 4)
+            if len(parts) < 4 or not parts[2] or not parts[3]:
+                return None
+            owner, name = parts[2], parts[3]
+            route = self.routes.by_id(f"{owner}/{name}")
+            prefix = f"/apps/{owner}/{name}"
+            raw = scope.get("raw_path")
+            if raw:
+                raw_parts = raw.split(b"?", 1)[0].split(b"/", 4)
+                raw_rest = b"/" + raw_parts[4] if len(raw_parts) == 5 else b""
+            else:
+                raw_rest = b""
+            rest = "/" + parts[4] if len(parts) == 5 else ""
+            return _Match(route, host.decode("latin-1"), prefix, rest, raw_rest)
+        return None
+
+    def _allowed(self, scope: Scope, route: Route) -> bool:
+        if not route.private:
+            return True
+        authorizer = self.routes.authorizer
+        if authorizer is None:
+            return False
+        token: str | None = None
+        session: str | None = None
+        for name, value in scope["headers"]:
+            if name == b"authorization" or (name == b"x-hf-authorization" and token is None):
+                token = hdr.bearer(value) or token
+            elif name == b"cookie" and session is None:
+                session = hdr.cookie_value(value, hdr.SESSION_COOKIE)
+        try:
+            return bool(authorizer.can_read(route.space_id, token, session))
+        except Exception:
+            log.exception("authorizer failed for %s", route.space_id)
+            return False
+
+    def _count(self, space_id: str) -> None:
+        counter = self._counters.get(space_id)
+        if counter is None:
+            counter = self._counters[space_id] = REQUESTS.labels(space_id)
+        counter.inc()
+
+    # -- waking -----------------------------------------------------------------------------------
+
+    async def _endpoint(self, route: Route) -> Endpoint:
+        """The route's upstream, waking the app first when needed (raises WakeRefused, TimeoutError)."""
+        upstream = route.upstream
+        if upstream is not None:
+            return upstream
+        waker = self.routes.waker
+        if waker is None:
+            raise WakeRefused(route.reason or "This Space is not running.", 503, route.stage)
+        key = route.space_id.lower()
+        pending = self._wakes.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(waker.wake(route))
+            self._wakes[key] = pending
+            pending.add_done_callback(functools.partial(self._wake_done, key))
+        return await asyncio.wait_for(asyncio.shield(pending), self.settings.wake_timeout)
+
+    def _wake_done(self, key: str, fut: asyncio.Future[Endpoint]) -> None:
+        if self._wakes.get(key) is fut:
+            del self._wakes[key]
+        if not fut.cancelled():
+            fut.exception()  # retrieved: a refusal nobody waits for any more is not an error
+
+    # -- HTTP -------------------------------------------------------------------------------------
+
+    def _session_get(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is None or session.closed:
+            s = self.settings
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30, ttl_dns_cache=10)
+            session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=None, sock_connect=s.upstream_connect_timeout, sock_read=s.stream_idle_timeout
+                ),
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+                max_line_size=65536,
+                max_field_size=65536,
+                read_bufsize=2**16,
+            )
+            self._session = session
+        return session
+
+    def _forward_headers(
+        self, scope: Scope, match: _Match, route: Route, *, websocket_: bool = False
+    ) -> list[tuple[str, str]]:
+        out = hdr.upstream_request_headers(scope["headers"], strip_credentials=route.private, websocket=websocket_)
+        host = match.host
+        scheme = scope.get("scheme", "http")
+        proto = "https" if scheme in ("https", "wss") else "http"
+        if host:
+            out.append(("Host", host))
+        client = scope.get("client")
+        if client:
+            out.append(("X-Forwarded-For", client[0]))
+        out.append(("X-Forwarded-Proto", proto))
+        if match.prefix:
+            out.append(("X-Forwarded-Prefix", match.prefix))
+            if host:
+                out.append(("X-Gradio-Server", f"{proto}://{host}{match.prefix}"))
+        elif host:
+            out.append(("X-Forwarded-Host", host))
+        return out
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send, match: _Match) -> None:
+        route = match.route
+        head = scope["method"] == "HEAD"
+        if route is None or not self._allowed(scope, route):
+            await pages.not_found(send, _header(scope, b"accept"), head)
+            return
+        if match.prefix and not match.path:
+            await _redirect_to_slash(scope, send)
+            return
+        route.touch()
+        self._count(route.space_id)
+        extra = (
+            hdr.route_headers(route.custom_headers, route.disable_embedding, self._public_url)
+            if route.custom_headers or route.disable_embedding
+            else []
+        )
+        if route.static_root is not None:
+            await self._static.serve(
+                scope,
+                receive,
+                _with_headers(send, extra),
+                route.static_root,
+                route.static_index,
+                match.path,
+                match.prefix,
+            )
+            return
+        try:
+            endpoint = await self._endpoint(route)
+        except WakeRefused as exc:
+            await pages.send_page(
+                send,
+                exc.status,
+                f"{route.space_id} is not running",
+                str(exc) or "This Space cannot be started right now.",
+                accept=_header(scope, b"accept"),
+                stage=exc.stage or route.stage,
+                head=head,
+            )
+            return
+        except TimeoutError:
+            await pages.send_page(
+                send,
+                503,
+                f"{route.space_id} is starting",
+                "The Space is taking long to start; try again in a few seconds.",
+                accept=_header(scope, b"accept"),
+                stage=route.stage,
+                extra_headers=[(b"retry-after", b"5")],
+                head=head,
+            )
+            return
+        await self._proxy(scope, receive, send, match, route, endpoint, extra)
+
+    async def _proxy(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        match: _Match,
+        route: Route,
+        endpoint: Endpoint,
+        extra: list[tuple[bytes, bytes]],
+    ) -> None:
+        raw_path = match.raw_path or match.path.encode("utf-8") or b"/"
+        query: bytes = scope.get("query_string") or b""
+        target = (raw_path + b"?" + query) if query else raw_path
+        url = URL(f"http://{endpoint.host}:{endpoint.port}{target.decode('latin-1')}", encoded=True)
+        forward = self._forward_headers(scope, match, route)
+
+        has_body = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                has_body = value.strip() != b"0"
+            elif name == b"transfer-encoding":
+                has_body = True
+        body_state = [not has_body]  # [request body fully read]
+        data = _request_body(receive, body_state) if has_body else None
+
+        session = self._session_get()
+        try:
+            resp = await session.request(
+                scope["method"], url, headers=forward, data=data, allow_redirects=False, compress=None
+            )
+        except _UPSTREAM_ERRORS as exc:
+            if isinstance(exc, _ClientGone):
+                return
+            await self._upstream_error(scope, send, route, exc)
+            return
+
+        watcher: asyncio.Future[None] | None = None
+        try:
+            out_headers = hdr.response_headers(resp.raw_headers, extra, disable_embedding=route.disable_embedding)
+            if match.prefix:
+                out_headers = _rewrite_location(out_headers, match.prefix, endpoint)
+            await send({"type": "http.response.start", "status": resp.status, "headers": out_headers})
+            content = resp.content
+            complete = False
+            try:
+                while True:
+                    chunk = await content.readany()
+                    if not chunk:
+                        complete = True
+                        break
+                    if content.at_eof():
+                        await send({"type": "http.response.body", "body": chunk})
+                        return
+                    route.touch()
+                    if watcher is None and body_state[0]:
+                        watcher = asyncio.ensure_future(_close_on_disconnect(receive, resp))
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except _UPSTREAM_ERRORS:
+                # The app died or went silent mid-stream (or the visitor left and the watcher closed it).
+                complete = resp.content_length is None
+            if complete:
+                await send({"type": "http.response.body", "body": b""})
+            # else: the body is shorter than its Content-Length: returning without completing makes
+            # the server drop the connection, so the visitor sees a truncated response, not a short one.
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            if resp.content.at_eof() and not resp.closed:
+                resp.release()
+            else:
+                resp.close()
+
+    async def _upstream_error(self, scope: Scope, send: Send, route: Route, exc: BaseException) -> None:
+        accept = _header(scope, b"accept")
+        head = scope["method"] == "HEAD"
+        if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+            await pages.send_page(
+                send,
+                504,
+                f"{route.space_id} did not answer",
+                "The app did not answer in time.",
+                accept=accept,
+                head=head,
+            )
+        else:
+            log.info("upstream of %s unreachable: %r", route.space_id, exc)
+            await pages.send_page(
+                send,
+                502,
+                f"{route.space_id} is not reachable",
+                "The app is not answering (it may have crashed or be restarting).",
+                accept=accept,
+                stage=route.stage,
+                head=head,
+            )
+
+    # -- websockets -------------------------------------------------------------------------------
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send, match: _Match) -> None:
+        route = match.route
+        if route is None or not self._allowed(scope, route) or route.static_root is not None:
+            await websocket.deny(scope, send, 404, b"There is no Space at this address.")
+            return
+        route.touch()
+        self._count(route.space_id)
+        try:
+            endpoint = await self._endpoint(route)
+        except WakeRefused as exc:
+            await websocket.deny(scope, send, exc.status, str(exc).encode())
+            return
+        except TimeoutError:
+            await websocket.deny(scope, send, 503, b"The Space is still starting.")
+            return
+        raw_path = match.raw_path or match.path.encode("utf-8") or b"/"
+        query: bytes = scope.get("query_string") or b""
+        target = (raw_path + b"?" + query) if query else raw_path
+        url = URL(f"http://{endpoint.host}:{endpoint.port}{target.decode('latin-1')}", encoded=True)
+        forward = self._forward_headers(scope, match, route, websocket_=True)
+        await websocket.relay(
+            self._session_get(), scope, receive, send, url, forward, route, self.settings.stream_idle_timeout
+        )
+
+
+class _ClientGone(aiohttp.ClientError):
+    """The visitor disconnected while its request body was being forwarded."""
+
+
+async def _request_body(receive: Receive, state: list[bool]) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone("client disconnected during the request body")
+        chunk = message.get("body", b"")
+        more = message.get("more_body", False)
+        if not more:
+            state[0] = True
+        if chunk:
+            yield chunk
+        if not more:
+            return
+
+
+async def _close_on_disconnect(receive: Receive, resp: aiohttp.ClientResponse) -> None:
+    """Release the app's connection as soon as the visitor goes away mid-response."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            resp.close()
+            return
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+async def _redirect_to_slash(scope: Scope, send: Send) -> None:
+    location = scope["path"] + "/"
+    query = scope.get("query_string") or b""
+    location_b = location.encode("utf-8") + (b"?" + query if query else b"")
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 308,
+            "headers": [(b"location", location_b), (b"content-length", b"0")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _rewrite_location(headers: list[tuple[bytes, bytes]], prefix: str, endpoint: Endpoint) -> list[tuple[bytes, bytes]]:
+    """Path form: an app redirecting to ``/x`` (or to its own URL) means ``PREFIX/x``."""
+    for i, (name, value) in enumerate(headers):
+        if name == b"location":
+            upstream = endpoint.url.encode("latin-1")
+            if value.startswith(upstream):
+                value = value[len(upstream) :] or b"/"
+            if value.startswith(b"/") and not value.startswith(b"//") and not value.startswith(prefix.encode() + b"/"):
+                headers[i] = (name, prefix.encode("utf-8") + value)
+    return headers
+
+
+def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    if not extra:
+        return send
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = dict(message)
+            names = {n for n, _ in extra}
+            kept = [(n, v) for n, v in message.get("headers", []) if n.lower() not in names]
+            message["headers"] = kept + list(extra)
+        await send(message)
+
+    return wrapped
+
+
+__all__ = ["Gateway"]
