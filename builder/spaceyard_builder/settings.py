@@ -35,6 +35,32 @@ class BuilderSettings(BaseSettings):
         "python:3.11-slim", description="Base image for generated Gradio/Streamlit Dockerfiles."
     )
     registry: str | None = Field(None, description="Registry to push images to (Kubernetes); none = local.")
+    docker_cli: str | None = Field(
+        None,
+        description="docker CLI used for BuildKit builds (needs `docker buildx` or a CLI older than 23 with "
+        "built-in BuildKit); default: the first of `docker`, /usr/bin/docker that can do it.",
+    )
+    docker_image_repository: str = Field(
+        "spaceyard/space", description="Repository of built Space images; the tag is the content hash."
+    )
+    docker_build_network: str = Field(
+        "host", description="Network of RUN steps in docker builds (pip needs the network; 'host' works everywhere)."
+    )
+    docker_build_ca_bundle: Path | None = Field(
+        None,
+        description="CA bundle mounted (as a BuildKit secret, never in a layer) into the install steps of generated "
+        "Dockerfiles, for egress through a TLS-intercepting proxy. Not needed with the debootstrapped base image.",
+    )
+    celery_visibility_timeout: float | None = Field(
+        None,
+        description="Redis broker: seconds before an unacknowledged build task is delivered again to another "
+        "worker (default build_timeout + 60). Short = fast recovery from a dead worker, but a build running "
+        "longer than this is started a second time while the first still runs.",
+    )
+    redis_log_prefix: str = Field("spaceyard:log:", description="Prefix of every Redis key of the Redis log store.")
+    redis_log_maxlen: int = Field(
+        100_000, description="Redis log store: a live log stream keeps at most about this many lines (XADD MAXLEN ~)."
+    )
 
     @property
     def envs_root(self) -> Path:

@@ -22,6 +22,32 @@ class RuntimeSettings(BaseSettings):
     stop_grace: float = Field(5.0, description="Seconds between SIGTERM and SIGKILL when stopping an app.")
     fast_wake: bool = Field(True, description="Local runtime: fork apps from a warm parent that has imported the SDK.")
     docker_url: str = Field("unix:///var/run/docker.sock", description="Docker engine socket.")
+    docker_network: str | None = Field(
+        None,
+        description="Docker runtime: network every Space container joins. Default (None): one internal bridge "
+        "network per Space (spaceyard-<slug>), so Spaces cannot reach each other.",
+    )
+    docker_strip_default_route: bool = Field(
+        True,
+        description="Docker runtime: delete the default route inside each container's network namespace (needs "
+        "root and nsenter), so a Space can reach nothing but its own bridge subnet.",
+    )
+    docker_read_only: bool = Field(
+        True,
+        description="Docker runtime: read-only root filesystem for gradio/streamlit images (tmpfs for /tmp and "
+        "HOME caches); sdk: docker images keep a writable, ephemeral layer.",
+    )
+    docker_tmpfs_size: str = Field("1g", description="Docker runtime: size of each tmpfs mount (counts as memory).")
+    docker_gpus: list[str] = Field(
+        default_factory=list,
+        description='Docker runtime: GPU indices of this host that Spaces may use (e.g. ["0", "1"]).',
+    )
+    docker_restart_retries: int = Field(
+        3,
+        description="Docker runtime: after a Space was ready, Docker restarts it this many times if it exits with "
+        "an error, with Docker's doubling back-off (100 ms, 200 ms, ...).",
+    )
+    docker_pids_limit: int = Field(4096, description="Docker runtime: maximum processes per Space container.")
     kubernetes_namespace: str = Field("spaceyard-spaces", description="Namespace Spaces run in.")
 
     @property
