@@ -1,0 +1,428 @@
+"""Gateway data-path benchmark: direct vs the Spaceyard gateway vs nginx, one command.
+
+    .venv/bin/python benchmarks/gateway.py [--duration 5] [--no-write]
+
+* upstream: a raw ASGI app under uvicorn (uvloop + httptools): ``Hello, world!``, an event stream
+  (``/sse``, one event every 20 ms carrying its emit time) and a websocket echo (``/ws``);
+* gateway: ``Gateway(FastAPI(), routes, settings)`` under uvicorn, uvloop, httptools, one worker — as
+  the platform serves it — with one route to the upstream, reached by its subdomain Host header;
+* nginx (Debian ``nginx-light``, installed with apt-get when missing, like ``wrk``): one worker, its own
+  config on a loopback port, upstream keep-alive, ``proxy_buffering off`` (streams like the gateway).
+
+wrk (``-t1 --latency``) runs pinned to cpu0; upstream and proxy share cpu1 (the machine has two cores).
+SSE latency = receipt time in the client minus the upstream's emit time (same CLOCK_MONOTONIC);
+websocket RTT = 64-byte text echo round trips from one client. Results go to ``docs/benchmarks.md``
+under ``## Gateway`` (via ``benchmarks/_report.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+SERVER_CPU = "1"
+CLIENT_CPU = "0"
+SSE_INTERVAL = 0.02
+SSE_EVENTS = 150
+WS_WARMUP = 300
+WS_ROUNDS = 3000
+
+
+# -- the upstream: raw ASGI -----------------------------------------------------------------------
+
+
+async def upstream_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    kind = scope["type"]
+    if kind == "http":
+        if scope["path"] == "/sse":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")],
+                }
+            )
+            for _ in range(SSE_EVENTS):
+                await asyncio.sleep(SSE_INTERVAL)
+                await send(
+                    {"type": "http.response.body", "body": b"data: %d\n\n" % time.monotonic_ns(), "more_body": True}
+                )
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"13")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"Hello, world!"})
+    elif kind == "websocket":
+        await receive()
+        await send({"type": "websocket.accept"})
+        while True:
+            msg = await receive()
+            if msg["type"] == "websocket.receive":
+                if msg.get("text") is not None:
+                    await send({"type": "websocket.send", "text": msg["text"]})
+                else:
+                    await send({"type": "websocket.send", "bytes": msg["bytes"]})
+            else:
+                return
+
+
+def serve_upstream(port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        upstream_app,
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        ws_per_message_deflate=False,
+    )
+
+
+def serve_gateway(port: int, upstream_port: int) -> None:
+    import uvicorn
+    from fastapi import FastAPI
+
+    from spaceyard_platform.gateway.proxy import Gateway
+    from spaceyard_platform.gateway.routes import Route, RouteTable
+    from spaceyard_platform.settings import Settings
+    from spaceyard_runtime.api import Endpoint
+
+    settings = Settings(port=port)
+    routes = RouteTable()
+    routes.set(Route(space_id="bench/hello", stage="RUNNING", upstream=Endpoint("127.0.0.1", upstream_port)))
+    uvicorn.run(
+        Gateway(FastAPI(), routes, settings),
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        workers=1,
+        log_level="warning",
+        access_log=False,
+        ws_per_message_deflate=False,
+    )
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+@contextmanager
+def process(args: list[str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *args], stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_port(port)
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def ensure_tools() -> None:
+    missing = [pkg for tool, pkg in (("nginx", "nginx-light"), ("wrk", "wrk")) if not shutil.which(tool)]
+    if missing:
+        subprocess.run(["apt-get", "install", "-y", *missing], check=True)
+
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    upstream app {{ server 127.0.0.1:{upstream}; keepalive 256; }}
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Host $host;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_buffering off;
+            proxy_read_timeout 300s;
+        }}
+    }}
+}}
+"""
+
+
+def to_ms(value: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", value)
+    if not m:
+        raise ValueError(value)
+    number, unit = float(m.group(1)), m.group(2)
+    return number / 1000 if unit == "us" else number if unit == "ms" else number * 1000
+
+
+def wrk(url: str, connections: int, duration: float, host: str | None = None) -> dict[str, float]:
+    args = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency"]
+    if host:
+        args += ["-H", f"Host: {host}"]
+    out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    lat = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", out, re.M))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"wrk saw errors against {url}:\n{out}")
+    return {"rps": rps, "p50": to_ms(lat["50"]), "p99": to_ms(lat["99"])}
+
+
+async def sse_latencies(port: int, host: str) -> list[float]:
+    """Milliseconds from the upstream's emit to receipt here, one value per event."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET /sse HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode())
+    await writer.drain()
+    out: list[float] = []
+    buf = b""
+    while len(out) < SSE_EVENTS:
+        data = await reader.read(65536)
+        now = time.monotonic_ns()
+        if not data:
+            break
+        buf += data
+        for ts in re.findall(rb"data: (\d+)\n\n", buf):
+            out.append((now - int(ts)) / 1e6)
+        buf = buf[buf.rfind(b"\n\n") + 2 :] if b"\n\n" in buf else buf
+    writer.close()
+    return out[5:]  # skip the first events (connection setup)
+
+
+async def ws_rtts(port: int, host: str) -> list[float]:
+    import aiohttp
+
+    out: list[float] = []
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"http://127.0.0.1:{port}/ws", headers={"Host": host}, compress=0) as ws,
+    ):
+        payload = "x" * 64
+        for i in range(WS_WARMUP + WS_ROUNDS):
+            start = time.perf_counter_ns()
+            await ws.send_str(payload)
+            await ws.receive_str()
+            if i >= WS_WARMUP:
+                out.append((time.perf_counter_ns() - start) / 1e6)
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run_async(coro: Any) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:  # pragma: no cover
+        return asyncio.run(coro)
+
+
+# -- the benchmark --------------------------------------------------------------------------------
+
+
+def bench(duration: float) -> dict[str, Any]:
+    ensure_tools()
+    os.sched_setaffinity(0, {int(CLIENT_CPU)})
+    work = Path(tempfile.mkdtemp(prefix="spaceyard-bench-"))
+    up_port, gw_port, ng_port = free_port(), free_port(), free_port()
+    py = sys.executable
+    me = str(Path(__file__).resolve())
+    (work / "nginx.conf").write_text(NGINX_CONF.format(dir=work, upstream=up_port, port=ng_port))
+    gw_host = f"bench-hello.localhost:{gw_port}"
+    results: dict[str, Any] = {"http": {}, "sse": {}, "ws": {}}
+    with (
+        process([py, me, "serve-upstream", str(up_port)], up_port, work / "upstream.log"),
+        process([py, me, "serve-gateway", str(gw_port), str(up_port)], gw_port, work / "gateway.log"),
+        process(["nginx", "-p", str(work), "-e", str(work / "error.log"), "-c", str(work / "nginx.conf")], ng_port, work / "nginx.log"),
+    ):
+        targets = {
+            "direct": (f"http://127.0.0.1:{up_port}/", f"127.0.0.1:{up_port}"),
+            "nginx": (f"http://127.0.0.1:{ng_port}/", f"127.0.0.1:{ng_port}"),
+            "gateway": (f"http://127.0.0.1:{gw_port}/", gw_host),
+        }
+        for name, (url, host) in targets.items():  # warm up pools and caches
+            wrk(url, 50, 1, host)
+        for conns in (1, 50):
+            for name, (url, host) in targets.items():
+                results["http"][(name, conns)] = wrk(url, conns, duration, host)
+                print(name, conns, results["http"][(name, conns)], flush=True)
+        for name, (_, host) in targets.items():
+            port = int(host.rsplit(":", 1)[1]) if name != "gateway" else gw_port
+            results["sse"][name] = run_async(sse_latencies(port, host))
+            results["ws"][name] = run_async(ws_rtts(port, host))
+            print(name, "sse p50", pct(results["sse"][name], 0.5), "ws p50", pct(results["ws"][name], 0.5), flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def nginx_version() -> str:
+    out = subprocess.run(["nginx", "-v"], capture_output=True, text=True)
+    return (out.stderr or out.stdout).strip().split("/")[-1]
+
+
+def report(results: dict[str, Any], duration: float) -> str:
+    import aiohttp
+    import uvicorn
+
+    http = results["http"]
+    lines = [
+        f"Measured by `benchmarks/gateway.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: "
+        f"{os.cpu_count()} vCPU ({cpu_model()}), Python {sys.version.split()[0]}, uvicorn {uvicorn.__version__} "
+        f"(uvloop + httptools, 1 worker), aiohttp {aiohttp.__version__}, nginx {nginx_version()} (1 worker, "
+        f"upstream keep-alive, `proxy_buffering off`). Upstream: raw ASGI `Hello, world!` under uvicorn. "
+        f"`wrk -t1 -d{duration:g}s --latency` pinned to cpu0; upstream and proxy share cpu1, so c=50 rows measure "
+        "proxy + upstream on one core. The gateway is reached by its subdomain (`Host: bench-hello.localhost:PORT`).",
+        "",
+        "### HTTP: hello world",
+        "",
+        "| path | c=1 req/s | c=1 p50 | c=1 p99 | c=50 req/s | c=50 p50 | c=50 p99 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in ("direct", "nginx", "gateway"):
+        a, b = http[(name, 1)], http[(name, 50)]
+        lines.append(
+            f"| {name} | {a['rps']:,.0f} | {a['p50']:.3f} ms | {a['p99']:.3f} ms | "
+            f"{b['rps']:,.0f} | {b['p50']:.3f} ms | {b['p99']:.3f} ms |"
+        )
+    lines += ["", "| added over direct | c=1 p50 | c=1 p99 | c=50 p50 | c=50 p99 | req/s vs nginx c=1 | c=50 |", "|---|---|---|---|---|---|---|"]
+    for name in ("nginx", "gateway"):
+        row = [name]
+        for conns in (1, 50):
+            for q in ("p50", "p99"):
+                row.append(f"{http[(name, conns)][q] - http[('direct', conns)][q]:+.3f} ms")
+        for conns in (1, 50):
+            row.append(f"{http[(name, conns)]['rps'] / http[('nginx', conns)]['rps']:.2f}x")
+        lines.append("| " + " | ".join(row) + " |")
+
+    sse, ws = results["sse"], results["ws"]
+    lines += [
+        "",
+        f"### Streaming and websockets",
+        "",
+        f"SSE: {SSE_EVENTS} events, one every {SSE_INTERVAL * 1000:.0f} ms; latency = receipt minus the upstream's "
+        f"emit time. Websocket: {WS_ROUNDS} round trips of a 64-byte text message after {WS_WARMUP} warm-up, one client.",
+        "",
+        "| path | SSE p50 | SSE p99 | SSE max | ws RTT p50 | ws RTT p99 | ws added p50 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in ("direct", "nginx", "gateway"):
+        lines.append(
+            f"| {name} | {pct(sse[name], 0.5):.3f} ms | {pct(sse[name], 0.99):.3f} ms | {max(sse[name]):.3f} ms | "
+            f"{pct(ws[name], 0.5):.3f} ms | {pct(ws[name], 0.99):.3f} ms | "
+            f"{pct(ws[name], 0.5) - pct(ws['direct'], 0.5):+.3f} ms |"
+        )
+
+    g1, g50, d1, d50 = http[("gateway", 1)], http[("gateway", 50)], http[("direct", 1)], http[("direct", 50)]
+    goals = [
+        ("added p50 <= 0.3 ms at c=1", g1["p50"] - d1["p50"] <= 0.3, f"{g1['p50'] - d1['p50']:+.3f} ms"),
+        ("added p50 <= 0.3 ms at c=50", g50["p50"] - d50["p50"] <= 0.3, f"{g50['p50'] - d50['p50']:+.3f} ms"),
+        ("added p99 <= 1.5 ms at c=1", g1["p99"] - d1["p99"] <= 1.5, f"{g1['p99'] - d1['p99']:+.3f} ms"),
+        ("added p99 <= 1.5 ms at c=50", g50["p99"] - d50["p99"] <= 1.5, f"{g50['p99'] - d50['p99']:+.3f} ms"),
+        (
+            "throughput >= 0.5x nginx at c=1",
+            g1["rps"] >= 0.5 * http[("nginx", 1)]["rps"],
+            f"{g1['rps'] / http[('nginx', 1)]['rps']:.2f}x",
+        ),
+        (
+            "throughput >= 0.5x nginx at c=50",
+            g50["rps"] >= 0.5 * http[("nginx", 50)]["rps"],
+            f"{g50['rps'] / http[('nginx', 50)]['rps']:.2f}x",
+        ),
+        (
+            "ws RTT added <= 0.1 ms (p50)",
+            pct(ws["gateway"], 0.5) - pct(ws["direct"], 0.5) <= 0.1,
+            f"{pct(ws['gateway'], 0.5) - pct(ws['direct'], 0.5):+.3f} ms",
+        ),
+    ]
+    lines += ["", "### Goals", "", "| goal | measured | met |", "|---|---|---|"]
+    lines += [f"| {goal} | {value} | {'yes' if ok else '**no**'} |" for goal, ok, value in goals]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "serve-upstream":
+        serve_upstream(int(sys.argv[2]))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "serve-gateway":
+        serve_gateway(int(sys.argv[2]), int(sys.argv[3]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
+    parser.add_argument("--no-write", action="store_true", help="print the table, do not touch docs/benchmarks.md")
+    args = parser.parse_args()
+    results = bench(args.duration)
+    markdown = report(results, args.duration)
+    print(markdown)
+    if not args.no_write:
+        from _report import write_section
+
+        print("written to", write_section("Gateway", markdown))
+
+
+if __name__ == "__main__":
+    main()
