@@ -49,6 +49,45 @@ class RuntimeSettings(BaseSettings):
     )
     docker_pids_limit: int = Field(4096, description="Docker runtime: maximum processes per Space container.")
     kubernetes_namespace: str = Field("spaceyard-spaces", description="Namespace Spaces run in.")
+    flavors_file: Path | None = Field(
+        None,
+        description="YAML file of hardware flavors; default: the built-in Hub-named flavors (same as the platform's).",
+    )
+    kubernetes_kubeconfig: Path | None = Field(
+        None, description="Kubeconfig file; default: in-cluster service account, else KUBECONFIG / ~/.kube/config."
+    )
+    kubernetes_platform_namespace: str = Field(
+        "spaceyard", description="Namespace of the control plane and gateway; Spaces' NetworkPolicy keeps them out."
+    )
+    kubernetes_gateway_labels: dict[str, str] = Field(
+        default_factory=lambda: {"app.kubernetes.io/name": "spaceyard", "app.kubernetes.io/component": "platform"},
+        description="Labels of the gateway pods, the only ones allowed to connect to Spaces (JSON in the environment).",
+    )
+    kubernetes_blocked_cidrs: list[str] = Field(
+        default_factory=lambda: [
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "100.64.0.0/10",
+            "169.254.0.0/16",
+            "fc00::/7",
+            "fe80::/10",
+        ],
+        description="Address ranges Spaces may not reach (cluster, private and metadata ranges); the internet stays open.",
+    )
+    kubernetes_image_pull_secrets: list[str] = Field(
+        default_factory=list, description="Secrets in the Spaces namespace used to pull Space images."
+    )
+    kubernetes_runtime_class: str | None = Field(
+        None, description="RuntimeClass for Space pods (e.g. gvisor, kata) when the cluster offers a sandbox."
+    )
+    kubernetes_cluster_domain: str = Field("cluster.local", description="Cluster DNS domain of Service names.")
+    kubernetes_lease_name: str = Field(
+        "spaceyard-controller", description="Lease that elects the one active controller replica."
+    )
+    kubernetes_resync_interval: float = Field(
+        30.0, description="Seconds between full reconciles of every Space by the controller."
+    )
 
     @property
     def runtime_dir(self) -> Path:

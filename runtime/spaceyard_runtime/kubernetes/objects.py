@@ -1,0 +1,471 @@
+"""Manifests as pure functions: ``make_*(typed input) -> dict``. No I/O, no client, no clock.
+
+Per Space (all named :func:`slugs.space_name`, all labelled ``spaceyard.dev/space=<slug>``):
+
+* a **ConfigMap** — the *owner object*: it records the desired state (id, revision, flavor) and every
+  other object of the Space has an ``ownerReference`` to it, so deleting it makes the Kubernetes
+  garbage collector remove the rest (and a controller restart finds Spaces by listing owners);
+* a **Secret** with the Space's secrets, reaching the app through ``envFrom.secretRef``;
+* a **Deployment** with replicas 1 (awake) or 0 (asleep), resources from the flavor;
+* a **Service** (ClusterIP, port 80 -> the app port), the address the gateway proxies to;
+* a **NetworkPolicy**: ingress only from the gateway pods, egress to DNS and the internet but not to
+  private/cluster ranges (so neither the platform's services nor other Spaces are reachable).
+
+Why a Deployment and not a StatefulSet: a Space is one stateless replica (the Hub's disk is not
+persistent either), so a StatefulSet's stable identity and ordered, volume-bound pods buy nothing,
+while its rolling update deletes the old pod *before* starting the new one — every rebuild would be
+an outage. A Deployment with ``maxSurge: 1, maxUnavailable: 0`` keeps the old version serving until
+the new one is ready. GPU flavors use ``Recreate`` instead: a surge pod would need a second GPU and
+could wait forever for it. Both scale to 0 and back the same way, which is all sleep/wake needs.
+
+Build Jobs (:func:`make_build_job`) run BuildKit *rootless and daemonless* (``buildctl-daemonless.sh``)
+as uid 1000: no node Docker socket, no privileged container; the image is pushed to the registry.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..flavors import ClusterFlavor
+from . import slugs
+from .desired import ClusterConfig, DesiredSpace, stable_hash
+
+Manifest = dict[str, Any]
+
+GROUP = "spaceyard.dev"
+LABEL_SPACE = f"{GROUP}/space"
+LABEL_COMPONENT = f"{GROUP}/component"
+LABEL_REVISION = f"{GROUP}/revision"
+LABEL_TEMPLATE = f"{GROUP}/template-hash"
+ANNOTATION_SPACE_ID = f"{GROUP}/space-id"
+ANNOTATION_HASH = f"{GROUP}/spec-hash"
+ANNOTATION_SECRETS_HASH = f"{GROUP}/secrets-hash"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "spaceyard"}
+GPU_RESOURCE = "nvidia.com/gpu"
+WRITABLE_SDKS = {"docker"}
+"""SDKs whose images we did not build: they may write anywhere, so their root filesystem stays writable."""
+
+
+def space_labels(space_id: str) -> dict[str, str]:
+    return {**MANAGED_BY, "app.kubernetes.io/name": "space", LABEL_SPACE: slugs.space_name(space_id)}
+
+
+def space_selector(space_id: str) -> str:
+    return f"{LABEL_SPACE}={slugs.space_name(space_id)}"
+
+
+def managed_selector() -> str:
+    return "app.kubernetes.io/managed-by=spaceyard,app.kubernetes.io/name=space"
+
+
+def _meta(space: DesiredSpace, cfg: ClusterConfig, component: str) -> dict[str, Any]:
+    return {
+        "name": slugs.space_name(space.space_id),
+        "namespace": cfg.namespace,
+        "labels": {**space_labels(space.space_id), LABEL_COMPONENT: component},
+        "annotations": {ANNOTATION_SPACE_ID: space.space_id},
+    }
+
+
+def with_hash(obj: Manifest) -> Manifest:
+    """Stamp the manifest with a hash of itself: the controller compares it to the live object.
+
+    A Deployment's ``spec.replicas`` is left out: sleep and wake change only the scale subresource.
+    """
+    hashed = obj
+    if obj.get("kind") == "Deployment":
+        hashed = {**obj, "spec": {k: v for k, v in obj["spec"].items() if k != "replicas"}}
+    obj["metadata"].setdefault("annotations", {})[ANNOTATION_HASH] = stable_hash(hashed)
+    return obj
+
+
+def owner_reference(owner: Mapping[str, Any]) -> dict[str, Any]:
+    """An ownerReference to a live object (needs its ``uid``, so only after the owner exists)."""
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+    }
+
+
+def make_owner(space: DesiredSpace, cfg: ClusterConfig) -> Manifest:
+    """The owner ConfigMap: the desired state as the cluster remembers it (no secrets)."""
+    return with_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta(space, cfg, "owner"),
+            "data": {
+                "space-id": space.space_id,
+                "revision": space.revision,
+                "image": space.image,
+                "flavor": space.flavor.name,
+                "sdk": space.sdk,
+                "app-port": str(space.app_port),
+                "variables": json.dumps(dict(space.variables), sort_keys=True),
+                "awake": str(space.awake).lower(),
+                "paused": str(space.paused).lower(),
+            },
+        }
+    )
+
+
+def make_secret(space: DesiredSpace, cfg: ClusterConfig, owner: Mapping[str, Any] | None = None) -> Manifest:
+    data = {k: base64.b64encode(v.encode()).decode() for k, v in sorted(space.secrets.items())}
+    obj: Manifest = {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(space, cfg, "secret"), "type": "Opaque"}
+    if data:
+        obj["data"] = data
+    return _owned(with_hash(obj), owner)
+
+
+def _quantity_cpu(cpus: float) -> str:
+    return f"{round(cpus * 1000)}m"
+
+
+def resources(flavor: ClusterFlavor | Any) -> dict[str, dict[str, str]]:
+    """Requests and limits from a flavor; a plain ``Flavor`` (no requests) gets requests = limits."""
+    cpu_request = getattr(flavor, "cpu_request", 0.0) or flavor.cpu
+    memory_request = getattr(flavor, "memory_request_mib", 0) or flavor.memory_mib
+    requests = {"cpu": _quantity_cpu(cpu_request), "memory": f"{memory_request}Mi"}
+    limits = {"cpu": _quantity_cpu(flavor.cpu), "memory": f"{flavor.memory_mib}Mi"}
+    if flavor.gpus:
+        requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(flavor.gpus)
+    return {"requests": requests, "limits": limits}
+
+
+def _container_security(read_only: bool) -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": read_only,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def _pod_security(cfg: ClusterConfig) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": cfg.run_as_user,
+        "runAsGroup": cfg.run_as_user,
+        "fsGroup": cfg.run_as_user,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def app_env(space: DesiredSpace) -> list[dict[str, str]]:
+    """Variables of the Space plus what every SDK needs to listen on the pod's address and port."""
+    env = {
+        "HOME": "/tmp/home",
+        "XDG_CACHE_HOME": "/tmp/home/.cache",
+        "HF_HOME": "/tmp/home/.cache/huggingface",
+        "MPLCONFIGDIR": "/tmp/home/.config/matplotlib",
+        "PORT": str(space.app_port),
+        "GRADIO_SERVER_NAME": "0.0.0.0",
+        "GRADIO_SERVER_PORT": str(space.app_port),
+        "STREAMLIT_SERVER_ADDRESS": "0.0.0.0",
+        "STREAMLIT_SERVER_PORT": str(space.app_port),
+        **dict(space.variables),
+    }
+    return [{"name": k, "value": v} for k, v in env.items()]
+
+
+def make_pod_template(space: DesiredSpace, cfg: ClusterConfig) -> Manifest:
+    flavor = space.flavor
+    labels = {
+        **space_labels(space.space_id),
+        LABEL_COMPONENT: "app",
+        LABEL_REVISION: slugs.safe_slug(space.revision) if not slugs.is_dns_label(space.revision) else space.revision,
+    }
+    read_only = space.sdk not in WRITABLE_SDKS
+    probe_action: dict[str, Any] = (
+        {"tcpSocket": {"port": "http"}} if space.sdk == "docker" else {"httpGet": {"path": "/", "port": "http"}}
+    )
+    container: dict[str, Any] = {
+        "name": "app",
+        "image": space.image,
+        "imagePullPolicy": "IfNotPresent",
+        "ports": [{"name": "http", "containerPort": space.app_port, "protocol": "TCP"}],
+        "env": app_env(space),
+        "envFrom": [{"secretRef": {"name": slugs.space_name(space.space_id), "optional": True}}],
+        "resources": resources(flavor),
+        "readinessProbe": {**probe_action, "periodSeconds": 2, "timeoutSeconds": 2, "failureThreshold": 3},
+        "securityContext": _container_security(read_only),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": _pod_security(cfg),
+        "terminationGracePeriodSeconds": 10,
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": cfg.tmp_size_limit}}],
+    }
+    if flavor.node_selector:
+        spec["nodeSelector"] = dict(flavor.node_selector)
+    affinity = getattr(flavor, "affinity", None)
+    if affinity:
+        spec["affinity"] = dict(affinity)
+    if flavor.tolerations:
+        spec["tolerations"] = [dict(t) for t in flavor.tolerations]
+    if cfg.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": n} for n in cfg.image_pull_secrets]
+    if cfg.runtime_class_name:
+        spec["runtimeClassName"] = cfg.runtime_class_name
+    secrets_hash = stable_hash(sorted(space.secrets.items()))
+    template: Manifest = {
+        "metadata": {
+            "labels": labels,
+            "annotations": {ANNOTATION_SPACE_ID: space.space_id, ANNOTATION_SECRETS_HASH: secrets_hash},
+        },
+        "spec": spec,
+    }
+    template["metadata"]["labels"][LABEL_TEMPLATE] = stable_hash(template)
+    return template
+
+
+def make_deployment(space: DesiredSpace, cfg: ClusterConfig, owner: Mapping[str, Any] | None = None) -> Manifest:
+    strategy: dict[str, Any] = (
+        {"type": "Recreate"}
+        if space.flavor.gpus
+        else {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    )
+    obj: Manifest = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(space, cfg, "app"),
+        "spec": {
+            "replicas": space.replicas,
+            "revisionHistoryLimit": 2,
+            "progressDeadlineSeconds": 600,
+            "strategy": strategy,
+            "selector": {"matchLabels": {LABEL_SPACE: slugs.space_name(space.space_id)}},
+            "template": make_pod_template(space, cfg),
+        },
+    }
+    return _owned(with_hash(obj), owner)
+
+
+def make_service(space: DesiredSpace, cfg: ClusterConfig, owner: Mapping[str, Any] | None = None) -> Manifest:
+    obj: Manifest = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(space, cfg, "service"),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {LABEL_SPACE: slugs.space_name(space.space_id), LABEL_COMPONENT: "app"},
+            "ports": [{"name": "http", "port": cfg.service_port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+    return _owned(with_hash(obj), owner)
+
+
+def make_network_policy(space: DesiredSpace, cfg: ClusterConfig, owner: Mapping[str, Any] | None = None) -> Manifest:
+    v4 = [c for c in cfg.blocked_cidrs if ":" not in c]
+    v6 = [c for c in cfg.blocked_cidrs if ":" in c]
+    internet: list[dict[str, Any]] = [{"ipBlock": {"cidr": "0.0.0.0/0", "except": v4}}]
+    if v6:
+        internet.append({"ipBlock": {"cidr": "::/0", "except": v6}})
+    obj: Manifest = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(space, cfg, "network-policy"),
+        "spec": {
+            "podSelector": {"matchLabels": {LABEL_SPACE: slugs.space_name(space.space_id)}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {"kubernetes.io/metadata.name": cfg.platform_namespace}
+                            },
+                            "podSelector": {"matchLabels": dict(cfg.gateway_pod_labels)},
+                        }
+                    ],
+                    "ports": [{"protocol": "TCP", "port": space.app_port}],
+                }
+            ],
+            "egress": [
+                {
+                    "to": [
+                        {
+                            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": cfg.dns_namespace}},
+                            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                        }
+                    ],
+                    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                },
+                {"to": internet},
+            ],
+        },
+    }
+    return _owned(with_hash(obj), owner)
+
+
+def _owned(obj: Manifest, owner: Mapping[str, Any] | None) -> Manifest:
+    if owner is not None:
+        obj["metadata"]["ownerReferences"] = [owner_reference(owner)]
+    return obj
+
+
+def make_space_objects(space: DesiredSpace, cfg: ClusterConfig, owner: Mapping[str, Any] | None) -> list[Manifest]:
+    """Everything but the owner, in the order they are applied (the Secret before the pods need it)."""
+    return [
+        make_secret(space, cfg, owner),
+        make_network_policy(space, cfg, owner),
+        make_service(space, cfg, owner),
+        make_deployment(space, cfg, owner),
+    ]
+
+
+def service_host(space_id: str, cfg: ClusterConfig) -> str:
+    return f"{slugs.space_name(space_id)}.{cfg.namespace}.svc.{cfg.cluster_domain}"
+
+
+# --------------------------------------------------------------------------------------------- builds
+
+
+@dataclass(frozen=True)
+class BuildJobSpec:
+    """One image build: clone ``repo_url`` at ``revision``, build ``dockerfile``, push ``image``."""
+
+    space_id: str
+    revision: str
+    repo_url: str
+    image: str
+    dockerfile: str = "Dockerfile"
+    registry_secret: str | None = "spaceyard-registry"
+    """A ``kubernetes.io/dockerconfigjson`` Secret with push credentials, mounted as docker config."""
+    cache_ref: str | None = None
+    """Registry ref for BuildKit's layer cache (``type=registry``), e.g. ``registry/spaces/cache:owner--name``."""
+    builder_image: str = "moby/buildkit:v0.18.2-rootless"
+    git_image: str = "alpine/git:2.47.2"
+    timeout_seconds: int = 1800
+    cpu: str = "2"
+    memory: str = "4Gi"
+    insecure_registry: bool = False
+
+
+def make_build_job(build: BuildJobSpec, cfg: ClusterConfig) -> Manifest:
+    """A Job that builds and pushes one Space image with rootless BuildKit (never a Docker socket)."""
+    name = slugs.job_name(build.space_id, build.revision)
+    labels = {**space_labels(build.space_id), LABEL_COMPONENT: "build"}
+    output = f"type=image,name={build.image},push=true"
+    if build.insecure_registry:
+        output += ",registry.insecure=true"
+    args = [
+        "build",
+        "--frontend",
+        "dockerfile.v0",
+        "--local",
+        "context=/workspace/src",
+        "--local",
+        "dockerfile=/workspace/src",
+        "--opt",
+        f"filename={build.dockerfile}",
+        "--output",
+        output,
+    ]
+    if build.cache_ref:
+        args += ["--export-cache", f"type=registry,ref={build.cache_ref},mode=max"]
+        args += ["--import-cache", f"type=registry,ref={build.cache_ref}"]
+    mounts: list[dict[str, Any]] = [
+        {"name": "workspace", "mountPath": "/workspace"},
+        {"name": "buildkitd", "mountPath": "/home/user/.local"},
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "workspace", "emptyDir": {}},
+        {"name": "buildkitd", "emptyDir": {}},
+    ]
+    if build.registry_secret:
+        mounts.append({"name": "docker-config", "mountPath": "/home/user/.docker", "readOnly": True})
+        volumes.append(
+            {
+                "name": "docker-config",
+                "secret": {
+                    "secretName": build.registry_secret,
+                    "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+                },
+            }
+        )
+    unconfined = {"seccompProfile": {"type": "Unconfined"}, "appArmorProfile": {"type": "Unconfined"}}
+    obj: Manifest = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": cfg.namespace,
+            "labels": {**labels, LABEL_REVISION: slugs.safe_slug(build.revision)},
+            "annotations": {ANNOTATION_SPACE_ID: build.space_id, f"{GROUP}/revision": build.revision},
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": build.timeout_seconds,
+            "ttlSecondsAfterFinished": 3600,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 1000,
+                        "runAsGroup": 1000,
+                        "fsGroup": 1000,
+                    },
+                    "initContainers": [
+                        {
+                            "name": "fetch",
+                            "image": build.git_image,
+                            "command": ["sh", "-ec"],
+                            "args": [
+                                "git init -q /workspace/src && cd /workspace/src"
+                                ' && git fetch -q --depth 1 "$REPO" "$REV" && git checkout -q FETCH_HEAD'
+                            ],
+                            "env": [
+                                {"name": "REPO", "value": build.repo_url},
+                                {"name": "REV", "value": build.revision},
+                                {"name": "HOME", "value": "/workspace"},
+                            ],
+                            "volumeMounts": [{"name": "workspace", "mountPath": "/workspace"}],
+                            "securityContext": _container_security(True),
+                            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
+                        }
+                    ],
+                    "containers": [
+                        {
+                            "name": "buildkit",
+                            "image": build.builder_image,
+                            "command": ["buildctl-daemonless.sh"],
+                            "args": args,
+                            "env": [
+                                {"name": "BUILDKITD_FLAGS", "value": "--oci-worker-no-process-sandbox"},
+                                {"name": "DOCKER_CONFIG", "value": "/home/user/.docker"},
+                            ],
+                            "volumeMounts": mounts,
+                            "securityContext": {
+                                **unconfined,
+                                "allowPrivilegeEscalation": True,
+                                "runAsNonRoot": True,
+                                "runAsUser": 1000,
+                                "runAsGroup": 1000,
+                            },
+                            "resources": {
+                                "requests": {"cpu": "500m", "memory": "1Gi"},
+                                "limits": {"cpu": build.cpu, "memory": build.memory},
+                            },
+                        }
+                    ],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+    return with_hash(obj)

@@ -1,0 +1,178 @@
+"""Reconcile one Space: make the cluster match a :class:`DesiredSpace`, then say what it looks like.
+
+Level-triggered and idempotent: :func:`reconcile_space` can run any number of times, from any
+controller replica or after any restart, and converges to the same objects (each write goes through
+:meth:`KubeApi.ensure` inside :func:`clients.retry`). Nothing is remembered between calls; the
+cluster and the desired state are the only inputs.
+
+:func:`observe_space` turns pods into a :class:`SpaceStatus`:
+
+* ``PodScheduled=False`` with reason ``Unschedulable`` -> ``WAITING_FOR_CAPACITY`` with the scheduler's
+  message ("0/3 nodes are available: 3 Insufficient nvidia.com/gpu"). Not an error, not idle: an
+  *idle* sleep requested meanwhile is deferred (the pending pod is what makes a cluster autoscaler
+  add the GPU node; deleting it would mean never getting one). An explicit pause still scales to 0.
+* ``CrashLoopBackOff``, repeated restarts, image pull failures -> ``RUNTIME_ERROR`` with the exit code
+  and the last lines of the crashed container's log.
+* a ready pod of the current template -> ``RUNNING``; replicas 0 -> ``SLEEPING`` / ``PAUSED``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from . import objects, slugs
+from .clients import KubeApi, retry
+from .desired import ClusterConfig, DesiredSpace, SpaceStatus, Stage
+
+log = logging.getLogger(__name__)
+
+LOG_TAIL_LINES = 30
+IMAGE_ERRORS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"}
+DEPENDENT_KINDS = ("Deployment", "Service", "NetworkPolicy", "Secret")
+
+
+def template_hash(space: DesiredSpace, cfg: ClusterConfig) -> str:
+    return str(objects.make_pod_template(space, cfg)["metadata"]["labels"][objects.LABEL_TEMPLATE])
+
+
+def apply_space(api: KubeApi, space: DesiredSpace, cfg: ClusterConfig) -> dict[str, str]:
+    """Create or update the owner, then everything it owns. Returns ``{kind: action}``."""
+    owner_action, owner = retry(lambda: api.ensure(objects.make_owner(space, cfg)))
+    actions = {"ConfigMap": owner_action}
+    for obj in objects.make_space_objects(space, cfg, owner):
+        action, _ = retry(lambda obj=obj: api.ensure(obj))  # type: ignore[misc]
+        actions[obj["kind"]] = action
+    changed = {k: v for k, v in actions.items() if v != "unchanged"}
+    if changed:
+        log.info("space %s: %s", space.space_id, changed)
+    return actions
+
+
+def _condition(pod: dict[str, Any], kind: str) -> dict[str, Any]:
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return dict(cond)
+    return {}
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    return _condition(pod, "Ready").get("status") == "True"
+
+
+def unschedulable_message(pod: dict[str, Any]) -> str | None:
+    cond = _condition(pod, "PodScheduled")
+    if cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
+        return str(cond.get("message") or "waiting for a node with enough capacity")
+    return None
+
+
+def _crash(pod: dict[str, Any], cfg: ClusterConfig) -> tuple[str, int | None, int] | None:
+    """``(message, exit_code, restarts)`` if the app container is crashing or cannot start."""
+    status = pod.get("status") or {}
+    for cs in status.get("containerStatuses") or []:
+        restarts = int(cs.get("restartCount") or 0)
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        terminated = (cs.get("lastState") or {}).get("terminated") or (cs.get("state") or {}).get("terminated") or {}
+        exit_code = terminated.get("exitCode")
+        reason = waiting.get("reason")
+        if reason in IMAGE_ERRORS:
+            return f"{reason}: {waiting.get('message') or 'the image could not be started'}", None, restarts
+        if reason == "CrashLoopBackOff" or (restarts >= cfg.crash_restart_threshold and not cs.get("ready")):
+            code = f" with exit code {exit_code}" if exit_code is not None else ""
+            return f"Container exited{code} and keeps restarting ({restarts} restarts)", exit_code, restarts
+    if status.get("phase") == "Failed":
+        return f"Pod failed: {status.get('reason') or status.get('message') or 'unknown reason'}", None, 0
+    return None
+
+
+def _log_tail(api: KubeApi, pod_name: str) -> str:
+    for previous in (True, False):
+        try:
+            text = api.pod_log(pod_name, tail_lines=LOG_TAIL_LINES, previous=previous)
+        except ApiException:
+            continue
+        if text:
+            return text.rstrip("\n")
+    return ""
+
+
+def observe_space(api: KubeApi, space_id: str, cfg: ClusterConfig, *, want_template: str | None = None) -> SpaceStatus:
+    """What the Space looks like now. ``want_template``: only pods of that template count as current."""
+    name = slugs.space_name(space_id)
+    deployment = api.get("Deployment", name)
+    if deployment is None:
+        return SpaceStatus(space_id, Stage.ABSENT)
+    spec = deployment.get("spec") or {}
+    if not spec.get("replicas"):
+        owner = api.get("ConfigMap", name) or {}
+        paused = (owner.get("data") or {}).get("paused") == "true"
+        return SpaceStatus(space_id, Stage.PAUSED if paused else Stage.SLEEPING)
+    template = want_template or spec["template"]["metadata"]["labels"].get(objects.LABEL_TEMPLATE)
+    pods = [p for p in api.list("Pod", objects.space_selector(space_id)) if not p["metadata"].get("deletionTimestamp")]
+    current = [p for p in pods if p["metadata"].get("labels", {}).get(objects.LABEL_TEMPLATE) == template]
+    for pod in current:
+        crash = _crash(pod, cfg)
+        if crash:
+            message, exit_code, restarts = crash
+            pod_name = pod["metadata"]["name"]
+            return SpaceStatus(
+                space_id,
+                Stage.RUNTIME_ERROR,
+                message=message,
+                log_tail=_log_tail(api, pod_name),
+                exit_code=exit_code,
+                restarts=restarts,
+                pod=pod_name,
+            )
+    for pod in current:
+        waiting = unschedulable_message(pod)
+        if waiting:
+            return SpaceStatus(space_id, Stage.WAITING_FOR_CAPACITY, message=waiting, pod=pod["metadata"]["name"])
+    for pod in current:
+        if _ready(pod):
+            return SpaceStatus(space_id, Stage.RUNNING, pod=pod["metadata"]["name"])
+    serving = [p for p in pods if p not in current and _ready(p)]
+    message = "previous version still serving" if serving else ""
+    pod_name = current[0]["metadata"]["name"] if current else None
+    return SpaceStatus(space_id, Stage.STARTING, message=message, pod=pod_name)
+
+
+def reconcile_space(api: KubeApi, space: DesiredSpace, cfg: ClusterConfig) -> SpaceStatus:
+    """Converge one Space and return its observed status."""
+    if space.replicas == 0 and not space.paused:
+        before = observe_space(api, space.space_id, cfg)
+        if before.stage is Stage.WAITING_FOR_CAPACITY:
+            log.info("space %s: idle sleep deferred, waiting for capacity: %s", space.space_id, before.message)
+            apply_space(api, dataclasses.replace(space, awake=True), cfg)
+            after = observe_space(api, space.space_id, cfg)
+            return dataclasses.replace(after, sleep_deferred=True)
+    apply_space(api, space, cfg)
+    want = template_hash(space, cfg) if space.replicas else None
+    return observe_space(api, space.space_id, cfg, want_template=want)
+
+
+def delete_space(api: KubeApi, space_id: str) -> bool:
+    """Remove every object of the Space. True if anything was there.
+
+    Deleting the owner ConfigMap is enough on a real cluster (the garbage collector follows the
+    ownerReferences); the explicit deletes make it immediate and cover objects whose owner was lost.
+    """
+    name = slugs.space_name(space_id)
+    found = retry(lambda: api.delete("ConfigMap", name))
+    for kind in DEPENDENT_KINDS:
+        found = retry(lambda kind=kind: api.delete(kind, name)) or found  # type: ignore[misc]
+    return found
+
+
+def managed_spaces(api: KubeApi) -> dict[str, str]:
+    """``{object name: space id}`` of every Space that has an owner object in the namespace."""
+    owners = api.list("ConfigMap", f"{objects.managed_selector()},{objects.LABEL_COMPONENT}=owner")
+    return {
+        o["metadata"]["name"]: (o.get("data") or {}).get("space-id")
+        or (o["metadata"].get("annotations") or {}).get(objects.ANNOTATION_SPACE_ID, "")
+        for o in owners
+    }

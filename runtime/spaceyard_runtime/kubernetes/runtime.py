@@ -1,0 +1,264 @@
+"""``KubernetesRuntime``: the Runtime contract on a cluster, built from the controller's pieces.
+
+=================  ==============================================================================
+``start``          ensure owner, Secret, NetworkPolicy, Service, Deployment (replicas 1); returns at once
+``wait_ready``     watches the Space's pods until a pod of *this* template is ready; ``AppCrashed``
+                   (exit code + last log lines) on a crash loop; ``CapacityPending`` (not a failure)
+                   if the deadline passes while the pod waits for a node; else ``AppStartTimeout``
+``poll``           ``PENDING`` + the scheduler's message while unschedulable, ``EXITED`` on a crash
+``suspend``        scale to 0 (objects and Service stay: waking needs no re-creation)
+``resume``         scale to 1; the caller waits with ``wait_ready``
+``stop``/``remove``  delete every object of the Space (only if it still runs this handle's revision)
+``endpoint``       the Service's DNS name and port 80
+=================  ==============================================================================
+
+Run logs are streamed from the pod (``pods/log?follow=true``) by a thread per handle and handed to the
+``log`` sink on the event loop that called ``start``/``resume``. Every environment variable of
+``AppSpec.env`` goes into the Space's Secret (the runtime cannot tell secrets from variables).
+
+The runtime writes the same objects the :class:`~.controller.Controller` would, through the same
+:func:`~.reconcile.apply_space`, so the two can run side by side: the controller repairs drift and
+reports crashes between the platform's polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from ..api import AppHandle, AppSpec, AppState, AppStatus, Endpoint, Flavor, LogSink, Runtime
+from ..errors import AppCrashed, AppStartTimeout, CapacityPending
+from ..flavors import load_flavors
+from ..settings import RuntimeSettings
+from . import objects, slugs
+from .clients import KubeApi, make_api_client
+from .desired import ClusterConfig, DesiredSpace, SpaceStatus, Stage
+from .reconcile import apply_space, delete_space, observe_space, template_hash
+
+log = logging.getLogger(__name__)
+
+
+def cluster_config(settings: RuntimeSettings) -> ClusterConfig:
+    return ClusterConfig(
+        namespace=settings.kubernetes_namespace,
+        platform_namespace=settings.kubernetes_platform_namespace,
+        gateway_pod_labels=dict(settings.kubernetes_gateway_labels),
+        blocked_cidrs=tuple(settings.kubernetes_blocked_cidrs),
+        image_pull_secrets=tuple(settings.kubernetes_image_pull_secrets),
+        runtime_class_name=settings.kubernetes_runtime_class,
+        cluster_domain=settings.kubernetes_cluster_domain,
+    )
+
+
+class _LogPump:
+    """Follows the app container's log of the Space's current pod, across pod replacements."""
+
+    def __init__(self, api: KubeApi, space_id: str, template: str, sink: LogSink, interval: float) -> None:
+        self.api, self.space_id, self.template, self.interval = api, space_id, template, interval
+        self.loop = asyncio.get_running_loop()
+        self.sink = sink
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name=f"k8s-logs-{space_id}")
+        self.thread.start()
+
+    def _emit(self, line: str) -> None:
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.sink, line)
+
+    def _run(self) -> None:
+        followed: dict[str, bool] = {}
+        while not self.stop.is_set():
+            try:
+                pods = self.api.list("Pod", objects.space_selector(self.space_id))
+                current = [
+                    p
+                    for p in pods
+                    if p["metadata"].get("labels", {}).get(objects.LABEL_TEMPLATE) == self.template
+                    and (p.get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed")
+                ]
+                if not current:
+                    self.stop.wait(self.interval * 10)
+                    continue
+                name = current[0]["metadata"]["name"]
+                for line in self.api.follow_pod_log(name, tail_lines=0 if followed.get(name) else None):
+                    followed[name] = True
+                    self._emit(line)
+                    if self.stop.is_set():
+                        return
+                followed[name] = True
+            except ApiException as exc:
+                log.debug("log stream of %s: %s", self.space_id, exc.reason)
+            except Exception as exc:
+                log.debug("log stream of %s interrupted: %s", self.space_id, exc)
+            self.stop.wait(self.interval * 10)
+
+    def close(self) -> None:
+        self.stop.set()
+
+
+class KubernetesRuntime(Runtime):
+    """Spaces as Deployments in ``settings.kubernetes_namespace``; see the module docstring."""
+
+    name = "kubernetes"
+
+    def __init__(self, settings: RuntimeSettings, api_client: Any = None) -> None:
+        self.settings = settings
+        self.cfg = cluster_config(settings)
+        self._owns_client = api_client is None
+        self.client = api_client if api_client is not None else make_api_client(settings.kubernetes_kubeconfig)
+        self.api = KubeApi(self.client, self.cfg.namespace)
+        self.flavors = load_flavors(settings.flavors_file)
+        self._pumps: dict[str, _LogPump] = {}
+        self._desired: dict[str, DesiredSpace] = {}
+
+    # -- desired state -----------------------------------------------------------------------------
+
+    def _flavor(self, flavor: Flavor) -> Flavor:
+        """The flavors file's version of ``flavor`` (it has requests and affinity), if it knows the name."""
+        return self.flavors.get(flavor.name, flavor) if type(flavor) is Flavor else flavor
+
+    def desired(self, spec: AppSpec, *, awake: bool = True) -> DesiredSpace:
+        return DesiredSpace(
+            space_id=spec.space_id,
+            image=spec.artifact,
+            revision=spec.revision,
+            flavor=self._flavor(spec.flavor),
+            sdk=spec.sdk,
+            app_port=spec.app_port,
+            secrets=dict(spec.env),
+            awake=awake,
+        )
+
+    def desired_spaces(self) -> list[DesiredSpace]:
+        """What this runtime has started: a :class:`~.controller.DesiredStateSource` for an in-process controller."""
+        return list(self._desired.values())
+
+    def _handle(self, spec: AppSpec, desired: DesiredSpace, mode: str = "cold") -> AppHandle:
+        return AppHandle(
+            spec=spec,
+            endpoint=Endpoint(objects.service_host(spec.space_id, self.cfg), self.cfg.service_port),
+            backend_id=slugs.space_name(spec.space_id),
+            started_at=time.time(),
+            start_mode=mode,
+            extra={"template": template_hash(desired, self.cfg), "namespace": self.cfg.namespace},
+        )
+
+    async def _apply(self, desired: DesiredSpace) -> None:
+        self._desired[desired.space_id] = desired
+        await asyncio.to_thread(apply_space, self.api, desired, self.cfg)
+
+    def _pump(self, handle: AppHandle, log_sink: LogSink) -> None:
+        self._stop_pump(handle)
+        self._pumps[handle.backend_id] = _LogPump(
+            self.api, handle.spec.space_id, handle.extra["template"], log_sink, self.settings.readiness_interval
+        )
+
+    def _stop_pump(self, handle: AppHandle) -> None:
+        pump = self._pumps.pop(handle.backend_id, None)
+        if pump:
+            pump.close()
+
+    # -- Runtime -----------------------------------------------------------------------------------
+
+    async def start(self, spec: AppSpec, log: LogSink) -> AppHandle:
+        desired = self.desired(spec)
+        await self._apply(desired)
+        handle = self._handle(spec, desired)
+        self._pump(handle, log)
+        return handle
+
+    async def observe(self, handle: AppHandle) -> SpaceStatus:
+        return await asyncio.to_thread(
+            observe_space, self.api, handle.spec.space_id, self.cfg, want_template=handle.extra.get("template")
+        )
+
+    async def wait_ready(self, handle: AppHandle, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            status = await self.observe(handle)
+            if status.stage is Stage.RUNNING:
+                return
+            if status.stage is Stage.RUNTIME_ERROR:
+                raise AppCrashed(status.message, exit_code=status.exit_code, log_tail=status.log_tail)
+            if status.stage in (Stage.ABSENT, Stage.SLEEPING, Stage.PAUSED):
+                raise AppCrashed(f"The app is not running ({status.stage.value.lower()})")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if status.stage is Stage.WAITING_FOR_CAPACITY:
+                    raise CapacityPending(status.message)
+                raise AppStartTimeout(f"The app did not become ready within {timeout:g} seconds")
+            await asyncio.to_thread(self._wait_for_pod_event, handle.spec.space_id, remaining)
+
+    def _wait_for_pod_event(self, space_id: str, remaining: float) -> None:
+        """Block until the Space's pods change (a watch event) or ``remaining`` runs out (max 5 s)."""
+        selector = objects.space_selector(space_id)
+        since = self.api.resource_version("Pod", selector)
+        seconds = max(1, int(min(remaining, 5.0) + 0.999))
+        for _event in self.api.watch("Pod", selector, seconds, since):
+            return
+
+    async def poll(self, handle: AppHandle) -> AppStatus:
+        status = await self.observe(handle)
+        if status.stage is Stage.RUNNING:
+            return AppStatus(AppState.RUNNING)
+        if status.stage is Stage.STARTING:
+            return AppStatus(AppState.STARTING, message=status.message)
+        if status.stage is Stage.WAITING_FOR_CAPACITY:
+            return AppStatus(AppState.PENDING, message=status.message)
+        if status.stage is Stage.RUNTIME_ERROR:
+            message = f"{status.message}\n{status.log_tail}" if status.log_tail else status.message
+            return AppStatus(AppState.EXITED, exit_code=status.exit_code, message=message)
+        return AppStatus(AppState.EXITED, message=status.stage.value.lower())
+
+    async def _still_ours(self, handle: AppHandle) -> bool:
+        owner = await asyncio.to_thread(self.api.get, "ConfigMap", handle.backend_id)
+        return owner is not None and (owner.get("data") or {}).get("revision") == handle.spec.revision
+
+    async def suspend(self, handle: AppHandle) -> None:
+        self._stop_pump(handle)
+        if await self._still_ours(handle):
+            await self._apply(self.desired(handle.spec, awake=False))
+
+    async def resume(self, handle: AppHandle, log: LogSink) -> AppHandle:
+        desired = self.desired(handle.spec, awake=True)
+        await self._apply(desired)
+        new = self._handle(handle.spec, desired, mode="cold")
+        self._pump(new, log)
+        return new
+
+    async def stop(self, handle: AppHandle, grace: float = 5.0) -> None:
+        self._stop_pump(handle)
+        if await self._still_ours(handle):
+            self._desired.pop(handle.spec.space_id, None)
+            await asyncio.to_thread(delete_space, self.api, handle.spec.space_id)
+
+    async def remove(self, handle: AppHandle) -> None:
+        await self.stop(handle)
+
+    def get_state(self, handle: AppHandle) -> dict[str, Any]:
+        return {**super().get_state(handle), "template": handle.extra.get("template")}
+
+    async def load_state(self, spec: AppSpec, state: dict[str, Any], log: LogSink) -> AppHandle | None:
+        desired = self.desired(spec)
+        handle = self._handle(spec, desired)
+        status = await self.observe(handle)
+        if status.stage in (Stage.ABSENT, Stage.SLEEPING, Stage.PAUSED) or not await self._still_ours(handle):
+            return None
+        self._desired[spec.space_id] = desired
+        self._pump(handle, log)
+        return handle
+
+    async def aclose(self) -> None:
+        for pump in list(self._pumps.values()):
+            pump.close()
+        self._pumps.clear()
+        if self._owns_client:
+            await asyncio.to_thread(self.client.close)
+
+
+__all__ = ["KubernetesRuntime", "cluster_config"]
