@@ -19,6 +19,9 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import hashlib
+import json
+import logging
 import os
 import signal
 import socket
@@ -32,6 +35,8 @@ from typing import Any
 from .api import AppHandle, AppSpec, AppState, AppStatus, Endpoint, LogSink, Runtime
 from .errors import AppCrashed, AppStartError, AppStartTimeout
 from .settings import RuntimeSettings
+from .zygote import fork_blockers
+from .zygote_client import Zygote, ZygoteError
 
 LOG_TAIL_LINES = 40
 """How many of the last output lines an :class:`AppCrashed` carries."""
@@ -41,6 +46,10 @@ DRAIN_TIMEOUT = 2.0
 """Seconds to wait for the last output after the process exited (a grandchild may hold the pipe)."""
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 RUNNABLE_SDKS = ("gradio", "streamlit")
+ZYGOTE_RETRY_AFTER = 300.0
+"""Seconds before trying again to warm a parent for an environment whose warm parent failed."""
+
+logger = logging.getLogger(__name__)
 
 
 def free_port(host: str) -> int:
@@ -85,7 +94,9 @@ class LaunchPlan:
     """What to run and how: shared by cold start and fork."""
 
     argv: list[str]
-    """``sys.argv`` of the app (cold: the whole command line)."""
+    """The whole command line of a cold start."""
+    app_argv: list[str]
+    """``sys.argv`` the app sees."""
     cwd: str
     env: dict[str, str]
     app_path: str
@@ -100,7 +111,8 @@ class _App:
     pid: int
     mode: str
     log: LogSink
-    exited: asyncio.Future[int]
+    exited: asyncio.Future[int | None]
+    """Exit code (negative: killed by that signal); ``None`` when nobody could tell."""
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL_LINES))
     readers: list[asyncio.Task[None]] = field(default_factory=list)
     ready: bool = False
@@ -149,8 +161,10 @@ class LocalRuntime(Runtime):
     def __init__(self, settings: RuntimeSettings) -> None:
         self.settings = settings
         self._apps: dict[str, _App] = {}
-        self._finished: OrderedDict[str, int] = OrderedDict()
+        self._finished: OrderedDict[str, int | None] = OrderedDict()
         self._seq = 0
+        self._zygotes: dict[str, asyncio.Task[Zygote]] = {}
+        self._zygote_failures: dict[str, tuple[float, str]] = {}
 
     # ------------------------------------------------------------------ plan
 
@@ -158,33 +172,37 @@ class LocalRuntime(Runtime):
         """Per-Space writable directory (holds the app's ``HOME`` and ``TMPDIR``)."""
         return (self.settings.runtime_dir / "spaces" / spec.slug).resolve()
 
-    def app_env(self, spec: AppSpec, port: int) -> dict[str, str]:
-        """The app's whole environment: clean base, then ``spec.env``, then what the platform sets."""
-        space = self.space_dir(spec)
-        home, tmp = space / "home", space / "tmp"
+    def base_env(self, artifact: str, home: Path, tmp: Path) -> dict[str, str]:
         home.mkdir(parents=True, exist_ok=True)
         tmp.mkdir(parents=True, exist_ok=True)
-        assert spec.app_dir is not None
-        env = {
-            "PATH": f"{Path(spec.artifact).resolve() / 'bin'}:{BASE_PATH}",
+        return {
+            "PATH": f"{Path(artifact).resolve() / 'bin'}:{BASE_PATH}",
             "HOME": str(home),
             "LANG": "C.UTF-8",
             "TMPDIR": str(tmp),
         }
+
+    def platform_env(self, port: int | None, app_dir: Path | None) -> dict[str, str]:
+        """What the platform sets for every app, over the Space's own variables."""
+        env = {
+            "GRADIO_SERVER_NAME": self.settings.app_host,
+            "PYTHONUNBUFFERED": "1",
+            "GRADIO_ANALYTICS_ENABLED": "False",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "SYSTEM": "spaces",
+        }
+        if port is not None:
+            env.update(GRADIO_SERVER_PORT=str(port), PORT=str(port))
+        if app_dir is not None:
+            env["PYTHONPATH"] = str(Path(app_dir).resolve())
+        return env
+
+    def app_env(self, spec: AppSpec, port: int) -> dict[str, str]:
+        """The app's whole environment: clean base, then ``spec.env``, then what the platform sets."""
+        space = self.space_dir(spec)
+        env = self.base_env(spec.artifact, space / "home", space / "tmp")
         env.update(spec.env)
-        host = self.settings.app_host
-        env.update(
-            {
-                "GRADIO_SERVER_NAME": host,
-                "GRADIO_SERVER_PORT": str(port),
-                "PORT": str(port),
-                "PYTHONUNBUFFERED": "1",
-                "GRADIO_ANALYTICS_ENABLED": "False",
-                "HF_HUB_DISABLE_TELEMETRY": "1",
-                "SYSTEM": "spaces",
-                "PYTHONPATH": str(Path(spec.app_dir).resolve()),
-            }
-        )
+        env.update(self.platform_env(port, spec.app_dir))
         return env
 
     def plan(self, spec: AppSpec, port: int) -> LaunchPlan:
@@ -219,7 +237,9 @@ class LocalRuntime(Runtime):
                 "--browser.gatherUsageStats",
                 "false",
             ]
-        return LaunchPlan(argv=argv, cwd=str(app_dir), env=self.app_env(spec, port), app_path=app_path)
+        return LaunchPlan(
+            argv=argv, app_argv=argv[1:], cwd=str(app_dir), env=self.app_env(spec, port), app_path=app_path
+        )
 
     # ------------------------------------------------------------------ start
 
@@ -231,8 +251,123 @@ class LocalRuntime(Runtime):
         port = free_port(self.settings.app_host)
         plan = self.plan(spec, port)
         log(startup_banner())
-        app = await self._start_cold(plan, log)
+        zygote, reason = self._fork_source(spec, plan)
+        app: _App | None = None
+        if zygote is not None:
+            try:
+                app = await self._start_fork(plan, log, zygote)
+            except ZygoteError as exc:
+                reason = f"fork failed: {exc}"
+        if app is None:
+            app = await self._start_cold(plan, log, reason)
         return self._register(spec, app, port)
+
+    # ------------------------------------------------------------------ fast wake
+
+    @staticmethod
+    def preload_modules(spec: AppSpec) -> list[str]:
+        return list(dict.fromkeys(["gradio", *spec.preload_modules]))
+
+    def zygote_key(self, spec: AppSpec) -> str:
+        ident = json.dumps([str(Path(spec.artifact).resolve()), self.preload_modules(spec)])
+        return hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+    def zygote_env(self, spec: AppSpec) -> dict[str, str]:
+        """The warm parent's environment: an app's, without any Space's variables, port or code."""
+        root = self.settings.runtime_dir.resolve() / "zygotes" / self.zygote_key(spec)
+        env = self.base_env(spec.artifact, root / "home", root / "tmp")
+        env.update(self.platform_env(None, None))
+        return env
+
+    def _fork_source(self, spec: AppSpec, plan: LaunchPlan) -> tuple[Zygote | None, str]:
+        """A warm parent to fork this app from, or ``None`` and why not."""
+        if not self.settings.fast_wake:
+            return None, "fast wake is off"
+        if spec.sdk != "gradio":
+            return None, f"fast wake is for Gradio Spaces, this is {spec.sdk}"
+        key = self.zygote_key(spec)
+        task = self._zygotes.get(key)
+        if task is None:
+            failed = self._zygote_failures.get(key)
+            if failed and time.monotonic() - failed[0] < ZYGOTE_RETRY_AFTER:
+                return None, f"the warm parent for this environment failed: {failed[1]}"
+            self._ensure_zygote(spec)
+            return None, "no warm parent yet for this environment; warming one up for the next start"
+        if not task.done():
+            return None, "the warm parent for this environment is still warming up"
+        if task.cancelled() or task.exception() is not None:
+            return None, "the warm parent for this environment failed"
+        zygote = task.result()
+        if not zygote.alive:
+            self._zygotes.pop(key, None)
+            self._ensure_zygote(spec)
+            return None, "the warm parent for this environment exited; warming a new one"
+        blockers = fork_blockers(zygote.env, plan.env, zygote.reads, zygote.iterated)
+        if blockers:
+            return None, "a fork would not behave like a cold start: " + "; ".join(blockers[:3])
+        return zygote, ""
+
+    def _ensure_zygote(self, spec: AppSpec) -> asyncio.Task[Zygote]:
+        key = self.zygote_key(spec)
+        task = self._zygotes.get(key)
+        if task is not None and not (task.done() and (task.cancelled() or task.exception() or not task.result().alive)):
+            return task
+        python = str(Path(spec.artifact).resolve() / "bin" / "python")
+        zygote = Zygote(
+            key,
+            python,
+            self.preload_modules(spec),
+            self.zygote_env(spec),
+            self.settings.runtime_dir.resolve() / "zygotes" / key,
+        )
+
+        async def warm() -> Zygote:
+            try:
+                await zygote.start()
+            except ZygoteError as exc:
+                self._zygote_failures[key] = (time.monotonic(), str(exc).splitlines()[-1] if str(exc) else "")
+                self._zygotes.pop(key, None)
+                logger.warning("warm parent for %s failed: %s", spec.artifact, exc)
+                raise
+            self._zygote_failures.pop(key, None)
+            return zygote
+
+        task = asyncio.ensure_future(warm())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no "never retrieved"
+        self._zygotes[key] = task
+        return task
+
+    async def prewarm(self, spec: AppSpec) -> bool:
+        """Warm the parent that ``spec``'s apps fork from, and wait for it. ``True`` when it is ready.
+
+        Optional: without it the first start of an environment is cold and warms the parent for the next.
+        """
+        if not self.settings.fast_wake or spec.sdk != "gradio":
+            return False
+        try:
+            zygote = await asyncio.shield(self._ensure_zygote(spec))
+        except ZygoteError:
+            return False
+        return zygote.alive
+
+    async def _start_fork(self, plan: LaunchPlan, log: LogSink, zygote: Zygote) -> _App:
+        log(f"Fork: from the warm parent (pid {zygote.pid}, {', '.join(zygote.preload)} already imported)")
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        request = {"argv": plan.app_argv, "cwd": plan.cwd, "env": plan.env, "app_path": plan.app_path}
+        try:
+            pid, exited = await zygote.fork(request, out_w, err_w)
+        except BaseException:
+            os.close(out_r)
+            os.close(err_r)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        app = _App(backend_id=self._new_id(pid), pid=pid, mode="fork", log=log, exited=exited)
+        app.kill = lambda sig: zygote.signal_child(pid, sig)
+        self._attach_pipes(app, [out_r, err_r])
+        return app
 
     def _register(self, spec: AppSpec, app: _App, port: int) -> AppHandle:
         self._apps[app.backend_id] = app
@@ -300,7 +435,8 @@ class LocalRuntime(Runtime):
         await self._drain(app)
         code = app.exited.result()
         tail = "\n".join(app.tail)
-        return AppCrashed(f"the app exited with code {code} {when}", exit_code=code, log_tail=tail)
+        how = f"with code {code}" if code is not None else "(exit code unknown)"
+        return AppCrashed(f"the app exited {how} {when}", exit_code=code, log_tail=tail)
 
     async def wait_ready(self, handle: AppHandle, timeout: float) -> None:
         app = self._get(handle)
@@ -376,9 +512,18 @@ class LocalRuntime(Runtime):
         return None
 
     async def aclose(self) -> None:
-        """Stop every app this runtime started."""
+        """Stop every app this runtime started, then the warm parents."""
         apps = list(self._apps.values())
         await asyncio.gather(*(self._stop_app(a) for a in apps), return_exceptions=True)
+        tasks = list(self._zygotes.values())
+        self._zygotes.clear()
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            if task.done() and not task.cancelled() and task.exception() is None:
+                await task.result().close()
 
     async def _stop_app(self, app: _App) -> None:
         if app.stop_task is None:

@@ -19,7 +19,7 @@ from spaceyard_runtime.errors import AppCrashed, AppStartError
 from spaceyard_runtime.local import LocalRuntime, startup_banner
 from spaceyard_runtime.settings import RuntimeSettings
 
-MODES = ["cold"]
+MODES = ["cold", "fork"]
 
 APP = textwrap.dedent(
     """
@@ -34,7 +34,16 @@ APP = textwrap.dedent(
             f.write(str(child.pid))
 
     def info(text):
+        import tempfile, inspect
+        import huggingface_hub.constants, gradio.route_utils, gradio_client.client
         return json.dumps({
+            "hf_home": huggingface_hub.constants.HF_HOME,
+            "hf_cache": huggingface_hub.constants.HF_HUB_CACHE,
+            "hf_endpoint": huggingface_hub.constants.ENDPOINT,
+            "tempdir": tempfile.gettempdir(),
+            "gradio_temp": gradio.route_utils.DEFAULT_TEMP_DIR,
+            "client_default": inspect.signature(gradio_client.Client).parameters["download_files"].default,
+            "sys_path_head": sys.path[:2],
             "echo": text,
             "env": dict(os.environ),
             "cwd": os.getcwd(),
@@ -83,9 +92,11 @@ def call_info(url: str, text: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LocalRuntime]:
+async def runtime(request: pytest.FixtureRequest, tmp_path: Path, gradio_env: Path) -> AsyncIterator[LocalRuntime]:
     mode = getattr(request, "param", "cold")
     rt = LocalRuntime(RuntimeSettings(data_dir=tmp_path / "data", fast_wake=(mode == "fork")))
+    if mode == "fork":
+        assert await rt.prewarm(make_spec(gradio_env, tmp_path))
     yield rt
     await rt.aclose()
 
@@ -111,7 +122,7 @@ async def test_app_runs_answers_and_stops(
     app_dir.mkdir()
     (app_dir / "app.py").write_text(APP)
     sleeper_file = tmp_path / "sleeper.pid"
-    spec = make_spec(gradio_env, app_dir, SPAWN_SLEEPER=str(sleeper_file))
+    spec = make_spec(gradio_env, app_dir, SPAWN_SLEEPER=str(sleeper_file), HF_ENDPOINT="http://hub.example:8000")
     lines: list[str] = []
 
     handle = await runtime.start(spec, lines.append)
@@ -136,6 +147,7 @@ async def test_app_runs_answers_and_stops(
         "SPACE_ID": "alice/Hello_World",
         "MY_SECRET": "s3cr3t",
         "SPAWN_SLEEPER": str(sleeper_file),
+        "HF_ENDPOINT": "http://hub.example:8000",
         "GRADIO_SERVER_NAME": "127.0.0.1",
         "GRADIO_SERVER_PORT": port,
         "PORT": port,
@@ -153,6 +165,14 @@ async def test_app_runs_answers_and_stops(
     assert info["argv"] == ["app.py"]
     assert info["path0"] == str(app_dir.resolve())
     assert info["main"] == "__main__"
+    assert info["sys_path_head"] == [str(app_dir.resolve()), str(app_dir.resolve())]  # script dir, PYTHONPATH
+    # Values libraries compute from the environment when imported are this app's, not a warm parent's.
+    tmp = runtime.space_dir(spec) / "tmp"
+    assert info["hf_home"] == str(home / ".cache" / "huggingface")
+    assert info["hf_cache"] == str(home / ".cache" / "huggingface" / "hub")
+    assert info["hf_endpoint"] == "http://hub.example:8000"
+    assert info["tempdir"] == str(tmp)
+    assert info["gradio_temp"] == info["client_default"] == str(tmp / "gradio")
     # Its own session (process group), so stop can take the whole group down.
     assert info["sid"] == info["pid"] == handle.extra["pid"]
 
@@ -252,3 +272,67 @@ def runtime_endpoint() -> Any:
     from spaceyard_runtime.api import Endpoint
 
     return Endpoint("127.0.0.1", 1)
+
+
+@pytest.mark.parametrize("runtime", ["fork"], indirect=True)
+async def test_fork_falls_back_to_cold_when_it_would_differ(
+    runtime: LocalRuntime, gradio_env: Path, tmp_path: Path
+) -> None:
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    (app_dir / "app.py").write_text(CRASH)
+    lines: list[str] = []
+    handle = await runtime.start(make_spec(gradio_env, app_dir, PYTHONHASHSEED="0"), lines.append)
+    assert handle.start_mode == "cold"
+    assert any(line.startswith("Cold start") and "PYTHONHASHSEED is read when Python starts" in line for line in lines)
+    with pytest.raises(AppCrashed):
+        await runtime.wait_ready(handle, timeout=60)
+    # Streamlit apps are not forked from a Gradio parent.
+    lines.clear()
+    spec = AppSpec(space_id="a/b", revision="x", sdk="streamlit", artifact=str(gradio_env), app_dir=app_dir)
+    handle = await runtime.start(spec, lines.append)
+    assert handle.start_mode == "cold"
+    assert "fast wake is for Gradio Spaces" in lines[1]
+    await runtime.stop(handle)
+
+
+async def test_first_start_is_cold_and_warms_a_parent(gradio_env: Path, tmp_path: Path) -> None:
+    rt = LocalRuntime(RuntimeSettings(data_dir=tmp_path / "data", fast_wake=True))
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    (app_dir / "app.py").write_text(CRASH)
+    try:
+        lines: list[str] = []
+        first = await rt.start(make_spec(gradio_env, app_dir), lines.append)
+        assert first.start_mode == "cold" and "warming one up" in lines[1]
+        assert await rt.prewarm(make_spec(gradio_env, app_dir))  # the one the first start began warming
+        second = await rt.start(make_spec(gradio_env, app_dir), lines.append)
+        assert second.start_mode == "fork"
+        for handle in (first, second):
+            with pytest.raises(AppCrashed) as info:
+                await rt.wait_ready(handle, timeout=60)
+            assert info.value.exit_code == 1
+    finally:
+        await rt.aclose()
+
+
+@pytest.mark.parametrize("runtime", ["fork"], indirect=True)
+async def test_forked_app_outlives_its_warm_parent(runtime: LocalRuntime, gradio_env: Path, tmp_path: Path) -> None:
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    (app_dir / "app.py").write_text(APP)
+    handle = await runtime.start(make_spec(gradio_env, app_dir), lambda _: None)
+    assert handle.start_mode == "fork"
+    await runtime.wait_ready(handle, timeout=60)
+    zygote_pid = (await runtime._zygotes[runtime.zygote_key(handle.spec)]).pid
+    assert zygote_pid is not None and zygote_pid != handle.extra["pid"]
+    os.kill(zygote_pid, 9)
+    for _ in range(100):
+        if not alive(zygote_pid):
+            break
+        time.sleep(0.05)
+    assert call_info(handle.endpoint.url, "still here")["echo"] == "still here"
+    assert (await runtime.poll(handle)).state is AppState.RUNNING
+    await runtime.stop(handle, grace=5)  # not our child, and its parent is gone: pidfd and process group
+    assert (await runtime.poll(handle)).state is AppState.EXITED
+    assert not alive(handle.extra["pid"])

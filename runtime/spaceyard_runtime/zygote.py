@@ -1,0 +1,462 @@
+"""Warm parent ("zygote") for fast wake: imports Gradio once, then forks apps on request.
+
+Run as a script, by path, with the *Space environment's* interpreter::
+
+    <env>/bin/python /path/to/zygote.py FD [MODULE ...]
+
+``FD`` is one end of a ``SOCK_SEQPACKET`` socketpair whose other end the runtime keeps. Until the
+preload modules are imported this file uses the standard library only (spaceyard is not installed in
+the Space's environment). The runtime imports this module too, for the tables below.
+
+Protocol, one JSON object per packet:
+
+* zygote -> runtime, once: ``{"type": "hello", "pid", "python", "preload_seconds", "threads", "reads",
+  "iterated"}`` or ``{"type": "error", "message"}``. ``reads`` maps every environment variable read while
+  importing the preload modules to ``[value or null, [reading modules]]``; ``iterated`` lists the modules
+  that iterated over the whole environment. The runtime uses them to decide whether a fork behaves like a
+  cold start (see :func:`fork_blockers`).
+* runtime -> zygote: ``{"type": "fork", "id", "argv", "cwd", "env", "app_path"}`` with the
+  child's stdout and stderr write ends attached (``SCM_RIGHTS``).
+* zygote -> runtime: ``{"type": "forked", "id", "pid"}`` or ``{"type": "fork_failed", "id", "message"}``;
+  later ``{"type": "exit", "pid", "code"}`` when the zygote reaped the child (``code`` like
+  ``Popen.returncode``: negative for a signal).
+
+The zygote exits when the runtime closes its end. The child: new session, Python's startup signal
+dispositions, the fds, ``os.environ`` replaced entirely, cwd, ``sys.argv``, ``sys.path`` as
+``python app.py`` would set them, environment-derived module constants recomputed (:data:`REFRESH`),
+random generators reseeded, then ``runpy.run_path(app, run_name="__main__")`` and a normal interpreter
+exit with the app's status.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if __name__ == "__main__":  # `python zygote.py` put our own folder first on sys.path: never import from it
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+
+import array
+import contextlib
+import gc
+import importlib
+import json
+import runpy
+import selectors
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from types import ModuleType, TracebackType
+from typing import Any
+
+MAX_PACKET = 1 << 20
+
+REFRESH: dict[str, tuple[str, ...] | None] = {
+    "huggingface_hub.constants": None,
+    "gradio.oauth": ("OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_SCOPES", "OPENID_PROVIDER_URL"),
+    "gradio.node_server": ("INITIAL_PORT_VALUE", "TRY_NUM_PORTS", "LOCALHOST_NAME", "GRADIO_LOCAL_DEV_MODE"),
+    "gradio.route_utils": ("DEFAULT_TEMP_DIR",),
+    "gradio.mcp": ("DEFAULT_TEMP_DIR",),
+    "gradio.screen_recording_utils": ("DEFAULT_TEMP_DIR",),
+    "gradio_client.client": ("DEFAULT_TEMP_DIR",),
+    "fsspec.config": ("default_conf_dir", "conf_dir"),
+}
+"""Modules whose import-time environment reads a child recomputes: the module-level assignments of
+these names (``None``: every module-level assignment) are executed again in the module's namespace with
+the child's environment, and other modules that imported the old values get the new ones."""
+
+HARMLESS = frozenset({"sysconfig", "tempfile", "shutil", "pydub.utils", "zoneinfo._tzpath", "ssl"})
+"""Modules whose import-time reads leave nothing behind that the child's behaviour depends on, or that
+the child resets itself (``tempfile``'s cached directory, the time zone)."""
+
+ITERATED: dict[str, tuple[str, ...]] = {
+    "fsspec.config": ("FSSPEC_",),
+    "tqdm.utils": ("TQDM_",),
+    "urllib.request": ("REQUEST_METHOD", "*_proxy"),
+}
+"""Modules known to iterate over the whole environment at import, and the variables they care about
+(``*_proxy``: any name ending so, any case). A variable they do not care about does not count as read by
+them; a module that iterates and is not listed here counts as reading everything."""
+
+EXEC_TIME_PREFIXES = ("PYTHON", "LD_", "MALLOC_", "GLIBC_TUNABLES", "OMP_", "OPENBLAS_", "MKL_", "GOTO_")
+"""Read by the interpreter or C libraries when the process starts or loads them, not through os.environ:
+they must be equal in the zygote and the child (``PYTHONPATH`` excepted: the child sets ``sys.path``)."""
+
+
+def _cares(module: str, key: str) -> bool:
+    patterns = ITERATED.get(module)
+    if patterns is None:
+        return True
+    for pattern in patterns:
+        if pattern.startswith("*"):
+            if key.lower().endswith(pattern[1:].lower()):
+                return True
+        elif key.startswith(pattern):
+            return True
+    return False
+
+
+def fork_blockers(
+    zygote_env: dict[str, str], child_env: dict[str, str], reads: dict[str, Any], iterated: list[str]
+) -> list[str]:
+    """Why a child with ``child_env`` would not behave like a cold start; empty when a fork is faithful.
+
+    A variable that differs between the zygote's environment and the child's is fine when nothing read it
+    while the zygote preloaded, or when every module that read it is refreshed in the child or keeps
+    nothing of it (:data:`REFRESH`, :data:`HARMLESS`).
+    """
+    blockers: list[str] = []
+    for key in sorted(set(zygote_env) | set(child_env)):
+        if key == "PYTHONPATH" or zygote_env.get(key) == child_env.get(key):
+            continue
+        if key.startswith(EXEC_TIME_PREFIXES):
+            blockers.append(f"{key} is read when Python starts")
+            continue
+        readers = set(reads.get(key, (None, []))[1]) | set(iterated)
+        bad = sorted(m for m in readers if m not in REFRESH and m not in HARMLESS and _cares(m, key))
+        if bad:
+            blockers.append(f"{key} is read by {', '.join(bad)} at import")
+    return blockers
+
+
+# ---------------------------------------------------------------------------------------- recording
+
+
+class _RecordingEnviron(os._Environ):  # type: ignore[type-arg,misc]
+    """``os.environ`` that notes which module read which variable (installed while preloading)."""
+
+    reads: dict[str, tuple[str | None, set[str]]]
+    iterated: set[str]
+
+    @staticmethod
+    def _caller() -> str:
+        frame = sys._getframe(2)
+        skip = ("os", "_collections_abc", "collections.abc", "posixpath", "genericpath", __name__)
+        while frame is not None and frame.f_globals.get("__name__", "") in skip:
+            frame = frame.f_back  # type: ignore[assignment]
+        return str(frame.f_globals.get("__name__", "?")) if frame is not None else "?"
+
+    def __getitem__(self, key: str) -> str:
+        try:
+            value: str = super().__getitem__(key)
+        except KeyError:
+            self.reads.setdefault(key, (None, set()))[1].add(self._caller())
+            raise
+        self.reads.setdefault(key, (value, set()))[1].add(self._caller())
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        self.iterated.add(self._caller())
+        return super().__iter__()
+
+
+def _preload(modules: list[str]) -> tuple[dict[str, Any], list[str]]:
+    real = os.environ
+    rec = _RecordingEnviron(real._data, real.encodekey, real.decodekey, real.encodevalue, real.decodevalue)  # type: ignore[attr-defined]
+    rec.reads, rec.iterated = {}, set()
+    os.environ = rec  # noqa: B003 (same data: the real environment, observed)
+    try:
+        for name in modules:
+            importlib.import_module(name)
+    finally:
+        os.environ = real  # noqa: B003
+    reads = {k: [v, sorted(m)] for k, (v, m) in rec.reads.items()}
+    return reads, sorted(rec.iterated)
+
+
+# ---------------------------------------------------------------------------------------- child
+
+
+def _refresh_modules() -> None:
+    """Recompute environment-derived module constants for the child's environment."""
+    import ast
+
+    changed: dict[str, list[tuple[object, object]]] = {}
+    for name, names in REFRESH.items():
+        module = sys.modules.get(name)
+        path = getattr(module, "__file__", None)
+        if module is None or not path or not path.endswith(".py"):
+            continue
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+        body: list[ast.stmt] = []
+        for node in tree.body:
+            if isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                tnames = [t.id for t in targets if isinstance(t, ast.Name)]
+                if tnames and (names is None or any(t in names for t in tnames)):
+                    if isinstance(node, ast.AnnAssign) and node.value is None:
+                        continue
+                    body.append(node)
+        ns = vars(module)
+        old = dict(ns)
+        exec(compile(ast.Module(body=body, type_ignores=[]), path, "exec"), ns)
+        for key, value in ns.items():
+            if key in old and old[key] is not value and old[key] != value:
+                changed.setdefault(key, []).append((old[key], value))
+    conf = sys.modules.get("fsspec.config")
+    if conf is not None:  # fsspec reads its config files and FSSPEC_* variables at import
+        conf.conf.clear()
+        conf.set_conf_files(conf.conf_dir, conf.conf)
+        conf.set_conf_env(conf.conf, os.environ)
+    if changed:
+        _rebind(changed)
+
+
+def _rebind(changed: dict[str, list[tuple[object, object]]]) -> None:
+    """Give modules (and default arguments in the refreshed packages) that hold an old value the new one."""
+    swap = {id(old): new for pairs in changed.values() for old, new in pairs}
+    olds = {id(old): old for pairs in changed.values() for old, _ in pairs}
+
+    def fix_defaults(func: Any) -> None:
+        func = getattr(func, "__func__", func)
+        defaults = getattr(func, "__defaults__", None)
+        if defaults and any(id(d) in swap and olds[id(d)] is d for d in defaults):
+            func.__defaults__ = tuple(swap[id(d)] if id(d) in swap and olds[id(d)] is d else d for d in defaults)
+        kw = getattr(func, "__kwdefaults__", None)
+        if kw:
+            for k, d in kw.items():
+                if id(d) in swap and olds[id(d)] is d:
+                    kw[k] = swap[id(d)]
+
+    packages = {name.split(".")[0] for name in REFRESH}
+    for mod_name, module in list(sys.modules.items()):
+        ns = getattr(module, "__dict__", None)
+        if not isinstance(module, ModuleType) or not isinstance(ns, dict):
+            continue
+        if mod_name not in REFRESH:
+            for key, pairs in changed.items():
+                current = ns.get(key, ns)
+                for old_value, new_value in pairs:
+                    if current is old_value:
+                        ns[key] = new_value
+        if mod_name.split(".")[0] not in packages:
+            continue
+        for value in list(ns.values()):
+            if getattr(value, "__module__", None) != mod_name:
+                continue
+            if isinstance(value, type):
+                for attr in list(vars(value).values()):
+                    fix_defaults(attr)
+            else:
+                fix_defaults(value)
+
+
+def _reseed() -> None:
+    np_random = sys.modules.get("numpy.random")
+    if np_random is not None:
+        np_random.seed()  # the legacy global generator was seeded once, in the zygote
+
+
+_PYTHON_STARTUP_SIGNALS: dict[int, Any] = {
+    signal.SIGINT: signal.default_int_handler,
+    signal.SIGPIPE: signal.SIG_IGN,
+    signal.SIGXFSZ: signal.SIG_IGN,
+}
+
+
+def _reset_signals() -> None:
+    """Dispositions of a freshly started Python: default everywhere, except what CPython itself sets."""
+    signal.set_wakeup_fd(-1)
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(sig, _PYTHON_STARTUP_SIGNALS.get(sig, signal.SIG_DFL))
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def _child(request: dict[str, Any], fds: list[int], keep: list[int]) -> int:
+    """In the forked child: become the app. Returns the exit status for ``sys.exit``."""
+    os.setsid()
+    _reset_signals()
+    for fd in keep:
+        os.close(fd)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(fds[0], 1)
+    os.dup2(fds[1], 2)
+    for fd in {devnull, *fds}:
+        if fd > 2:
+            os.close(fd)
+    env: dict[str, str] = request["env"]
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(request["cwd"])
+    app_path: str = request["app_path"]
+    sys.argv = list(request["argv"])
+    # `python app.py`: the script's folder first, then PYTHONPATH, then the interpreter's own paths.
+    # (The zygote took its own folder off sys.path and ran without PYTHONPATH: the rest is the interpreter's.)
+    extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys.path[:] = [os.path.dirname(app_path), *extra, *sys.path]
+    import tempfile
+
+    tempfile.tempdir = None
+    time.tzset()
+    _refresh_modules()
+    _reseed()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # run_path would set sys.argv[0] to the absolute path; `python app.py` keeps it as typed ("app.py") while
+    # __file__ and code paths are absolute. Keep ours.
+    runpy._ModifiedArgv0 = _KeepArgv0  # type: ignore[misc,assignment]
+    try:
+        runpy.run_path(app_path, run_name="__main__")
+    except SystemExit as exc:
+        return _exit_status(exc.code)
+    except KeyboardInterrupt:
+        _print_exception(sys.exc_info(), app_path)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGINT)
+        return 130
+    except BaseException:
+        _print_exception(sys.exc_info(), app_path)
+        return 1
+    return 0
+
+
+class _KeepArgv0:
+    def __init__(self, value: object) -> None:
+        pass
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *args: object) -> None:
+        pass
+
+
+def _exit_status(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _print_exception(
+    info: tuple[type[BaseException] | None, BaseException | None, TracebackType | None], app_path: str
+) -> None:
+    """Print like the interpreter would for ``python app.py``: without our own (runpy) frames."""
+    exc_type, exc, tb = info
+    start = tb
+    while start is not None and start.tb_frame.f_code.co_filename != app_path:
+        start = start.tb_next
+    if exc_type is not None and exc is not None:
+        if start is not None:
+            exc.__traceback__ = start  # the hook prints the exception's own traceback
+        sys.excepthook(exc_type, exc, exc.__traceback__)
+
+
+# ---------------------------------------------------------------------------------------- server
+
+
+def _send(sock: socket.socket, message: dict[str, Any]) -> None:
+    sock.sendall(json.dumps(message).encode())
+
+
+def _exit_code(status: int) -> int:
+    return os.waitstatus_to_exitcode(status)
+
+
+def serve(sock: socket.socket, preload: list[str]) -> int:
+    started = time.perf_counter()
+    try:
+        reads, iterated = _preload(preload)
+    except BaseException:
+        _send(sock, {"type": "error", "message": traceback.format_exc()})
+        return 1
+    gc.collect()
+    gc.freeze()  # keep the preloaded objects out of the children's collections: their pages stay shared
+    _send(
+        sock,
+        {
+            "type": "hello",
+            "pid": os.getpid(),
+            "python": sys.version.split()[0],
+            "preload_seconds": round(time.perf_counter() - started, 3),
+            "threads": threading.active_count(),
+            "reads": reads,
+            "iterated": iterated,
+            "python_path": sys.path,
+        },
+    )
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    os.set_blocking(wake_r, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    selector = selectors.DefaultSelector()
+    selector.register(sock, selectors.EVENT_READ, "sock")
+    selector.register(wake_r, selectors.EVENT_READ, "wake")
+    children: set[int] = set()
+    while True:
+        for key, _ in selector.select():
+            if key.data == "wake":
+                try:
+                    while os.read(wake_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+                continue
+            fds: list[int] = []
+            msg, ancdata, _flags, _addr = sock.recvmsg(MAX_PACKET, socket.CMSG_SPACE(16 * array.array("i").itemsize))
+            if not msg:
+                return 0  # the runtime went away
+            for level, kind, data in ancdata:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fa = array.array("i")
+                    fa.frombytes(data[: len(data) - (len(data) % fa.itemsize)])
+                    fds.extend(fa)
+            request = json.loads(msg)
+            if request.get("type") != "fork" or len(fds) != 2:
+                for fd in fds:
+                    os.close(fd)
+                _send(sock, {"type": "fork_failed", "id": request.get("id"), "message": "bad request"})
+                continue
+            sys.stdout.flush()
+            sys.stderr.flush()
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                for fd in fds:
+                    os.close(fd)
+                _send(sock, {"type": "fork_failed", "id": request["id"], "message": str(exc)})
+                continue
+            if pid == 0:
+                selector.close()
+                try:
+                    return _child(request, fds, [sock.detach(), wake_r, wake_w])
+                except BaseException:  # the child could not even become the app
+                    traceback.print_exc()
+                    sys.stderr.flush()
+                    os._exit(1)
+            for fd in fds:
+                os.close(fd)
+            children.add(pid)
+            _send(sock, {"type": "forked", "id": request["id"], "pid": pid})
+        while children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            children.discard(pid)
+            _send(sock, {"type": "exit", "pid": pid, "code": _exit_code(status)})
+
+
+def main(argv: list[str]) -> int:
+    sock = socket.socket(fileno=int(argv[1]))
+    return serve(sock, argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

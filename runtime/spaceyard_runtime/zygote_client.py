@@ -1,0 +1,244 @@
+"""The runtime's side of a warm parent (:mod:`spaceyard_runtime.zygote`): spawn it, ask it to fork, learn
+how its children end.
+
+One :class:`Zygote` per (environment, preload modules). It runs the environment's own interpreter on the
+``zygote.py`` script, talks over a ``SOCK_SEQPACKET`` socketpair and hands each child its output pipes
+with ``SCM_RIGHTS``. The children are the zygote's, not ours: their exit codes come from the zygote, and
+a ``pidfd`` per child tells us they ended even if the zygote itself is gone.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+ZYGOTE_SCRIPT = Path(__file__).with_name("zygote.py")
+HELLO_TIMEOUT = 180.0
+FORK_TIMEOUT = 15.0
+EXIT_REPORT_WAIT = 2.0
+"""Seconds to wait for the zygote's exit report once a child's pidfd says it ended."""
+
+logger = logging.getLogger(__name__)
+
+
+class ZygoteError(Exception):
+    """The warm parent could not be started or could not fork."""
+
+
+class Zygote:
+    def __init__(self, key: str, python: str, preload: list[str], env: dict[str, str], workdir: Path) -> None:
+        self.key = key
+        self.python = python
+        self.preload = preload
+        self.env = env
+        self.workdir = workdir
+        self.proc: asyncio.subprocess.Process | None = None
+        self.hello: dict[str, Any] = {}
+        self.alive = False
+        self._sock: socket.socket | None = None
+        self._hello: asyncio.Future[dict[str, Any]] | None = None
+        self._pending: dict[int, asyncio.Future[int]] = {}
+        self._exits: dict[int, asyncio.Future[int | None]] = {}
+        self._pidfds: dict[int, int] = {}
+        self._seq = 0
+        self.started_at = 0.0
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def reads(self) -> dict[str, Any]:
+        reads: dict[str, Any] = self.hello.get("reads", {})
+        return reads
+
+    @property
+    def iterated(self) -> list[str]:
+        iterated: list[str] = self.hello.get("iterated", [])
+        return iterated
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.started_at = time.monotonic()
+        with open(self.workdir / "zygote.log", "ab") as logf:
+            try:
+                self.proc = await asyncio.create_subprocess_exec(
+                    self.python,
+                    str(ZYGOTE_SCRIPT),
+                    str(theirs.fileno()),
+                    *self.preload,
+                    cwd=str(self.workdir),
+                    env=self.env,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=logf,
+                    stderr=logf,
+                    pass_fds=(theirs.fileno(),),
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                ours.close()
+                raise ZygoteError(f"could not start the warm parent: {exc}") from exc
+            finally:
+                theirs.close()
+        self._sock = ours
+        self._hello = loop.create_future()
+        loop.add_reader(ours.fileno(), self._on_readable)
+        self.alive = True
+        try:
+            self.hello = await asyncio.wait_for(asyncio.shield(self._hello), HELLO_TIMEOUT)
+        except (TimeoutError, ZygoteError) as exc:
+            await self.close()
+            raise ZygoteError(f"the warm parent did not come up: {exc}") from exc
+        logger.info(
+            "warm parent %s ready: pid %s, preloaded %s in %.2f s",
+            self.key,
+            self.pid,
+            ",".join(self.preload),
+            self.hello.get("preload_seconds", 0.0),
+        )
+
+    def _on_readable(self) -> None:
+        assert self._sock is not None
+        try:
+            data = self._sock.recv(1 << 20)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._lost("the warm parent exited")
+            return
+        message = json.loads(data)
+        kind = message.get("type")
+        if kind == "hello" and self._hello and not self._hello.done():
+            self._hello.set_result(message)
+        elif kind == "error" and self._hello and not self._hello.done():
+            self._hello.set_exception(ZygoteError(message.get("message", "preload failed").strip()))
+        elif kind in ("forked", "fork_failed"):
+            future = self._pending.pop(int(message["id"]), None)
+            if future is None or future.done():
+                return
+            if kind == "forked":
+                pid = int(message["pid"])
+                self._exits[pid] = asyncio.get_running_loop().create_future()
+                future.set_result(pid)
+            else:
+                future.set_exception(ZygoteError(message.get("message", "fork failed")))
+        elif kind == "exit":
+            exited = self._exits.get(int(message["pid"]))
+            if exited is not None and not exited.done():
+                exited.set_result(int(message["code"]))
+
+    def _lost(self, reason: str) -> None:
+        if not self.alive:
+            return
+        self.alive = False
+        if self._sock is not None:
+            asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            self._sock.close()
+        if self._hello and not self._hello.done():
+            self._hello.set_exception(ZygoteError(reason))
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(ZygoteError(reason))
+        self._pending.clear()
+        logger.warning("warm parent %s: %s", self.key, reason)
+
+    async def fork(
+        self, request: dict[str, Any], stdout_fd: int, stderr_fd: int
+    ) -> tuple[int, asyncio.Future[int | None]]:
+        """Fork a child; returns its pid and a future of its exit code (``None``: unknown)."""
+        if not self.alive or self._sock is None:
+            raise ZygoteError("the warm parent is not running")
+        self._seq += 1
+        request = {**request, "type": "fork", "id": self._seq}
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending[self._seq] = future
+        fds = array.array("i", [stdout_fd, stderr_fd])
+        try:
+            self._sock.sendmsg([json.dumps(request).encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        except OSError as exc:
+            self._pending.pop(self._seq, None)
+            raise ZygoteError(f"could not reach the warm parent: {exc}") from exc
+        try:
+            pid = await asyncio.wait_for(asyncio.shield(future), FORK_TIMEOUT)
+        except TimeoutError as exc:
+            raise ZygoteError("the warm parent did not fork in time") from exc
+        return pid, self._watch(pid)
+
+    def _watch(self, pid: int) -> asyncio.Future[int | None]:
+        """The child's exit code from the zygote, or ``None`` if the zygote is gone when the child ends."""
+        loop = asyncio.get_running_loop()
+        reported = self._exits[pid]  # created when "forked" arrived; resolved by the "exit" report
+        result: asyncio.Future[int | None] = loop.create_future()
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            pidfd = -1
+
+        if pidfd >= 0:
+            self._pidfds[pid] = pidfd
+
+        def done(code: int | None) -> None:
+            if self._pidfds.pop(pid, None) is not None:
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+            if not result.done():
+                result.set_result(code)
+
+        def on_report(f: asyncio.Future[int | None]) -> None:
+            done(f.result() if not f.cancelled() else None)
+
+        async def late_report() -> None:
+            try:
+                code = await asyncio.wait_for(asyncio.shield(reported), EXIT_REPORT_WAIT if self.alive else 0.01)
+            except (TimeoutError, ZygoteError):
+                code = None
+            done(code)
+
+        def on_pidfd() -> None:  # the child ended; its code should follow from the zygote
+            loop.remove_reader(pidfd)
+            if not result.done():
+                asyncio.ensure_future(late_report())
+
+        reported.add_done_callback(on_report)
+        if pidfd >= 0:
+            loop.add_reader(pidfd, on_pidfd)
+        result.add_done_callback(lambda _: self._exits.pop(pid, None))
+        return result
+
+    def signal_child(self, pid: int, sig: int) -> None:
+        """Signal a child's process group (it called setsid) and, through a pidfd, the child itself."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+        fd = self._pidfds.get(pid)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(fd, sig)
+
+    async def close(self) -> None:
+        self._lost("shut down")
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 5.0)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+
+
+__all__ = ["ZYGOTE_SCRIPT", "Zygote", "ZygoteError"]
