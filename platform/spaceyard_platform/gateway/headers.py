@@ -7,7 +7,7 @@ more than once per request.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 SESSION_COOKIE = "spaceyard_session"
 
@@ -46,6 +46,8 @@ _CREDENTIALS: frozenset[bytes] = frozenset({b"authorization", b"x-hf-authorizati
 _WS_HANDSHAKE: frozenset[bytes] = frozenset(
     {b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions", b"sec-websocket-protocol"}
 )
+
+_SESSION_MARKER = SESSION_COOKIE.encode()
 
 _RESPONSE_DROP: frozenset[bytes] = HOP_BY_HOP | {b"x-frame-options"}
 
@@ -87,37 +89,53 @@ def strip_cookie(cookie_header: bytes, name: str) -> bytes:
     return b"; ".join(kept)
 
 
-def upstream_request_headers(
-    headers: Iterable[tuple[bytes, bytes]],
+def filter_request_headers(
+    headers: Sequence[tuple[bytes, bytes]],
     *,
     strip_credentials: bool,
     websocket: bool = False,
-) -> list[tuple[str, str]]:
+) -> list[tuple[bytes, bytes]]:
     """Request headers to forward: no hop-by-hop, no forwarding headers, no platform session cookie.
 
     ``strip_credentials`` also drops ``Authorization`` and ``x-hf-authorization`` (private Spaces: the
     token was a Spaceyard token used for access). The caller adds Host and the ``X-Forwarded-*`` set.
     """
-    headers = list(headers)
     drop = _REQUEST_DROP
-    listed = connection_listed(headers)
-    if listed:
-        drop = drop | listed
-    if strip_credentials:
-        drop = drop | _CREDENTIALS
-    if websocket:
-        drop = drop | _WS_HANDSHAKE
-    out: list[tuple[str, str]] = []
-    session_marker = SESSION_COOKIE.encode()
+    out: list[tuple[bytes, bytes]] = []
+    listed = False
     for name, value in headers:
         if name in drop:
+            if name == b"connection":
+                listed = True
             continue
-        if name == b"cookie" and session_marker in value:
+        if name == b"cookie" and _SESSION_MARKER in value:
             value = strip_cookie(value, SESSION_COOKIE)
             if not value:
                 continue
-        out.append((name.decode("latin-1"), value.decode("latin-1")))
+        out.append((name, value))
+    extra_drop: set[bytes] = set()
+    if listed:
+        extra_drop |= connection_listed(headers)
+    if strip_credentials:
+        extra_drop |= _CREDENTIALS
+    if websocket:
+        extra_drop |= _WS_HANDSHAKE
+    if extra_drop:
+        out = [(n, v) for n, v in out if n not in extra_drop]
     return out
+
+
+def upstream_request_headers(
+    headers: Sequence[tuple[bytes, bytes]],
+    *,
+    strip_credentials: bool,
+    websocket: bool = False,
+) -> list[tuple[str, str]]:
+    """:func:`filter_request_headers` as ``str`` pairs (for aiohttp)."""
+    return [
+        (n.decode("latin-1"), v.decode("latin-1"))
+        for n, v in filter_request_headers(headers, strip_credentials=strip_credentials, websocket=websocket)
+    ]
 
 
 def response_headers(

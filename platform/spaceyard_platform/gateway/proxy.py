@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -41,6 +40,7 @@ from . import pages, websocket
 from .asgi import ASGIApp, Message, Receive, Scope, Send
 from .routes import Route, RouteTable, WakeRefused
 from .static import StaticSites
+from .upstream import UpstreamConnection, UpstreamError, UpstreamPool, UpstreamTimeout
 
 log = logging.getLogger("spaceyard.gateway")
 
@@ -73,6 +73,7 @@ class Gateway:
         self._suffix_bare = ("." + bare).encode("latin-1")
         self._public_url = settings.resolved_public_url
         self._session: aiohttp.ClientSession | None = None
+        self._pool: UpstreamPool | None = None
         self._static = StaticSites()
         self._wakes: dict[str, asyncio.Future[Endpoint]] = {}
         self._counters: dict[str, Any] = {}
@@ -105,6 +106,9 @@ class Gateway:
     async def aclose(self) -> None:
         """Close the upstream connection pool (called on lifespan shutdown)."""
         session, self._session = self._session, None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
         if session is not None:
             await session.close()
 
@@ -196,6 +200,12 @@ class Gateway:
             fut.exception()  # retrieved: a refusal nobody waits for any more is not an error
 
     # -- HTTP -------------------------------------------------------------------------------------
+
+    def _pool_get(self) -> UpstreamPool:
+        pool = self._pool
+        if pool is None:
+            pool = self._pool = UpstreamPool(self.settings.upstream_connect_timeout, self.settings.stream_idle_timeout)
+        return pool
 
     def _session_get(self) -> aiohttp.ClientSession:
         session = self._session
@@ -292,6 +302,44 @@ class Gateway:
             return
         await self._proxy(scope, receive, send, match, route, endpoint, extra)
 
+    def _request_head(self, scope: Scope, match: _Match, route: Route) -> tuple[bytes, int]:
+        """The request line and headers for the app, and the body framing: 0 none, 1 length, 2 chunked."""
+        raw_path = match.raw_path or match.path.encode("utf-8") or b"/"
+        query: bytes = scope.get("query_string") or b""
+        parts = [scope["method"].encode("latin-1"), b" ", raw_path]
+        if query:
+            parts += [b"?", query]
+        parts.append(b" HTTP/1.1\r\n")
+        framing = 0
+        for name, value in hdr.filter_request_headers(scope["headers"], strip_credentials=route.private):
+            if name == b"content-length" and framing == 0 and value.strip() != b"0":
+                framing = 1
+            parts += [name, b": ", value, b"\r\n"]
+        for name, _ in scope["headers"]:
+            if name == b"transfer-encoding":
+                framing = 2
+                parts.append(b"transfer-encoding: chunked\r\n")
+                break
+        host = match.host
+        scheme = scope.get("scheme", "http")
+        proto = b"https" if scheme in ("https", "wss") else b"http"
+        if host:
+            host_b = host.encode("latin-1")
+            parts += [b"host: ", host_b, b"\r\n"]
+        client = scope.get("client")
+        if client:
+            parts += [b"x-forwarded-for: ", client[0].encode("latin-1"), b"\r\n"]
+        parts += [b"x-forwarded-proto: ", proto, b"\r\n"]
+        if match.prefix:
+            prefix = match.prefix.encode("utf-8")
+            parts += [b"x-forwarded-prefix: ", prefix, b"\r\n"]
+            if host:
+                parts += [b"x-gradio-server: ", proto, b"://", host_b, prefix, b"\r\n"]
+        elif host:
+            parts += [b"x-forwarded-host: ", host_b, b"\r\n"]
+        parts.append(b"\r\n")
+        return b"".join(parts), framing
+
     async def _proxy(
         self,
         scope: Scope,
@@ -302,56 +350,64 @@ class Gateway:
         endpoint: Endpoint,
         extra: list[tuple[bytes, bytes]],
     ) -> None:
-        raw_path = match.raw_path or match.path.encode("utf-8") or b"/"
-        query: bytes = scope.get("query_string") or b""
-        target = (raw_path + b"?" + query) if query else raw_path
-        url = URL(f"http://{endpoint.host}:{endpoint.port}{target.decode('latin-1')}", encoded=True)
-        forward = self._forward_headers(scope, match, route)
-
-        has_body = False
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                has_body = value.strip() != b"0"
-            elif name == b"transfer-encoding":
-                has_body = True
-        body_state = [not has_body]  # [request body fully read]
-        data = _request_body(receive, body_state) if has_body else None
-
-        session = self._session_get()
+        head_bytes, framing = self._request_head(scope, match, route)
+        pool = self._pool_get()
+        conn: UpstreamConnection | None = None
         try:
-            resp = await session.request(
-                scope["method"], url, headers=forward, data=data, allow_redirects=False, compress=None
-            )
-        except _UPSTREAM_ERRORS as exc:
-            if isinstance(exc, _ClientGone):
-                return
+            conn = await pool.acquire(endpoint.host, endpoint.port)
+            if framing == 0:
+                conn.write(head_bytes)
+                try:
+                    status, raw_headers = await conn.response_head()
+                except UpstreamTimeout:
+                    raise
+                except UpstreamError:
+                    if not conn.reused or conn._got_data:
+                        raise
+                    # the app closed this idle keep-alive connection meanwhile: once more on a new one
+                    conn.abort()
+                    conn = await pool.acquire(endpoint.host, endpoint.port, fresh=True)
+                    conn.write(head_bytes)
+                    status, raw_headers = await conn.response_head()
+            else:
+                conn.write(head_bytes)
+                if not await _send_body(receive, conn, chunked=framing == 2):
+                    conn.abort()
+                    return  # the visitor left during the upload
+                status, raw_headers = await conn.response_head()
+        except UpstreamError as exc:
+            if conn is not None:
+                conn.abort()
             await self._upstream_error(scope, send, route, exc)
             return
 
         watcher: asyncio.Future[None] | None = None
         try:
-            out_headers = hdr.response_headers(resp.raw_headers, extra, disable_embedding=route.disable_embedding)
+            out_headers = hdr.response_headers(raw_headers, extra, disable_embedding=route.disable_embedding)
             if match.prefix:
                 out_headers = _rewrite_location(out_headers, match.prefix, endpoint)
-            await send({"type": "http.response.start", "status": resp.status, "headers": out_headers})
-            content = resp.content
+            await send({"type": "http.response.start", "status": status, "headers": out_headers})
+            if scope["method"] == "HEAD":
+                conn.abort()  # llhttp cannot be told the response to HEAD has no body: no reuse
+                await send({"type": "http.response.body", "body": b""})
+                return
             complete = False
             try:
                 while True:
-                    chunk = await content.readany()
+                    chunk = await conn.read()
                     if not chunk:
                         complete = True
                         break
-                    if content.at_eof():
+                    if conn.at_eof:
                         await send({"type": "http.response.body", "body": chunk})
                         return
                     route.touch()
-                    if watcher is None and body_state[0]:
-                        watcher = asyncio.ensure_future(_close_on_disconnect(receive, resp))
+                    if watcher is None:
+                        watcher = asyncio.ensure_future(_close_on_disconnect(receive, conn))
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            except _UPSTREAM_ERRORS:
+            except UpstreamError:
                 # The app died or went silent mid-stream (or the visitor left and the watcher closed it).
-                complete = resp.content_length is None
+                complete = not any(name == b"content-length" for name, _ in raw_headers)
             if complete:
                 await send({"type": "http.response.body", "body": b""})
             # else: the body is shorter than its Content-Length: returning without completing makes
@@ -359,15 +415,12 @@ class Gateway:
         finally:
             if watcher is not None:
                 watcher.cancel()
-            if resp.content.at_eof() and not resp.closed:
-                resp.release()
-            else:
-                resp.close()
+            pool.release(conn)
 
     async def _upstream_error(self, scope: Scope, send: Send, route: Route, exc: BaseException) -> None:
         accept = _header(scope, b"accept")
         head = scope["method"] == "HEAD"
-        if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        if isinstance(exc, UpstreamTimeout):
             await pages.send_page(
                 send,
                 504,
@@ -415,31 +468,33 @@ class Gateway:
         )
 
 
-class _ClientGone(aiohttp.ClientError):
-    """The visitor disconnected while its request body was being forwarded."""
-
-
-async def _request_body(receive: Receive, state: list[bool]) -> AsyncIterator[bytes]:
+async def _send_body(receive: Receive, conn: UpstreamConnection, *, chunked: bool) -> bool:
+    """Stream the visitor's request body to the app as it arrives; False if the visitor left."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise _ClientGone("client disconnected during the request body")
-        chunk = message.get("body", b"")
-        more = message.get("more_body", False)
-        if not more:
-            state[0] = True
+            return False
+        chunk: bytes = message.get("body", b"")
+        more: bool = message.get("more_body", False)
         if chunk:
-            yield chunk
+            if chunked:
+                conn.write(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+            else:
+                conn.write(chunk)
+            await conn.drain()
         if not more:
-            return
+            if chunked:
+                conn.write(b"0\r\n\r\n")
+            return True
 
 
-async def _close_on_disconnect(receive: Receive, resp: aiohttp.ClientResponse) -> None:
-    """Release the app's connection as soon as the visitor goes away mid-response."""
+async def _close_on_disconnect(receive: Receive, conn: UpstreamConnection) -> None:
+    """Drop the app's connection as soon as the visitor goes away mid-response."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            resp.close()
+            conn.abort()
+            conn._fail(UpstreamError("the visitor went away"))
             return
 
 
