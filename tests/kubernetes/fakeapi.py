@@ -162,6 +162,7 @@ class FakeKubeAPI:
         self.requests = 0
         self.closing = False
         self.server: ThreadingHTTPServer | None = None
+        self.url = ""
         self.ip_counter = itertools.count(10)
 
     # ------------------------------------------------------------------ test controls
@@ -175,7 +176,8 @@ class FakeKubeAPI:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True, name="fake-kube-api").start()
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self.url
 
     def stop(self) -> None:
         with self.lock:
