@@ -175,7 +175,9 @@ class FakeKubeAPI:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True, name="fake-kube-api").start()
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True, name="fake-kube-api"
+        ).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         return self.url
 
