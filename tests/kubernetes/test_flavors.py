@@ -78,7 +78,9 @@ def test_custom_file_and_quantities(tmp_path: Path) -> None:
         yaml.safe_dump(
             {
                 "version": 1,
-                "pools": {"gpu": {"nodeSelector": {"pool": "gpu"}, "tolerations": [{"key": "gpu", "operator": "Exists"}]}},
+                "pools": {
+                    "gpu": {"nodeSelector": {"pool": "gpu"}, "tolerations": [{"key": "gpu", "operator": "Exists"}]}
+                },
                 "flavors": {
                     "tiny": {"cpu": "250m", "memory": "512Mi"},
                     "big-gpu": {"cpu": {"request": 4, "limit": 8}, "memory": "1G", "gpus": 2, "pool": "gpu"},
@@ -100,7 +102,7 @@ def test_custom_file_and_quantities(tmp_path: Path) -> None:
         ({"flavors": {"x": {"cpu": "one", "memory": "1Gi"}}}, "flavors.x.cpu.limit: 'one' is not a CPU quantity"),
         ({"flavors": {"x": {"cpu": 1, "memory": 1024}}}, "not a memory quantity with a unit"),
         ({"flavors": {"x": {"cpu": 1, "memory": "1Gi", "pool": "gpu"}}}, "flavors.x.pool: no pool 'gpu'"),
-        ({"flavors": {"x": {"cpu": {"request": 4, "limit": 2}, "memory": "1Gi"}}}, "a request is larger than its limit"),
+        ({"flavors": {"x": {"cpu": {"request": 4, "limit": 2}, "memory": "1Gi"}}}, "request is larger than its limit"),
         ({"flavors": {"x": {"cpu": 1, "memory": "1Gi", "gpus": -1}}}, "flavors.x.gpus"),
         ({"flavors": {}}, "no flavors defined"),
         ({"version": 2, "flavors": {"x": {"cpu": 1, "memory": "1Gi"}}}, "unsupported version"),
