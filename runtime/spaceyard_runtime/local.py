@@ -158,8 +158,11 @@ def _killpg(pgid: int, sig: int) -> None:
 class LocalRuntime(Runtime):
     name = "local"
 
-    def __init__(self, settings: RuntimeSettings) -> None:
+    def __init__(self, settings: RuntimeSettings, *, quiet_queue: bool = True) -> None:
+        """``quiet_queue``: forked Gradio apps get a queue that sleeps until work arrives instead of polling
+        every millisecond (:func:`spaceyard_runtime.zygote.quiet_gradio_queue`)."""
         self.settings = settings
+        self.quiet_queue = quiet_queue
         self._apps: dict[str, _App] = {}
         self._finished: OrderedDict[str, int | None] = OrderedDict()
         self._seq = 0
@@ -354,7 +357,13 @@ class LocalRuntime(Runtime):
         log(f"Fork: from the warm parent (pid {zygote.pid}, {', '.join(zygote.preload)} already imported)")
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        request = {"argv": plan.app_argv, "cwd": plan.cwd, "env": plan.env, "app_path": plan.app_path}
+        request = {
+            "argv": plan.app_argv,
+            "cwd": plan.cwd,
+            "env": plan.env,
+            "app_path": plan.app_path,
+            "quiet_queue": self.quiet_queue,
+        }
         try:
             pid, exited = await zygote.fork(request, out_w, err_w)
         except BaseException:

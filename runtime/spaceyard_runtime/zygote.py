@@ -252,6 +252,111 @@ def _reseed() -> None:
         np_random.seed()  # the legacy global generator was seeded once, in the zygote
 
 
+QUEUE_IDLE_CAP = 0.5
+"""Quiet Gradio queue: the longest an idle queue loop sleeps when nothing wakes it (a safety net only)."""
+
+
+def quiet_gradio_queue() -> bool:
+    """Make an idle Gradio queue sleep until work arrives instead of polling every millisecond.
+
+    Stock ``gradio.queueing.Queue`` loops on ``await asyncio.sleep(self.sleep_when_free)`` (1 ms) while
+    it has nothing to do, and its progress loop on a 10 ms sleep: ~1,100 event-loop wake-ups per second
+    per idle app. Here both idle sleeps wait on a wake-up that ``Queue.push`` (a new job) and
+    ``Queue.process_events`` (a job starts or ends, freeing a worker) trigger, with
+    :data:`QUEUE_IDLE_CAP` as a fallback. While jobs run, progress updates keep their own cadence. Applied
+    before the app builds its Blocks; ``False`` (nothing changed) if this Gradio does not look as expected.
+    """
+    import asyncio
+
+    module = sys.modules.get("gradio.queueing")
+    queue_cls = getattr(module, "Queue", None)
+    real = getattr(module, "asyncio", None)
+    needed = ("__init__", "push", "process_events", "start_processing", "start_progress_updates")
+    if module is None or queue_cls is None or real is not asyncio or not all(hasattr(queue_cls, n) for n in needed):
+        return False
+    waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+
+    class IdleDelay(float):
+        queue: Any = None
+        busy_delay: float | None = None
+        """Progress loop: the stock interval, kept while jobs run."""
+
+    def resolve(future: asyncio.Future[None]) -> None:
+        if not future.done():
+            future.set_result(None)
+
+    def wake() -> None:
+        try:
+            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        for loop, future in list(waiters):
+            if loop is current:
+                resolve(future)
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(resolve, future)
+
+    async def sleep(delay: float, result: Any = None) -> Any:
+        if not isinstance(delay, IdleDelay):
+            return await asyncio.sleep(delay, result)
+        if delay.busy_delay is not None and any(job is not None for job in delay.queue.active_jobs):
+            return await asyncio.sleep(delay.busy_delay, result)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(float(delay), resolve, future)
+        entry = (loop, future)
+        waiters.add(entry)
+        try:
+            await future
+        finally:
+            timer.cancel()
+            waiters.discard(entry)
+        return result
+
+    class AsyncioWithQuietSleep:
+        """``asyncio`` as ``gradio.queueing`` sees it: the same module, but idle sleeps wait for work."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(asyncio, name)
+
+    proxy = AsyncioWithQuietSleep()
+    proxy.sleep = sleep  # type: ignore[attr-defined]
+
+    original_init = queue_cls.__init__
+    original_push = queue_cls.push
+    original_process = queue_cls.process_events
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        idle = IdleDelay(max(QUEUE_IDLE_CAP, float(self.sleep_when_free)))
+        idle.queue = self
+        self.sleep_when_free = idle
+        progress = IdleDelay(max(QUEUE_IDLE_CAP, float(self.progress_update_sleep_when_free)))
+        progress.queue, progress.busy_delay = self, float(self.progress_update_sleep_when_free)
+        self.progress_update_sleep_when_free = progress
+
+    async def push(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await original_push(self, *args, **kwargs)
+        finally:
+            wake()
+
+    async def process_events(self: Any, *args: Any, **kwargs: Any) -> Any:
+        wake()  # a job started: the progress loop goes back to its own cadence
+        try:
+            return await original_process(self, *args, **kwargs)
+        finally:
+            wake()  # a worker is free: the dispatcher may start the next job
+
+    for name, func in (("__init__", __init__), ("push", push), ("process_events", process_events)):
+        original = getattr(queue_cls, name)
+        func.__name__, func.__qualname__, func.__doc__ = original.__name__, original.__qualname__, original.__doc__
+        func.__wrapped__ = original  # type: ignore[attr-defined,union-attr]
+        setattr(queue_cls, name, func)
+    module.asyncio = proxy  # type: ignore[attr-defined,union-attr]
+    return True
+
+
 _PYTHON_STARTUP_SIGNALS: dict[int, Any] = {
     signal.SIGINT: signal.default_int_handler,
     signal.SIGPIPE: signal.SIG_IGN,
@@ -299,6 +404,8 @@ def _child(request: dict[str, Any], fds: list[int], keep: list[int]) -> int:
     time.tzset()
     _refresh_modules()
     _reseed()
+    if request.get("quiet_queue"):
+        quiet_gradio_queue()
     sys.stdout.flush()
     sys.stderr.flush()
     # run_path would set sys.argv[0] to the absolute path; `python app.py` keeps it as typed ("app.py") while

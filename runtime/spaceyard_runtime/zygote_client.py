@@ -153,7 +153,7 @@ class Zygote:
             if not future.done():
                 future.set_exception(ZygoteError(reason))
         self._pending.clear()
-        logger.warning("warm parent %s: %s", self.key, reason)
+        logger.log(logging.INFO if reason == "shut down" else logging.WARNING, "warm parent %s: %s", self.key, reason)
 
     async def fork(
         self, request: dict[str, Any], stdout_fd: int, stderr_fd: int

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import socket
@@ -44,6 +45,7 @@ APP = textwrap.dedent(
             "gradio_temp": gradio.route_utils.DEFAULT_TEMP_DIR,
             "client_default": inspect.signature(gradio_client.Client).parameters["download_files"].default,
             "sys_path_head": sys.path[:2],
+            "queue_idle": float(demo._queue.sleep_when_free),
             "echo": text,
             "env": dict(os.environ),
             "cwd": os.getcwd(),
@@ -135,6 +137,11 @@ async def test_app_runs_answers_and_stops(
     assert httpx.get(url + "/", timeout=30).status_code == 200
     info = call_info(url, "ping")
     assert info["echo"] == "ping"
+    # Forked apps get the quiet queue (no 1 ms idle poll); it still answers, also calls queued behind others.
+    assert info["queue_idle"] == (0.5 if mode == "fork" else 0.001)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        echoes = list(pool.map(lambda i: call_info(url, f"call {i}")["echo"], range(4)))
+    assert echoes == [f"call {i}" for i in range(4)]
 
     env = info["env"]
     port = str(handle.endpoint.port)
