@@ -1,0 +1,64 @@
+"""The idle policy: when a Space goes to sleep. Pure functions of (now, last activity, settings, stage).
+
+* ``sleep_time`` is the Space's own setting in seconds: ``None`` = the platform's default, ``-1`` (any
+  negative value) = never sleep.
+* Only a serving Space sleeps: ``RUNNING``, or ``RUNNING_BUILDING`` (the old version serves while a new one
+  builds). A Space that is starting, building, waiting for capacity (``PENDING``) or failing never does.
+  Stages compare case-insensitively (the Hub's ``RUNNING`` and :class:`AppState` ``running`` alike).
+* The clock is the caller's (``time.monotonic()`` in the platform, a number in tests); ``last_activity``
+  must come from the same clock. Activity "in the future" (clock skew) never puts a Space to sleep.
+"""
+
+from __future__ import annotations
+
+SLEEPABLE_STAGES = frozenset({"RUNNING", "RUNNING_BUILDING"})
+
+
+def effective_sleep_time(sleep_time: int | None, default_sleep_time: int) -> int | None:
+    """Seconds of inactivity before sleeping, or ``None`` for never (``-1``)."""
+    value = default_sleep_time if sleep_time is None else sleep_time
+    return None if value < 0 else value
+
+
+def can_sleep(stage: str) -> bool:
+    return stage.upper() in SLEEPABLE_STAGES
+
+
+def sleep_at(*, last_activity: float, sleep_time: int | None, default_sleep_time: int, stage: str) -> float | None:
+    """The clock value from which the Space should sleep if nothing happens; ``None`` if it never will."""
+    if not can_sleep(stage):
+        return None
+    limit = effective_sleep_time(sleep_time, default_sleep_time)
+    return None if limit is None else last_activity + limit
+
+
+def should_sleep(
+    *, now: float, last_activity: float, sleep_time: int | None, default_sleep_time: int, stage: str
+) -> bool:
+    """Whether an awake Space should sleep now."""
+    due = sleep_at(
+        last_activity=last_activity, sleep_time=sleep_time, default_sleep_time=default_sleep_time, stage=stage
+    )
+    return due is not None and now >= due
+
+
+def next_check(
+    *,
+    now: float,
+    last_activity: float,
+    sleep_time: int | None,
+    default_sleep_time: int,
+    stage: str,
+    max_interval: float = 60.0,
+) -> float:
+    """Seconds until the idle check for this Space is worth running again (``0``: sleep it now).
+
+    The time left until it is due, but at most ``max_interval``: activity and stage changes are not
+    known in advance, so a Space that cannot sleep yet is looked at again after ``max_interval``.
+    """
+    due = sleep_at(
+        last_activity=last_activity, sleep_time=sleep_time, default_sleep_time=default_sleep_time, stage=stage
+    )
+    if due is None:
+        return max_interval
+    return max(0.0, min(due - now, max_interval))

@@ -1,0 +1,75 @@
+"""The idle policy with an injected clock: plain numbers, no sleeping."""
+
+from __future__ import annotations
+
+import pytest
+
+from spaceyard_runtime.idle import effective_sleep_time, next_check, should_sleep, sleep_at
+
+HOUR = 3600
+DEFAULT = 48 * HOUR
+
+
+def sleeps(now: float, last: float, sleep_time: int | None, stage: str = "RUNNING") -> bool:
+    return should_sleep(now=now, last_activity=last, sleep_time=sleep_time, default_sleep_time=DEFAULT, stage=stage)
+
+
+def test_effective_sleep_time() -> None:
+    assert effective_sleep_time(None, DEFAULT) == DEFAULT
+    assert effective_sleep_time(300, DEFAULT) == 300
+    assert effective_sleep_time(-1, DEFAULT) is None
+    assert effective_sleep_time(None, -1) is None  # the platform default can be "never" too
+    assert effective_sleep_time(0, DEFAULT) == 0
+
+
+def test_sleeps_once_idle_for_its_own_sleep_time() -> None:
+    last = 1_000.0
+    assert not sleeps(last + 299.9, last, 300)
+    assert sleeps(last + 300, last, 300)
+    assert sleeps(last + 10 * HOUR, last, 300)
+
+
+def test_default_sleep_time_applies_when_unset() -> None:
+    last = 5.0
+    assert not sleeps(last + DEFAULT - 1, last, None)
+    assert sleeps(last + DEFAULT, last, None)
+
+
+def test_minus_one_never_sleeps() -> None:
+    assert not sleeps(10**12, 0.0, -1)
+    assert not should_sleep(now=10**12, last_activity=0.0, sleep_time=None, default_sleep_time=-1, stage="RUNNING")
+
+
+@pytest.mark.parametrize(
+    "stage", ["PENDING", "STARTING", "BUILDING", "APP_STARTING", "RUNTIME_ERROR", "BUILD_ERROR", "SLEEPING", "PAUSED"]
+)
+def test_only_serving_spaces_sleep(stage: str) -> None:
+    assert not sleeps(10 * DEFAULT, 0.0, 300, stage)
+    assert sleep_at(last_activity=0.0, sleep_time=300, default_sleep_time=DEFAULT, stage=stage) is None
+
+
+@pytest.mark.parametrize("stage", ["RUNNING", "RUNNING_BUILDING", "running"])
+def test_running_spaces_sleep(stage: str) -> None:
+    assert sleeps(300.0, 0.0, 300, stage)
+
+
+def test_activity_resets_the_clock_and_future_activity_never_sleeps() -> None:
+    clock = 0.0
+    last = clock
+    clock += 250
+    last = clock  # a request
+    clock += 250
+    assert not sleeps(clock, last, 300)
+    clock += 50
+    assert sleeps(clock, last, 300)
+    assert not sleeps(100.0, 200.0, 0)  # last activity after "now": skewed clock
+
+
+def test_next_check() -> None:
+    kw = {"sleep_time": 300, "default_sleep_time": DEFAULT, "stage": "RUNNING"}
+    assert next_check(now=100.0, last_activity=0.0, **kw) == 60.0  # capped by max_interval
+    assert next_check(now=100.0, last_activity=0.0, max_interval=1000, **kw) == 200.0
+    assert next_check(now=300.0, last_activity=0.0, **kw) == 0.0
+    assert next_check(now=900.0, last_activity=0.0, **kw) == 0.0
+    assert next_check(now=0.0, last_activity=0.0, sleep_time=-1, default_sleep_time=DEFAULT, stage="RUNNING") == 60.0
+    assert next_check(now=0.0, last_activity=0.0, sleep_time=1, default_sleep_time=DEFAULT, stage="PENDING") == 60.0
