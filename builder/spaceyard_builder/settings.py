@@ -57,6 +57,12 @@ class BuilderSettings(BaseSettings):
         "worker (default build_timeout + 60). Short = fast recovery from a dead worker, but a build running "
         "longer than this is started a second time while the first still runs.",
     )
+    celery_queue: str = Field("spaceyard-builds", description="Celery queue build tasks are sent to and consumed from.")
+    engine_factory: str | None = Field(
+        None,
+        description="'module:callable' returning a BuildEngine for these settings, used instead of build_engine "
+        "(plugins; tests use it to run an instrumented engine inside a real worker).",
+    )
     redis_log_prefix: str = Field("spaceyard:log:", description="Prefix of every Redis key of the Redis log store.")
     redis_log_maxlen: int = Field(
         100_000, description="Redis log store: a live log stream keeps at most about this many lines (XADD MAXLEN ~)."

@@ -1,31 +1,68 @@
 """The build queue: a Celery app whose one task runs :func:`spaceyard_builder.pipeline.run_build`.
 
 Broker and result backend come from :class:`BuilderSettings`: Redis when ``SPACEYARD_REDIS_URL`` is
-set, otherwise an embedded SQLite broker under ``DATA_DIR/queue`` (no server needed). Tasks are
-``acks_late`` and rejected on worker loss, so a killed worker's build is delivered again; the task id
-is the build id, so a re-delivered build is the same build.
+set, otherwise an embedded SQLite broker under ``DATA_DIR/queue`` (no server needed). Builds go to the
+queue ``celery_queue``.
+
+Delivery guarantees (what makes a build run to completion exactly once):
+
+* tasks are ``acks_late`` and rejected (re-queued) on worker loss, with a prefetch of one: a message is
+  acknowledged only after its build has finished and its result is stored. If the worker dies
+  (``kill -9``, OOM, machine lost) the message is not acknowledged and Redis delivers it again to
+  another worker once ``celery_visibility_timeout`` has passed. That timeout is the trade-off: a short
+  one recovers quickly from a dead worker, but a build that runs *longer* than it is delivered a second
+  time while the first still runs (the build lock below then makes the second wait, so the work is not
+  done twice, but a worker slot is held). Keep it above the longest expected build (default
+  ``build_timeout + 60``). Workers sweep for expired messages every quarter of the timeout (1-10 s).
+* the task id is the build id, and the task is idempotent by build id: it first looks up the stored
+  result of that id, and a build that already finished (a re-delivery after the result was stored, or
+  a duplicate submit) returns that result without building again;
+* a per-build lock (Redis lock with a short TTL renewed by a heartbeat thread, or a file lock with the
+  SQLite broker) keeps two deliveries of the same build from running at once. A dead worker's lock
+  expires within ``LOCK_TTL`` seconds; the next attempt then restarts the build cleanly: sources and
+  environments are built in temporary directories and renamed into place, so nothing half-built is
+  reused, and the build log says it restarted.
 
 Run a worker: ``celery -A spaceyard_builder.worker worker --pool=solo`` (``spaceyard up`` starts one).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import importlib
+import threading
+from collections.abc import Iterator
 from typing import Any
 
+import redis
 from celery import Celery
 
-from .api import BuildRequest
+from .api import BuildEngine, BuildRequest, BuildResult
 from .logstores import create_log_store
 from .pipeline import run_build
 from .settings import BuilderSettings
 
 BUILD_TASK = "spaceyard.build"
+LOCK_TTL = 30.0
+"""Seconds a build lock outlives a dead worker (renewed every third of it while the build runs)."""
+
+
+def visibility_timeout(settings: BuilderSettings) -> float:
+    return settings.celery_visibility_timeout or settings.build_timeout + 60
 
 
 def celery_config(settings: BuilderSettings) -> dict[str, Any]:
     if settings.redis_url:
         broker, backend = settings.redis_url, settings.redis_url
-        transport: dict[str, Any] = {"visibility_timeout": int(settings.build_timeout) + 60}
+        vt = visibility_timeout(settings)
+        transport: dict[str, Any] = {
+            "visibility_timeout": vt,
+            # kombu sweeps for expired unacked messages every interval * throttle seconds (default 10 * 10):
+            # sweep every call, at a quarter of the timeout (1-10 s), so re-delivery follows the timeout.
+            "unacked_restore_interval": int(max(1, min(10, vt / 4))),
+            "unacked_restore_throttle": 1,
+        }
     else:
         queue = (settings.data_dir / "queue").resolve()
         queue.mkdir(parents=True, exist_ok=True)
@@ -36,16 +73,81 @@ def celery_config(settings: BuilderSettings) -> dict[str, Any]:
         "broker_url": broker,
         "result_backend": backend,
         "broker_transport_options": transport,
+        "task_default_queue": settings.celery_queue,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
+        "task_track_started": True,
         "worker_prefetch_multiplier": 1,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
         "result_expires": 7 * 24 * 3600,
         "broker_connection_retry_on_startup": True,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_hijack_root_logger": False,
     }
+
+
+def make_engine(settings: BuilderSettings) -> BuildEngine | None:
+    """The engine of ``settings.engine_factory``, or ``None`` for the ``build_engine`` default."""
+    if not settings.engine_factory:
+        return None
+    module_name, _, attr = settings.engine_factory.partition(":")
+    factory = getattr(importlib.import_module(module_name), attr)
+    engine: BuildEngine = factory(settings)
+    return engine
+
+
+class BuildGuard:
+    """Per-build-id mutual exclusion and attempt counting, on Redis or on local files."""
+
+    def __init__(self, settings: BuilderSettings) -> None:
+        self.settings = settings
+        self.ttl = min(LOCK_TTL, max(visibility_timeout(settings), 3.0))
+        self.redis = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+
+    def _key(self, build_id: str, what: str) -> str:
+        return f"spaceyard:build:{build_id}:{what}"
+
+    @contextlib.contextmanager
+    def hold(self, build_id: str) -> Iterator[None]:
+        if self.redis is None:
+            root = self.settings.data_dir / "builds"
+            root.mkdir(parents=True, exist_ok=True)
+            with open(root / f"{build_id}.lock", "w") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)  # released by the kernel if this process dies
+                yield
+            return
+        lock = self.redis.lock(self._key(build_id, "lock"), timeout=self.ttl, thread_local=False)
+        lock.acquire(blocking=True)
+        done = threading.Event()
+
+        def heartbeat() -> None:
+            while not done.wait(self.ttl / 3):
+                with contextlib.suppress(Exception):
+                    lock.extend(self.ttl, replace_ttl=True)
+
+        beat = threading.Thread(target=heartbeat, daemon=True)
+        beat.start()
+        try:
+            yield
+        finally:
+            done.set()
+            beat.join()
+            with contextlib.suppress(Exception):
+                lock.release()
+
+    def attempt(self, build_id: str) -> int:
+        """Count one more attempt at this build; returns its number (1 = first)."""
+        if self.redis is None:
+            path = self.settings.data_dir / "builds" / f"{build_id}.attempts"
+            n = int(path.read_text() or 0) + 1 if path.exists() else 1
+            path.write_text(str(n))
+            return n
+        key = self._key(build_id, "attempts")
+        n = int(self.redis.incr(key))
+        self.redis.expire(key, 7 * 24 * 3600)
+        return n
 
 
 def make_celery(settings: BuilderSettings | None = None) -> Celery:
@@ -53,10 +155,34 @@ def make_celery(settings: BuilderSettings | None = None) -> Celery:
     celery = Celery("spaceyard")
     celery.conf.update(celery_config(settings))
 
-    @celery.task(name=BUILD_TASK, bind=True, acks_late=True)  # type: ignore[untyped-decorator]
+    def finished(task: Any, build_id: str) -> dict[str, Any] | None:
+        meta = task.backend.get_task_meta(build_id)
+        if meta.get("status") == "SUCCESS" and isinstance(meta.get("result"), dict):
+            result: dict[str, Any] = meta["result"]
+            return result
+        return None
+
+    @celery.task(  # type: ignore[untyped-decorator]
+        name=BUILD_TASK, bind=True, acks_late=True, reject_on_worker_lost=True
+    )
     def build(self: Any, request: dict[str, Any]) -> dict[str, Any]:
         req = BuildRequest.model_validate(request)
-        return run_build(req, settings, create_log_store(settings)).model_dump()
+        stored = finished(self, req.build_id)
+        if stored is not None:
+            return stored
+        guard = BuildGuard(settings)
+        with guard.hold(req.build_id):
+            stored = finished(self, req.build_id)  # a duplicate finished while we waited for the lock
+            if stored is not None:
+                return stored
+            attempt = guard.attempt(req.build_id)
+            log_store = create_log_store(settings)
+            if attempt > 1:
+                log_store.append(
+                    req.log_key, f"--> Build restarted (attempt {attempt}): the previous worker stopped mid-build"
+                )
+            result: BuildResult = run_build(req, settings, log_store, engine=make_engine(settings))
+            return result.model_dump()
 
     return celery
 

@@ -34,12 +34,15 @@ bind mounts. The SDK is used for everything else (inspect, tag, push).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -187,6 +190,12 @@ def _buildkit_cli(preferred: str | None) -> list[str]:
         "no docker CLI able to run BuildKit builds: install the buildx plugin, or set SPACEYARD_DOCKER_CLI "
         "to a docker CLI older than 23 (e.g. Debian's /usr/bin/docker)"
     )
+
+
+def _die_with_parent() -> None:
+    """In the docker CLI child: get SIGKILL when the worker dies, so a killed build does not run on."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class _Scrubber:
@@ -383,7 +392,14 @@ class DockerEngine(BuildEngine):
 
     def _run(self, argv: list[str], env: dict[str, str], on_line: BuildLog) -> int:
         proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, bufsize=1, errors="replace"
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            text=True,
+            bufsize=1,
+            errors="replace",
+            preexec_fn=_die_with_parent,
         )
         timer = threading.Timer(self.settings.build_timeout, proc.kill)
         timer.start()
