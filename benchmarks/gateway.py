@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -291,7 +290,11 @@ def bench(duration: float) -> dict[str, Any]:
     with (
         process([py, me, "serve-upstream", str(up_port)], up_port, work / "upstream.log"),
         process([py, me, "serve-gateway", str(gw_port), str(up_port)], gw_port, work / "gateway.log"),
-        process(["nginx", "-p", str(work), "-e", str(work / "error.log"), "-c", str(work / "nginx.conf")], ng_port, work / "nginx.log"),
+        process(
+            ["nginx", "-p", str(work), "-e", str(work / "error.log"), "-c", str(work / "nginx.conf")],
+            ng_port,
+            work / "nginx.log",
+        ),
     ):
         targets = {
             "direct": (f"http://127.0.0.1:{up_port}/", f"127.0.0.1:{up_port}"),
@@ -349,7 +352,11 @@ def report(results: dict[str, Any], duration: float) -> str:
             f"| {name} | {a['rps']:,.0f} | {a['p50']:.3f} ms | {a['p99']:.3f} ms | "
             f"{b['rps']:,.0f} | {b['p50']:.3f} ms | {b['p99']:.3f} ms |"
         )
-    lines += ["", "| added over direct | c=1 p50 | c=1 p99 | c=50 p50 | c=50 p99 | req/s vs nginx c=1 | c=50 |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| added over direct | c=1 p50 | c=1 p99 | c=50 p50 | c=50 p99 | req/s vs nginx c=1 | c=50 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name in ("nginx", "gateway"):
         row = [name]
         for conns in (1, 50):
@@ -362,7 +369,7 @@ def report(results: dict[str, Any], duration: float) -> str:
     sse, ws = results["sse"], results["ws"]
     lines += [
         "",
-        f"### Streaming and websockets",
+        "### Streaming and websockets",
         "",
         f"SSE: {SSE_EVENTS} events, one every {SSE_INTERVAL * 1000:.0f} ms; latency = receipt minus the upstream's "
         f"emit time. Websocket: {WS_ROUNDS} round trips of a 64-byte text message after {WS_WARMUP} warm-up, one client.",

@@ -236,7 +236,7 @@ def upstream() -> Iterator[Upstream]:
     port = free_port()
     state = UpstreamState()
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(upstream_app(state), access_log=None)
+    runner = web.AppRunner(upstream_app(state), access_log=None, keepalive_timeout=1.0)
     ready = threading.Event()
 
     def run() -> None:

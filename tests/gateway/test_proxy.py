@@ -379,3 +379,70 @@ def test_static_space(gateway: GatewayServer, site: Path) -> None:
     r = httpx.get(f"{gateway.url}/", headers={"Host": gateway.host("kim-site2")})
     assert r.text == "<h1>home</h1>"
     assert httpx.post(base + "/").status_code == 405
+
+
+# -- the upstream connection pool -------------------------------------------------------------------
+
+
+def test_keep_alive_connections_closed_by_the_app_are_not_a_problem(gateway: GatewayServer, upstream: Upstream) -> None:
+    """The app closes idle keep-alive connections after 1 s; the gateway's next request still works."""
+    gateway.add("lena/idle", upstream.endpoint)
+    with httpx.Client() as client:
+        for _ in range(3):
+            assert client.get(f"{gateway.url}/apps/lena/idle/headers").status_code == 200
+            time.sleep(1.2)
+        assert client.get(f"{gateway.url}/apps/lena/idle/headers").status_code == 200
+
+
+def test_head_and_bodies_with_length(gateway: GatewayServer, upstream: Upstream) -> None:
+    gateway.add("lena/methods", upstream.endpoint)
+    base = f"{gateway.url}/apps/lena/methods"
+    with httpx.Client() as client:
+        head = client.head(base + "/download?size=1000")
+        assert head.status_code == 200 and head.headers["content-length"] == "1000" and head.content == b""
+        assert len(client.get(base + "/download?size=1000").content) == 1000  # the connection after HEAD is fine
+        r = client.post(base + "/upload", content=b"a" * 12345)
+        assert r.json()["size"] == 12345
+        r = client.post(base + "/upload", content=b"")
+        assert r.json()["size"] == 0
+        r = client.put(base + "/headers", content=b"x")
+        assert r.json()["method"] == "PUT"
+        assert r.json()["path"] == "/headers"
+
+
+def test_request_on_a_stale_pooled_connection_is_retried(gateway: GatewayServer) -> None:
+    """An app that drops a kept-alive connection when the next request arrives (the keep-alive race)."""
+    port = free_port()
+    answered: list[int] = []
+    ready = threading.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served = 0
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n") if not reader.at_eof() else b""
+            if not head:
+                break
+            if served == 1:  # second request on this connection: hang up without an answer
+                writer.close()
+                return
+            served += 1
+            answered.append(port)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok")
+            await writer.drain()
+
+    def run() -> None:
+        async def main() -> None:
+            server = await asyncio.start_server(handle, "127.0.0.1", port)
+            ready.set()
+            async with server:
+                await asyncio.sleep(10)
+
+        asyncio.run(main())
+
+    threading.Thread(target=run, daemon=True).start()
+    assert ready.wait(5)
+    gateway.add("lena/racy", Endpoint("127.0.0.1", port))
+    for _ in range(3):
+        r = httpx.get(f"{gateway.url}/apps/lena/racy/")
+        assert r.status_code == 200 and r.text == "ok"
+    assert len(answered) == 3

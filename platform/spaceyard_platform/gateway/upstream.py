@@ -53,6 +53,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_head",
         "_headers",
         "_idle_timeout",
+        "_keep_alive",
         "_lost",
         "_paused",
         "_pool_key",
@@ -97,6 +98,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._skip = False
         self._body_framing = False
         self._reading_paused = False
+        self._keep_alive = False
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
 
@@ -153,6 +155,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._headers = []
             return
         self._status = status
+        self._keep_alive = self.parser.should_keep_alive()
         for name, value in self._headers:
             if name == b"content-length" or (name == b"transfer-encoding" and b"chunked" in value.lower()):
                 self._body_framing = True
@@ -263,7 +266,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
-        return self._complete and not self._chunks and self.alive and self.parser.should_keep_alive()
+        return self._complete and not self._chunks and self._keep_alive and self.alive
 
     def abort(self) -> None:
         self._lost = True
