@@ -301,7 +301,7 @@ def bench(duration: float) -> dict[str, Any]:
             "nginx": (f"http://127.0.0.1:{ng_port}/", f"127.0.0.1:{ng_port}"),
             "gateway": (f"http://127.0.0.1:{gw_port}/", gw_host),
         }
-        for name, (url, host) in targets.items():  # warm up pools and caches
+        for url, host in targets.values():  # warm up pools and caches
             wrk(url, 50, 1, host)
         for conns in (1, 50):
             for name, (url, host) in targets.items():
@@ -372,7 +372,8 @@ def report(results: dict[str, Any], duration: float) -> str:
         "### Streaming and websockets",
         "",
         f"SSE: {SSE_EVENTS} events, one every {SSE_INTERVAL * 1000:.0f} ms; latency = receipt minus the upstream's "
-        f"emit time. Websocket: {WS_ROUNDS} round trips of a 64-byte text message after {WS_WARMUP} warm-up, one client.",
+        f"emit time. Websocket: {WS_ROUNDS} round trips of a 64-byte text message after {WS_WARMUP} warm-up, "
+        "one client.",
         "",
         "| path | SSE p50 | SSE p99 | SSE max | ws RTT p50 | ws RTT p99 | ws added p50 |",
         "|---|---|---|---|---|---|---|",
