@@ -160,6 +160,8 @@ class FakeKubeAPI:
         self.writes: list[tuple[str, str]] = []
         """(method, path) of every successful write, for assertions."""
         self.requests = 0
+        self.calls: list[tuple[str, str, bool]] = []
+        """(method, path, is_watch) of every request, for the RBAC test."""
         self.closing = False
         self.server: ThreadingHTTPServer | None = None
         self.url = ""
@@ -689,6 +691,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = json.loads(raw) if raw else None
             match = PATH.match(path)
+            self.api.calls.append((method, path, query.get("watch", "").lower() == "true"))
             if method == "GET" and match and query.get("watch", "").lower() == "true":
                 gv = match["core"] or f"{match['group']}/{match['version']}"
                 events = self.api.watch(gv, match["plural"], match["ns"], query)
