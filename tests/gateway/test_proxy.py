@@ -249,7 +249,7 @@ def test_refused_connection_is_502(gateway: GatewayServer) -> None:
 
 
 def test_event_stream_arrives_event_by_event(gateway: GatewayServer, upstream: Upstream) -> None:
-    gateway.add("ivy/ticks", upstream.endpoint)
+    route = gateway.add("ivy/ticks", upstream.endpoint)
     arrivals: list[float] = []
     with httpx.stream("GET", f"{gateway.url}/apps/ivy/ticks/ticks", timeout=10) as r:
         assert r.headers["content-type"] == "text/event-stream"
@@ -258,6 +258,7 @@ def test_event_stream_arrives_event_by_event(gateway: GatewayServer, upstream: U
                 arrivals.append(time.monotonic())
                 if len(arrivals) == 6:
                     break
+    assert route.last_activity >= arrivals[-2]  # streamed chunks count as activity, not just the request
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
     # the app emits every 0.1 s: events arrive spread out like that, not in one burst at the end
     assert arrivals[-1] - arrivals[0] >= 0.25

@@ -69,3 +69,21 @@ def test_unknown_space_and_dead_app_refuse_the_handshake(gateway: GatewayServer)
     with pytest.raises(InvalidStatus) as info:
         connect(f"ws://127.0.0.1:{gateway.port}/apps/wendy/dead/ws")
     assert info.value.response.status_code == 502
+
+
+def test_private_space_websocket(gateway: GatewayServer, upstream: Upstream) -> None:
+    class Authorizer:
+        def can_read(self, space_id: str, token: str | None, session: str | None) -> bool:
+            return token == "ws-token"
+
+    gateway.routes.authorizer = Authorizer()
+    route = gateway.add("wendy/private", upstream.endpoint, private=True)
+    url = f"ws://127.0.0.1:{gateway.port}/apps/wendy/private/ws"
+    with pytest.raises(InvalidStatus) as info:
+        connect(url)
+    assert info.value.response.status_code == 404
+    before = route.last_activity
+    with connect(url, additional_headers={"Authorization": "Bearer ws-token"}) as ws:
+        ws.send("secret")
+        assert ws.recv(timeout=5) == "secret"
+    assert route.last_activity > before  # frames count as activity
