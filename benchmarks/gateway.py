@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -277,7 +278,7 @@ def run_async(coro: Any) -> Any:
 # -- the benchmark --------------------------------------------------------------------------------
 
 
-def bench(duration: float) -> dict[str, Any]:
+def bench(duration: float, repeat: int) -> dict[str, Any]:
     ensure_tools()
     os.sched_setaffinity(0, {int(CLIENT_CPU)})
     work = Path(tempfile.mkdtemp(prefix="spaceyard-bench-"))
@@ -303,10 +304,14 @@ def bench(duration: float) -> dict[str, Any]:
         }
         for url, host in targets.values():  # warm up pools and caches
             wrk(url, 50, 1, host)
-        for conns in (1, 50):
-            for name, (url, host) in targets.items():
-                results["http"][(name, conns)] = wrk(url, conns, duration, host)
-                print(name, conns, results["http"][(name, conns)], flush=True)
+        runs: dict[tuple[str, int], list[dict[str, float]]] = {}
+        for _ in range(repeat):  # interleaved, so noise from other work on the machine is spread evenly
+            for conns in (1, 50):
+                for name, (url, host) in targets.items():
+                    runs.setdefault((name, conns), []).append(wrk(url, conns, duration, host))
+                    print(name, conns, runs[(name, conns)][-1], flush=True)
+        for key, values in runs.items():
+            results["http"][key] = {m: statistics.median(v[m] for v in values) for m in ("rps", "p50", "p99")}
         for name, (_, host) in targets.items():
             port = int(host.rsplit(":", 1)[1]) if name != "gateway" else gw_port
             results["sse"][name] = run_async(sse_latencies(port, host))
@@ -328,7 +333,7 @@ def nginx_version() -> str:
     return (out.stderr or out.stdout).strip().split("/")[-1]
 
 
-def report(results: dict[str, Any], duration: float) -> str:
+def report(results: dict[str, Any], duration: float, repeat: int) -> str:
     import aiohttp
     import uvicorn
 
@@ -338,8 +343,9 @@ def report(results: dict[str, Any], duration: float) -> str:
         f"{os.cpu_count()} vCPU ({cpu_model()}), Python {sys.version.split()[0]}, uvicorn {uvicorn.__version__} "
         f"(uvloop + httptools, 1 worker), aiohttp {aiohttp.__version__}, nginx {nginx_version()} (1 worker, "
         f"upstream keep-alive, `proxy_buffering off`). Upstream: raw ASGI `Hello, world!` under uvicorn. "
-        f"`wrk -t1 -d{duration:g}s --latency` pinned to cpu0; upstream and proxy share cpu1, so c=50 rows measure "
-        "proxy + upstream on one core. The gateway is reached by its subdomain (`Host: bench-hello.localhost:PORT`).",
+        f"`wrk -t1 -d{duration:g}s --latency` pinned to cpu0, {repeat} interleaved runs per cell, medians shown; "
+        "upstream and proxy share cpu1, so c=50 rows measure proxy + upstream on one core. The gateway is reached "
+        "by its subdomain (`Host: bench-hello.localhost:PORT`). Other work on the machine adds noise, mostly to p99.",
         "",
         "### HTTP: hello world",
         "",
@@ -421,10 +427,11 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
+    parser.add_argument("--repeat", type=int, default=3, help="wrk runs per cell (median reported)")
     parser.add_argument("--no-write", action="store_true", help="print the table, do not touch docs/benchmarks.md")
     args = parser.parse_args()
-    results = bench(args.duration)
-    markdown = report(results, args.duration)
+    results = bench(args.duration, args.repeat)
+    markdown = report(results, args.duration, args.repeat)
     print(markdown)
     if not args.no_write:
         from _report import write_section

@@ -109,6 +109,8 @@ def test_hop_by_hop_headers_are_removed_both_ways(gateway: GatewayServer, upstre
     # response: the app's Connection-listed header and Keep-Alive are not passed on
     assert "x-hop" not in r.headers
     assert "keep-alive" not in r.headers
+    assert len(r.headers.get_list("date")) == 1  # the gateway's, not also the app's
+    assert len(r.headers.get_list("server")) <= 1
 
 
 def test_embedding_allowed_by_default(gateway: GatewayServer, upstream: Upstream) -> None:

@@ -49,7 +49,8 @@ _WS_HANDSHAKE: frozenset[bytes] = frozenset(
 
 _SESSION_MARKER = SESSION_COOKIE.encode()
 
-_RESPONSE_DROP: frozenset[bytes] = HOP_BY_HOP | {b"x-frame-options"}
+_RESPONSE_DROP: frozenset[bytes] = HOP_BY_HOP | {b"x-frame-options", b"date", b"server"}
+"""Also dropped: the app's ``Date`` and ``Server`` (the ASGI server adds its own, as nginx does)."""
 
 
 def connection_listed(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
