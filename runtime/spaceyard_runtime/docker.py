@@ -274,6 +274,8 @@ class DockerRuntime(Runtime):
             (n.get("IPAddress") for n in nets.values() if n.get("IPAddress")), ""
         )
         if not ip:
+            if not attrs["State"].get("Running"):
+                return ""  # it already exited: wait_ready reports the crash with its output
             raise AppStartError(f"the container has no address on network {network}")
         return str(ip)
 

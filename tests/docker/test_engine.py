@@ -1,0 +1,153 @@
+"""DockerEngine against a real dockerd: the samples build, caching works, secrets stay secret."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+import pytest
+
+from spaceyard_builder.api import BuildResult
+from spaceyard_builder.engines.docker import DockerEngine, generated_dockerfile
+from spaceyard_builder.settings import BuilderSettings
+from spaceyard_builder.spaceconfig import parse_readme
+
+from .conftest import SAMPLES, BuildFn, git_commit
+
+pytestmark = pytest.mark.docker
+
+
+def test_streamlit_sample_builds_an_image(streamlit_build: BuildResult, docker_client: docker.DockerClient) -> None:
+    assert streamlit_build.sdk == "streamlit" and streamlit_build.app_port == 7860
+    image = docker_client.images.get(streamlit_build.artifact)
+    config = image.attrs["Config"]
+    assert config["User"] == "1000"
+    assert config["WorkingDir"] == "/home/user/app"
+    env = dict(e.split("=", 1) for e in config["Env"])
+    assert env["HOME"] == "/home/user" and env["SYSTEM"] == "spaces" and env["PYTHONPATH"] == "/home/user/app"
+    assert "7860/tcp" in config["ExposedPorts"]
+    assert config["Cmd"][:3] == ["streamlit", "run", "app.py"]
+
+
+def test_docker_sample_builds_with_base_image_and_variables(
+    docker_build: BuildResult, docker_client: docker.DockerClient, base_image: str
+) -> None:
+    assert docker_build.sdk == "docker" and docker_build.app_port == 8080
+    image = docker_client.images.get(docker_build.artifact)
+    env = dict(e.split("=", 1) for e in image.attrs["Config"]["Env"])
+    assert env["GREETING"] == "Howdy"  # the Space variable arrived as a build arg
+    base = docker_client.images.get(base_image)
+    assert image.attrs["RootFS"]["Layers"][0] == base.attrs["RootFS"]["Layers"][0]
+
+
+def test_static_sample_needs_no_image(static_build: BuildResult) -> None:
+    assert static_build.sdk == "static"
+    assert static_build.artifact.startswith("static:")
+    assert (Path(static_build.artifact.removeprefix("static:")) / "index.html").exists()
+
+
+def test_generated_dockerfile_puts_dependencies_before_code(tmp_path: Path) -> None:
+    src = tmp_path / "s"
+    shutil.copytree(SAMPLES / "hello-streamlit", src)
+    (src / "requirements.txt").write_text("six\n")
+    (src / "pre-requirements.txt").write_text("pip\n")
+    (src / "packages.txt").write_text("curl\n")
+    text = generated_dockerfile(parse_readme((src / "README.md").read_text()), src, BuilderSettings())
+    order = [text.index(s) for s in ("packages.txt", "pre-requirements.txt", "-r /tmp/requirements.txt",
+                                     "streamlit==1.67.0", "COPY --chown=1000:1000 . /home/user/app")]  # fmt: skip
+    assert order == sorted(order)
+    assert "useradd -m -u 1000 user" in text and "USER 1000" in text and "WORKDIR /home/user/app" in text
+    assert text.index("apt-get") > text.index("USER root")
+
+
+def test_no_change_rebuild_is_a_cache_hit_without_docker_build(
+    streamlit_build: BuildResult,
+    build: BuildFn,
+    sample_repo: Callable[[str], tuple[str, str, Path]],
+    engine: DockerEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_build(*args: object, **kwargs: object) -> int:
+        raise AssertionError("docker build must not run for unchanged input")
+
+    monkeypatch.setattr(engine, "_run", no_build)
+    repo, sha, _ = sample_repo("hello-streamlit")
+    result, log = build(repo, sha, "samples/hello-streamlit")
+    assert result.ok and result.cache_hit
+    assert result.artifact == streamlit_build.artifact
+    assert any("Reusing image" in line for line in log)
+
+
+def test_app_only_commit_reuses_dependency_layers(
+    streamlit_build: BuildResult,
+    build: BuildFn,
+    engine: DockerEngine,
+    tmp_path: Path,
+) -> None:
+    work = tmp_path / "hello-streamlit"
+    shutil.copytree(SAMPLES / "hello-streamlit", work)
+    repo, _ = git_commit(work)
+    # A unique app change, so the image is really rebuilt on every run (not found from a previous run).
+    (work / "app.py").write_text((work / "app.py").read_text() + f"\nst.write('build {uuid.uuid4().hex}')\n")
+    repo, sha = git_commit(work, Path(repo), "app change only")
+    result, log = build(repo, sha, "samples/hello-streamlit-app-change")
+    assert result.ok, "\n".join(log[-30:])
+    assert not result.cache_hit and result.artifact != streamlit_build.artifact
+    before, after = engine.layers(streamlit_build.artifact), engine.layers(result.artifact)
+    # Every layer but the app code's is the same layer: nothing was reinstalled.
+    assert len(before) == len(after)
+    assert after[:-1] == before[:-1]
+    assert after[-1] != before[-1]
+    assert not any("uv pip install" in line and "DONE" in line for line in log)
+    installs = [line for line in log if "uv pip install" in line]
+    assert installs and all(line.startswith("#") for line in installs)
+    assert any("CACHED" in line for line in log)
+
+
+def test_secrets_never_reach_image_history_or_log(
+    build: BuildFn, engine: DockerEngine, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    secret = f"sy-secret-{uuid.uuid4().hex}"
+    work = tmp_path / "secret-space"
+    work.mkdir()
+    (work / "README.md").write_text("---\ntitle: Secret\nsdk: docker\napp_port: 8080\n---\n")
+    (work / "Dockerfile").write_text(
+        "ARG BASE_IMAGE=python:3.11-slim\n"
+        "FROM ${BASE_IMAGE}\n"
+        "ARG PUBLIC_VAR=unset\n"
+        "COPY nonce.txt /nonce.txt\n"
+        "RUN --mount=type=secret,id=API_TOKEN,mode=0444,required=true "
+        'echo "token is $(cat /run/secrets/API_TOKEN)" && test -s /run/secrets/API_TOKEN\n'
+        'RUN echo "public is $PUBLIC_VAR" > /public.txt\n'
+        'CMD ["python3", "-m", "http.server", "8080"]\n'
+    )
+    # Secret values are not part of the cache key (BuildKit's neither): a nonce makes this a real build.
+    (work / "nonce.txt").write_text(uuid.uuid4().hex)
+    repo, sha = git_commit(work)
+    result, log = build(
+        repo, sha, "tests/secret-space", secrets={"API_TOKEN": secret}, variables={"PUBLIC_VAR": "visible"}
+    )
+    assert result.ok, "\n".join(log[-30:])
+    text = "\n".join(log)
+    assert secret not in text
+    assert "token is ***" in text  # the build used it, and the log shows it scrubbed
+    history = subprocess.run(
+        ["docker", "history", "--no-trunc", result.artifact], capture_output=True, text=True, check=True
+    ).stdout
+    assert secret not in history and "API_TOKEN" in history
+    inspect = json.dumps(docker_client.images.get(result.artifact).attrs)
+    assert secret not in inspect
+    # Not in any layer either: search the whole exported image.
+    found = False
+    tail = b""
+    for chunk in docker_client.images.get(result.artifact).save(chunk_size=1 << 20):
+        if secret.encode() in tail + chunk:
+            found = True
+            break
+        tail = chunk[-len(secret) :]
+    assert not found

@@ -1,0 +1,199 @@
+"""DockerRuntime against a real dockerd: samples answer HTTP, sandbox settings, sleep and wake, crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+
+import docker
+import pytest
+
+from spaceyard_builder.api import BuildResult
+from spaceyard_runtime.api import AppSpec, AppState, Flavor
+from spaceyard_runtime.docker import DockerRuntime, GpuAllocator
+from spaceyard_runtime.errors import AppCrashed, AppStartError, CapacityPending
+from spaceyard_runtime.settings import RuntimeSettings
+
+from .conftest import BuildFn, git_commit, spec_for, start_app
+
+pytestmark = pytest.mark.docker
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.status, resp.read()
+
+
+async def _http(url: str) -> tuple[int, bytes]:
+    return await asyncio.to_thread(_get, url)
+
+
+def _exec(client: docker.DockerClient, container_id: str, code: str) -> str:
+    out = client.containers.get(container_id).exec_run(["python3", "-c", code])
+    return bytes(out.output).decode().strip()
+
+
+async def test_streamlit_sample_runs_read_only_as_uid_1000_with_limits(
+    runtime: DockerRuntime, streamlit_build: BuildResult, docker_client: docker.DockerClient
+) -> None:
+    lines: list[str] = []
+    spec = spec_for(streamlit_build, env={"SPACE_ID": "samples/hello-streamlit"},
+                    flavor=Flavor(name="cpu-test", cpu=0.5, memory_mib=768))  # fmt: skip
+    handle = await start_app(runtime, spec, lines)
+    await runtime.wait_ready(handle, 120)
+    status, body = await _http(handle.endpoint.url + "/")
+    assert status == 200 and b"Streamlit" in body
+    assert (await runtime.poll(handle)).state == AppState.RUNNING
+
+    attrs = docker_client.api.inspect_container(handle.backend_id)
+    host = attrs["HostConfig"]
+    assert attrs["Config"]["User"] == "1000:1000"
+    assert host["NanoCpus"] == 500_000_000
+    assert host["Memory"] == 768 * 2**20 and host["MemorySwap"] == 768 * 2**20
+    assert host["ReadonlyRootfs"] is True
+    assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
+    assert set(host["Tmpfs"]) >= {"/tmp", "/home/user/.cache"}
+    assert _exec(docker_client, handle.backend_id, "import os; print(os.getuid(), os.getgid())") == "1000 1000"
+    assert "Read-only file system" in _exec(
+        docker_client, handle.backend_id, "open('/home/user/app/x', 'w')"
+    ) or "Errno 30" in _exec(docker_client, handle.backend_id, "open('/home/user/app/x', 'w')")
+    await asyncio.sleep(0.3)
+    assert any("Uvicorn server started" in line or "You can now view" in line for line in lines), lines
+
+
+async def test_docker_sample_answers_on_app_port_with_only_its_env(
+    runtime: DockerRuntime,
+    docker_build: BuildResult,
+    docker_client: docker.DockerClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SPACEYARD_ADMIN_TOKEN", "platform-credential-must-not-leak")
+    lines: list[str] = []
+    spec = spec_for(docker_build, env={"SPACE_ID": "samples/hello-docker", "MY_SECRET": "runtime-secret"})
+    handle = await start_app(runtime, spec, lines)
+    assert handle.endpoint.port == 8080
+    await runtime.wait_ready(handle, 60)
+    status, body = await _http(handle.endpoint.url + "/api/info")
+    info = json.loads(body)
+    assert status == 200 and info == {"greeting": "Howdy", "uid": 1000, "space": "samples/hello-docker"}
+    env = dict(e.split("=", 1) for e in docker_client.api.inspect_container(handle.backend_id)["Config"]["Env"])
+    assert env["MY_SECRET"] == "runtime-secret"
+    assert not any("platform-credential" in v for v in env.values())
+    assert not any(k.startswith("SPACEYARD_") for k in env)
+    await asyncio.sleep(0.3)
+    assert "listening on 0.0.0.0:8080" in lines
+
+
+async def test_suspend_stops_and_resume_starts_the_same_container(
+    runtime: DockerRuntime, docker_build: BuildResult, docker_client: docker.DockerClient
+) -> None:
+    lines: list[str] = []
+    handle = await start_app(runtime, spec_for(docker_build, "samples/sleepy-docker"), lines)
+    await runtime.wait_ready(handle, 60)
+    await runtime.suspend(handle)
+    assert docker_client.api.inspect_container(handle.backend_id)["State"]["Running"] is False
+    assert (await runtime.poll(handle)).state == AppState.EXITED
+
+    woken = await runtime.resume(handle, lines.append)
+    runtime.started.append(woken)  # type: ignore[attr-defined]
+    assert woken.backend_id == handle.backend_id and woken.start_mode == "reuse"
+    await runtime.wait_ready(woken, 60)
+    status, _ = await _http(woken.endpoint.url + "/")
+    assert status == 200
+    assert docker_client.api.inspect_container(woken.backend_id)["State"]["Running"] is True
+    await asyncio.sleep(0.3)
+    assert sum(1 for line in lines if line.startswith("===== Application Startup")) == 2
+    assert lines.count("listening on 0.0.0.0:8080") == 2  # the first run's output is not replayed
+
+    await runtime.stop(woken)
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.api.inspect_container(woken.backend_id)
+    assert (await runtime.poll(woken)).state == AppState.EXITED
+    await runtime.stop(woken)  # idempotent
+
+
+async def test_spaces_are_isolated_from_each_other_and_the_host(
+    runtime: DockerRuntime, docker_build: BuildResult, docker_client: docker.DockerClient
+) -> None:
+    a = await start_app(runtime, spec_for(docker_build, "iso/space-a"))
+    b = await start_app(runtime, spec_for(docker_build, "iso/space-b"))
+    await asyncio.gather(runtime.wait_ready(a, 60), runtime.wait_ready(b, 60))
+    assert (await _http(b.endpoint.url + "/"))[0] == 200  # the platform (host) reaches both
+    probe = (
+        "import socket\n"
+        "def c(h, p):\n"
+        "    s = socket.socket(); s.settimeout(2)\n"
+        "    try: return s.connect_ex((h, p))\n"
+        "    finally: s.close()\n"
+        f"print(c({b.endpoint.host!r}, 8080), c('1.1.1.1', 443), c('127.0.0.1', 6379))\n"
+    )
+    codes = [int(c) for c in _exec(docker_client, a.backend_id, probe).split()]
+    assert all(code != 0 for code in codes), codes  # no other Space, no internet, no host loopback
+    routes = docker_client.containers.get(a.backend_id).exec_run(["cat", "/proc/net/route"]).output.decode()
+    destinations = [line.split()[1] for line in routes.splitlines()[1:] if line.strip()]
+    assert destinations and "00000000" not in destinations  # no default route
+    lookup = _exec(docker_client, a.backend_id,
+                   "import socket\ntry: socket.getaddrinfo('pypi.org', 443); print('resolved')\n"
+                   "except OSError: print('no dns')")  # fmt: skip
+    assert lookup == "no dns"
+    attrs = docker_client.api.inspect_container(a.backend_id)
+    assert attrs["HostConfig"]["NetworkMode"] == "spaceyard-iso-space-a"
+    assert docker_client.networks.get("spaceyard-iso-space-a").attrs["Internal"] is True
+
+
+async def test_crash_before_ready_raises_with_exit_code_and_log_tail(
+    runtime: DockerRuntime, build: BuildFn, tmp_path: pytest.TempPathFactory
+) -> None:
+    work = tmp_path / "crashy"  # type: ignore[operator]
+    work.mkdir()
+    (work / "README.md").write_text("---\ntitle: Crashy\nsdk: docker\napp_port: 8080\n---\n")
+    (work / "Dockerfile").write_text(
+        "ARG BASE_IMAGE=python:3.11-slim\nFROM ${BASE_IMAGE}\n"
+        'CMD ["python3", "-c", "import sys; print(\'starting up\', flush=True); '
+        "print('boom: missing model', file=sys.stderr, flush=True); sys.exit(3)\"]\n"
+    )
+    repo, sha = git_commit(work)
+    result, log = build(repo, sha, "tests/crashy")
+    assert result.ok, "\n".join(log[-20:])
+    handle = await start_app(runtime, spec_for(result))
+    with pytest.raises(AppCrashed) as info:
+        await runtime.wait_ready(handle, 60)
+    assert info.value.exit_code == 3
+    assert "boom: missing model" in info.value.log_tail and "starting up" in info.value.log_tail
+    status = await runtime.poll(handle)
+    assert status.state == AppState.EXITED and status.exit_code == 3 and "boom" in status.message
+
+
+async def test_static_spaces_have_no_container(runtime: DockerRuntime, static_build: BuildResult) -> None:
+    with pytest.raises(AppStartError):
+        await runtime.start(spec_for(static_build), lambda line: None)
+
+
+def test_gpu_flavors_get_device_requests_from_the_allocator(tmp_path: pytest.TempPathFactory) -> None:
+    rt = DockerRuntime(RuntimeSettings(runtime="docker", docker_gpus=["0", "1", "2"]))
+    spec = AppSpec(space_id="g/pu", revision="a" * 40, sdk="docker", artifact="img:tag",
+                   flavor=Flavor(name="t4-medium", cpu=1, memory_mib=1024, gpus=2))  # fmt: skip
+    gpus = rt.gpus.allocate("c1", spec.flavor.gpus)
+    kwargs = rt.container_kwargs(spec, "c1", "net", gpus)
+    (request,) = kwargs["device_requests"]
+    assert request["DeviceIDs"] == ["0", "1"] and request["Capabilities"] == [["gpu"]]
+    assert kwargs["labels"]["org.spaceyard.gpus"] == "0,1"
+    with pytest.raises(CapacityPending):
+        rt.gpus.allocate("c2", 2)
+    assert rt.gpus.allocate("c3", 1) == ["2"]
+    rt.gpus.release("c1")
+    assert rt.gpus.allocate("c2", 2, prefer=["1", "0"]) == ["1", "0"]
+    cpu_only = rt.container_kwargs(AppSpec(space_id="c/pu", revision="b" * 40, sdk="docker", artifact="i:t"), "c4",
+                                   "net", [])  # fmt: skip
+    assert "device_requests" not in cpu_only
+
+
+def test_gpu_allocator_is_exclusive() -> None:
+    alloc = GpuAllocator(["0"])
+    assert alloc.allocate("a", 1) == ["0"]
+    assert alloc.allocate("a", 1) == ["0"]  # same holder: same GPUs
+    with pytest.raises(CapacityPending):
+        alloc.allocate("b", 1)
+    alloc.release("a")
+    assert alloc.allocate("b", 1) == ["0"]
