@@ -9,6 +9,7 @@ in strict mode. What only a real cluster can show is listed in docs/kubernetes.m
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import subprocess
 import threading
@@ -207,10 +208,8 @@ def needed_permissions(fake: FakeKubeAPI) -> set[tuple[str, str, str]]:
         match = PATH.match(path)
         assert match, path
         resource = match["plural"] + (f"/{match['sub']}" if match["sub"] else "")
-        if method == "GET":
-            verb = "get" if match["name"] else ("watch" if is_watch else "list")
-        else:
-            verb = VERBS[method]
+        listing = "watch" if is_watch else "list"
+        verb = VERBS.get(method) or ("get" if match["name"] else listing)
         needed.add((match["group"] or "", resource, verb))
     return needed
 
@@ -254,7 +253,7 @@ def exercise_controller(fake: FakeKubeAPI, flavors: dict[str, Flavor]) -> None:
     api_client = client.ApiClient(client.Configuration(host=fake.url))
     ctl = Controller(api_client, ClusterConfig(namespace=NAMESPACE), source, identity="x", lease_duration=3)
     ctl.resync()
-    source.spaces = [DesiredSpace(space_id="a/b", image="img:1", revision="1", flavor=flavors["cpu-basic"], awake=False)]
+    source.spaces = [dataclasses.replace(source.spaces[0], awake=False)]
     ctl.resync()
     source.spaces = []
     ctl.resync()

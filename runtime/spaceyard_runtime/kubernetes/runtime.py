@@ -179,7 +179,10 @@ class KubernetesRuntime(Runtime):
 
     async def wait_ready(self, handle: AppHandle, timeout: float) -> None:
         deadline = time.monotonic() + timeout
+        selector = objects.space_selector(handle.spec.space_id)
         while True:
+            # the list's resourceVersion first, then the look: a change in between is still seen by the watch
+            since = await asyncio.to_thread(self.api.resource_version, "Pod", selector)
             status = await self.observe(handle)
             if status.stage is Stage.RUNNING:
                 return
@@ -192,12 +195,10 @@ class KubernetesRuntime(Runtime):
                 if status.stage is Stage.WAITING_FOR_CAPACITY:
                     raise CapacityPending(status.message)
                 raise AppStartTimeout(f"The app did not become ready within {timeout:g} seconds")
-            await asyncio.to_thread(self._wait_for_pod_event, handle.spec.space_id, remaining)
+            await asyncio.to_thread(self._wait_for_pod_event, selector, since, remaining)
 
-    def _wait_for_pod_event(self, space_id: str, remaining: float) -> None:
-        """Block until the Space's pods change (a watch event) or ``remaining`` runs out (max 5 s)."""
-        selector = objects.space_selector(space_id)
-        since = self.api.resource_version("Pod", selector)
+    def _wait_for_pod_event(self, selector: str, since: str, remaining: float) -> None:
+        """Block until the Space's pods change after ``since`` (a watch event) or ``remaining`` (max 5 s) passes."""
         seconds = max(1, int(min(remaining, 5.0) + 0.999))
         for _event in self.api.watch("Pod", selector, seconds, since):
             return
