@@ -46,6 +46,9 @@ DRAIN_TIMEOUT = 2.0
 """Seconds to wait for the last output after the process exited (a grandchild may hold the pipe)."""
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 RUNNABLE_SDKS = ("gradio", "streamlit")
+MAX_WARM_PARENTS = 8
+"""Warm parents kept at once (one per environment); the least recently used goes first. Its forked apps
+keep running."""
 ZYGOTE_RETRY_AFTER = 300.0
 """Seconds before trying again to warm a parent for an environment whose warm parent failed."""
 
@@ -168,6 +171,7 @@ class LocalRuntime(Runtime):
         self._seq = 0
         self._zygotes: dict[str, asyncio.Task[Zygote]] = {}
         self._zygote_failures: dict[str, tuple[float, str]] = {}
+        self._zygote_used: dict[str, float] = {}
 
     # ------------------------------------------------------------------ plan
 
@@ -305,6 +309,7 @@ class LocalRuntime(Runtime):
             self._zygotes.pop(key, None)
             self._ensure_zygote(spec)
             return None, "the warm parent for this environment exited; warming a new one"
+        self._zygote_used[key] = time.monotonic()
         blockers = fork_blockers(zygote.env, plan.env, zygote.reads, zygote.iterated)
         if blockers:
             return None, "a fork would not behave like a cold start: " + "; ".join(blockers[:3])
@@ -338,7 +343,21 @@ class LocalRuntime(Runtime):
         task = asyncio.ensure_future(warm())
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no "never retrieved"
         self._zygotes[key] = task
+        self._zygote_used[key] = time.monotonic()
+        self._evict_warm_parents()
         return task
+
+    def _evict_warm_parents(self) -> None:
+        while len(self._zygotes) > MAX_WARM_PARENTS:
+            key = min(self._zygotes, key=lambda k: self._zygote_used.get(k, 0.0))
+            task = self._zygotes.pop(key)
+            self._zygote_used.pop(key, None)
+
+            async def close(task: asyncio.Task[Zygote] = task) -> None:
+                with contextlib.suppress(BaseException):
+                    await (await task).close()
+
+            asyncio.ensure_future(close())
 
     async def prewarm(self, spec: AppSpec) -> bool:
         """Warm the parent that ``spec``'s apps fork from, and wait for it. ``True`` when it is ready.

@@ -15,8 +15,9 @@ Protocol, one JSON object per packet:
   importing the preload modules to ``[value or null, [reading modules]]``; ``iterated`` lists the modules
   that iterated over the whole environment. The runtime uses them to decide whether a fork behaves like a
   cold start (see :func:`fork_blockers`).
-* runtime -> zygote: ``{"type": "fork", "id", "argv", "cwd", "env", "app_path"}`` with the
-  child's stdout and stderr write ends attached (``SCM_RIGHTS``).
+* runtime -> zygote: an 8-byte request id, then ``{"argv", "cwd", "env", "app_path", "quiet_queue"}``,
+  with the child's stdout and stderr write ends attached (``SCM_RIGHTS``). Only the child parses it; the
+  zygote wipes its copy after forking (a later child must not find an earlier Space's secrets in memory).
 * zygote -> runtime: ``{"type": "forked", "id", "pid"}`` or ``{"type": "fork_failed", "id", "message"}``;
   later ``{"type": "exit", "pid", "code"}`` when the zygote reaped the child (``code`` like
   ``Popen.returncode``: negative for a signal).
@@ -46,6 +47,7 @@ import runpy
 import selectors
 import signal
 import socket
+import struct
 import threading
 import time
 import traceback
@@ -54,6 +56,14 @@ from types import ModuleType, TracebackType
 from typing import Any
 
 MAX_PACKET = 1 << 20
+HEADER = struct.Struct("!Q")
+"""A fork request is this header (the request id) followed by the JSON request."""
+FD_SIZE = array.array("i").itemsize
+
+
+def _forget(buffer: bytearray, size: int) -> None:
+    buffer[:size] = bytes(size)
+
 
 REFRESH: dict[str, tuple[str, ...] | None] = {
     "huggingface_hub.constants": None,
@@ -82,7 +92,18 @@ ITERATED: dict[str, tuple[str, ...]] = {
 (``*_proxy``: any name ending so, any case). A variable they do not care about does not count as read by
 them; a module that iterates and is not listed here counts as reading everything."""
 
-EXEC_TIME_PREFIXES = ("PYTHON", "LD_", "MALLOC_", "GLIBC_TUNABLES", "OMP_", "OPENBLAS_", "MKL_", "GOTO_")
+EXEC_TIME_PREFIXES = (
+    "PYTHON",
+    "LD_",
+    "MALLOC_",
+    "GLIBC_TUNABLES",
+    "LC_",
+    "LANG",
+    "OMP_",
+    "OPENBLAS_",
+    "MKL_",
+    "GOTO_",
+)
 """Read by the interpreter or C libraries when the process starts or loads them, not through os.environ:
 they must be equal in the zygote and the child (``PYTHONPATH`` excepted: the child sets ``sys.path``)."""
 
@@ -504,6 +525,7 @@ def serve(sock: socket.socket, preload: list[str]) -> int:
     selector.register(sock, selectors.EVENT_READ, "sock")
     selector.register(wake_r, selectors.EVENT_READ, "wake")
     children: set[int] = set()
+    buffer = bytearray(MAX_PACKET)
     while True:
         for key, _ in selector.select():
             if key.data == "wake":
@@ -514,20 +536,23 @@ def serve(sock: socket.socket, preload: list[str]) -> int:
                     pass
                 continue
             fds: list[int] = []
-            msg, ancdata, _flags, _addr = sock.recvmsg(MAX_PACKET, socket.CMSG_SPACE(16 * array.array("i").itemsize))
-            if not msg:
+            size, ancdata, flags, _addr = sock.recvmsg_into([buffer], socket.CMSG_SPACE(16 * FD_SIZE))
+            if size == 0:
                 return 0  # the runtime went away
             for level, kind, data in ancdata:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                     fa = array.array("i")
                     fa.frombytes(data[: len(data) - (len(data) % fa.itemsize)])
                     fds.extend(fa)
-            request = json.loads(msg)
-            if request.get("type") != "fork" or len(fds) != 2:
+            (request_id,) = HEADER.unpack_from(buffer)
+            if size < HEADER.size or len(fds) != 2 or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
                 for fd in fds:
                     os.close(fd)
-                _send(sock, {"type": "fork_failed", "id": request.get("id"), "message": "bad request"})
+                _forget(buffer, size)
+                _send(sock, {"type": "fork_failed", "id": request_id, "message": "bad request"})
                 continue
+            # The request (the app's environment: its secrets) is parsed in the child only, and wiped here
+            # right after the fork, so that no later child inherits another Space's data from our memory.
             sys.stdout.flush()
             sys.stderr.flush()
             try:
@@ -535,20 +560,24 @@ def serve(sock: socket.socket, preload: list[str]) -> int:
             except OSError as exc:
                 for fd in fds:
                     os.close(fd)
-                _send(sock, {"type": "fork_failed", "id": request["id"], "message": str(exc)})
+                _forget(buffer, size)
+                _send(sock, {"type": "fork_failed", "id": request_id, "message": str(exc)})
                 continue
             if pid == 0:
                 selector.close()
                 try:
+                    request = json.loads(bytes(buffer[HEADER.size : size]))
+                    _forget(buffer, size)
                     return _child(request, fds, [sock.detach(), wake_r, wake_w])
                 except BaseException:  # the child could not even become the app
                     traceback.print_exc()
                     sys.stderr.flush()
                     os._exit(1)
+            _forget(buffer, size)
             for fd in fds:
                 os.close(fd)
             children.add(pid)
-            _send(sock, {"type": "forked", "id": request["id"], "pid": pid})
+            _send(sock, {"type": "forked", "id": request_id, "pid": pid})
         while children:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .zygote import HEADER, MAX_PACKET
+
 ZYGOTE_SCRIPT = Path(__file__).with_name("zygote.py")
 HELLO_TIMEOUT = 180.0
 FORK_TIMEOUT = 15.0
@@ -162,12 +164,14 @@ class Zygote:
         if not self.alive or self._sock is None:
             raise ZygoteError("the warm parent is not running")
         self._seq += 1
-        request = {**request, "type": "fork", "id": self._seq}
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending[self._seq] = future
         fds = array.array("i", [stdout_fd, stderr_fd])
+        payload = HEADER.pack(self._seq) + json.dumps(request).encode()
         try:
-            self._sock.sendmsg([json.dumps(request).encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+            if len(payload) > MAX_PACKET:
+                raise OSError("the request is too large")
+            self._sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
         except OSError as exc:
             self._pending.pop(self._seq, None)
             raise ZygoteError(f"could not reach the warm parent: {exc}") from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import json
 import os
@@ -343,3 +344,41 @@ async def test_forked_app_outlives_its_warm_parent(runtime: LocalRuntime, gradio
     await runtime.stop(handle, grace=5)  # not our child, and its parent is gone: pidfd and process group
     assert (await runtime.poll(handle)).state is AppState.EXITED
     assert not alive(handle.extra["pid"])
+
+
+def memory_count(pid: int, needle: bytes) -> int:
+    found = 0
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            start, end = (int(x, 16) for x in line.split()[0].split("-"))
+            if not line.split()[1].startswith("r") or "[vvar]" in line or "[vsyscall]" in line:
+                continue
+            try:
+                mem.seek(start)
+                found += mem.read(end - start).count(needle)
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.parametrize("runtime", ["fork"], indirect=True)
+async def test_warm_parent_keeps_no_copy_of_an_apps_secrets(
+    runtime: LocalRuntime, gradio_env: Path, tmp_path: Path
+) -> None:
+    # A later fork inherits the warm parent's memory: an earlier Space's secrets must not be in it.
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    (app_dir / "app.py").write_text("import time\nprint('up', flush=True)\ntime.sleep(600)\n")
+    secret = "zq-" + os.urandom(8).hex()
+    lines: list[str] = []
+    handle = await runtime.start(make_spec(gradio_env, app_dir, MY_SECRET=secret), lines.append)
+    assert handle.start_mode == "fork"
+    for _ in range(200):
+        if "up" in lines:
+            break
+        await asyncio.sleep(0.02)
+    zygote = await runtime._zygotes[runtime.zygote_key(handle.spec)]
+    assert zygote.pid is not None
+    assert memory_count(handle.extra["pid"], secret.encode()) > 0  # the app has it (the scan works)
+    assert memory_count(zygote.pid, secret.encode()) == 0
+    await runtime.stop(handle)
