@@ -35,7 +35,7 @@ def fake() -> Iterator[FakeKubeAPI]:
 @pytest.fixture
 def api_client(fake: FakeKubeAPI) -> Iterator[Any]:
     configuration = client.Configuration(host=fake.url)
-    api_client = client.ApiClient(configuration)
+    api_client: Any = client.ApiClient(configuration)
     yield api_client
     api_client.close()
 

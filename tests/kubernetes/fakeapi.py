@@ -57,6 +57,7 @@ PATH = re.compile(
 )
 SCHEMA_VERSION = "1.35.0"
 Key = tuple[str, str, str, str]
+Objects = list[dict[str, Any]]
 
 
 class ApiError(Exception):
@@ -356,7 +357,7 @@ class FakeKubeAPI:
             raise ApiError(404, "NotFound", f'{key[1]} "{key[3]}" not found')
         return self.objects[key]
 
-    def select(self, gv: str, plural: str, ns: str, selector: str | None) -> list[dict[str, Any]]:
+    def select(self, gv: str, plural: str, ns: str, selector: str | None) -> Objects:
         return [
             o
             for (g, p, n, _), o in sorted(self.objects.items())
@@ -599,7 +600,7 @@ class FakeKubeAPI:
         with self.lock:
             if query.get("resourceVersion") not in (None, "", "0"):
                 since = int(query["resourceVersion"])
-                initial: list[dict[str, Any]] = []
+                initial: Objects = []
             else:
                 since = self.last_rv
                 initial = [{"type": "ADDED", "object": copy.deepcopy(o)} for o in self.select(gv, plural, ns, selector)]
