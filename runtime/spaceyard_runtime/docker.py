@@ -385,7 +385,12 @@ class DockerRuntime(Runtime):
             except docker.errors.ImageNotFound as exc:
                 raise AppStartError(f"the Space's image is missing ({spec.artifact}); rebuild it") from exc
             since = time.time()
-            return str(container.id), self._run_container(str(container.id), network, log), since
+            try:
+                return str(container.id), self._run_container(str(container.id), network, log), since
+            except BaseException:
+                with contextlib.suppress(docker.errors.APIError):
+                    container.remove(force=True)
+                raise
 
         try:
             container_id, ip, since = await asyncio.to_thread(create)

@@ -87,6 +87,7 @@ def test_app_only_commit_reuses_dependency_layers(
     streamlit_build: BuildResult,
     build: BuildFn,
     engine: DockerEngine,
+    docker_client: docker.DockerClient,
     tmp_path: Path,
 ) -> None:
     work = tmp_path / "hello-streamlit"
@@ -103,6 +104,7 @@ def test_app_only_commit_reuses_dependency_layers(
     assert len(before) == len(after)
     assert after[:-1] == before[:-1]
     assert after[-1] != before[-1]
+    docker_client.images.remove(result.artifact)  # unique per run: do not let them pile up
     assert not any("uv pip install" in line and "DONE" in line for line in log)
     installs = [line for line in log if "uv pip install" in line]
     assert installs and all(line.startswith("#") for line in installs)
@@ -151,3 +153,4 @@ def test_secrets_never_reach_image_history_or_log(
             break
         tail = chunk[-len(secret) :]
     assert not found
+    docker_client.images.remove(result.artifact)
