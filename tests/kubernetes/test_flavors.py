@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -143,6 +144,10 @@ def test_hardware_info_matches_the_hub_listing_shape() -> None:
 def test_default_file_is_package_data_of_the_wheel(repo_root: Path) -> None:
     """hatch's wheel target ships every file of the package directory: check the built wheel when present."""
     assert DEFAULT_FLAVORS_FILE.is_file() and DEFAULT_FLAVORS_FILE.parent.name == "spaceyard_runtime"
+    hatch = tomllib.loads((repo_root / "pyproject.toml").read_text())["tool"]["hatch"]
+    wheel_config = hatch["build"]["targets"]["wheel"]
+    assert "runtime/spaceyard_runtime" in wheel_config["packages"]
+    assert not {"only-include", "exclude", "artifacts"} & set(wheel_config), "would change which data files ship"
     wheels = sorted((repo_root / "dist").glob("spaceyard-*.whl")) if (repo_root / "dist").is_dir() else []
     for wheel in wheels:
         assert "spaceyard_runtime/flavors.yaml" in zipfile.ZipFile(wheel).namelist()
