@@ -276,7 +276,9 @@ def test_two_replicas_only_the_leader_acts(
     clock.now += 10
     assert two.resync() is None and one.resync() is not None
     assert seen_two == [] and len(seen_one) == 2  # RUNNING, then RUNNING on the new pod
-    # "one" stops renewing; after the lease duration "two" takes over
+    # "one" stops renewing; once "two" has seen the same lease version for the lease duration, it takes over
+    clock.now += 10
+    assert two.resync() is None  # first sight of the version "one" renewed at +10
     clock.now += 16
     statuses = two.resync()
     assert statuses is not None and statuses[NAME].stage is Stage.RUNNING
@@ -290,8 +292,9 @@ def test_racing_for_an_expired_lease_has_one_winner(fake: FakeKubeAPI) -> None:
     clock = Clock()
     apis = [KubeApi(client.ApiClient(client.Configuration(host=fake.url)), NAMESPACE) for _ in range(6)]
     LeaderElector(apis[0], "race", "old", 15, clock).try_acquire_or_renew()
-    clock.now += 60
     electors = [LeaderElector(api, "race", f"r{i}", 15, clock) for i, api in enumerate(apis[1:])]
+    assert not any(e.try_acquire_or_renew() for e in electors)
+    clock.now += 60  # "old" never renewed
     barrier = threading.Barrier(len(electors))
     results: list[bool] = []
 
@@ -305,6 +308,21 @@ def test_racing_for_an_expired_lease_has_one_winner(fake: FakeKubeAPI) -> None:
     for t in threads:
         t.join()
     assert results.count(True) == 1
+
+
+def test_clock_skew_does_not_shorten_a_lease(fake: FakeKubeAPI) -> None:
+    """A holder whose clock is far behind still keeps its lease while it renews."""
+    behind, ahead = Clock(), Clock()
+    ahead.now += 3600
+    api = KubeApi(client.ApiClient(client.Configuration(host=fake.url)), NAMESPACE)
+    holder = LeaderElector(api, "skew", "holder", 15, behind)
+    other = LeaderElector(api, "skew", "other", 15, ahead)
+    assert holder.try_acquire_or_renew()
+    for _ in range(3):
+        assert not other.try_acquire_or_renew()
+        behind.now += 5
+        ahead.now += 5
+        assert holder.try_acquire_or_renew()
 
 
 def test_release_hands_over_without_waiting(fake: FakeKubeAPI, cfg: ClusterConfig) -> None:
@@ -365,6 +383,23 @@ def test_cluster_record_source_replays_what_the_runtime_wrote(
     assert replayed == desired
     api.delete("Deployment", NAME)
     assert reconcile_space(api, replayed, cfg).stage is Stage.RUNNING
+
+
+def test_cluster_record_source_skips_unusable_owners_without_deleting_them(
+    fake: FakeKubeAPI, cfg: ClusterConfig, space: Callable[..., DesiredSpace], api: KubeApi, flavors: Any
+) -> None:
+    apply_space(api, space(), cfg)
+    apply_space(api, space("bob/gone-flavor"), cfg)
+    owner = fake.get("ConfigMap", NAMESPACE, "space-bob--gone-flavor")
+    assert owner is not None
+    owner["data"]["flavor"] = "h100x8"  # the operator removed this flavor from the file
+    api.replace(owner)
+    api_client = client.ApiClient(client.Configuration(host=fake.url))
+    source = ClusterRecordSource(api, flavors)
+    assert [s.space_id for s in source.desired_spaces()] == ["alice/demo"]
+    ctl = Controller(api_client, cfg, source, identity="x", delete_orphans=False)
+    assert ctl.resync() is not None
+    assert fake.get("Deployment", NAMESPACE, "space-bob--gone-flavor") is not None
 
 
 def test_observe_reports_absent_and_previous_version_serving(

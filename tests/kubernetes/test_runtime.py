@@ -98,6 +98,8 @@ async def test_gpu_without_capacity_is_pending_not_failed(runtime: KubernetesRun
     fake.add_gpus(1)
     await runtime.wait_ready(handle, timeout=30)
     assert (await runtime.poll(handle)).state is AppState.RUNNING
+    cold_start = handle.extra["cold_start"]
+    assert 0 <= cold_start["capacity_wait_seconds"] <= cold_start["seconds"]
 
 
 async def test_crash_loop_raises_app_crashed_with_log_tail(runtime: KubernetesRuntime, fake: FakeKubeAPI) -> None:

@@ -63,7 +63,13 @@ def _parse_time(value: Any) -> float:
 
 
 class LeaderElector:
-    """Holds a Lease named ``name``; :meth:`try_acquire_or_renew` is called before every round of work."""
+    """Holds a Lease named ``name``; :meth:`try_acquire_or_renew` is called before every round of work.
+
+    Expiry is judged like client-go does, on this replica's own clock: another holder's lease is
+    expired once its record has not changed for ``leaseDurationSeconds`` *since this replica first
+    saw that version* (not by comparing ``renewTime`` with the local clock), so clock skew between
+    nodes cannot make two replicas leaders at once.
+    """
 
     def __init__(
         self,
@@ -77,6 +83,8 @@ class LeaderElector:
         self.lease_duration = lease_duration
         self.clock = clock
         self.is_leader = False
+        self._observed: tuple[str, float] | None = None
+        """(resourceVersion of the lease, local time it was first seen)."""
 
     def _lease(self, now: float, transitions: int, acquired: float) -> dict[str, Any]:
         return {
@@ -101,8 +109,11 @@ class LeaderElector:
                 return self._set(True)
             spec = live.get("spec") or {}
             holder = spec.get("holderIdentity")
-            expires = _parse_time(spec.get("renewTime")) + int(spec.get("leaseDurationSeconds") or self.lease_duration)
-            if holder not in (None, "", self.identity) and now < expires:
+            version = str(live["metadata"]["resourceVersion"])
+            if self._observed is None or self._observed[0] != version:
+                self._observed = (version, now)
+            duration = int(spec.get("leaseDurationSeconds") or self.lease_duration)
+            if holder not in (None, "", self.identity) and now < self._observed[1] + duration:
                 return self._set(False)
             transitions = int(spec.get("leaseTransitions") or 0)
             acquired = _parse_time(spec.get("acquireTime")) if holder == self.identity else now
@@ -159,9 +170,12 @@ class Controller:
         lease_name: str = "spaceyard-controller",
         lease_duration: int = 15,
         resync_interval: float = 30.0,
+        delete_orphans: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.api = KubeApi(api_client, cfg.namespace)
+        self.delete_orphans = delete_orphans
+        """Delete Spaces the source no longer lists (off when the source *is* the cluster's records)."""
         self.cfg = cfg
         self.source = source
         self.identity = identity or default_identity()
@@ -188,7 +202,7 @@ class Controller:
             status = self._reconcile(space)
             if status is not None:
                 results[name] = status
-        for name, space_id in managed_spaces(self.api).items():
+        for name, space_id in managed_spaces(self.api).items() if self.delete_orphans else ():
             if name not in desired:
                 log.info("space %s (%s) is no longer desired: deleting", space_id, name)
                 delete_space(self.api, space_id or name)
@@ -293,9 +307,8 @@ class ClusterRecordSource:
                         paused=data.get("paused") == "true",
                     )
                 )
-            except (KeyError, ValueError) as exc:
+            except (KeyError, ValueError) as exc:  # UnknownFlavor is a KeyError: flavor removed from the file
                 log.error("owner %s is not usable, leaving it alone: %s", owner["metadata"]["name"], exc)
-                raise
         return spaces
 
 
@@ -321,6 +334,7 @@ def main() -> None:  # pragma: no cover - the container entry point; the pieces 
         cfg,
         source,
         status_sink=report,
+        delete_orphans=False,
         lease_name=settings.kubernetes_lease_name,
         resync_interval=settings.kubernetes_resync_interval,
     )

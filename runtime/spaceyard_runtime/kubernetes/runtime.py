@@ -180,11 +180,21 @@ class KubernetesRuntime(Runtime):
     async def wait_ready(self, handle: AppHandle, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         selector = objects.space_selector(handle.spec.space_id)
+        capacity_wait, waiting_since = 0.0, None
         while True:
             # the list's resourceVersion first, then the look: a change in between is still seen by the watch
             since = await asyncio.to_thread(self.api.resource_version, "Pod", selector)
             status = await self.observe(handle)
+            now = time.monotonic()
+            if waiting_since is not None:
+                capacity_wait += now - waiting_since
+            waiting_since = now if status.stage is Stage.WAITING_FOR_CAPACITY else None
             if status.stage is Stage.RUNNING:
+                # cold-start metrics: what the platform can export (total, and the part spent waiting for a node)
+                handle.extra["cold_start"] = {
+                    "seconds": round(time.time() - handle.started_at, 3),
+                    "capacity_wait_seconds": round(capacity_wait, 3),
+                }
                 return
             if status.stage is Stage.RUNTIME_ERROR:
                 raise AppCrashed(status.message, exit_code=status.exit_code, log_tail=status.log_tail)
