@@ -1,17 +1,27 @@
 """Local runtime: every Space runs as a process group on this machine, on a free loopback port.
 
-Two ways to start an app, said in the run log and in :attr:`AppHandle.start_mode`:
+Two ways to start an app, said in the run log (second line, after the Hub-style startup banner) and in
+:attr:`AppHandle.start_mode`:
 
 * ``cold``: ``<env>/bin/python app.py`` (Gradio) or ``python -m streamlit run app.py ...`` (Streamlit),
-  a new process in its own session.
-* ``fork``: the app is forked from a warm parent (a *zygote*, see :mod:`spaceyard_runtime.zygote`) that
-  has already imported Gradio, so wake takes a fraction of a second instead of seconds. Used for Gradio
-  Spaces when ``RuntimeSettings.fast_wake`` is on; anything that prevents it falls back to ``cold``.
+  a new process in its own session, cwd the Space's checkout.
+* ``fork``: the app is forked from a warm parent (a *zygote*, :mod:`spaceyard_runtime.zygote`) that has
+  already imported Gradio and ``AppSpec.preload_modules``: ~0.3 s to first byte instead of ~3 s. One warm
+  parent per (environment, preload modules), at most :data:`MAX_WARM_PARENTS`. Used for Gradio Spaces when
+  ``RuntimeSettings.fast_wake`` is on and the fork would behave like a cold start
+  (:func:`spaceyard_runtime.zygote.fork_blockers`); otherwise, or if the warm parent is not ready or
+  fails, the start is cold and the log line says why. The first start of an environment is cold and
+  warms its parent in the background; :meth:`LocalRuntime.prewarm` warms one ahead of time.
+  Forked apps also get a quiet Gradio queue (no 1 ms idle poll), unless ``quiet_queue=False``.
+
+``start``/``resume`` both go through the above (``resume`` is a fresh start of the same spec, forked when
+possible); ``suspend``/``remove`` stop. ``aclose`` stops the apps and the warm parents.
 
 The app's environment is built from scratch, never from the platform's own ``os.environ``: a minimal
 base (``PATH`` with the Space's environment first, a per-Space ``HOME`` and ``TMPDIR`` under
-``runtime_dir``, ``LANG``), then ``AppSpec.env``, then what the platform must set (port, host, ...).
-Output is read line by line from pipes and handed to the ``log`` sink, whoever the parent process is.
+``runtime_dir/spaces/<slug>``, ``LANG``), then ``AppSpec.env``, then what the platform must set (port,
+host, ``SYSTEM=spaces``, ``PYTHONPATH``...). Output is read line by line from pipes and handed to the
+``log`` sink, for forked apps too (their pipes are passed to the warm parent with ``SCM_RIGHTS``).
 """
 
 from __future__ import annotations
@@ -151,6 +161,27 @@ async def _pump(fd: int, app: _App) -> None:
             app.emit(pending.removesuffix("\r"))
     finally:
         transport.close()
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def _is_left_over_app(pid: int, port: int) -> bool:
+    """Whether ``pid`` is still an app this runtime started on ``port`` (not a reused pid)."""
+    try:
+        if os.getsid(pid) != pid:
+            return False
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            items = f.read().split(b"\0")
+    except (OSError, ProcessLookupError):
+        return False
+    env = dict(item.split(b"=", 1) for item in items if b"=" in item)
+    return env.get(b"SYSTEM") == b"spaces" and env.get(b"PORT") == str(port).encode()
 
 
 def _killpg(pgid: int, sig: int) -> None:
@@ -536,7 +567,19 @@ class LocalRuntime(Runtime):
         return state
 
     async def load_state(self, spec: AppSpec, state: dict[str, Any], log: LogSink) -> AppHandle | None:
-        """Local apps do not survive the platform: their output pipes went with it. Always ``None``."""
+        """Local apps are not re-attached: their output went to pipes of the previous platform process.
+
+        Always ``None``. An app that process left running (same pid, port and session, still ours) is
+        stopped, so that it does not hold its port and memory forever; the platform starts a new one.
+        """
+        pid, port = state.get("pid"), state.get("port")
+        if isinstance(pid, int) and isinstance(port, int) and _is_left_over_app(pid, port):
+            _killpg(pid, signal.SIGTERM)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.settings.stop_grace
+            while _process_exists(pid) and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            _killpg(pid, signal.SIGKILL)
         return None
 
     async def aclose(self) -> None:

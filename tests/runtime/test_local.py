@@ -25,7 +25,7 @@ MODES = ["cold", "fork"]
 
 APP = textwrap.dedent(
     """
-    import json, os, subprocess, sys
+    import json, os, subprocess, sys, time
     import gradio as gr
 
     print("hello from the app", flush=True)
@@ -57,7 +57,16 @@ APP = textwrap.dedent(
             "sid": os.getsid(0),
         })
 
-    demo = gr.Interface(info, "text", "text", api_name="info")
+    def count(n):
+        for i in range(int(n)):
+            time.sleep(0.05)
+            yield str(i)
+
+    with gr.Blocks() as demo:
+        box = gr.Textbox()
+        out = gr.Textbox()
+        gr.Button("info").click(info, box, out, api_name="info")
+        gr.Button("count").click(count, box, out, api_name="count")
     demo.launch()
     """
 )
@@ -83,14 +92,23 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def call_info(url: str, text: str) -> dict[str, Any]:
+def call(url: str, api_name: str, text: str) -> list[tuple[str, Any]]:
+    """Call an endpoint through the queue; the (event, data) pairs of its SSE stream."""
     with httpx.Client(base_url=url, timeout=30) as client:
-        event_id = client.post("/gradio_api/call/info", json={"data": [text]}).json()["event_id"]
-        body = client.get(f"/gradio_api/call/info/{event_id}").text
+        event_id = client.post(f"/gradio_api/call/{api_name}", json={"data": [text]}).json()["event_id"]
+        body = client.get(f"/gradio_api/call/{api_name}/{event_id}").text
     lines = body.splitlines()
-    i = lines.index("event: complete")
-    data = json.loads(lines[i + 1].removeprefix("data: "))
-    result: dict[str, Any] = json.loads(data[0])
+    return [
+        (line.removeprefix("event: "), json.loads(lines[i + 1].removeprefix("data: ")))
+        for i, line in enumerate(lines)
+        if line.startswith("event: ")
+    ]
+
+
+def call_info(url: str, text: str) -> dict[str, Any]:
+    events = call(url, "info", text)
+    assert events[-1][0] == "complete", events
+    result: dict[str, Any] = json.loads(events[-1][1][0])
     return result
 
 
@@ -143,6 +161,8 @@ async def test_app_runs_answers_and_stops(
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         echoes = list(pool.map(lambda i: call_info(url, f"call {i}")["echo"], range(4)))
     assert echoes == [f"call {i}" for i in range(4)]
+    # Streaming (generator) output arrives piece by piece.
+    assert call(url, "count", "4") == [("generating", [str(i)]) for i in range(4)] + [("complete", ["3"])]
 
     env = info["env"]
     port = str(handle.endpoint.port)
@@ -382,3 +402,24 @@ async def test_warm_parent_keeps_no_copy_of_an_apps_secrets(
     assert memory_count(handle.extra["pid"], secret.encode()) > 0  # the app has it (the scan works)
     assert memory_count(zygote.pid, secret.encode()) == 0
     await runtime.stop(handle)
+
+
+async def test_load_state_stops_an_app_left_by_a_previous_platform(gradio_env: Path, tmp_path: Path) -> None:
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    (app_dir / "app.py").write_text("import time\nprint('up', flush=True)\ntime.sleep(600)\n")
+    spec = make_spec(gradio_env, app_dir)
+    before = LocalRuntime(RuntimeSettings(data_dir=tmp_path / "data", fast_wake=False))
+    after = LocalRuntime(RuntimeSettings(data_dir=tmp_path / "data", fast_wake=False))
+    try:
+        handle = await before.start(spec, lambda _: None)
+        state = before.get_state(handle)
+        assert state["pid"] == handle.extra["pid"] and state["port"] == handle.endpoint.port
+        # Not an app of ours on that port: left alone.
+        assert await after.load_state(spec, {**state, "port": 1}, lambda _: None) is None
+        assert alive(handle.extra["pid"])
+        assert await after.load_state(spec, state, lambda _: None) is None
+        assert not alive(handle.extra["pid"])
+    finally:
+        await before.aclose()
+        await after.aclose()
