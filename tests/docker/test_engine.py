@@ -154,3 +154,47 @@ def test_secrets_never_reach_image_history_or_log(
         tail = chunk[-len(secret) :]
     assert not found
     docker_client.images.remove(result.artifact)
+
+
+def test_concurrent_builds_of_the_same_input_coalesce(
+    engine: DockerEngine, docker_client: docker.DockerClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from spaceyard_builder.api import BuildRequest
+
+    src = tmp_path / "same"
+    src.mkdir()
+    (src / "README.md").write_text("---\ntitle: Same\nsdk: docker\napp_port: 8080\n---\n")
+    (src / "nonce.txt").write_text(uuid.uuid4().hex)
+    (src / "Dockerfile").write_text(
+        "ARG BASE_IMAGE=python:3.11-slim\nFROM ${BASE_IMAGE}\nCOPY nonce.txt /nonce.txt\nRUN sleep 2\n"
+        'CMD ["python3", "-m", "http.server", "8080"]\n'
+    )
+    config = parse_readme((src / "README.md").read_text())
+    real_run = engine._run
+    calls: list[int] = []
+
+    def counting_run(*args: object, **kwargs: object) -> int:
+        calls.append(1)
+        return real_run(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "_run", counting_run)
+    results: list[object] = []
+    logs: list[list[str]] = [[], []]
+
+    def one(i: int) -> None:
+        request = BuildRequest(build_id=f"c{i}", space_id=f"t/same{i}", revision="1" * 40, repo="", log_key=f"k{i}")
+        results.append(engine.build(request, src, config, logs[i].append))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1  # one docker build; the other waited and reused its image
+    ids = {r.id for r in results}  # type: ignore[attr-defined]
+    assert len(ids) == 1
+    assert sorted(r.cache_hit for r in results) == [False, True]  # type: ignore[attr-defined]
+    assert any("being built by another build" in line for log in logs for line in log)
+    docker_client.images.remove(ids.pop())

@@ -197,3 +197,25 @@ def test_gpu_allocator_is_exclusive() -> None:
         alloc.allocate("b", 1)
     alloc.release("a")
     assert alloc.allocate("b", 1) == ["0"]
+
+
+async def test_load_state_reattaches_after_a_platform_restart(
+    runtime: DockerRuntime, runtime_settings: RuntimeSettings, docker_build: BuildResult
+) -> None:
+    handle = await start_app(runtime, spec_for(docker_build, "samples/reattach"))
+    await runtime.wait_ready(handle, 60)
+    state = runtime.get_state(handle)
+    assert state["backend_id"] == handle.backend_id and state["port"] == 8080
+
+    fresh = DockerRuntime(runtime_settings)  # a new platform process
+    lines: list[str] = []
+    again = await fresh.load_state(handle.spec, state, lines.append)
+    assert again is not None and again.backend_id == handle.backend_id
+    assert again.endpoint == handle.endpoint
+    assert (await fresh.poll(again)).state == AppState.RUNNING
+    await _http(again.endpoint.url + "/")
+    await asyncio.sleep(0.5)
+    assert any('"GET / HTTP/1.1" 200' in line for line in lines)  # its output flows to the new sink
+    await fresh.stop(again)
+    assert await fresh.load_state(handle.spec, state, lines.append) is None
+    await fresh.aclose()
