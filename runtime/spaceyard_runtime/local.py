@@ -56,6 +56,26 @@ DRAIN_TIMEOUT = 2.0
 """Seconds to wait for the last output after the process exited (a grandchild may hold the pipe)."""
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 RUNNABLE_SDKS = ("gradio", "streamlit")
+GRADIO_LAUNCH_MODULES = (
+    "uvicorn.main",
+    "uvicorn.config",
+    "uvicorn.server",
+    "uvicorn.lifespan.on",
+    "uvicorn.loops.auto",
+    "uvicorn.protocols.http.auto",
+    "uvicorn.protocols.http.h11_impl",
+    "uvicorn.protocols.websockets.auto",
+    "uvicorn.middleware.proxy_headers",
+    "uvicorn.supervisors",
+    "anyio._backends._asyncio",
+    "multiprocessing.synchronize",
+    "pydantic.v1",
+    "starlette.middleware.cors",
+    "logging.config",
+    "encodings.idna",
+)
+"""Modules Gradio imports only when an app launches (not at ``import gradio``): the warm parent imports
+them too, when present. Whatever they read from the environment is checked like the rest."""
 MAX_WARM_PARENTS = 8
 """Warm parents kept at once (one per environment); the least recently used goes first. Its forked apps
 keep running."""
@@ -304,7 +324,8 @@ class LocalRuntime(Runtime):
 
     @staticmethod
     def preload_modules(spec: AppSpec) -> list[str]:
-        return list(dict.fromkeys(["gradio", *spec.preload_modules]))
+        """What the warm parent imports: Gradio, the Space's heavy modules, and ``?``-marked optional ones."""
+        return list(dict.fromkeys(["gradio", *spec.preload_modules, *(f"?{m}" for m in GRADIO_LAUNCH_MODULES)]))
 
     def zygote_key(self, spec: AppSpec) -> str:
         ident = json.dumps([str(Path(spec.artifact).resolve()), self.preload_modules(spec)])
@@ -404,7 +425,8 @@ class LocalRuntime(Runtime):
         return zygote.alive
 
     async def _start_fork(self, plan: LaunchPlan, log: LogSink, zygote: Zygote) -> _App:
-        log(f"Fork: from the warm parent (pid {zygote.pid}, {', '.join(zygote.preload)} already imported)")
+        preloaded = ", ".join(m for m in zygote.preload if not m.startswith("?"))
+        log(f"Fork: from the warm parent (pid {zygote.pid}, {preloaded} already imported)")
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         request = {

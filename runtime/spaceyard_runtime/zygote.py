@@ -182,7 +182,11 @@ def _preload(modules: list[str]) -> tuple[dict[str, Any], list[str]]:
     os.environ = rec  # noqa: B003 (same data: the real environment, observed)
     try:
         for name in modules:
-            importlib.import_module(name)
+            if name.startswith("?"):  # optional: what the SDK would import later anyway, if present
+                with contextlib.suppress(ImportError):
+                    importlib.import_module(name[1:])
+            else:
+                importlib.import_module(name)
     finally:
         os.environ = real  # noqa: B003
     reads = {k: [v, sorted(m)] for k, (v, m) in rec.reads.items()}

@@ -106,7 +106,7 @@ class Zygote:
             "warm parent %s ready: pid %s, preloaded %s in %.2f s",
             self.key,
             self.pid,
-            ",".join(self.preload),
+            ",".join(m for m in self.preload if not m.startswith("?")),
             self.hello.get("preload_seconds", 0.0),
         )
 
