@@ -223,6 +223,7 @@ class LocalRuntime(Runtime):
         self._zygotes: dict[str, asyncio.Task[Zygote]] = {}
         self._zygote_failures: dict[str, tuple[float, str]] = {}
         self._zygote_used: dict[str, float] = {}
+        self._zygote_python: dict[str, str] = {}
 
     # ------------------------------------------------------------------ plan
 
@@ -328,7 +329,13 @@ class LocalRuntime(Runtime):
         return list(dict.fromkeys(["gradio", *spec.preload_modules, *(f"?{m}" for m in GRADIO_LAUNCH_MODULES)]))
 
     def zygote_key(self, spec: AppSpec) -> str:
-        ident = json.dumps([str(Path(spec.artifact).resolve()), self.preload_modules(spec)])
+        """Identifies a warm parent: the environment (path, and which build of it) and the preload list."""
+        path = Path(spec.artifact).resolve()
+        try:
+            build = os.stat(path).st_ino  # an environment rebuilt in place is a new directory
+        except OSError:
+            build = 0
+        ident = json.dumps([str(path), build, self.preload_modules(spec)])
         return hashlib.sha256(ident.encode()).hexdigest()[:16]
 
     def zygote_env(self, spec: AppSpec) -> dict[str, str]:
@@ -394,22 +401,30 @@ class LocalRuntime(Runtime):
 
         task = asyncio.ensure_future(warm())
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no "never retrieved"
+        # A warm parent of an earlier build of the same environment path imported files that are gone.
+        for other, old in list(self._zygote_python.items()):
+            if old == python and other != key:
+                self._drop_warm_parent(other)
         self._zygotes[key] = task
+        self._zygote_python[key] = python
         self._zygote_used[key] = time.monotonic()
-        self._evict_warm_parents()
+        while len(self._zygotes) > MAX_WARM_PARENTS:
+            self._drop_warm_parent(min(self._zygotes, key=lambda k: self._zygote_used.get(k, 0.0)))
         return task
 
-    def _evict_warm_parents(self) -> None:
-        while len(self._zygotes) > MAX_WARM_PARENTS:
-            key = min(self._zygotes, key=lambda k: self._zygote_used.get(k, 0.0))
-            task = self._zygotes.pop(key)
-            self._zygote_used.pop(key, None)
+    def _drop_warm_parent(self, key: str) -> None:
+        """Close a warm parent (its forked apps keep running)."""
+        task = self._zygotes.pop(key, None)
+        self._zygote_used.pop(key, None)
+        self._zygote_python.pop(key, None)
+        if task is None:
+            return
 
-            async def close(task: asyncio.Task[Zygote] = task) -> None:
-                with contextlib.suppress(BaseException):
-                    await (await task).close()
+        async def close() -> None:
+            with contextlib.suppress(BaseException):
+                await (await task).close()
 
-            asyncio.ensure_future(close())
+        asyncio.ensure_future(close())
 
     async def prewarm(self, spec: AppSpec) -> bool:
         """Warm the parent that ``spec``'s apps fork from, and wait for it. ``True`` when it is ready.

@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import json
 import os
+import shutil
 import socket
 import textwrap
 import time
@@ -423,3 +424,19 @@ async def test_load_state_stops_an_app_left_by_a_previous_platform(gradio_env: P
     finally:
         await before.aclose()
         await after.aclose()
+
+
+def test_warm_parent_key_follows_the_build_of_an_environment(tmp_path: Path) -> None:
+    rt = LocalRuntime(RuntimeSettings(data_dir=tmp_path / "data"))
+    env = tmp_path / "envs" / "abc"
+    env.mkdir(parents=True)
+    spec = AppSpec(space_id="a/b", revision="x", sdk="gradio", artifact=str(env), app_dir=tmp_path)
+    first = rt.zygote_key(spec)
+    assert rt.zygote_key(spec) == first
+    assert rt.zygote_key(AppSpec(**{**spec.__dict__, "preload_modules": ("torch",)})) != first
+    # The local engine rebuilds an environment in a new directory and renames it into place.
+    fresh = tmp_path / "envs" / ".abc.tmp"
+    fresh.mkdir()
+    shutil.rmtree(env)
+    fresh.rename(env)
+    assert rt.zygote_key(spec) != first
