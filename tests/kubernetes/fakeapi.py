@@ -685,6 +685,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _dispatch(self, method: str) -> None:
+        if self.api.closing:  # stopped: drop kept-alive connections like a dead server would
+            self.close_connection = True
+            return
         path, query = self._query()
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""

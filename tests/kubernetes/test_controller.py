@@ -411,3 +411,12 @@ def test_observe_reports_absent_and_previous_version_serving(
     status = reconcile_space(api, dataclasses.replace(space(), image="registry.local/slow:2"), cfg)
     assert status.stage is Stage.STARTING and status.message == "previous version still serving"
     assert len(pods(fake)) == 2
+
+
+def test_an_unreachable_api_server_means_standby_not_a_crash(
+    fake: FakeKubeAPI, cfg: ClusterConfig, space: Callable[..., DesiredSpace]
+) -> None:
+    ctl, _ = controller(fake, cfg, Source(space()))
+    assert ctl.resync() is not None and ctl.elector.is_leader
+    fake.stop()
+    assert ctl.resync() is None and not ctl.elector.is_leader

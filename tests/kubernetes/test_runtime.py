@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from spaceyard_runtime.api import AppSpec, AppState, Flavor
-from spaceyard_runtime.errors import AppCrashed, CapacityPending
+from spaceyard_runtime.errors import AppCrashed, AppStartError, CapacityPending
 from spaceyard_runtime.factory import runtime_class
 from spaceyard_runtime.kubernetes.runtime import KubernetesRuntime
 from spaceyard_runtime.settings import RuntimeSettings
@@ -141,3 +141,9 @@ async def test_state_survives_a_platform_restart(api_client: Any, fake: FakeKube
     assert (await second.poll(again)).state is AppState.RUNNING
     assert await second.load_state(spec(revision="9" * 40), state, lambda line: None) is None
     await second.aclose()
+
+
+async def test_an_env_name_kubernetes_cannot_pass_is_a_start_error(runtime: KubernetesRuntime) -> None:
+    bad = AppSpec(space_id="alice/demo", revision="1", sdk="gradio", artifact="i:1", env={"MY-VAR": "x"})
+    with pytest.raises(AppStartError, match="MY-VAR"):
+        await runtime.start(bad, lambda line: None)

@@ -34,6 +34,10 @@ T = TypeVar("T")
 config: Any = kubernetes.config  # untyped modules: Any at the boundary
 watch: Any = kubernetes.watch
 MERGE_PATCH = "application/merge-patch+json"
+REQUEST_TIMEOUT = (10, 60)
+"""(connect, read) seconds for ordinary calls: a stuck API server must not hang a reconcile forever."""
+LOG_READ_TIMEOUT = 300
+"""A log stream silent this long is re-opened (it also notices half-open connections)."""
 RETRYABLE_STATUS = {0, 409, 429, 500, 502, 503, 504}
 
 
@@ -118,6 +122,7 @@ class KubeApi:
     def _call(self, verb: str, kind: str, *args: Any, **kwargs: Any) -> Any:
         spec = KINDS[kind]
         method = getattr(self._apis[spec.api], f"{verb}_namespaced_{spec.suffix}")
+        kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
         return method(*args, **kwargs)
 
     def to_dict(self, model: Any) -> dict[str, Any]:
@@ -161,12 +166,21 @@ class KubeApi:
 
     def scale(self, name: str, replicas: int) -> None:
         self._apis["apps"].patch_namespaced_deployment_scale(
-            name, self.namespace, {"spec": {"replicas": replicas}}, _content_type=MERGE_PATCH
+            name,
+            self.namespace,
+            {"spec": {"replicas": replicas}},
+            _content_type=MERGE_PATCH,
+            _request_timeout=REQUEST_TIMEOUT,
         )
 
     def pod_log(self, name: str, *, tail_lines: int = 50, previous: bool = False) -> str:
         text: str = self._apis["core"].read_namespaced_pod_log(
-            name, self.namespace, container="app", tail_lines=tail_lines, previous=previous
+            name,
+            self.namespace,
+            container="app",
+            tail_lines=tail_lines,
+            previous=previous,
+            _request_timeout=REQUEST_TIMEOUT,
         )
         return text
 
@@ -179,6 +193,7 @@ class KubeApi:
             container="app",
             follow=True,
             tail_lines=tail_lines,
+            _request_timeout=(10, LOG_READ_TIMEOUT),
         )
         yield from stream
 
@@ -188,7 +203,11 @@ class KubeApi:
         """Watch events ``(type, object)`` for at most ``timeout_seconds``."""
         spec = KINDS[kind]
         func = getattr(self._apis[spec.api], f"list_namespaced_{spec.suffix}")
-        kwargs: dict[str, Any] = {"label_selector": selector, "timeout_seconds": timeout_seconds}
+        kwargs: dict[str, Any] = {
+            "label_selector": selector,
+            "timeout_seconds": timeout_seconds,
+            "_request_timeout": (10, timeout_seconds + 30),
+        }
         if resource_version:
             kwargs["resource_version"] = resource_version
         for event in watch.Watch().stream(func, self.namespace, **kwargs):

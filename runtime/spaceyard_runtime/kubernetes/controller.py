@@ -123,11 +123,11 @@ class LeaderElector:
             lease["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
             self.api.replace(lease)
             return self._set(True)
-        except ApiException as exc:
-            if exc.status == 409:  # somebody else created or renewed it first
+        except Exception as exc:
+            if isinstance(exc, ApiException) and exc.status == 409:  # somebody else created or renewed it first
                 return self._set(False)
-            if is_retryable(exc):
-                log.warning("lease %s: %s; not acting this round", self.name, exc.reason)
+            if is_retryable(exc):  # API server unreachable or overloaded: not leader until it answers
+                log.warning("lease %s: %s; not acting this round", self.name, exc)
                 return self._set(False)
             raise
 
@@ -135,15 +135,17 @@ class LeaderElector:
         """Give the lease up at shutdown so another replica takes over without waiting for expiry."""
         if not self.is_leader:
             return
-        live = self.api.get("Lease", self.name)
-        if live and (live.get("spec") or {}).get("holderIdentity") == self.identity:
-            live["spec"]["holderIdentity"] = ""
-            live["spec"]["renewTime"] = _micro_time(0)
-            try:
-                self.api.replace(live)
-            except ApiException as exc:
-                log.warning("lease %s: release failed: %s", self.name, exc.reason)
         self.is_leader = False
+        try:
+            live = self.api.get("Lease", self.name)
+            if live and (live.get("spec") or {}).get("holderIdentity") == self.identity:
+                now = self.clock()
+                lease = self._lease(now, int(live["spec"].get("leaseTransitions") or 0), now)
+                lease["spec"].update(holderIdentity="", leaseDurationSeconds=1)
+                lease["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
+                self.api.replace(lease)
+        except Exception as exc:
+            log.warning("lease %s: release failed (it will expire): %s", self.name, exc)
 
     def _set(self, leader: bool) -> bool:
         if leader != self.is_leader:
@@ -238,7 +240,14 @@ class Controller:
         try:
             while not stop.is_set():
                 if time.monotonic() >= next_resync or not self.elector.is_leader:
-                    if self.resync() is None:
+                    try:
+                        result = self.resync()
+                    except Exception as exc:
+                        if not is_retryable(exc):
+                            raise
+                        log.warning("resync interrupted: %s", exc)
+                        result = None
+                    if result is None:
                         stop.wait(renew_every)
                         continue
                     next_resync = time.monotonic() + self.resync_interval

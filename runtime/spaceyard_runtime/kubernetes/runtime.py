@@ -32,7 +32,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from ..api import AppHandle, AppSpec, AppState, AppStatus, Endpoint, Flavor, LogSink, Runtime
-from ..errors import AppCrashed, AppStartTimeout, CapacityPending
+from ..errors import AppCrashed, AppStartError, AppStartTimeout, CapacityPending
 from ..flavors import load_flavors
 from ..settings import RuntimeSettings
 from . import objects, slugs
@@ -123,6 +123,12 @@ class KubernetesRuntime(Runtime):
         return self.flavors.get(flavor.name, flavor) if type(flavor) is Flavor else flavor
 
     def desired(self, spec: AppSpec, *, awake: bool = True) -> DesiredSpace:
+        try:
+            return self._desired_space(spec, awake)
+        except ValueError as exc:  # e.g. an environment variable name Kubernetes cannot pass
+            raise AppStartError(str(exc)) from exc
+
+    def _desired_space(self, spec: AppSpec, awake: bool) -> DesiredSpace:
         return DesiredSpace(
             space_id=spec.space_id,
             image=spec.artifact,
