@@ -8,10 +8,16 @@ replicas sharing one Lease.
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client
 
 from spaceyard_runtime.kubernetes import objects
@@ -420,3 +426,53 @@ def test_an_unreachable_api_server_means_standby_not_a_crash(
     assert ctl.resync() is not None and ctl.elector.is_leader
     fake.stop()
     assert ctl.resync() is None and not ctl.elector.is_leader
+
+
+def test_the_controller_entry_point_repairs_and_releases_on_sigterm(
+    fake: FakeKubeAPI, cfg: ClusterConfig, space: Callable[..., DesiredSpace], api: KubeApi, tmp_path: Path
+) -> None:
+    """``python -m spaceyard_runtime.kubernetes.controller`` as the chart runs it: env settings, kubeconfig."""
+    apply_space(api, space(), cfg)
+    api.delete("Deployment", NAME)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "fake", "cluster": {"server": fake.url}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "u"}}],
+                "current-context": "fake",
+            }
+        )
+    )
+    env = {
+        **os.environ,
+        "SPACEYARD_KUBERNETES_KUBECONFIG": str(kubeconfig),
+        "SPACEYARD_KUBERNETES_NAMESPACE": NAMESPACE,
+        "SPACEYARD_KUBERNETES_RESYNC_INTERVAL": "3600",
+        "HOSTNAME": "controller-0",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spaceyard_runtime.kubernetes.controller"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        for _ in range(400):
+            if fake.get("Deployment", NAMESPACE, NAME) is not None or proc.poll() is not None:
+                break
+            threading.Event().wait(0.05)
+        assert fake.get("Deployment", NAMESPACE, NAME) is not None, "the controller re-created the Deployment"
+        lease = fake.get("Lease", NAMESPACE, "spaceyard-controller")
+        assert lease is not None and lease["spec"]["holderIdentity"].startswith("controller-0-")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output
+    assert "space alice/demo: RUNNING" in output
+    lease = fake.get("Lease", NAMESPACE, "spaceyard-controller")
+    assert lease is not None and lease["spec"]["holderIdentity"] == "", "released on SIGTERM"
