@@ -148,6 +148,11 @@ def _built(build: BuildFn, sample_repo: Callable[[str], tuple[str, str, Path]], 
 
 
 @pytest.fixture(scope="session")
+def gradio_build(build: BuildFn, sample_repo: Callable[[str], tuple[str, str, Path]]) -> BuildResult:
+    return _built(build, sample_repo, "hello-gradio")
+
+
+@pytest.fixture(scope="session")
 def streamlit_build(build: BuildFn, sample_repo: Callable[[str], tuple[str, str, Path]]) -> BuildResult:
     return _built(build, sample_repo, "hello-streamlit")
 

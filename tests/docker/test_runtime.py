@@ -34,6 +34,34 @@ def _exec(client: docker.DockerClient, container_id: str, code: str) -> str:
     return bytes(out.output).decode().strip()
 
 
+async def test_gradio_sample_runs_and_answers_its_api(
+    runtime: DockerRuntime, gradio_build: BuildResult, docker_client: docker.DockerClient
+) -> None:
+    lines: list[str] = []
+    spec = spec_for(gradio_build, env={"SPACE_ID": "samples/hello-gradio", "SYSTEM": "spaces"})
+    handle = await start_app(runtime, spec, lines)
+    await runtime.wait_ready(handle, 180)
+
+    def call() -> str:
+        req = urllib.request.Request(
+            handle.endpoint.url + "/gradio_api/call/greet",
+            data=json.dumps({"data": ["Docker"]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            event_id = json.loads(resp.read())["event_id"]
+        with urllib.request.urlopen(f"{handle.endpoint.url}/gradio_api/call/greet/{event_id}", timeout=30) as resp:
+            return resp.read().decode()
+
+    stream = await asyncio.to_thread(call)
+    assert "event: complete" in stream and "Hello Docker!" in stream
+    host = docker_client.api.inspect_container(handle.backend_id)["HostConfig"]
+    assert host["ReadonlyRootfs"] is True and "/home/user/app/.gradio" in host["Tmpfs"]
+    await asyncio.sleep(0.3)
+    assert any("Running on local URL" in line for line in lines), lines
+    assert not any("Traceback" in line for line in lines), lines
+
+
 async def test_streamlit_sample_runs_read_only_as_uid_1000_with_limits(
     runtime: DockerRuntime, streamlit_build: BuildResult, docker_client: docker.DockerClient
 ) -> None:

@@ -65,7 +65,8 @@ VENV = "/home/user/.venv"
 SKIP_FILES = {".spaceyard-complete"}
 """Files of the exported checkout that are not part of the Space."""
 SDK_REQUIREMENTS = {
-    "gradio": ["gradio[oauth]=={version}", '"uvicorn>=0.14.0"'],
+    # As on the Hub: `spaces` too, which Gradio needs when SYSTEM=spaces and SPACE_ID are set.
+    "gradio": ["gradio[oauth]=={version}", '"uvicorn>=0.14.0"', "spaces==0.51.3"],
     "streamlit": ["streamlit=={version}"],
 }
 HUB_ENV = {
