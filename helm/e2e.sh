@@ -53,7 +53,7 @@ wait_stage() { # WANTED...
 replicas() { kubectl -n "$SPACES_NS" get deploy space-admin--e2e-hello -o jsonpath='{.spec.replicas}'; }
 
 cleanup() {
-  [[ -n "${PF_PID:-}" ]] && kill "$PF_PID" 2>/dev/null || true
+  if [[ -n "${PF_PID:-}" ]]; then kill "$PF_PID" 2>/dev/null || true; fi
   if [[ "${KEEP:-0}" != 1 ]]; then
     helm uninstall "$RELEASE" -n "$NAMESPACE" >/dev/null 2>&1 || true
     kubectl delete namespace "$SPACES_NS" spaceyard-builds --ignore-not-found --wait=false >/dev/null 2>&1 || true
