@@ -208,6 +208,7 @@ def hardware_info(flavor: Flavor) -> dict[str, Any]:
         "unitCostUSD": round(flavor.unit_cost_usd / 60, 8),
         "unitCostMicroUSD": round(flavor.unit_cost_usd * 1_000_000 / 60),
         "unitLabel": "minute",
+        "accelerator": None,
     }
     if flavor.gpus:
         gpu_memory = flavor.gpu_memory_gib if isinstance(flavor, ClusterFlavor) else 0

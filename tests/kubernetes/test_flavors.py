@@ -136,6 +136,7 @@ def test_hardware_info_matches_the_hub_listing_shape() -> None:
         "unitCostUSD": 0.0005,
         "unitCostMicroUSD": 500,
         "unitLabel": "minute",
+        "accelerator": None,
     }
     gpu = hardware_info(flavors["a10g-largex2"])
     assert gpu["accelerator"] == {"model": "A10G", "quantity": "2", "vram": "48 GB", "manufacturer": "Nvidia"}
