@@ -73,7 +73,7 @@ class RuntimeSettings(BaseSettings):
             "fc00::/7",
             "fe80::/10",
         ],
-        description="Address ranges Spaces may not reach (cluster, private and metadata ranges); the internet stays open.",
+        description="Address ranges Spaces may not reach (cluster, private, metadata); the internet stays open.",
     )
     kubernetes_image_pull_secrets: list[str] = Field(
         default_factory=list, description="Secrets in the Spaces namespace used to pull Space images."
@@ -82,6 +82,9 @@ class RuntimeSettings(BaseSettings):
         None, description="RuntimeClass for Space pods (e.g. gvisor, kata) when the cluster offers a sandbox."
     )
     kubernetes_cluster_domain: str = Field("cluster.local", description="Cluster DNS domain of Service names.")
+    kubernetes_build_namespace: str = Field(
+        "spaceyard-builds", description="Namespace build Jobs (rootless BuildKit) run in, apart from the Spaces."
+    )
     kubernetes_lease_name: str = Field(
         "spaceyard-controller", description="Lease that elects the one active controller replica."
     )

@@ -194,3 +194,15 @@ def test_build_job_is_rootless_and_daemonless(space: Callable[..., DesiredSpace]
     assert f"type=image,name={space().image},push=true" in args
     assert "type=registry,ref=registry.local/spaces/cache:alice--demo,mode=max" in args
     assert pod["automountServiceAccountToken"] is False
+
+
+def test_image_refs_are_lowercase_and_tagged_by_revision() -> None:
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    assert objects.image_ref("registry.local/spaces/", "alice/demo", sha) == f"registry.local/spaces/alice--demo:{sha}"
+    ref = objects.image_ref("r.example", "Alice/My_Space", "main")
+    assert ref.startswith("r.example/alice-my-space-") and ref.endswith(":main") and ref == ref.lower()
+
+
+def test_build_job_namespace(space: Callable[..., DesiredSpace], cfg: ClusterConfig) -> None:
+    build = objects.BuildJobSpec(space_id="a/b", revision="1", repo_url="u", image="i", namespace="spaceyard-builds")
+    assert objects.make_build_job(build, cfg)["metadata"]["namespace"] == "spaceyard-builds"

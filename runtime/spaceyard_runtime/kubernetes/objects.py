@@ -331,6 +331,16 @@ def service_host(space_id: str, cfg: ClusterConfig) -> str:
 # --------------------------------------------------------------------------------------------- builds
 
 
+def image_ref(registry: str, space_id: str, revision: str) -> str:
+    """Where the build of ``space_id`` at ``revision`` is pushed: ``<registry>/<owner--name>:<revision>``.
+
+    Repository names must be lowercase (OCI), so the Space's slug is used; tags allow 128 characters of
+    ``[A-Za-z0-9_.-]``, enough for a git SHA.
+    """
+    tag = revision if slugs.is_dns_label(revision) else slugs.safe_slug(revision)
+    return f"{registry.rstrip('/')}/{slugs.safe_slug(space_id)}:{tag}"
+
+
 @dataclass(frozen=True)
 class BuildJobSpec:
     """One image build: clone ``repo_url`` at ``revision``, build ``dockerfile``, push ``image``."""
@@ -350,6 +360,8 @@ class BuildJobSpec:
     cpu: str = "2"
     memory: str = "4Gi"
     insecure_registry: bool = False
+    namespace: str | None = None
+    """Namespace of the Job (the chart's ``spaceyard-builds``); default: ``cfg.namespace``."""
 
 
 def make_build_job(build: BuildJobSpec, cfg: ClusterConfig) -> Manifest:
@@ -400,7 +412,7 @@ def make_build_job(build: BuildJobSpec, cfg: ClusterConfig) -> Manifest:
         "kind": "Job",
         "metadata": {
             "name": name,
-            "namespace": cfg.namespace,
+            "namespace": build.namespace or cfg.namespace,
             "labels": {**labels, LABEL_REVISION: slugs.safe_slug(build.revision)},
             "annotations": {ANNOTATION_SPACE_ID: build.space_id, f"{GROUP}/revision": build.revision},
         },
