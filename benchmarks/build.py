@@ -110,13 +110,15 @@ def bench_engine(
             t, r = timed_build(engine, settings, repo, repo.sha, no_cache=name == "docker")
             times["fresh"].append(t)
             assert not r.cache_hit
+            fresh_artifact = r.artifact
             t, r = timed_build(engine, settings, repo, repo.change_app())
             times["app-only"].append(t)
             t, r = timed_build(engine, settings, repo, repo.sha)
             times["no-change"].append(t)
             assert r.cache_hit
-            if isinstance(engine, DockerEngine):
-                engine.client.images.remove(r.artifact)
+            if isinstance(engine, DockerEngine):  # --no-cache layers are not shared: do not keep them
+                for artifact in {r.artifact, fresh_artifact}:
+                    engine.client.images.remove(artifact)
         print(f"{name} run {i + 1}/{runs}: " + ", ".join(f"{s} {times[s][-1]:.2f}s" for s in SCENARIOS), flush=True)
     return times
 
@@ -147,7 +149,13 @@ def main() -> int:
         return LocalEngine(settings), settings
 
     def make_docker(root: Path) -> tuple[BuildEngine, BuilderSettings]:
-        settings = BuilderSettings(data_dir=root / "data", build_engine="docker", docker_base_image=args.base_image)
+        # Its own image repository: never re-tags an image the tests or a running platform use.
+        settings = BuilderSettings(
+            data_dir=root / "data",
+            build_engine="docker",
+            docker_base_image=args.base_image,
+            docker_image_repository="spaceyard/bench",
+        )
         return DockerEngine(settings), settings
 
     if "docker" in engines:
