@@ -131,6 +131,7 @@ async def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only, do not touch docs/benchmarks.md")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="spaceyard-wake-"))
     t = time.perf_counter()
     env = build_env(work)
@@ -200,11 +201,13 @@ async def main() -> None:
             await rt.aclose()
 
     # ------------------------------------------------------------------ report
+    load_after = os.getloadavg()[0]
     c50, c99 = percentile(lat["cold"], 0.5), percentile(lat["cold"], 0.99)
     f50, f99 = percentile(lat["fork"], 0.5), percentile(lat["fork"], 0.99)
     lines = [
         f"`benchmarks/wake.py`, {time.strftime('%Y-%m-%d', time.gmtime())}: sample `hello-gradio`, gradio "
-        f"{GRADIO_VERSION}, Python {platform.python_version()}, {os.cpu_count()} CPUs. Local runtime.",
+        f"{GRADIO_VERSION}, Python {platform.python_version()}, {os.cpu_count()} CPUs, 1-min load average "
+        f"{load_before:.1f} at start and {load_after:.1f} at end (the machine is shared). Local runtime.",
         "",
         f"**Wake to first byte** (`start` -> first HTTP 200 on `/`, {args.wakes} wakes per mode, alternating):",
         "",
@@ -213,6 +216,8 @@ async def main() -> None:
         f"| cold (`python app.py`) | {c50:.3f} s | {c99:.3f} s | {min(lat['cold']):.3f} s | {max(lat['cold']):.3f} s |",
         f"| fork (warm parent) | {f50:.3f} s | {f99:.3f} s | {min(lat['fork']):.3f} s | {max(lat['fork']):.3f} s |",
         f"| **cold / fork** | **{c50 / f50:.1f}x** | {c99 / f99:.1f}x | | |",
+        "",
+        "(With 20 samples, p99 is close to the maximum.)",
         "",
         f"**Awake idle app** ({args.idle_apps} apps per row, CPU over {args.idle_seconds:g} s after one request "
         "and 3 s settle; memory from `smaps_rollup`, private = Private_Clean + Private_Dirty; API call = "
