@@ -446,6 +446,7 @@ class LocalRuntime(Runtime):
         err_r, err_w = os.pipe()
         request = {
             "argv": plan.app_argv,
+            "orig_argv": plan.argv,
             "cwd": plan.cwd,
             "env": plan.env,
             "app_path": plan.app_path,

@@ -419,6 +419,8 @@ def _child(request: dict[str, Any], fds: list[int], keep: list[int]) -> int:
     os.chdir(request["cwd"])
     app_path: str = request["app_path"]
     sys.argv = list(request["argv"])
+    if "orig_argv" in request and hasattr(sys, "orig_argv"):
+        sys.orig_argv = list(request["orig_argv"])  # the command line a cold start would have had
     # `python app.py`: the script's folder first, then PYTHONPATH, then the interpreter's own paths.
     # (The zygote took its own folder off sys.path and ran without PYTHONPATH: the rest is the interpreter's.)
     extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]

@@ -48,6 +48,7 @@ APP = textwrap.dedent(
             "client_default": inspect.signature(gradio_client.Client).parameters["download_files"].default,
             "sys_path_head": sys.path[:2],
             "queue_idle": float(demo._queue.sleep_when_free),
+            "orig_argv": sys.orig_argv,
             "echo": text,
             "env": dict(os.environ),
             "cwd": os.getcwd(),
@@ -192,6 +193,7 @@ async def test_app_runs_answers_and_stops(
     # Like `python app.py` run from the checkout.
     assert info["cwd"] == str(app_dir.resolve())
     assert info["argv"] == ["app.py"]
+    assert info["orig_argv"] == [str(gradio_env.resolve() / "bin" / "python"), "app.py"]
     assert info["path0"] == str(app_dir.resolve())
     assert info["main"] == "__main__"
     assert info["sys_path_head"] == [str(app_dir.resolve()), str(app_dir.resolve())]  # script dir, PYTHONPATH
