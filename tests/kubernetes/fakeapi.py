@@ -161,6 +161,8 @@ class FakeKubeAPI:
         self.writes: list[tuple[str, str]] = []
         """(method, path) of every successful write, for assertions."""
         self.requests = 0
+        self.failures: list[tuple[str, str, int]] = []
+        """Injected errors: (method, plural, status), each answered once, first match first."""
         self.calls: list[tuple[str, str, bool]] = []
         """(method, path, is_watch) of every request, for the RBAC test."""
         self.closing = False
@@ -191,6 +193,11 @@ class FakeKubeAPI:
         if self.server:
             self.server.shutdown()
             self.server.server_close()
+
+    def fail(self, method: str, plural: str, status: int, times: int = 1) -> None:
+        """Answer the next ``times`` matching requests with ``status`` (503, 429, 409, 403...)."""
+        with self.lock:
+            self.failures += [(method, plural, status)] * times
 
     def set_image(self, image: str, mode: str = "ok", logs: list[str] | None = None, exit_code: int = 1) -> None:
         with self.lock:
@@ -544,6 +551,11 @@ class FakeKubeAPI:
         kind = KINDS[(gv, plural)]
         with self.lock:
             self.requests += 1
+            for failure in self.failures:
+                if failure[:2] == (method, plural):
+                    self.failures.remove(failure)
+                    reasons = {409: "Conflict", 429: "TooManyRequests", 403: "Forbidden"}
+                    raise ApiError(failure[2], reasons.get(failure[2], "InternalError"), "injected by the test")
             if method == "GET" and name is None:
                 items = copy.deepcopy(self.select(gv, plural, ns, query.get("labelSelector")))
                 return 200, {
@@ -582,6 +594,8 @@ class FakeKubeAPI:
             elif method == "DELETE":
                 gone = self.delete(gv, plural, ns, name)
                 self.writes.append((method, path))
+                if kind in ("Service", "Pod"):  # their registries return the deleted object, others a Status
+                    return 200, copy.deepcopy(gone)
                 return 200, {
                     "kind": "Status",
                     "apiVersion": "v1",
