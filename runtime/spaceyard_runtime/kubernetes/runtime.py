@@ -58,6 +58,8 @@ def cluster_config(settings: RuntimeSettings) -> ClusterConfig:
 class _LogPump:
     """Follows the app container's log of the Space's current pod, across pod replacements."""
 
+    MAX_DELAY = 10.0
+
     def __init__(self, api: KubeApi, space_id: str, template: str, sink: LogSink, interval: float) -> None:
         self.api, self.space_id, self.template, self.interval = api, space_id, template, interval
         self.loop = asyncio.get_running_loop()
@@ -72,6 +74,7 @@ class _LogPump:
 
     def _run(self) -> None:
         followed: dict[str, bool] = {}
+        delay = self.interval * 10
         while not self.stop.is_set():
             try:
                 pods = self.api.list("Pod", objects.space_selector(self.space_id))
@@ -81,21 +84,22 @@ class _LogPump:
                     if p["metadata"].get("labels", {}).get(objects.LABEL_TEMPLATE) == self.template
                     and (p.get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed")
                 ]
-                if not current:
-                    self.stop.wait(self.interval * 10)
-                    continue
-                name = current[0]["metadata"]["name"]
-                for line in self.api.follow_pod_log(name, tail_lines=0 if followed.get(name) else None):
+                if current:
+                    name = current[0]["metadata"]["name"]
+                    for line in self.api.follow_pod_log(name, tail_lines=0 if followed.get(name) else None):
+                        followed[name] = True
+                        delay = self.interval * 10
+                        self._emit(line)
+                        if self.stop.is_set():
+                            return
                     followed[name] = True
-                    self._emit(line)
-                    if self.stop.is_set():
-                        return
-                followed[name] = True
-            except ApiException as exc:
+            except ApiException as exc:  # e.g. 400 while the container waits to (re)start
                 log.debug("log stream of %s: %s", self.space_id, exc.reason)
             except Exception as exc:
                 log.debug("log stream of %s interrupted: %s", self.space_id, exc)
-            self.stop.wait(self.interval * 10)
+            # nothing to follow yet (pending for a GPU, crash back-off): look again, less and less often
+            self.stop.wait(delay)
+            delay = min(self.MAX_DELAY, delay * 2)
 
     def close(self) -> None:
         self.stop.set()
