@@ -463,6 +463,8 @@ class LocalRuntime(Runtime):
             os.close(err_w)
         app = _App(backend_id=self._new_id(pid), pid=pid, mode="fork", log=log, exited=exited)
         app.kill = lambda sig: zygote.signal_child(pid, sig)
+        for line in zygote.preload_output:  # a cold start would have printed these while importing
+            app.emit(line)
         self._attach_pipes(app, [out_r, err_r])
         return app
 

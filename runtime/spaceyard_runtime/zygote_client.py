@@ -53,6 +53,8 @@ class Zygote:
         self._pidfds: dict[int, int] = {}
         self._seq = 0
         self.started_at = 0.0
+        self.preload_output: list[str] = []
+        """What importing the preload modules printed (warnings...): a cold start would print it too."""
 
     @property
     def pid(self) -> int | None:
@@ -73,7 +75,9 @@ class Zygote:
         self.workdir.mkdir(parents=True, exist_ok=True)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.started_at = time.monotonic()
-        with open(self.workdir / "zygote.log", "ab") as logf:
+        log_path = self.workdir / "zygote.log"
+        with open(log_path, "ab") as logf:
+            offset = logf.tell()
             try:
                 self.proc = await asyncio.create_subprocess_exec(
                     self.python,
@@ -102,6 +106,9 @@ class Zygote:
         except (TimeoutError, ZygoteError) as exc:
             await self.close()
             raise ZygoteError(f"the warm parent did not come up: {exc}") from exc
+        with open(log_path, "rb") as f:
+            f.seek(offset)
+            self.preload_output = f.read(1 << 16).decode("utf-8", "replace").splitlines()
         logger.info(
             "warm parent %s ready: pid %s, preloaded %s in %.2f s",
             self.key,

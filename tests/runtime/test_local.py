@@ -442,3 +442,34 @@ def test_warm_parent_key_follows_the_build_of_an_environment(tmp_path: Path) -> 
     shutil.rmtree(env)
     fresh.rename(env)
     assert rt.zygote_key(spec) != first
+
+
+async def test_preload_modules_and_a_failing_warm_parent(gradio_env: Path, tmp_path: Path) -> None:
+    rt = LocalRuntime(RuntimeSettings(data_dir=tmp_path / "data", fast_wake=True))
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    (app_dir / "app.py").write_text("import this\nprint('ok', flush=True)\nraise SystemExit(3)\n")
+    base = make_spec(gradio_env, app_dir)
+    try:
+        # What importing the preload modules prints is in the forked app's log, as in a cold start's.
+        spec = AppSpec(**{**base.__dict__, "preload_modules": ("this",)})
+        assert await rt.prewarm(spec)
+        lines: list[str] = []
+        handle = await rt.start(spec, lines.append)
+        assert handle.start_mode == "fork"
+        with pytest.raises(AppCrashed) as info:
+            await rt.wait_ready(handle, timeout=60)
+        assert info.value.exit_code == 3
+        assert "The Zen of Python, by Tim Peters" in lines and lines[-1] == "ok"
+        # A preload module that cannot be imported: no warm parent, cold starts that say why.
+        broken = AppSpec(**{**base.__dict__, "preload_modules": ("no_such_module_xyz",)})
+        assert not await rt.prewarm(broken)
+        lines.clear()
+        handle = await rt.start(broken, lines.append)
+        assert handle.start_mode == "cold"
+        assert "failed" in lines[1] and "No module named 'no_such_module_xyz'" in lines[1]
+        with pytest.raises(AppCrashed) as info:
+            await rt.wait_ready(handle, timeout=60)
+        assert info.value.exit_code == 3
+    finally:
+        await rt.aclose()
