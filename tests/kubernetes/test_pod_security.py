@@ -1,0 +1,43 @@
+"""Space pods and the chart's pods satisfy the restricted Pod Security Standard the Spaces namespace enforces."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from spaceyard_runtime.kubernetes import objects
+from spaceyard_runtime.kubernetes.desired import ClusterConfig, DesiredSpace
+from tests.kubernetes.pss import restricted_violations
+from tests.kubernetes.test_helm import VALUES, find, render
+
+
+@pytest.mark.parametrize("flavor", ["cpu-basic", "t4-small", "a100-large"])
+@pytest.mark.parametrize("sdk", ["gradio", "streamlit", "static", "docker"])
+def test_space_pods_are_admitted_at_restricted(
+    flavor: str, sdk: str, space: Callable[..., DesiredSpace], cfg: ClusterConfig
+) -> None:
+    pod = objects.make_deployment(space(flavor=flavor, sdk=sdk), cfg)["spec"]["template"]["spec"]
+    assert restricted_violations(pod) == []
+
+
+def test_the_checker_catches_what_restricted_forbids(space: Callable[..., DesiredSpace], cfg: ClusterConfig) -> None:
+    build = objects.make_build_job(objects.BuildJobSpec(space_id="a/b", revision="1", repo_url="u", image="i"), cfg)
+    problems = restricted_violations(build["spec"]["template"]["spec"])
+    assert any("seccompProfile" in p for p in problems) and any("appArmorProfile" in p for p in problems)
+    assert not any("privileged" in p or "runAsUser 0" in p for p in problems)  # rootless, not privileged
+
+
+@pytest.mark.parametrize("values", list(VALUES))
+def test_chart_pods_are_admitted_at_restricted(values: str) -> None:
+    docs = render(VALUES[values])
+    workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
+    assert workloads
+    for doc in workloads:
+        pod: dict[str, Any] = doc["spec"]["template"]["spec"]
+        assert restricted_violations(pod) == [], doc["metadata"]["name"]
+    spaces_ns = find(docs, "Namespace", "spaceyard-spaces")
+    assert spaces_ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    builds_ns = find(docs, "Namespace", "spaceyard-builds")
+    assert builds_ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
