@@ -223,7 +223,7 @@ class LocalRuntime(Runtime):
         self._zygotes: dict[str, asyncio.Task[Zygote]] = {}
         self._zygote_failures: dict[str, tuple[float, str]] = {}
         self._zygote_used: dict[str, float] = {}
-        self._zygote_python: dict[str, str] = {}
+        self._zygote_lineage: dict[str, str] = {}
 
     # ------------------------------------------------------------------ plan
 
@@ -401,12 +401,14 @@ class LocalRuntime(Runtime):
 
         task = asyncio.ensure_future(warm())
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no "never retrieved"
-        # A warm parent of an earlier build of the same environment path imported files that are gone.
-        for other, old in list(self._zygote_python.items()):
-            if old == python and other != key:
+        # A warm parent of an earlier build of the same environment path (same preload modules) imported
+        # files that are gone: it goes.
+        lineage = json.dumps([python, self.preload_modules(spec)])
+        for other, old in list(self._zygote_lineage.items()):
+            if old == lineage and other != key:
                 self._drop_warm_parent(other)
         self._zygotes[key] = task
-        self._zygote_python[key] = python
+        self._zygote_lineage[key] = lineage
         self._zygote_used[key] = time.monotonic()
         while len(self._zygotes) > MAX_WARM_PARENTS:
             self._drop_warm_parent(min(self._zygotes, key=lambda k: self._zygote_used.get(k, 0.0)))
@@ -416,7 +418,7 @@ class LocalRuntime(Runtime):
         """Close a warm parent (its forked apps keep running)."""
         task = self._zygotes.pop(key, None)
         self._zygote_used.pop(key, None)
-        self._zygote_python.pop(key, None)
+        self._zygote_lineage.pop(key, None)
         if task is None:
             return
 
