@@ -26,7 +26,17 @@ The zygote exits when the runtime closes its end. The child: new session, Python
 dispositions, the fds, ``os.environ`` replaced entirely, cwd, ``sys.argv``, ``sys.path`` as
 ``python app.py`` would set them, environment-derived module constants recomputed (:data:`REFRESH`),
 random generators reseeded, then ``runpy.run_path(app, run_name="__main__")`` and a normal interpreter
-exit with the app's status.
+exit with the app's status. ``MODULE`` arguments starting with ``?`` are optional (not installed: skipped).
+
+What still differs from a cold start, by nature of fork:
+
+* the str hash secret and the address-space layout (ASLR) are the warm parent's, shared by every app
+  forked from it: a Space can learn them from its own memory. Where Spaces are hostile to each other, turn
+  ``fast_wake`` off;
+* ``/proc/PID/cmdline`` shows the warm parent's command line (``sys.argv``/``sys.orig_argv`` are right);
+* environment variables read by C code when the preload modules loaded are not observed, except the
+  known ones in :data:`EXEC_TIME_PREFIXES` (a difference there means a cold start);
+* objects created while preloading are frozen (``gc.freeze``), never collected in the child.
 """
 
 from __future__ import annotations
