@@ -124,6 +124,7 @@ def serve_gateway(port: int, upstream_port: int) -> None:
         workers=1,
         log_level="warning",
         access_log=False,
+        ws="websockets-sansio",
         ws_per_message_deflate=False,
     )
 

@@ -449,3 +449,20 @@ def test_request_on_a_stale_pooled_connection_is_retried(gateway: GatewayServer)
         r = httpx.get(f"{gateway.url}/apps/lena/racy/")
         assert r.status_code == 200 and r.text == "ok"
     assert len(answered) == 3
+
+
+def test_requests_are_counted_per_space(gateway: GatewayServer, upstream: Upstream) -> None:
+    from spaceyard_platform.gateway.proxy import requests_counter
+
+    def count() -> float:
+        for metric in requests_counter().collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total") and sample.labels == {"space": "mona/counted"}:
+                    return sample.value
+        return 0.0
+
+    gateway.add("mona/counted", upstream.endpoint)
+    before = count()
+    for _ in range(3):
+        httpx.get(f"{gateway.url}/apps/mona/counted/headers")
+    assert count() == before + 3

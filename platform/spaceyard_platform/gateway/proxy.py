@@ -44,7 +44,25 @@ from .upstream import UpstreamConnection, UpstreamError, UpstreamPool, UpstreamT
 
 log = logging.getLogger("spaceyard.gateway")
 
-REQUESTS = Counter("spaceyard_gateway_requests", "Requests the gateway answered, per Space.", ["space"])
+_REQUESTS: Counter | None = None
+
+
+def requests_counter() -> Counter:
+    """``spaceyard_gateway_requests_total{space}``, in the platform's registry (served at ``/metrics``)."""
+    global _REQUESTS
+    if _REQUESTS is None:
+        try:
+            from ..metrics import REGISTRY as registry
+        except ImportError:  # pragma: no cover - the platform's metrics module is optional here
+            from prometheus_client import REGISTRY as registry
+        try:
+            _REQUESTS = Counter(
+                "spaceyard_gateway_requests", "Requests for Spaces the gateway answered.", ["space"], registry=registry
+            )
+        except ValueError:  # already registered (module reloaded): count without exporting
+            _REQUESTS = Counter("spaceyard_gateway_requests", "", ["space"], registry=None)
+    return _REQUESTS
+
 
 _UPSTREAM_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 
@@ -172,7 +190,7 @@ class Gateway:
     def _count(self, space_id: str) -> None:
         counter = self._counters.get(space_id)
         if counter is None:
-            counter = self._counters[space_id] = REQUESTS.labels(space_id)
+            counter = self._counters[space_id] = requests_counter().labels(space_id)
         counter.inc()
 
     # -- waking -----------------------------------------------------------------------------------
