@@ -8,11 +8,13 @@ answered here; everything else goes to ``app`` untouched. A Space is addressed b
   (``/apps/OWNER/NAME`` redirects to the slash form).
 
 Per request, in order: route lookup (two dict lookups), access check for private Spaces (404 as for
-an unknown Space otherwise), wake when the app is asleep (held up to ``wake_timeout``), then
-either static files or a streamed proxy to the app with aiohttp (pooled keep-alive connections,
-no decompression, no buffering: each chunk is forwarded as it arrives and each send is awaited, so a
-slow visitor slows the app down instead of filling memory). Websockets are relayed by
-:mod:`.websocket`.
+an unknown Space otherwise), wake when the app is asleep (held up to ``wake_timeout``; concurrent
+visitors share one wake), then either static files or a streamed proxy to the app. Plain HTTP goes
+through :mod:`.upstream` (pooled keep-alive HTTP/1.1 on llhttp; ~2x the throughput of aiohttp's
+client here, see ``docs/benchmarks.md``), with no buffering: each chunk is forwarded as it arrives
+and each send is awaited, so a slow visitor slows the app down instead of filling memory; a visitor
+leaving mid-stream closes the app's connection. Websockets are relayed by :mod:`.websocket`
+(aiohttp client).
 
 Forwarded headers: hop-by-hop headers removed both ways; ``X-Forwarded-For/Proto/Host`` set; for the
 path form ``X-Forwarded-Prefix`` and ``X-Gradio-Server`` (the app's public root as a full URL, which
@@ -63,8 +65,6 @@ def requests_counter() -> Counter:
             _REQUESTS = Counter("spaceyard_gateway_requests", "", ["space"], registry=None)
     return _REQUESTS
 
-
-_UPSTREAM_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 
 
 class _Match:
