@@ -201,6 +201,17 @@ def upstream_app(state: UpstreamState) -> web.Application:
         request.transport.abort()
         return resp
 
+    async def silent(request: web.Request) -> web.StreamResponse:
+        """Starts an answer, then goes quiet for a minute."""
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await resp.prepare(request)
+        await resp.write(b"hello\n")
+        for _ in range(600):
+            if request.transport is None or request.transport.is_closing():
+                break
+            await asyncio.sleep(0.1)
+        return resp
+
     async def redirect(request: web.Request) -> web.Response:
         raise web.HTTPFound("/headers")
 
@@ -227,6 +238,7 @@ def upstream_app(state: UpstreamState) -> web.Application:
     app.router.add_get("/ticks", ticks)
     app.router.add_get("/die", die)
     app.router.add_get("/redirect", redirect)
+    app.router.add_get("/silent", silent)
     app.router.add_get("/ws", ws)
     return app
 

@@ -1,0 +1,51 @@
+"""Idle timeouts: a silent app's response and a silent websocket are cut after stream_idle_timeout."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from spaceyard_platform.gateway.proxy import Gateway
+from spaceyard_platform.gateway.routes import Route, RouteTable
+from spaceyard_platform.settings import Settings
+from tests.conftest import free_port
+
+from .conftest import Upstream, platform_app, serve_in_thread
+
+
+@pytest.fixture(scope="module")
+def impatient(upstream: Upstream) -> Iterator[int]:
+    """A second gateway with a 0.5 s idle timeout."""
+    port = free_port()
+    routes = RouteTable()
+    routes.set(Route(space_id="quiet/app", stage="RUNNING", upstream=upstream.endpoint))
+    settings = Settings(port=port, stream_idle_timeout=0.5)
+    server, thread = serve_in_thread(Gateway(platform_app([]), routes, settings), port)
+    yield port
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_silent_app_response_is_cut(impatient: int) -> None:
+    started = time.monotonic()
+    received = b""
+    with httpx.stream("GET", f"http://127.0.0.1:{impatient}/apps/quiet/app/silent", timeout=30) as r:
+        assert r.status_code == 200
+        for chunk in r.iter_bytes():
+            received += chunk
+    assert received == b"hello\n"
+    assert time.monotonic() - started < 10  # cut after the idle timeout, not after the app's minute
+
+
+def test_silent_websocket_is_closed(impatient: int) -> None:
+    with connect(f"ws://127.0.0.1:{impatient}/apps/quiet/app/ws") as ws:
+        ws.send("one")
+        assert ws.recv(timeout=5) == "one"
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=10)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1001
