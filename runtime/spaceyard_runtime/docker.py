@@ -65,6 +65,12 @@ LOG_TAIL_LINES = 40
 PROBE_TIMEOUT = 5.0
 LABEL = "org.spaceyard"
 HOME = "/home/user"
+HEALTH_PROBE = (
+    "import sys, urllib.request, urllib.error\n"
+    "try: urllib.request.urlopen('http://127.0.0.1:{port}/', timeout=10)\n"
+    "except urllib.error.HTTPError as e: sys.exit(e.code >= 500)\n"
+)
+"""Docker HEALTHCHECK of gradio/streamlit containers: healthy while ``GET /`` answers below 500."""
 NO_DNS_RESOLV_CONF = (
     "# Spaceyard: Spaces on a per-Space network have no egress and no DNS\n"
     "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
@@ -223,6 +229,15 @@ class DockerRuntime(Runtime):
             "detach": True,
             "log_config": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
         }
+        interval = self.settings.docker_health_interval
+        if interval > 0 and spec.sdk in ("gradio", "streamlit"):  # images we generated: python3 is there
+            kwargs["healthcheck"] = {
+                "test": ["CMD", "python3", "-c", HEALTH_PROBE.format(port=spec.app_port)],
+                "interval": int(interval * 1e9),
+                "timeout": int(min(10.0, interval) * 1e9),
+                "retries": 3,
+                "start_period": int(self.settings.start_timeout * 1e9),
+            }
         if not self.settings.docker_network:
             # No egress on a per-Space network, so no name resolution either: fail lookups at once instead
             # of Docker's embedded DNS timing out after 10 s (Streamlit looks up its external IP at start).
@@ -481,6 +496,11 @@ class DockerRuntime(Runtime):
         if state.get("Restarting"):
             return AppStatus(AppState.STARTING, message=f"restarting after a crash ({attrs.get('RestartCount', 0)})")
         if state.get("Running"):
+            health = (state.get("Health") or {}).get("Status")
+            if health == "unhealthy":
+                tail = await asyncio.to_thread(self._tail_lines, handle.backend_id)
+                message = "the app stopped answering HTTP (failed health checks)"
+                return AppStatus(AppState.EXITED, message=message + ("\n" + tail if tail else ""))
             ready = app.ready if app is not None else True
             return AppStatus(AppState.RUNNING if ready else AppState.STARTING)
         code = state.get("ExitCode")

@@ -47,6 +47,11 @@ class RuntimeSettings(BaseSettings):
         description="Docker runtime: after a Space was ready, Docker restarts it this many times if it exits with "
         "an error, with Docker's doubling back-off (100 ms, 200 ms, ...).",
     )
+    docker_health_interval: float = Field(
+        30.0,
+        description="Docker runtime: seconds between HTTP health checks of gradio/streamlit containers once "
+        "started (3 failures in a row = unhealthy, reported by poll as EXITED); 0 disables them.",
+    )
     docker_pids_limit: int = Field(4096, description="Docker runtime: maximum processes per Space container.")
     kubernetes_namespace: str = Field("spaceyard-spaces", description="Namespace Spaces run in.")
     flavors_file: Path | None = Field(
