@@ -208,6 +208,7 @@ def upstream_app(state: UpstreamState) -> web.Application:
         await resp.write(b"hello\n")
         for _ in range(600):
             if request.transport is None or request.transport.is_closing():
+                state.streams_closed.append("silent:" + request.query.get("id", ""))
                 break
             await asyncio.sleep(0.1)
         return resp

@@ -280,6 +280,18 @@ def test_client_disconnect_releases_the_upstream(gateway: GatewayServer, upstrea
     assert "leaver" in upstream.state.streams_closed  # the app saw its stream closed
 
 
+def test_client_leaving_a_quiet_stream_releases_the_upstream(gateway: GatewayServer, upstream: Upstream) -> None:
+    gateway.add("ivy/quiet", upstream.endpoint)
+    with httpx.stream("GET", f"{gateway.url}/apps/ivy/quiet/silent?id=quiet", timeout=10) as r:
+        for chunk in r.iter_bytes():
+            assert chunk == b"hello\n"
+            break
+    deadline = time.monotonic() + 5
+    while "silent:quiet" not in upstream.state.streams_closed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "silent:quiet" in upstream.state.streams_closed  # not only when the app speaks again
+
+
 def test_upstream_dying_mid_stream_ends_the_response(gateway: GatewayServer, upstream: Upstream) -> None:
     gateway.add("ivy/dies", upstream.endpoint)
     received = b""

@@ -66,7 +66,6 @@ def requests_counter() -> Counter:
     return _REQUESTS
 
 
-
 class _Match:
     __slots__ = ("host", "path", "prefix", "raw_path", "route")
 
@@ -409,6 +408,8 @@ class Gateway:
                 conn.abort()  # llhttp cannot be told the response to HEAD has no body: no reuse
                 await send({"type": "http.response.body", "body": b""})
                 return
+            if not conn.complete:  # a stream: notice a visitor who leaves, even while the app is quiet
+                watcher = asyncio.ensure_future(_close_on_disconnect(receive, conn))
             complete = False
             try:
                 while True:
@@ -420,8 +421,6 @@ class Gateway:
                         await send({"type": "http.response.body", "body": chunk})
                         return
                     route.touch()
-                    if watcher is None:
-                        watcher = asyncio.ensure_future(_close_on_disconnect(receive, conn))
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             except UpstreamError:
                 # The app died or went silent mid-stream (or the visitor left and the watcher closed it).

@@ -261,6 +261,11 @@ class UpstreamConnection(asyncio.Protocol):
                 self._waiter = None
 
     @property
+    def complete(self) -> bool:
+        """The whole response has arrived (body chunks may still be waiting to be read)."""
+        return self._complete
+
+    @property
     def at_eof(self) -> bool:
         return self._complete and not self._chunks
 
