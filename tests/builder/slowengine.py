@@ -24,6 +24,12 @@ def _mark(event: str, build_id: str) -> None:
         os.fsync(f.fileno())
 
 
+def read_markers(env: dict[str, str]) -> list[list[str]]:
+    """The marker file's lines, split: ``[["start", build_id, pid], ...]``."""
+    path = Path(env["SPACEYARD_TEST_MARKERS"])
+    return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
+
+
 class SlowEngine(BuildEngine):
     name = "slow"
 

@@ -24,31 +24,14 @@ from spaceyard_builder.api import BuildRequest, BuildResult
 from spaceyard_builder.settings import BuilderSettings
 from spaceyard_builder.worker import BUILD_TASK, make_celery
 
+from .slowengine import read_markers
+
 pytestmark = pytest.mark.redis
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("SPACEYARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 VISIBILITY = 4.0
 BUILD_SECONDS = 6.0
-
-
-def _git(*args: str, cwd: Path) -> None:
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
-
-
-@pytest.fixture
-def space_repo(tmp_path: Path) -> tuple[str, str]:
-    work = tmp_path / "work"
-    work.mkdir()
-    (work / "README.md").write_text("---\ntitle: Slow\nsdk: gradio\n---\n")
-    (work / "app.py").write_text("print('hi')\n")
-    _git("init", "-q", "-b", "main", cwd=work)
-    _git("add", ".", cwd=work)
-    _git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init", cwd=work)
-    bare = tmp_path / "repo.git"
-    _git("clone", "-q", "--bare", str(work), str(bare), cwd=tmp_path)
-    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=work, capture_output=True, text=True).stdout.strip()
-    return str(bare), sha
 
 
 @pytest.fixture
@@ -95,11 +78,6 @@ def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     )  # fmt: skip
 
 
-def _markers(env: dict[str, str]) -> list[list[str]]:
-    path = Path(env["SPACEYARD_TEST_MARKERS"])
-    return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
-
-
 def _wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -124,10 +102,10 @@ def test_killed_worker_build_finishes_exactly_once(
     second: subprocess.Popen[bytes] | None = None
     try:
         celery.send_task(BUILD_TASK, args=[request.model_dump()], task_id=build_id)
-        _wait_for(lambda: any(m[0] == "start" for m in _markers(env)), 60, "the first worker to start the build")
+        _wait_for(lambda: any(m[0] == "start" for m in read_markers(env)), 60, "the first worker to start the build")
         os.kill(first.pid, signal.SIGKILL)  # mid-build: the task is neither finished nor acknowledged
         first.wait(10)
-        assert not any(m[0] == "finish" for m in _markers(env))
+        assert not any(m[0] == "finish" for m in read_markers(env))
 
         second = _worker(env, worker_log)
         result = celery.AsyncResult(build_id).get(timeout=120)
@@ -135,7 +113,7 @@ def test_killed_worker_build_finishes_exactly_once(
         assert built.ok, built.reason
         assert built.artifact == f"slow:{sha}"
 
-        markers = _markers(env)
+        markers = read_markers(env)
         starts = [m for m in markers if m[0] == "start"]
         finishes = [m for m in markers if m[0] == "finish"]
         assert len(finishes) == 1, markers  # finished exactly once...
@@ -146,7 +124,7 @@ def test_killed_worker_build_finishes_exactly_once(
         again = celery.AsyncResult(build_id).get(timeout=60)
         assert BuildResult.model_validate(again) == built
         time.sleep(1.0)
-        assert len(_markers(env)) == 3
+        assert len(read_markers(env)) == 3
 
         # The build log says it restarted, and is complete and closed.
         from spaceyard_builder.redislogs import RedisLogStore
