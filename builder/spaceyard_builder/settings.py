@@ -32,7 +32,10 @@ class BuilderSettings(BaseSettings):
     build_timeout: float = Field(1800.0, description="Seconds a build may take.")
     docker_url: str = Field("unix:///var/run/docker.sock", description="Docker engine socket.")
     docker_base_image: str = Field(
-        "python:3.11-slim", description="Base image for generated Gradio/Streamlit Dockerfiles."
+        "python:3.11-slim",
+        description="Base image for generated Gradio/Streamlit Dockerfiles (and BASE_IMAGE build arg of Docker "
+        "Spaces); '{python_version}' in it is replaced by the README's python_version (default 3.11), e.g. "
+        "python:{python_version}-slim.",
     )
     registry: str | None = Field(None, description="Registry to push images to (Kubernetes); none = local.")
     docker_cli: str | None = Field(

@@ -268,6 +268,7 @@ class DockerRuntime(Runtime):
                 name,
                 driver="bridge",
                 internal=True,
+                check_duplicate=True,
                 labels={f"{LABEL}.space": spec.space_id, f"{LABEL}.managed": "1"},
             )
         except docker.errors.APIError as exc:

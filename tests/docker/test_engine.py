@@ -205,3 +205,11 @@ def test_concurrent_builds_of_the_same_input_coalesce(
     assert sorted(r.cache_hit for r in results) == [False, True]  # type: ignore[attr-defined]
     assert any("being built by another build" in line for log in logs for line in log)
     docker_client.images.remove(ids.pop())
+
+
+def test_base_image_follows_python_version_when_templated() -> None:
+    engine = DockerEngine(BuilderSettings(docker_base_image="python:{python_version}-slim"))
+    assert engine.base_image(parse_readme("---\nsdk: gradio\npython_version: '3.10'\n---\n")) == "python:3.10-slim"
+    assert engine.base_image(parse_readme("---\nsdk: gradio\n---\n")) == "python:3.11-slim"
+    fixed = DockerEngine(BuilderSettings(docker_base_image="spaceyard/python:3.11-bookworm"))
+    assert fixed.base_image(parse_readme("---\nsdk: gradio\npython_version: '3.10'\n---\n")).endswith("3.11-bookworm")

@@ -236,18 +236,22 @@ class DockerEngine(BuildEngine):
             return (source / "Dockerfile").read_text(encoding="utf-8", errors="replace")
         return generated_dockerfile(config, source, self.settings)
 
+    def base_image(self, config: SpaceConfig) -> str:
+        """``docker_base_image``, with ``{python_version}`` filled from the README (default 3.11)."""
+        return self.settings.docker_base_image.replace("{python_version}", config.python_version or "3.11")
+
     def build_args(self, request: BuildRequest, config: SpaceConfig) -> dict[str, str]:
-        args = {"BASE_IMAGE": self.settings.docker_base_image}
+        args = {"BASE_IMAGE": self.base_image(config)}
         if config.sdk == "docker":
             args.update(request.variables)
-            args["BASE_IMAGE"] = request.variables.get("BASE_IMAGE", self.settings.docker_base_image)
+            args["BASE_IMAGE"] = request.variables.get("BASE_IMAGE", args["BASE_IMAGE"])
         return args
 
-    def _base_image_id(self) -> str:
+    def _base_image_id(self, name: str) -> str:
         try:
-            return str(self.client.images.get(self.settings.docker_base_image).id)
+            return str(self.client.images.get(name).id)
         except docker.errors.ImageNotFound:
-            return self.settings.docker_base_image
+            return name
         except docker.errors.APIError as exc:
             raise TransientBuildError(f"the Docker engine failed: {exc}") from exc
 
@@ -260,7 +264,7 @@ class DockerEngine(BuildEngine):
                 h.update(len(data).to_bytes(8, "big"))
                 h.update(data)
 
-        put("engine", ENGINE_VERSION, "dockerfile", dockerfile, "base", self._base_image_id())
+        put("engine", ENGINE_VERSION, "dockerfile", dockerfile, "base", self._base_image_id(build_args["BASE_IMAGE"]))
         put("args", json.dumps(build_args, sort_keys=True), "secrets", json.dumps(sorted(secret_names)))
         for p in _files(source):
             rel = str(p.relative_to(source))
@@ -296,6 +300,15 @@ class DockerEngine(BuildEngine):
                 raise BuildFailed(f"secret name {name!r} is not a valid identifier")
         dockerfile = self.dockerfile(config, source)
         args = self.build_args(request, config)
+        if (
+            config.python_version
+            and config.sdk != "docker"
+            and "{python_version}" not in self.settings.docker_base_image
+        ):
+            log(
+                f"WARNING: python_version {config.python_version} is not available here; building on "
+                f"{args['BASE_IMAGE']} (set SPACEYARD_DOCKER_BASE_IMAGE=python:{{python_version}}-slim to honour it)"
+            )
         digest = self.content_hash(dockerfile, source, args, list(request.secrets))
         tag = self.tag_for(digest)
         if not request.no_cache and self.artifact_exists(tag):
