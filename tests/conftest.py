@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from spaceyard_builder.api import BuildRequest
 from spaceyard_builder.engines.local import LocalEngine
 from spaceyard_builder.settings import BuilderSettings
 from spaceyard_builder.spaceconfig import SpaceConfig
+from tests.support import Server, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_spaces"
@@ -52,6 +54,14 @@ def gradio_env(shared_env_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     request = BuildRequest(build_id="fixture", space_id="test/gradio", revision="0" * 40, repo="", log_key="x")
     artifact = engine.build(request, source, config, lambda line: None)
     return Path(artifact.id)
+
+
+@pytest.fixture(scope="session")
+def server(test_cache: Path, shared_env_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One real ``spaceyard up`` process for the whole run (embedded worker, SQLite, local runtime)."""
+    srv = start_server(tmp_path_factory.mktemp("server-data"), free_port(), shared_env_dir)
+    yield srv
+    srv.stop()
 
 
 def free_port() -> int:

@@ -38,6 +38,7 @@ from typing import Any
 import redis
 from celery import Celery
 
+from . import embeddedqueue
 from .api import BuildEngine, BuildRequest, BuildResult
 from .logstores import create_log_store
 from .pipeline import run_build
@@ -66,9 +67,9 @@ def celery_config(settings: BuilderSettings) -> dict[str, Any]:
     else:
         queue = (settings.data_dir / "queue").resolve()
         queue.mkdir(parents=True, exist_ok=True)
-        broker = f"sqla+sqlite:///{queue / 'broker.db'}"
+        broker = embeddedqueue.broker_url(str(queue / "broker.db"))
         backend = f"db+sqlite:///{queue / 'results.db'}"
-        transport = {"polling_interval": 0.1}
+        transport = {}
     return {
         "broker_url": broker,
         "result_backend": backend,

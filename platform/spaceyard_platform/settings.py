@@ -9,6 +9,7 @@ and ``SPACEYARD_BUILD_ENGINE=docker``. ``docs/settings.md`` lists every field.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,6 +54,12 @@ class Settings(BaseSettings):
     stream_idle_timeout: float = Field(
         300.0, description="Seconds a proxied response or websocket may stay silent before it is closed."
     )
+    host_style: Literal["auto", "subdomain", "path"] = Field(
+        "auto",
+        description="What the API returns as a Space's `host` (gradio_client connects there): subdomain "
+        "(OWNER-NAME.<apps_domain>) or path (<public_url>/apps/OWNER/NAME). auto = path while apps_domain is "
+        "localhost, since most non-browser clients cannot resolve *.localhost.",
+    )
     embedded_worker: bool = Field(
         True, description="spaceyard up also starts a build worker process (turn off with external workers)."
     )
@@ -68,6 +75,18 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'spaceyard.db').resolve()}"
+
+    def app_url(self, space_id: str, style: str | None = None) -> str:
+        """Where a Space's app is served; ``style`` overrides host_style (``subdomain`` for browsers)."""
+        from .gateway.routes import subdomain_for
+
+        style = style or self.host_style
+        if style == "auto":
+            style = "path" if self.resolved_apps_domain.split(":")[0] == "localhost" else "subdomain"
+        if style == "path":
+            return f"{self.resolved_public_url}/apps/{space_id}"
+        scheme = self.resolved_public_url.split("://")[0]
+        return f"{scheme}://{subdomain_for(space_id)}.{self.resolved_apps_domain}"
 
     def builder(self) -> BuilderSettings:
         return BuilderSettings(data_dir=self.data_dir, redis_url=self.redis_url)

@@ -1,0 +1,99 @@
+"""Shared pieces of the API: looking Spaces up with access checks, and the Hub's JSON shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..auth import Principal, can_read, can_write
+from ..db.models import Space
+from ..deps import Services
+from ..errors import Forbidden, RepoNotFound, Unauthorized
+from ..gateway.routes import subdomain_for
+
+
+def iso(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def find_space(session: Session, owner: str, name: str) -> Space | None:
+    return session.scalar(select(Space).where(Space.owner == owner, Space.name == name))
+
+
+def readable_space(session: Session, principal: Principal | None, owner: str, name: str) -> Space:
+    """The Space, or RepoNotFound — also when it is private and the caller may not see it."""
+    space = find_space(session, owner, name)
+    if space is None or not can_read(session, principal, space):
+        raise RepoNotFound(f"Repository Not Found for url: /api/spaces/{owner}/{name}.")
+    return space
+
+
+def writable_space(session: Session, principal: Principal | None, owner: str, name: str) -> Space:
+    space = readable_space(session, principal, owner, name)
+    if principal is None:
+        raise Unauthorized("Authentication required")
+    if not can_write(session, principal, space):
+        raise Forbidden(f"You don't have the rights to manage spaces/{owner}/{name}")
+    return space
+
+
+def runtime_json(svc: Services, space: Space) -> dict[str, Any]:
+    awake = svc.deployer.current_handle(space.id) is not None
+    route = svc.routes.by_id(space.space_id)
+    static = space.sdk == "static"
+    gc = space.sleep_time if space.sleep_time is not None else svc.settings.default_sleep_time
+    data: dict[str, Any] = {
+        "stage": space.stage,
+        "hardware": {
+            "current": None if static else (space.hardware if awake or (route and route.static_root) else None),
+            "requested": None if static else space.hardware,
+        },
+        "storage": None,
+        "gcTimeout": None if static else gc,
+        "replicas": {"requested": 1, "current": 1 if awake or static else 0},
+        "devMode": False,
+        "domains": [
+            {"domain": f"{subdomain_for(space.space_id)}.{svc.settings.resolved_apps_domain}", "stage": "READY"}
+        ],
+        "sha": space.head_sha,
+    }
+    if space.error_message:
+        data["errorMessage"] = space.error_message
+    return data
+
+
+def space_json(svc: Services, space: Space, *, siblings: bool = True) -> dict[str, Any]:
+    sha = space.head_sha
+    card = dict(space.card_data or {})
+    data: dict[str, Any] = {
+        "_id": space.id,
+        "id": space.space_id,
+        "author": space.owner,
+        "sha": sha,
+        "lastModified": iso(space.updated_at),
+        "createdAt": iso(space.created_at),
+        "private": space.private,
+        "gated": False,
+        "disabled": False,
+        "likes": 0,
+        "trendingScore": 0,
+        "sdk": card.get("sdk") or space.sdk,
+        "tags": list(card.get("tags") or []) + [card.get("sdk") or space.sdk],
+        "cardData": card,
+        "runtime": runtime_json(svc, space),
+        "subdomain": subdomain_for(space.space_id),
+        "host": svc.settings.app_url(space.space_id),
+        "models": [],
+        "datasets": [],
+    }
+    if space.duplicated_from:
+        data["duplicated_from"] = space.duplicated_from
+    if siblings:
+        files = svc.repos.list_tree(space.owner, space.name, sha) if sha else []
+        data["siblings"] = [{"rfilename": e.path} for e in files if e.type == "file"]
+    return data

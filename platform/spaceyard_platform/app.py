@@ -1,0 +1,230 @@
+"""The platform process: ``create_app(settings)`` returns the ASGI app uvicorn serves.
+
+Requests for apps (``OWNER-NAME.<apps domain>`` or ``/apps/OWNER/NAME/``) are handled by the
+:class:`~spaceyard_platform.gateway.proxy.Gateway` before FastAPI sees them; everything else is the
+control plane (Hub API, git, pages, metrics). Start-up migrates the database, makes sure the admin user
+exists, starts the embedded build worker (unless turned off), and rebuilds routes from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import select
+from starlette.types import ASGIApp
+
+from spaceyard_builder.logstores import create_log_store
+from spaceyard_runtime.factory import create_runtime
+from spaceyard_runtime.flavors import load_flavors
+
+from . import githttp, metrics
+from .api import logs as logs_api
+from .api import repos as repos_api
+from .api import spaces as spaces_api
+from .api import users as users_api
+from .auth import can_read, create_token, ensure_user, resolve_token
+from .buildqueue import BuildQueue
+from .crypto import SecretBox, hash_token, load_or_create_key, new_token
+from .db.models import Space, Token
+from .db.session import Database
+from .deployer import Deployer
+from .deps import Services
+from .errors import PlatformError
+from .gateway.proxy import Gateway
+from .gateway.routes import RouteTable
+from .repos import RepoStore
+from .settings import Settings
+from .web import pages
+
+log = logging.getLogger("spaceyard")
+
+
+class DbAuthorizer:
+    """Answers the gateway's question for private Spaces: may this token/session read it?"""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def can_read(self, space_id: str, token: str | None, session: str | None) -> bool:
+        owner, _, name = space_id.partition("/")
+        with self.db.session() as s:
+            space = s.scalar(select(Space).where(Space.owner == owner, Space.name == name))
+            if space is None:
+                return False
+            for credential in (token, session):
+                principal = resolve_token(s, credential)
+                if principal is not None and can_read(s, principal, space):
+                    return True
+            return not space.private
+
+
+def bootstrap_admin(db: Database, settings: Settings) -> str:
+    """Make sure user ``admin`` exists with a working token; return that token."""
+    token_file = settings.data_dir / "admin.token"
+    token = settings.admin_token or (token_file.read_text().strip() if token_file.exists() else None)
+    with db.session() as s:
+        admin = ensure_user(s, "admin", is_admin=True)
+        if token is None:
+            token = new_token()
+        if s.scalar(select(Token).where(Token.token_hash == hash_token(token))) is None:
+            create_token(s, admin, name="admin", role="write", value=token)
+    if not settings.admin_token:
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+    return token
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env["SPACEYARD_DATA_DIR"] = str(settings.data_dir.resolve())
+    if settings.redis_url:
+        env["SPACEYARD_REDIS_URL"] = settings.redis_url
+    return env
+
+
+def start_embedded_worker(settings: Settings) -> subprocess.Popen[bytes]:
+    logfile = open(settings.data_dir / "worker.log", "ab")  # noqa: SIM115 - owned by the process
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "spaceyard_builder.worker",
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-n",
+            f"embedded-{os.getpid()}@%h",
+        ],
+        env=worker_env(settings),
+        stdout=logfile,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=grace)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def platform_error_response(request: Request, exc: PlatformError) -> Response:
+    headers = dict(exc.headers)
+    if exc.code:
+        headers["X-Error-Code"] = exc.code
+    headers["X-Error-Message"] = str(exc).splitlines()[0][:500] if str(exc) else ""
+    if "text/html" in request.headers.get("accept", "") and not request.url.path.startswith("/api/"):
+        body = f"<!doctype html><title>{exc.status}</title><h1>{exc.status}</h1><p>{_escape(str(exc))}</p>"
+        return HTMLResponse(body, status_code=exc.status, headers=headers)
+    return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def create_app(settings: Settings | None = None) -> ASGIApp:
+    settings = settings or Settings()
+    routes = RouteTable()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.resolved_database_url)
+        await asyncio.to_thread(db.migrate)
+        admin_token = await asyncio.to_thread(bootstrap_admin, db, settings)
+        routes.authorizer = DbAuthorizer(db)
+        builder_settings = settings.builder()
+        log_store = create_log_store(builder_settings)
+        secretbox = SecretBox(load_or_create_key(settings.secret_key, settings.data_dir))
+        flavors = load_flavors(settings.flavors_file)
+        repos = RepoStore(settings.data_dir / "repos")
+        worker = start_embedded_worker(settings) if settings.embedded_worker else None
+        deployer = Deployer(
+            settings,
+            db,
+            repos,
+            routes,
+            create_runtime(settings.runtime()),
+            log_store,
+            BuildQueue(builder_settings),
+            secretbox,
+            flavors,
+        )
+        app.state.services = Services(settings, db, repos, routes, log_store, secretbox, deployer, flavors)
+        app.state.admin_token = admin_token
+        await deployer.start()
+        try:
+            yield
+        finally:
+            await deployer.aclose()
+            if worker is not None:
+                await asyncio.to_thread(stop_process, worker)
+            db.engine.dispose()
+
+    app = FastAPI(
+        title="Spaceyard", version="0.1.0", lifespan=lifespan, docs_url="/api/docs", openapi_url="/api/openapi.json"
+    )
+    app.add_exception_handler(PlatformError, platform_error_response)  # type: ignore[arg-type]
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        return JSONResponse(
+            {"error": str(exc.errors())}, status_code=400, headers={"X-Error-Message": "Invalid request"}
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    def _metrics() -> Response:
+        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/health", include_in_schema=False)
+    def _health() -> dict[str, Any]:
+        return {"ok": True}
+
+    app.mount("/static", StaticFiles(directory=str(pages.STATIC_DIR)), name="static")
+    for router in (
+        githttp.router,
+        repos_api.router,
+        users_api.router,
+        logs_api.router,
+        spaces_api.router,
+        pages.router,
+    ):
+        app.include_router(router)
+    return Gateway(app, routes, settings)
+
+
+def app_factory() -> ASGIApp:
+    """Entry point for ``uvicorn --factory spaceyard_platform.app:app_factory``."""
+    return create_app(Settings())
+
+
+def data_dir_default() -> Path:
+    return Settings().data_dir

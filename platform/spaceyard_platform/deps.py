@@ -1,0 +1,68 @@
+"""The services one platform process holds, and FastAPI dependencies to reach them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from spaceyard_builder.logs import LogStore
+
+from .auth import SESSION_COOKIE, Principal, resolve_token, token_from_headers
+from .crypto import SecretBox
+from .db.session import Database
+from .gateway.routes import RouteTable
+from .repos import RepoStore
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from spaceyard_runtime.api import Flavor
+
+    from .deployer import Deployer
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    repos: RepoStore
+    routes: RouteTable
+    log_store: LogStore
+    secretbox: SecretBox
+    deployer: Deployer
+    flavors: dict[str, Flavor]
+
+
+def services_of(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+def get_services(request: Request) -> Services:
+    return services_of(request)
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A session for one request. Handlers that write call ``session.commit()`` before they answer."""
+    with services_of(request).db.sessionmaker() as session:
+        yield session
+        session.commit()
+
+
+def request_token(request: Request) -> str | None:
+    token = token_from_headers(request.headers.get("authorization"))
+    if token is None:
+        token = request.cookies.get(SESSION_COOKIE) or None
+    return token
+
+
+def get_principal(request: Request, session: Annotated[Session, Depends(get_session)]) -> Principal | None:
+    return resolve_token(session, request_token(request))
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+SessionDep = Annotated[Session, Depends(get_session)]
+PrincipalDep = Annotated[Principal | None, Depends(get_principal)]
