@@ -32,6 +32,7 @@ from spaceyard_runtime.factory import create_runtime
 from spaceyard_runtime.flavors import load_flavors
 
 from . import githttp, metrics
+from .api import lifecycle as lifecycle_api
 from .api import logs as logs_api
 from .api import repos as repos_api
 from .api import spaces as spaces_api
@@ -214,6 +215,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         repos_api.router,
         users_api.router,
         logs_api.router,
+        lifecycle_api.router,
         spaces_api.router,
         pages.router,
     ):
