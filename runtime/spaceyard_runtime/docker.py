@@ -502,6 +502,10 @@ class DockerRuntime(Runtime):
                 tail = await asyncio.to_thread(self._tail_lines, handle.backend_id)
                 message = "the app stopped answering HTTP (failed health checks)"
                 return AppStatus(AppState.EXITED, message=message + ("\n" + tail if tail else ""))
+            nets = attrs["NetworkSettings"].get("Networks") or {}
+            address = next((n.get("IPAddress") for n in nets.values() if n.get("IPAddress")), "")
+            if address and address != handle.endpoint.host:  # a Docker restart may move the app
+                handle.endpoint = Endpoint(address, handle.endpoint.port)
             ready = app.ready if app is not None else True
             return AppStatus(AppState.RUNNING if ready else AppState.STARTING)
         code = state.get("ExitCode")

@@ -285,3 +285,52 @@ async def test_an_app_that_stops_answering_fails_its_health_checks(
     finally:
         await rt.stop(handle, 0)
         await rt.aclose()
+
+
+async def test_a_crash_after_ready_is_restarted_by_docker_and_its_output_followed(
+    runtime: DockerRuntime, build: BuildFn, tmp_path: pytest.TempPathFactory, docker_client: docker.DockerClient
+) -> None:
+    work = tmp_path / "flaky"  # type: ignore[operator]
+    work.mkdir()
+    (work / "README.md").write_text("---\ntitle: Flaky\nsdk: docker\napp_port: 8080\n---\n")
+    (work / "server.py").write_text(
+        "import http.server, os, sys\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        if self.path == '/crash':\n"
+        "            print('crashing on purpose', flush=True); os._exit(1)\n"
+        "        self.send_response(200); self.end_headers(); self.wfile.write(b'ok')\n"
+        "print('flaky up', flush=True)\n"
+        "http.server.HTTPServer(('0.0.0.0', 8080), H).serve_forever()\n"
+    )
+    (work / "Dockerfile").write_text(
+        "ARG BASE_IMAGE=python:3.11-slim\nFROM ${BASE_IMAGE}\nCOPY server.py /server.py\n"
+        'CMD ["python3", "/server.py"]\n'
+    )
+    repo, sha = git_commit(work)
+    result, log = build(repo, sha, "tests/flaky")
+    assert result.ok, "\n".join(log[-20:])
+    lines: list[str] = []
+    handle = await start_app(runtime, spec_for(result), lines)
+    await runtime.wait_ready(handle, 60)
+    policy = docker_client.api.inspect_container(handle.backend_id)["HostConfig"]["RestartPolicy"]
+    assert policy == {"Name": "on-failure", "MaximumRetryCount": 3}
+    with pytest.raises(Exception):  # noqa: B017 - the connection dies with the app
+        await _http(handle.endpoint.url + "/crash")
+    for _ in range(100):
+        attrs = docker_client.api.inspect_container(handle.backend_id)
+        if attrs["RestartCount"] >= 1 and attrs["State"]["Running"] and lines.count("flaky up") >= 2:
+            break
+        await asyncio.sleep(0.1)
+    assert attrs["RestartCount"] >= 1
+    assert lines.count("flaky up") == 2 and "crashing on purpose" in lines  # followed across the restart
+    ip = docker_client.api.inspect_container(handle.backend_id)["NetworkSettings"]["Networks"]
+    address = next(iter(ip.values()))["IPAddress"]
+    for _ in range(50):
+        try:
+            status, _ = await _http(f"http://{address}:8080/")
+            break
+        except OSError:
+            await asyncio.sleep(0.1)
+    assert status == 200
+    assert (await runtime.poll(handle)).state == AppState.RUNNING
