@@ -213,6 +213,12 @@ def upstream_app(state: UpstreamState) -> web.Application:
             await asyncio.sleep(0.1)
         return resp
 
+    async def reject(request: web.Request) -> web.Response:
+        """Refuses an upload without reading it, and hangs up."""
+        resp = web.json_response({"error": "too large"}, status=413)
+        resp.force_close()
+        return resp
+
     async def redirect(request: web.Request) -> web.Response:
         raise web.HTTPFound("/headers")
 
@@ -240,6 +246,7 @@ def upstream_app(state: UpstreamState) -> web.Application:
     app.router.add_get("/die", die)
     app.router.add_get("/redirect", redirect)
     app.router.add_get("/silent", silent)
+    app.router.add_post("/reject", reject)
     app.router.add_get("/ws", ws)
     return app
 

@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -478,3 +478,49 @@ def test_requests_are_counted_per_space(gateway: GatewayServer, upstream: Upstre
     for _ in range(3):
         httpx.get(f"{gateway.url}/apps/mona/counted/headers")
     assert count() == before + 3
+
+
+def raw_app(handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]) -> Endpoint:
+    """A raw asyncio server (in its own thread) for behaviours real frameworks smooth over."""
+    port = free_port()
+    ready = threading.Event()
+
+    def run() -> None:
+        async def main() -> None:
+            server = await asyncio.start_server(handle, "127.0.0.1", port)
+            ready.set()
+            async with server:
+                await asyncio.sleep(30)
+
+        asyncio.run(main())
+
+    threading.Thread(target=run, daemon=True).start()
+    assert ready.wait(5)
+    return Endpoint("127.0.0.1", port)
+
+
+def test_app_refusing_an_upload_early_is_passed_on(gateway: GatewayServer) -> None:
+    """The app answers 413 after the headers and stops reading: the visitor gets the 413 at once."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 9\r\nconnection: close\r\n\r\ntoo large")
+        await writer.drain()
+        await asyncio.sleep(20)  # neither reads nor closes
+        writer.close()
+
+    gateway.add("lena/refuses", raw_app(handle))
+    block = b"z" * (1 << 20)
+
+    def body() -> Iterator[bytes]:
+        for _ in range(256):
+            yield block
+
+    started = time.monotonic()
+    with httpx.Client(timeout=30) as client:
+        try:
+            r = client.post(f"{gateway.url}/apps/lena/refuses/", content=body())
+        except httpx.HTTPError:  # the client may still be writing when the answer comes: read it anyway
+            pytest.fail("the visitor should get the app's answer")
+    assert r.status_code == 413 and r.text == "too large"
+    assert time.monotonic() - started < 15  # not after the app's 20 s or the 30 s idle timeout

@@ -388,7 +388,13 @@ class Gateway:
                     status, raw_headers = await conn.response_head()
             else:
                 conn.write(head_bytes)
-                if not await _send_body(receive, conn, chunked=framing == 2):
+                try:
+                    sent = await _send_body(receive, conn, chunked=framing == 2)
+                except UpstreamError:
+                    if not conn.answered:
+                        raise
+                    sent = True  # the app answered early (413...) and stopped reading: pass its answer on
+                if not sent:
                     conn.abort()
                     return  # the visitor left during the upload
                 status, raw_headers = await conn.response_head()
@@ -488,6 +494,9 @@ class Gateway:
 async def _send_body(receive: Receive, conn: UpstreamConnection, *, chunked: bool) -> bool:
     """Stream the visitor's request body to the app as it arrives; False if the visitor left."""
     while True:
+        if conn.answered:  # the app answered before taking the whole body (413...): stop sending
+            conn.no_reuse()
+            return True
         message = await receive()
         if message["type"] == "http.disconnect":
             return False

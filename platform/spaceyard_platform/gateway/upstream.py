@@ -55,6 +55,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_idle_timeout",
         "_keep_alive",
         "_lost",
+        "_no_reuse",
         "_paused",
         "_pool_key",
         "_reading_paused",
@@ -83,6 +84,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._paused = False
         self._drain: asyncio.Future[None] | None = None
         self.reused = False
+        self._no_reuse = False
         self._reset()
 
     def _reset(self) -> None:
@@ -155,13 +157,16 @@ class UpstreamConnection(asyncio.Protocol):
             self._headers = []
             return
         self._status = status
-        self._keep_alive = self.parser.should_keep_alive()
+        self._keep_alive = self.parser.should_keep_alive() and not self._no_reuse
         for name, value in self._headers:
             if name == b"content-length" or (name == b"transfer-encoding" and b"chunked" in value.lower()):
                 self._body_framing = True
                 break
         if status in (204, 304):
             self._body_framing = True
+        drain = self._drain
+        if drain is not None and not drain.done():
+            drain.set_result(None)  # an upload waiting for the app to read: the app answered instead
         head = self._head
         if head is not None and not head.done():
             head.set_result(None)
@@ -220,8 +225,13 @@ class UpstreamConnection(asyncio.Protocol):
             raise UpstreamError("the app closed the connection")
         self.transport.write(data)
 
+    def no_reuse(self) -> None:
+        """This connection's exchange did not end cleanly (request body cut short): close it after."""
+        self._keep_alive = False
+        self._no_reuse = True
+
     async def drain(self) -> None:
-        if self._paused and not self._lost:
+        if self._paused and not self._lost and not self._status:
             self._drain = self.loop.create_future()
             try:
                 await self._wait(self._drain)
@@ -259,6 +269,11 @@ class UpstreamConnection(asyncio.Protocol):
                 await self._wait(self._waiter)
             finally:
                 self._waiter = None
+
+    @property
+    def answered(self) -> bool:
+        """The response head has arrived."""
+        return self._status != 0
 
     @property
     def complete(self) -> bool:
