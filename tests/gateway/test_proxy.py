@@ -230,6 +230,18 @@ def test_wake_refused_page(gateway: GatewayServer) -> None:
     assert r.json() == {"error": "The build failed: no app.py", "status": 500, "stage": "BUILD_ERROR"}
 
 
+def test_waker_bug_is_a_clear_503(gateway: GatewayServer) -> None:
+    class Broken:
+        async def wake(self, route: Route) -> Endpoint:
+            raise RuntimeError("boom")
+
+    gateway.routes.waker = Broken()
+    gateway.add("gina/buggy", None)
+    r = httpx.get(f"{gateway.url}/apps/gina/buggy/", headers={"Accept": "application/json"})
+    assert r.status_code == 503
+    assert r.json()["error"] == "The Space could not be started."
+
+
 def test_wake_timeout_is_503_with_retry_after(gateway: GatewayServer, upstream: Upstream) -> None:
     gateway.routes.waker = Waker(upstream.endpoint, delay=60)
     gateway.add("gina/slow", None)

@@ -208,7 +208,13 @@ class Gateway:
             pending = asyncio.ensure_future(waker.wake(route))
             self._wakes[key] = pending
             pending.add_done_callback(functools.partial(self._wake_done, key))
-        return await asyncio.wait_for(asyncio.shield(pending), self.settings.wake_timeout)
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending), self.settings.wake_timeout)
+        except (WakeRefused, TimeoutError):
+            raise
+        except Exception as exc:  # a bug in the waker: a clear 503, not a bare 500
+            log.error("waking %s failed: %r", route.space_id, exc)
+            raise WakeRefused("The Space could not be started.", 503, route.stage) from exc
 
     def _wake_done(self, key: str, fut: asyncio.Future[Endpoint]) -> None:
         if self._wakes.get(key) is fut:
