@@ -171,6 +171,11 @@ def test_private_space(gateway: GatewayServer, upstream: Upstream) -> None:
     assert ok.status_code == 200
     assert echoed(ok)["cookie"] == "theme=dark; other=1"  # the platform session never reaches the app
     assert ("frank/secret", "good-token", None) in authorizer.calls
+    # one page load = many requests: a "yes" is reused for a few seconds instead of asking again
+    calls = len(authorizer.calls)
+    for _ in range(5):
+        assert httpx.get(url, headers={"Authorization": "Bearer good-token"}).status_code == 200
+    assert len(authorizer.calls) == calls
     # public Spaces get the visitor's headers as they are
     gateway.add("frank/public", upstream.endpoint)
     r = httpx.get(f"{gateway.url}/apps/frank/public/headers", headers={"Authorization": "Bearer app-token"})

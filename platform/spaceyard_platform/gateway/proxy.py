@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from typing import Any
 
 import aiohttp
@@ -45,6 +46,10 @@ from .static import StaticSites
 from .upstream import UpstreamConnection, UpstreamError, UpstreamPool, UpstreamTimeout
 
 log = logging.getLogger("spaceyard.gateway")
+
+GRANT_TTL = 5.0
+"""Seconds a 'yes' from the authorizer is reused for the same Space and credentials, so the many
+requests of one page load of a private Space cost one authorizer (database) call, not dozens."""
 
 _REQUESTS: Counter | None = None
 
@@ -94,6 +99,7 @@ class Gateway:
         self._static = StaticSites()
         self._wakes: dict[str, asyncio.Future[Endpoint]] = {}
         self._counters: dict[str, Any] = {}
+        self._grants: dict[tuple[str, str | None, str | None], float] = {}
 
     # -- ASGI entry point -------------------------------------------------------------------------
 
@@ -180,11 +186,23 @@ class Gateway:
                 token = hdr.bearer(value) or token
             elif name == b"cookie" and session is None:
                 session = hdr.cookie_value(value, hdr.SESSION_COOKIE)
+        if token is None and session is None:
+            return False
+        key = (route.space_id, token, session)
+        now = time.monotonic()
+        granted = self._grants.get(key)
+        if granted is not None and granted > now:
+            return True
         try:
-            return bool(authorizer.can_read(route.space_id, token, session))
+            allowed = bool(authorizer.can_read(route.space_id, token, session))
         except Exception:
             log.exception("authorizer failed for %s", route.space_id)
             return False
+        if allowed:
+            if len(self._grants) > 10000:
+                self._grants.clear()
+            self._grants[key] = now + GRANT_TTL
+        return allowed
 
     def _count(self, space_id: str) -> None:
         counter = self._counters.get(space_id)
