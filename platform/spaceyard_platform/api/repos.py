@@ -75,8 +75,9 @@ def create_space(
     sleep_time: int | None = None,
     secrets: list[KeyValue] | None = None,
     variables: list[KeyValue] | None = None,
+    init_repo: bool = True,
 ) -> Space:
-    """Create a Space row and its bare repository (the caller commits the session)."""
+    """Create a Space row and (unless ``init_repo`` is false) its bare repository; the caller commits."""
     if principal is None:
         raise Unauthorized("Authentication required to create a Space")
     if not can_write_namespace(session, principal, owner):
@@ -123,7 +124,8 @@ def create_space(
         session.add(
             SpaceVariable(space_pk=space.id, key=kv.key, value=kv.value, description=kv.description, updated_at=now)
         )
-    svc.repos.init(owner, name)
+    if init_repo:
+        svc.repos.init(owner, name)
     return space
 
 
