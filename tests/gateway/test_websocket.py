@@ -8,6 +8,7 @@ import time
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
+from websockets.typing import Subprotocol
 
 from spaceyard_runtime.api import Endpoint
 from tests.conftest import free_port
@@ -17,7 +18,7 @@ from .conftest import GatewayServer, Upstream
 
 def test_echo_text_and_binary(gateway: GatewayServer, upstream: Upstream) -> None:
     gateway.add("wendy/echo", upstream.endpoint)
-    with connect(f"ws://127.0.0.1:{gateway.port}/apps/wendy/echo/ws", subprotocols=["chat.v1"]) as ws:
+    with connect(f"ws://127.0.0.1:{gateway.port}/apps/wendy/echo/ws", subprotocols=[Subprotocol("chat.v1")]) as ws:
         assert ws.subprotocol == "chat.v1"  # the visitor's offer reached the app, the app's choice came back
         ws.send("hello")
         assert ws.recv(timeout=5) == "hello"
