@@ -171,3 +171,16 @@ def push(
     server: Server, wc: Path, space_id: str, token: str | None = "admin", check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     return git(wc, "push", "-q", "--force", server.git_url(space_id, token), "main", check=check)
+
+
+def read_sse(url: str, quiet: float = 1.5, headers: dict[str, str] | None = None) -> list[str]:
+    """The `data:` lines of an SSE stream, read until it ends or stays quiet for `quiet` seconds."""
+    lines: list[str] = []
+    try:
+        with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(10, read=quiet)) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    lines.append(line[6:])
+    except httpx.ReadTimeout:
+        pass
+    return lines

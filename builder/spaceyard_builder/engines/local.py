@@ -31,8 +31,10 @@ from ..api import Artifact, BuildEngine, BuildLog, BuildRequest
 from ..errors import BuildFailed
 from ..spaceconfig import SpaceConfig
 
-ENGINE_VERSION = "1"
+ENGINE_VERSION = "2"
 SDK_PACKAGES = {"gradio": "gradio", "streamlit": "streamlit"}
+SDK_EXTRAS = {"gradio": ("spaces",)}
+"""Installed with the SDK, as on the Hub: Gradio's Spaces hot-reloader needs ``spaces`` when SPACE_ID is set."""
 READY_MARKER = ".spaceyard-env.json"
 
 
@@ -180,7 +182,10 @@ class LocalEngine(BuildEngine):
                 version = config.sdk_version or self.settings.default_sdk_versions.get(config.sdk)
                 spec = f"{sdk_pkg}=={version}" if version else sdk_pkg
                 # Installed last, as on the Hub, so the Space's sdk_version wins over its requirements.
-                self._run([uv, "pip", "install", "--python", py, *no_cache, spec], log, f"Installing {spec}")
+                extras = SDK_EXTRAS.get(config.sdk, ())
+                self._run(
+                    [uv, "pip", "install", "--python", py, *no_cache, spec, *extras], log, f"Installing {spec}"
+                )
             # Bytecode is compiled now so that imports at start and wake are fast (PYTHONDONTWRITEBYTECODE).
             self._run([py, "-m", "compileall", "-q", "-j", "0", str(tmp / "lib")], log, "Compiling bytecode")
             (tmp / READY_MARKER).write_text(
