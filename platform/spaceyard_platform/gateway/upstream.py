@@ -112,6 +112,9 @@ class UpstreamConnection(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
+        if self.in_pool:  # an idle connection has nothing to say (a 408 before closing...): drop it
+            self.abort()
+            return
         self._got_data = True
         try:
             self.parser.feed_data(data)
