@@ -227,6 +227,10 @@ def upstream_app(state: UpstreamState) -> web.Application:
         await sock.prepare(request)
         async for msg in sock:
             if msg.type is aiohttp.WSMsgType.TEXT:
+                if msg.data == "drop":  # vanish without a close frame
+                    assert request.transport is not None
+                    request.transport.abort()
+                    break
                 if msg.data.startswith("close:"):
                     await sock.close(code=int(msg.data[6:]), message=b"bye")
                     break

@@ -49,6 +49,15 @@ def test_app_close_code_reaches_the_visitor(gateway: GatewayServer, upstream: Up
     assert info.value.rcvd.reason == "bye"
 
 
+def test_app_vanishing_closes_the_visitor_socket(gateway: GatewayServer, upstream: Upstream) -> None:
+    gateway.add("wendy/vanish", upstream.endpoint)
+    with connect(f"ws://127.0.0.1:{gateway.port}/apps/wendy/vanish/ws") as ws:
+        ws.send("drop")
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=5)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1011
+
+
 def test_visitor_close_code_reaches_the_app(gateway: GatewayServer, upstream: Upstream) -> None:
     gateway.add("wendy/leaver", upstream.endpoint)
     before = len(upstream.state.ws_client_close)

@@ -76,6 +76,7 @@ async def relay(
     await send(accept)
     route.touch()
     last = [time.monotonic()]
+    client_done = [False]  # the visitor's side is closed (by either end)
 
     async def from_client() -> None:
         while True:
@@ -90,6 +91,7 @@ async def relay(
                 else:
                     await ws.send_bytes(msg.get("bytes") or b"")
             elif kind == "websocket.disconnect":
+                client_done[0] = True
                 code = msg.get("code") or 1000
                 reason = msg.get("reason") or ""
                 await ws.close(code=_asgi_close_code(code), message=reason.encode())
@@ -110,10 +112,12 @@ async def relay(
             elif kind is aiohttp.WSMsgType.CLOSE:
                 code = _asgi_close_code(msg.data)
                 reason = msg.extra or ""
+                client_done[0] = True
                 await send({"type": "websocket.close", "code": code, "reason": reason})
                 await ws.close(code=code)
                 return
             else:  # CLOSING, CLOSED, ERROR: the app went away without a close frame
+                client_done[0] = True
                 await send({"type": "websocket.close", "code": 1011, "reason": "app connection lost"})
                 return
 
@@ -121,6 +125,7 @@ async def relay(
         while True:
             remaining = last[0] + idle_timeout - time.monotonic()
             if remaining <= 0:
+                client_done[0] = True
                 await send({"type": "websocket.close", "code": 1001, "reason": "idle timeout"})
                 await ws.close(code=1001, message=b"idle timeout")
                 return
@@ -135,6 +140,9 @@ async def relay(
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
+        if not client_done[0]:  # a pump failed (the app's connection broke while sending...)
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close", "code": 1011, "reason": "app connection lost"})
         if not ws.closed:
             with contextlib.suppress(Exception):
                 await ws.close()
