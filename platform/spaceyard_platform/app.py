@@ -32,9 +32,12 @@ from spaceyard_runtime.factory import create_runtime
 from spaceyard_runtime.flavors import load_flavors
 
 from . import githttp, metrics
+from .api import commits as commits_api
+from .api import files as files_api
 from .api import lifecycle as lifecycle_api
 from .api import logs as logs_api
 from .api import repos as repos_api
+from .api import settings_api
 from .api import spaces as spaces_api
 from .api import users as users_api
 from .auth import can_read, create_token, ensure_user, resolve_token
@@ -212,6 +215,9 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.mount("/static", StaticFiles(directory=str(pages.STATIC_DIR)), name="static")
     for router in (
         githttp.router,
+        settings_api.router,
+        files_api.router,
+        commits_api.router,
         repos_api.router,
         users_api.router,
         logs_api.router,

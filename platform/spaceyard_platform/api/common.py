@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -18,7 +18,9 @@ from ..gateway.routes import subdomain_for
 def iso(dt: datetime | None) -> str | None:
     if dt is None:
         return None
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if dt.tzinfo is None:  # SQLite hands back naive datetimes; they are UTC
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def find_space(session: Session, owner: str, name: str) -> Space | None:
@@ -67,6 +69,12 @@ def runtime_json(svc: Services, space: Space) -> dict[str, Any]:
     return data
 
 
+def app_host(svc: Services, space: Space) -> str:
+    """Where gradio_client connects. A path-style URL ends with '/': the client urljoins 'config' to it."""
+    url = svc.settings.app_url(space.space_id)
+    return url + "/" if "/apps/" in url else url
+
+
 def space_json(svc: Services, space: Space, *, siblings: bool = True) -> dict[str, Any]:
     sha = space.head_sha
     card = dict(space.card_data or {})
@@ -87,7 +95,7 @@ def space_json(svc: Services, space: Space, *, siblings: bool = True) -> dict[st
         "cardData": card,
         "runtime": runtime_json(svc, space),
         "subdomain": subdomain_for(space.space_id),
-        "host": svc.settings.app_url(space.space_id),
+        "host": app_host(svc, space),
         "models": [],
         "datasets": [],
     }

@@ -1,0 +1,444 @@
+"""Writing to a Space through the Hub API: preupload, NDJSON commits and the LFS batch protocol.
+
+* ``POST /api/spaces/{id}/preupload/{rev}`` says ``regular`` for every file up to
+  :data:`INLINE_LIMIT` bytes (they travel base64 inside the commit), ``lfs`` above it.
+* ``POST /api/spaces/{id}/commit/{rev}`` (``application/x-ndjson``: ``header``, ``file``, ``lfsFile``,
+  ``deletedFile``/``deletedFolder``/``deletedEntry``) becomes one real git commit, made with plumbing on
+  a temporary index (read-tree, update-index, write-tree, commit-tree) and published with a
+  compare-and-swap ``update-ref`` — so it is exactly what ``git clone`` sees — and then built like a push.
+* Large files: ``POST /spaces/{id}.git/info/lfs/objects/batch`` answers the ``basic`` transfer with
+  a signed upload URL (``PUT``, no credentials needed) and a ``verify`` URL. Uploaded objects are kept
+  under ``DATA_DIR/lfs`` by sha256 and written into the commit as ordinary git blobs (Spaceyard repos
+  do not use LFS pointers), so clones and builds see the real content.
+* Xet is not implemented: ``GET /api/spaces/{id}/xet-write-token/{rev}`` answers 501 with the fix
+  (``HF_HUB_DISABLE_XET=1``); see docs/hub-api.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import InvalidToken
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+
+from ..auth import Principal
+from ..db.models import Space
+from ..deps import PrincipalDep, Services, ServicesDep, SessionDep, services_of
+from ..errors import BadRequest, EntryNotFound, Forbidden, PlatformError, RevisionNotFound
+from ..repos import BRANCH
+from .common import readable_space, writable_space
+from .files import raw_tail, split_rev
+
+router = APIRouter()
+
+INLINE_LIMIT = int(os.environ.get("SPACEYARD_INLINE_UPLOAD_LIMIT", str(50 * 1024 * 1024)))
+"""Files up to this size are committed inline (``regular``); larger ones go through LFS."""
+UPLOAD_URL_TTL = 3600
+ZERO = "0" * 40
+_locks: dict[str, asyncio.Lock] = {}
+
+
+class PreconditionFailed(PlatformError):
+    status = 412
+
+
+class NotImplementedHere(PlatformError):
+    status = 501
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def branch_of(space: Space, svc: Services, rev: str) -> str:
+    """The branch a commit goes to; revisions that are not branches are RevisionNotFound."""
+    name = rev.removeprefix("refs/heads/")
+    if name == BRANCH:
+        return name
+    if svc.repos.resolve(space.owner, space.name, f"refs/heads/{name}") is None or name.startswith("-"):
+        raise RevisionNotFound(f"Invalid rev id: {rev} (commits go to an existing branch, usually main)")
+    return name
+
+
+def lfs_dir(svc: Services) -> Path:
+    return svc.settings.data_dir / "lfs" / "objects"
+
+
+def lfs_path(svc: Services, oid: str) -> Path:
+    if len(oid) != 64 or any(c not in "0123456789abcdef" for c in oid):
+        raise BadRequest(f"Invalid LFS oid {oid!r}: expected a sha256 in hex")
+    return lfs_dir(svc) / oid[:2] / oid[2:4] / oid
+
+
+def _lock(space: Space) -> asyncio.Lock:
+    return _locks.setdefault(space.id, asyncio.Lock())
+
+
+def _check_no_pr(request: Request) -> None:
+    if request.query_params.get("create_pr", "") in ("1", "true", "True"):
+        raise BadRequest("Pull requests are not supported by Spaceyard: commit to main (create_pr=False)")
+
+
+# ----------------------------------------------------------------------------------------- preupload
+@router.post("/api/spaces/{owner}/{name}/preupload/{rest:path}")
+async def preupload(
+    owner: str, name: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
+) -> Any:
+    _check_no_pr(request)
+    body = await request.json()
+    space = writable_space(session, principal, owner, name)
+    rev, _ = split_rev(raw_tail(request, "preupload"))
+    branch = branch_of(space, svc, rev)
+    head = svc.repos.resolve(space.owner, space.name, f"refs/heads/{branch}")
+    files = body.get("files") or []
+    paths = [str(f.get("path", "")) for f in files]
+    oids: dict[str, str] = {}
+    if head and paths:
+        out = await asyncio.to_thread(
+            svc.repos.git, space.owner, space.name, "ls-tree", "-z", head, "--", *paths, check=False
+        )
+        for rec in out.decode(errors="replace").split("\0"):
+            meta, _, path = rec.partition("\t")
+            if meta and meta.split()[1] == "blob":
+                oids[path] = meta.split()[2]
+    answer = []
+    for f in files:
+        path = str(f.get("path", ""))
+        size = int(f.get("size") or 0)
+        item: dict[str, Any] = {
+            "path": path,
+            "uploadMode": "lfs" if size > INLINE_LIMIT else "regular",
+            "shouldIgnore": False,
+        }
+        if path in oids:
+            item["oid"] = oids[path]
+        answer.append(item)
+    return {"files": answer, "commitOid": head}
+
+
+@router.post("/api/validate-yaml")
+async def validate_yaml(request: Request) -> Any:
+    """The client checks a README's front matter before committing it; answer like the Hub."""
+    import yaml
+
+    body = await request.json()
+    content = str(body.get("content") or "")
+    errors: list[dict[str, str]] = []
+    if content.startswith("---"):
+        _, _, rest = content.partition("\n")
+        front, sep, _ = rest.partition("\n---")
+        try:
+            data = yaml.safe_load(front) if sep else None
+            if sep and data is not None and not isinstance(data, dict):
+                errors.append({"message": "The metadata must be a YAML mapping"})
+        except yaml.YAMLError as exc:
+            errors.append({"message": f"Invalid YAML: {exc}"})
+    if errors:
+        return JSONResponse({"errors": errors, "warnings": []}, status_code=400)
+    return {"errors": [], "warnings": []}
+
+
+# -------------------------------------------------------------------------------------------- commit
+async def ndjson_lines(request: Request) -> AsyncIterator[dict[str, Any]]:
+    buf = b""
+    async for chunk in request.stream():
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            if line.strip():
+                yield json.loads(line)
+    if buf.strip():
+        yield json.loads(buf)
+
+
+class GitWriter:
+    """Builds one commit in a temporary index of a bare repository."""
+
+    def __init__(self, git_dir: Path, parent: str | None, author: str) -> None:
+        self.git_dir = git_dir
+        self.parent = parent
+        # An empty scratch work tree: some index commands refuse to run without one.
+        self.scratch = tempfile.TemporaryDirectory(prefix="spaceyard-commit-")
+        index = str(Path(self.scratch.name) / "index")
+        email = f"{author}@users.noreply.spaceyard"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")},
+            "GIT_INDEX_FILE": index,
+            "GIT_WORK_TREE": str(Path(self.scratch.name) / "tree"),
+            "GIT_AUTHOR_NAME": author,
+            "GIT_AUTHOR_EMAIL": email,
+            "GIT_COMMITTER_NAME": author,
+            "GIT_COMMITTER_EMAIL": email,
+        }
+        (Path(self.scratch.name) / "tree").mkdir()
+        if parent:
+            self.run("read-tree", parent)
+
+    def run(self, *args: str, input: bytes | None = None) -> bytes:  # noqa: A002
+        proc = subprocess.run(
+            ["git", "--git-dir", str(self.git_dir), *args],
+            input=input,
+            capture_output=True,
+            env=self.env,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise PlatformError(f"git {args[0]} failed: {proc.stderr.decode(errors='replace').strip()}")
+        return proc.stdout
+
+    def add_bytes(self, path: str, content: bytes) -> None:
+        oid = self.run("hash-object", "-w", "--stdin", input=content).decode().strip()
+        self._stage(path, oid)
+
+    def add_file(self, path: str, source: Path) -> None:
+        oid = self.run("hash-object", "-w", "--", str(source)).decode().strip()
+        self._stage(path, oid)
+
+    def _stage(self, path: str, oid: str) -> None:
+        # A file replacing a directory (or the reverse) must first drop what is in the way.
+        self.run("update-index", "--add", "--replace", "--cacheinfo", f"100644,{oid},{path}")
+
+    def staged(self, prefix: str = "") -> list[str]:
+        args = ["ls-files", "-z"]
+        if prefix:
+            args += ["--", prefix]
+        return [p for p in self.run(*args).decode(errors="replace").split("\0") if p]
+
+    def delete(self, path: str, folder: bool | None) -> None:
+        path = path.strip("/")
+        files = set(self.staged())
+        under = [p for p in files if p.startswith(path + "/")]
+        if folder is not True and path in files:
+            targets = [path]
+        elif folder is not False and under:
+            targets = under
+        else:
+            raise EntryNotFound(f"A file with this name doesn't exist: {path}")
+        self.run("update-index", "--force-remove", "-z", "--stdin", input=b"\0".join(t.encode() for t in targets))
+
+    def commit(self, message: str) -> str:
+        tree = self.run("write-tree").decode().strip()
+        args = ["commit-tree", tree, "-F", "-"]
+        if self.parent:
+            args[2:2] = ["-p", self.parent]
+        return self.run(*args, input=message.encode()).decode().strip()
+
+    def publish(self, branch: str, new: str) -> None:
+        """Move the branch from the parent to ``new``, failing if anything moved it meanwhile."""
+        proc = subprocess.run(
+            ["git", "--git-dir", str(self.git_dir), "update-ref", f"refs/heads/{branch}", new, self.parent or ZERO],
+            capture_output=True,
+            env=self.env,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise PreconditionFailed("A commit has happened since. Please refresh and try again.")
+
+    def close(self) -> None:
+        self.scratch.cleanup()
+
+
+def _safe_path(path: str) -> str:
+    clean = path.strip("/")
+    parts = clean.split("/")
+    if not clean or any(p in ("", ".", "..", ".git") for p in parts) or "\0" in clean:
+        raise BadRequest(f"Invalid path in repo: {path!r}")
+    return clean
+
+
+async def apply_operations(
+    svc: Services, writer: GitWriter, lines: AsyncIterator[dict[str, Any]]
+) -> tuple[dict[str, Any], int]:
+    header: dict[str, Any] = {}
+    count = 0
+    async for item in lines:
+        key, value = item.get("key"), item.get("value") or {}
+        if key == "header":
+            header = value
+            continue
+        count += 1
+        if key == "file":
+            path = _safe_path(str(value.get("path", "")))
+            try:
+                content = base64.b64decode(value.get("content") or "", validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise BadRequest(f"{path}: content is not valid base64") from exc
+            await asyncio.to_thread(writer.add_bytes, path, content)
+        elif key == "lfsFile":
+            path = _safe_path(str(value.get("path", "")))
+            obj = lfs_path(svc, str(value.get("oid", "")))
+            if not obj.exists():
+                raise BadRequest(f"{path}: LFS object {value.get('oid')} was not uploaded")
+            await asyncio.to_thread(writer.add_file, path, obj)
+        elif key in ("deletedFile", "deletedFolder", "deletedEntry"):
+            folder = {"deletedFile": False, "deletedFolder": True}.get(str(key))
+            await asyncio.to_thread(writer.delete, str(value.get("path", "")), folder)
+        else:
+            raise BadRequest(f"Unknown commit operation {key!r}")
+    return header, count
+
+
+def _open_for_commit(
+    svc: Services, session: Session, principal: Principal | None, owner: str, name: str, rev: str
+) -> tuple[Space, str]:
+    space = writable_space(session, principal, owner, name)
+    return space, branch_of(space, svc, rev)
+
+
+@router.post("/api/spaces/{owner}/{name}/commit/{rest:path}")
+async def commit(
+    owner: str, name: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
+) -> Any:
+    _check_no_pr(request)
+    rev, _ = split_rev(raw_tail(request, "commit"))
+    space, branch = _open_for_commit(svc, session, principal, owner, name, rev)
+    pk, space_id = space.id, space.space_id
+    session.commit()
+    if not request.headers.get("content-type", "").startswith("application/x-ndjson"):
+        raise BadRequest("Send the commit as application/x-ndjson (huggingface_hub does)")
+    async with _lock(space):
+        parent = svc.repos.resolve(space.owner, space.name, f"refs/heads/{branch}")
+        writer = await asyncio.to_thread(
+            GitWriter, svc.repos.path(space.owner, space.name), parent, principal.name if principal else "anonymous"
+        )
+        try:
+            header, _ = await apply_operations(svc, writer, ndjson_lines(request))
+            expected = header.get("parentCommit")
+            if expected and not (parent or "").startswith(str(expected)):
+                raise PreconditionFailed(
+                    f"A commit has happened since {expected}: the branch is at {parent}. Please refresh and try again."
+                )
+            summary = str(header.get("summary") or "").strip()
+            if not summary:
+                raise BadRequest("The commit message (summary) is empty")
+            description = str(header.get("description") or "").strip()
+            message = summary + (f"\n\n{description}" if description else "") + "\n"
+            new = await asyncio.to_thread(writer.commit, message)
+            await asyncio.to_thread(writer.publish, branch, new)
+        finally:
+            writer.close()
+    if branch == BRANCH:
+        await svc.deployer.on_push(pk, new, pusher=principal.name if principal else None)
+    return {
+        "success": True,
+        "commitOid": new,
+        "commitUrl": f"{svc.settings.resolved_public_url}/spaces/{space_id}/commit/{new}",
+        "hookOutput": "",
+    }
+
+
+# ----------------------------------------------------------------------------------------------- LFS
+def _upload_token(svc: Services, space: Space, oid: str, size: int) -> str:
+    payload = json.dumps({"s": space.id, "o": oid, "n": size, "e": int(time.time()) + UPLOAD_URL_TTL})
+    return svc.secretbox.encrypt(payload)
+
+
+def _lfs_error(status: int, message: str) -> JSONResponse:
+    return JSONResponse(
+        {"message": message},
+        status_code=status,
+        media_type="application/vnd.git-lfs+json",
+        headers={"X-Error-Message": message},
+    )
+
+
+@router.post("/spaces/{owner}/{repo}/info/lfs/objects/batch")
+async def lfs_batch(
+    owner: str, repo: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
+) -> Any:
+    name = repo.removesuffix(".git")
+    body = await request.json()
+    operation = body.get("operation")
+    space = (
+        writable_space(session, principal, owner, name)
+        if operation == "upload"
+        else readable_space(session, principal, owner, name)
+    )
+    transfers = body.get("transfers") or ["basic"]
+    if "basic" not in transfers:
+        return _lfs_error(422, "Spaceyard supports the 'basic' LFS transfer only")
+    base = svc.settings.resolved_public_url
+    objects = []
+    for obj in body.get("objects") or []:
+        oid, size = str(obj.get("oid", "")), int(obj.get("size") or 0)
+        try:
+            path = lfs_path(svc, oid)
+        except BadRequest as exc:
+            objects.append({"oid": oid, "size": size, "error": {"code": 422, "message": str(exc)}})
+            continue
+        entry: dict[str, Any] = {"oid": oid, "size": size, "authenticated": True}
+        if operation == "upload":
+            if not path.exists():
+                token = _upload_token(svc, space, oid, size)
+                entry["actions"] = {
+                    "upload": {"href": f"{base}/api/lfs-upload/{oid}?token={token}", "expires_in": UPLOAD_URL_TTL},
+                    "verify": {"href": f"{base}/spaces/{space.space_id}.git/info/lfs/objects/verify"},
+                }
+        else:
+            message = "Spaceyard keeps file contents in git: download files with git or /resolve/"
+            entry["error"] = {"code": 404, "message": message}
+        objects.append(entry)
+    return JSONResponse(
+        {"transfer": "basic", "objects": objects, "hash_algo": "sha256"}, media_type="application/vnd.git-lfs+json"
+    )
+
+
+@router.put("/api/lfs-upload/{oid}")
+async def lfs_upload(oid: str, request: Request, token: str = "") -> Any:
+    """The ``basic`` transfer's upload URL: the signed token in the URL is the authorisation."""
+    svc = services_of(request)
+    try:
+        claims = json.loads(svc.secretbox.decrypt(token))
+    except (InvalidToken, ValueError) as exc:
+        raise Forbidden("Invalid upload URL") from exc
+    if claims.get("o") != oid or claims.get("e", 0) < time.time():
+        raise BadRequest("This upload URL has expired or is for another object")
+    dest = lfs_path(svc, oid)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    size = 0
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".upload-")
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            async for chunk in request.stream():
+                digest.update(chunk)
+                size += len(chunk)
+                await asyncio.to_thread(tmp.write, chunk)
+        if digest.hexdigest() != oid or size != claims.get("n"):
+            raise BadRequest(f"The uploaded content does not match oid {oid} and size {claims.get('n')}")
+        os.replace(tmp_name, dest)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+    return {}
+
+
+@router.post("/spaces/{owner}/{repo}/info/lfs/objects/verify")
+async def lfs_verify(
+    owner: str, repo: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
+) -> Any:
+    writable_space(session, principal, owner, repo.removesuffix(".git"))
+    body = await request.json()
+    path = lfs_path(svc, str(body.get("oid", "")))
+    if not path.exists() or path.stat().st_size != int(body.get("size") or -1):
+        return _lfs_error(404, "Object not uploaded (or its size differs)")
+    return {}
+
+
+@router.get("/api/spaces/{owner}/{name}/xet-write-token/{rest:path}")
+@router.get("/api/spaces/{owner}/{name}/xet-read-token/{rest:path}")
+def xet_token(owner: str, name: str, session: SessionDep, principal: PrincipalDep) -> Any:
+    readable_space(session, principal, owner, name)
+    raise NotImplementedHere(
+        "Spaceyard does not implement Xet storage. Set HF_HUB_DISABLE_XET=1 to upload large files "
+        "through the LFS protocol (see docs/hub-api.md)."
+    )

@@ -1,0 +1,220 @@
+"""Reading a Space's files like the Hub: info at a revision, tree, paths-info, resolve (download).
+
+``GET /api/spaces/{id}/revision/{rev}``, ``GET /api/spaces/{id}/tree/{rev}[/{path}]``,
+``POST /api/spaces/{id}/paths-info/{rev}`` (form-encoded ``paths=..&expand=..``) and
+``HEAD|GET /spaces/{id}/resolve/{rev}/{path}`` (with ``X-Repo-Commit``, ``ETag`` = the git blob id,
+``Content-Length``). The client URL-quotes the revision and path (``refs%2Fpr%2F1``), so both are
+split from the raw request path, not from the decoded one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+
+from ..auth import Principal
+from ..db.models import Space
+from ..deps import PrincipalDep, Services, ServicesDep, SessionDep
+from ..errors import BadRequest, EntryNotFound, RevisionNotFound
+from ..repos import BRANCH, RepoStore
+from .common import iso, readable_space, space_json
+
+router = APIRouter()
+TREE_PAGE = 1000
+TREE_PAGE_EXPANDED = 100
+
+
+def raw_tail(request: Request, marker: str) -> list[str]:
+    """The unquoted path segments after ``/<marker>/`` in the raw (still percent-encoded) path."""
+    raw = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1").split("?")[0]
+    _, sep, tail = raw.partition(f"/{marker}/")
+    if not sep:
+        return []
+    return [unquote(part) for part in tail.split("/")]
+
+
+def split_rev(parts: list[str]) -> tuple[str, str]:
+    """``[rev, *path]`` -> (rev, path); an unquoted ``refs/heads/x`` / ``refs/pr/N`` spans 3 segments."""
+    if not parts or not parts[0]:
+        raise RevisionNotFound("Invalid revision")
+    n = 3 if parts[0] == "refs" and len(parts) >= 3 else 1
+    return "/".join(parts[:n]), "/".join(p for p in parts[n:] if p)
+
+
+def resolve_rev(repos: RepoStore, space: Space, rev: str) -> str | None:
+    """The commit ``rev`` names, None for ``main`` of an empty repository; RevisionNotFound otherwise."""
+    if rev.startswith("-") or ".." in rev:
+        raise RevisionNotFound(f"Invalid rev id: {rev}")
+    sha = repos.resolve(space.owner, space.name, rev)
+    if sha is None:
+        if rev in (BRANCH, f"refs/heads/{BRANCH}") and repos.head(space.owner, space.name) is None:
+            return None
+        raise RevisionNotFound(f"Invalid rev id: {rev}")
+    return sha
+
+
+def entry_json(
+    repos: RepoStore, space: Space, sha: str, kind: str, oid: str, size: int, path: str, expand: bool
+) -> dict[str, Any]:
+    item: dict[str, Any] = {"type": kind, "oid": oid, "path": path}
+    if kind == "file":
+        item["size"] = size
+    if expand:
+        info = repos.commit_info(space.owner, space.name, sha) if not path else _last_commit(repos, space, sha, path)
+        if info:
+            item["lastCommit"] = {"id": info["id"], "title": info["title"], "date": hub_date(info["date"])}
+    return item
+
+
+def hub_date(git_iso: str) -> str | None:
+    """git's ``2026-01-02T03:04:05+01:00`` as the Hub writes dates: ``2026-01-02T02:04:05.000Z``."""
+    return iso(datetime.fromisoformat(git_iso).astimezone(UTC))
+
+
+def _last_commit(repos: RepoStore, space: Space, sha: str, path: str) -> dict[str, str] | None:
+    out = repos.git(space.owner, space.name, "log", "-1", "--format=%H%x00%s%x00%cI", sha, "--", path, check=False)
+    if not out.strip():
+        return None
+    cid, title, date = out.decode().rstrip("\n").split("\0")
+    return {"id": cid, "title": title, "date": date}
+
+
+def ls_paths(repos: RepoStore, space: Space, sha: str, paths: list[str]) -> list[tuple[str, str, int, str]]:
+    """(kind, oid, size, path) for each existing path (files and directories, not recursive)."""
+    clean = [p.strip("/") for p in paths if p.strip("/")]
+    if not clean:
+        return []
+    out = repos.git(space.owner, space.name, "ls-tree", "-l", "-z", sha, "--", *clean, check=False)
+    found = []
+    for rec in out.decode(errors="replace").split("\0"):
+        if not rec:
+            continue
+        meta, _, path = rec.partition("\t")
+        _mode, kind, oid, size = meta.split(maxsplit=3)
+        if path in clean:
+            found.append(
+                ("directory" if kind == "tree" else "file", oid, 0 if size.strip() == "-" else int(size), path)
+            )
+    return found
+
+
+# ------------------------------------------------------------------------------ info at a revision
+@router.get("/api/spaces/{owner}/{name}/revision/{rev:path}")
+def space_info_at(
+    owner: str, name: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
+) -> Any:
+    space = readable_space(session, principal, owner, name)
+    rev, _ = split_rev(raw_tail(request, "revision"))
+    sha = resolve_rev(svc.repos, space, rev)
+    data = space_json(svc, space, siblings=False)
+    data["sha"] = sha
+    files = svc.repos.list_tree(space.owner, space.name, sha) if sha else []
+    blobs = request.query_params.get("blobs", "").lower() in ("1", "true")
+    data["siblings"] = [
+        {"rfilename": e.path, **({"size": e.size, "blobId": e.oid} if blobs else {})} for e in files if e.type == "file"
+    ]
+    return data
+
+
+# ------------------------------------------------------------------------------------------- tree
+@router.get("/api/spaces/{owner}/{name}/tree/{rest:path}")
+def tree(
+    owner: str,
+    name: str,
+    request: Request,
+    svc: ServicesDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    recursive: bool = False,
+    expand: bool = False,
+    cursor: int = 0,
+    limit: int | None = None,
+) -> Any:
+    space = readable_space(session, principal, owner, name)
+    rev, path = split_rev(raw_tail(request, "tree"))
+    sha = resolve_rev(svc.repos, space, rev)
+    if sha is None:
+        if path:
+            raise EntryNotFound(f"{path} does not exist on {rev}")
+        return []
+    if path and not any(k == "directory" for k, *_ in ls_paths(svc.repos, space, sha, [path])):
+        raise EntryNotFound(f"{path} is not a directory on {rev}")
+    entries = svc.repos.list_tree(space.owner, space.name, sha, path, recursive=recursive)
+    entries.sort(key=lambda e: e.path)
+    page_size = min(limit or TREE_PAGE, TREE_PAGE_EXPANDED if expand else TREE_PAGE)
+    page = entries[cursor : cursor + page_size]
+    body = [entry_json(svc.repos, space, sha, e.type, e.oid, e.size, e.path, expand) for e in page]
+    headers = {}
+    if cursor + page_size < len(entries):
+        url = request.url.include_query_params(cursor=str(cursor + page_size))
+        headers["Link"] = f'<{url}>; rel="next"'
+    return JSONResponse(body, headers=headers)
+
+
+# ------------------------------------------------------------------------------------- paths-info
+@router.post("/api/spaces/{owner}/{name}/paths-info/{rest:path}")
+async def paths_info(
+    owner: str, name: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
+) -> Any:
+    raw = await request.body()
+    if request.headers.get("content-type", "").startswith("application/json"):
+        import json
+
+        form = json.loads(raw or b"{}")
+        paths = list(form.get("paths") or [])
+        expand = bool(form.get("expand"))
+    else:
+        form_qs = parse_qs(raw.decode(), keep_blank_values=True)
+        paths = form_qs.get("paths", [])
+        expand = (form_qs.get("expand") or ["false"])[0].lower() in ("1", "true")
+    space = readable_space(session, principal, owner, name)
+    rev, _ = split_rev(raw_tail(request, "paths-info"))
+    sha = resolve_rev(svc.repos, space, rev)
+    if sha is None:
+        return []
+    found = await asyncio.to_thread(ls_paths, svc.repos, space, sha, paths)
+    return [entry_json(svc.repos, space, sha, k, oid, size, p, expand) for k, oid, size, p in found]
+
+
+# ------------------------------------------------------------------------------------------ resolve
+def _resolve_file(
+    svc: Services, session: Session, principal: Principal | None, owner: str, name: str, parts: list[str]
+) -> tuple[Space, str, str, str, int]:
+    space = readable_space(session, principal, owner, name)
+    rev, path = split_rev(parts)
+    if not path:
+        raise BadRequest("A file path is required")
+    sha = resolve_rev(svc.repos, space, rev)
+    found = ls_paths(svc.repos, space, sha, [path]) if sha else []
+    if sha is None or not found or found[0][0] != "file":
+        raise EntryNotFound(f"{path} does not exist on {rev} of spaces/{space.space_id}")
+    _, oid, size, _ = found[0]
+    return space, sha, path, oid, size
+
+
+@router.api_route("/spaces/{owner}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"])
+def resolve(
+    owner: str, name: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    space, sha, path, oid, size = _resolve_file(svc, session, principal, owner, name, raw_tail(request, "resolve"))
+    etag = f'"{oid}"'
+    headers = {
+        "X-Repo-Commit": sha,
+        "ETag": etag,
+        "Accept-Ranges": "none",
+        "Content-Disposition": f'inline; filename="{path.rsplit("/", 1)[-1]}"',
+        "Cache-Control": "private, max-age=0, must-revalidate",
+    }
+    if request.method == "HEAD":
+        headers["Content-Length"] = str(size)
+        return Response(status_code=200, headers=headers, media_type="application/octet-stream")
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    content = svc.repos.read_file(space.owner, space.name, sha, path) or b""
+    return Response(content, headers=headers, media_type="application/octet-stream")
