@@ -53,6 +53,7 @@ from .gateway.routes import RouteTable
 from .repos import RepoStore
 from .settings import Settings
 from .web import pages
+from .web.sessions import resolve_session
 
 log = logging.getLogger("spaceyard")
 
@@ -69,11 +70,13 @@ class DbAuthorizer:
             space = s.scalar(select(Space).where(Space.owner == owner, Space.name == name))
             if space is None:
                 return False
-            for credential in (token, session):
-                principal = resolve_token(s, credential)
-                if principal is not None and can_read(s, principal, space):
-                    return True
-            return not space.private
+            if not space.private:
+                return True
+            principal = resolve_token(s, token)
+            if principal is None:
+                signed_in = resolve_session(s, session)
+                principal = signed_in.principal if signed_in else None
+            return principal is not None and can_read(s, principal, space)
 
 
 def bootstrap_admin(db: Database, settings: Settings) -> str:

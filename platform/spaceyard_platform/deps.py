@@ -17,6 +17,7 @@ from .db.session import Database
 from .gateway.routes import RouteTable
 from .repos import RepoStore
 from .settings import Settings
+from .web.sessions import CSRF_HEADER, SAFE_METHODS, csrf_ok, resolve_session
 
 if TYPE_CHECKING:
     from spaceyard_runtime.api import Flavor
@@ -53,14 +54,28 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 def request_token(request: Request) -> str | None:
-    token = token_from_headers(request.headers.get("authorization"))
-    if token is None:
-        token = request.cookies.get(SESSION_COOKIE) or None
-    return token
+    """The access token of ``Authorization`` (Bearer, or Basic with the token as password).
+
+    The ``spaceyard_session`` cookie is not a token: :func:`get_principal` resolves it as a web session.
+    """
+    return token_from_headers(request.headers.get("authorization"))
 
 
 def get_principal(request: Request, session: Annotated[Session, Depends(get_session)]) -> Principal | None:
-    return resolve_token(session, request_token(request))
+    """Who is asking: the ``Authorization`` token, else the web session cookie.
+
+    A request that changes something (not GET/HEAD/OPTIONS) counts as signed in by its cookie only
+    when it also carries the session's CSRF token in ``X-CSRF-Token``; otherwise it is anonymous.
+    """
+    token = request_token(request)
+    if token is not None:
+        return resolve_token(session, token)
+    signed_in = resolve_session(session, request.cookies.get(SESSION_COOKIE))
+    if signed_in is None:
+        return None
+    if request.method not in SAFE_METHODS and not csrf_ok(signed_in, request.headers.get(CSRF_HEADER)):
+        return None
+    return signed_in.principal
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

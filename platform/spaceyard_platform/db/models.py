@@ -145,3 +145,18 @@ class SpaceVariable(Base):
     value: Mapped[str] = mapped_column(Text, default="")
     description: Mapped[str | None] = mapped_column(Text, default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebSession(Base):
+    """A signed-in browser (the ``spaceyard_session`` cookie). Only the SHA-256 of the random session id
+    is stored; ``role`` is the role of the token used to sign in; ``csrf_token`` guards every POST."""
+
+    __tablename__ = "sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_id: Mapped[str | None] = mapped_column(ForeignKey("tokens.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(8), default="read")
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(default=utcnow)
