@@ -31,8 +31,8 @@ from sqlalchemy import select
 
 from spaceyard_builder.api import BuildRequest, BuildResult
 from spaceyard_builder.logs import LogStore
-from spaceyard_runtime.api import AppHandle, AppSpec, Endpoint, Flavor, Runtime
-from spaceyard_runtime.errors import RuntimeBackendError
+from spaceyard_runtime.api import AppHandle, AppSpec, AppState, Endpoint, Flavor, Runtime
+from spaceyard_runtime.errors import CapacityPending, RuntimeBackendError
 from spaceyard_runtime.idle import should_sleep
 
 from . import metrics
@@ -47,6 +47,8 @@ from .settings import Settings
 log = logging.getLogger("spaceyard.deployer")
 
 SERVING_STAGES = ("RUNNING", "RUNNING_BUILDING", "RUNNING_APP_STARTING")
+WAITING_STAGE = "SCHEDULING"
+"""Waiting for hardware capacity (a Kubernetes pod Pending for a GPU node): never idle, never failed."""
 ERROR_STAGES = ("CONFIG_ERROR", "NO_APP_FILE", "BUILD_ERROR", "RUNTIME_ERROR")
 OLD_VERSION_GRACE = 2.0
 """Seconds an old version keeps running after the swap, for requests already in flight to it."""
@@ -125,6 +127,22 @@ class Deployer:
                 state.latest_build = pending.id
                 self._spawn(self._await_build(space.id, pending.id))
         self._idle_task = asyncio.create_task(self._idle_loop())
+        self._spawn(self._prewarm_sleeping())
+
+    async def _prewarm_sleeping(self) -> None:
+        """Warm what the next wake of each sleeping Space needs, one per artifact, in the background."""
+        seen: set[str] = set()
+        for state in list(self.states.values()):
+            serving = state.serving
+            if serving is None or state.handle is not None or serving.artifact in seen:
+                continue
+            seen.add(serving.artifact)
+            try:
+                space = await asyncio.to_thread(self._get_space, state.pk)
+                if not space.paused:
+                    await self.runtime.prewarm(await self._spec(space, serving))
+            except Exception:
+                log.exception("prewarming %s", state.space_id)
 
     async def aclose(self) -> None:
         if self._idle_task:
@@ -379,7 +397,7 @@ class Deployer:
                 await self._save_stage(space.id, "RUNTIME_ERROR", str(exc))
                 return
             try:
-                await self.runtime.wait_ready(handle, self._start_timeout(serving))
+                await self._await_ready(space.id, handle, self._start_timeout(serving))
             except RuntimeBackendError as exc:
                 await self.runtime.stop(handle)
                 tail = getattr(exc, "log_tail", "")
@@ -402,6 +420,29 @@ class Deployer:
                 if previous is not None:
                     self._spawn(self._stop_later(state, previous))
 
+    async def _await_ready(self, pk: str, handle: AppHandle, timeout: float) -> None:
+        """``Runtime.wait_ready``, except that waiting for capacity is a stage of its own (``SCHEDULING``
+        with the scheduler's reason), does not count against the start timeout, and never fails."""
+        watcher = self._spawn(self._watch_pending(pk, handle))
+        try:
+            while True:
+                try:
+                    await self.runtime.wait_ready(handle, timeout)
+                    return
+                except CapacityPending as exc:
+                    await self._save_stage(pk, WAITING_STAGE, f"Waiting for hardware capacity: {exc}")
+        finally:
+            watcher.cancel()
+
+    async def _watch_pending(self, pk: str, handle: AppHandle, interval: float = 2.0) -> None:
+        shown = ""
+        while True:
+            await asyncio.sleep(interval)
+            status = await self.runtime.poll(handle)
+            if status.state is AppState.PENDING and status.message != shown:
+                shown = status.message
+                await self._save_stage(pk, WAITING_STAGE, f"Waiting for hardware capacity: {status.message}")
+
     def _start_timeout(self, serving: Serving) -> float:
         raw = str(serving.config.get("startup_duration_timeout") or "")
         units = {"s": 1, "m": 60, "h": 3600}
@@ -423,8 +464,6 @@ class Deployer:
 
     async def _monitor(self, state: SpaceState, handle: AppHandle) -> None:
         """Turn an app that dies on its own into RUNTIME_ERROR with its last log lines."""
-        from spaceyard_runtime.api import AppState
-
         while state.handle is handle:
             await asyncio.sleep(1.0)
             if state.handle is not handle:
@@ -484,7 +523,7 @@ class Deployer:
                 else:
                     handle = await self.runtime.start(await self._spec(space, serving), sink)
                 try:
-                    await self.runtime.wait_ready(handle, self._start_timeout(serving))
+                    await self._await_ready(state.pk, handle, self._start_timeout(serving))
                 except RuntimeBackendError as exc:
                     await self.runtime.stop(handle)
                     state.suspended = None

@@ -143,6 +143,10 @@ class Runtime(abc.ABC):
         """Wake: run the same spec again, as fast as the backend can. Default: a fresh start."""
         return await self.start(handle.spec, log)
 
+    async def prewarm(self, spec: AppSpec) -> bool:
+        """Optionally prepare what makes this spec's next start fast (a warm parent). ``True`` if it did."""
+        return False
+
     async def remove(self, handle: AppHandle) -> None:
         """Forget the app for good (Space deleted or version replaced). Default: stop it."""
         await self.stop(handle)
