@@ -288,7 +288,7 @@ def bench(duration: float, repeat: int) -> dict[str, Any]:
     me = str(Path(__file__).resolve())
     (work / "nginx.conf").write_text(NGINX_CONF.format(dir=work, upstream=up_port, port=ng_port))
     gw_host = f"bench-hello.localhost:{gw_port}"
-    results: dict[str, Any] = {"http": {}, "sse": {}, "ws": {}}
+    results: dict[str, Any] = {"http": {}, "http_best": {}, "sse": {}, "ws": {}, "ws_best": {}}
     with (
         process([py, me, "serve-upstream", str(up_port)], up_port, work / "upstream.log"),
         process([py, me, "serve-gateway", str(gw_port), str(up_port)], gw_port, work / "gateway.log"),
@@ -313,11 +313,20 @@ def bench(duration: float, repeat: int) -> dict[str, Any]:
                     print(name, conns, runs[(name, conns)][-1], flush=True)
         for key, values in runs.items():
             results["http"][key] = {m: statistics.median(v[m] for v in values) for m in ("rps", "p50", "p99")}
-        for name, (_, host) in targets.items():
-            port = int(host.rsplit(":", 1)[1]) if name != "gateway" else gw_port
-            results["sse"][name] = run_async(sse_latencies(port, host))
-            results["ws"][name] = run_async(ws_rtts(port, host))
-            print(name, "sse p50", pct(results["sse"][name], 0.5), "ws p50", pct(results["ws"][name], 0.5), flush=True)
+            results["http_best"][key] = {
+                "rps": max(v["rps"] for v in values),
+                "p50": min(v["p50"] for v in values),
+                "p99": min(v["p99"] for v in values),
+            }
+        for _ in range(repeat):
+            for name, (_, host) in targets.items():
+                port = int(host.rsplit(":", 1)[1]) if name != "gateway" else gw_port
+                sse = run_async(sse_latencies(port, host))
+                ws = run_async(ws_rtts(port, host))
+                results["sse"].setdefault(name, []).extend(sse)
+                results["ws"].setdefault(name, []).extend(ws)
+                results["ws_best"][name] = min(results["ws_best"].get(name, 1e9), pct(ws, 0.5))
+                print(name, "sse p50", pct(sse, 0.5), "ws p50", pct(ws, 0.5), flush=True)
     shutil.rmtree(work, ignore_errors=True)
     return results
 
@@ -334,22 +343,8 @@ def nginx_version() -> str:
     return (out.stderr or out.stdout).strip().split("/")[-1]
 
 
-def report(results: dict[str, Any], duration: float, repeat: int) -> str:
-    import aiohttp
-    import uvicorn
-
-    http = results["http"]
+def _http_tables(http: dict[tuple[str, int], dict[str, float]]) -> list[str]:
     lines = [
-        f"Measured by `benchmarks/gateway.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: "
-        f"{os.cpu_count()} vCPU ({cpu_model()}), Python {sys.version.split()[0]}, uvicorn {uvicorn.__version__} "
-        f"(uvloop + httptools, 1 worker), aiohttp {aiohttp.__version__}, nginx {nginx_version()} (1 worker, "
-        f"upstream keep-alive, `proxy_buffering off`). Upstream: raw ASGI `Hello, world!` under uvicorn. "
-        f"`wrk -t1 -d{duration:g}s --latency` pinned to cpu0, {repeat} interleaved runs per cell, medians shown; "
-        "upstream and proxy share cpu1, so c=50 rows measure proxy + upstream on one core. The gateway is reached "
-        "by its subdomain (`Host: bench-hello.localhost:PORT`). Other work on the machine adds noise, mostly to p99.",
-        "",
-        "### HTTP: hello world",
-        "",
         "| path | c=1 req/s | c=1 p50 | c=1 p99 | c=50 req/s | c=50 p50 | c=50 p99 |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -372,58 +367,87 @@ def report(results: dict[str, Any], duration: float, repeat: int) -> str:
         for conns in (1, 50):
             row.append(f"{http[(name, conns)]['rps'] / http[('nginx', conns)]['rps']:.2f}x")
         lines.append("| " + " | ".join(row) + " |")
+    return lines
 
-    sse, ws = results["sse"], results["ws"]
-    lines += [
-        "",
-        "### Streaming and websockets",
-        "",
-        f"SSE: {SSE_EVENTS} events, one every {SSE_INTERVAL * 1000:.0f} ms; latency = receipt minus the upstream's "
-        f"emit time. Websocket: {WS_ROUNDS} round trips of a 64-byte text message after {WS_WARMUP} warm-up, "
-        "one client.",
-        "",
-        "| path | SSE p50 | SSE p99 | SSE max | ws RTT p50 | ws RTT p99 | ws added p50 |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name in ("direct", "nginx", "gateway"):
-        lines.append(
-            f"| {name} | {pct(sse[name], 0.5):.3f} ms | {pct(sse[name], 0.99):.3f} ms | {max(sse[name]):.3f} ms | "
-            f"{pct(ws[name], 0.5):.3f} ms | {pct(ws[name], 0.99):.3f} ms | "
-            f"{pct(ws[name], 0.5) - pct(ws['direct'], 0.5):+.3f} ms |"
-        )
 
+def _goals(http: dict[tuple[str, int], dict[str, float]], ws_added: float) -> list[tuple[str, bool, str]]:
     g1, g50, d1, d50 = http[("gateway", 1)], http[("gateway", 50)], http[("direct", 1)], http[("direct", 50)]
-    goals = [
+    n1, n50 = http[("nginx", 1)], http[("nginx", 50)]
+    return [
         ("added p50 <= 0.3 ms at c=1", g1["p50"] - d1["p50"] <= 0.3, f"{g1['p50'] - d1['p50']:+.3f} ms"),
         ("added p50 <= 0.3 ms at c=50", g50["p50"] - d50["p50"] <= 0.3, f"{g50['p50'] - d50['p50']:+.3f} ms"),
         ("added p99 <= 1.5 ms at c=1", g1["p99"] - d1["p99"] <= 1.5, f"{g1['p99'] - d1['p99']:+.3f} ms"),
         ("added p99 <= 1.5 ms at c=50", g50["p99"] - d50["p99"] <= 1.5, f"{g50['p99'] - d50['p99']:+.3f} ms"),
-        (
-            "throughput >= 0.5x nginx at c=1",
-            g1["rps"] >= 0.5 * http[("nginx", 1)]["rps"],
-            f"{g1['rps'] / http[('nginx', 1)]['rps']:.2f}x",
-        ),
-        (
-            "throughput >= 0.5x nginx at c=50",
-            g50["rps"] >= 0.5 * http[("nginx", 50)]["rps"],
-            f"{g50['rps'] / http[('nginx', 50)]['rps']:.2f}x",
-        ),
-        (
-            "ws RTT added <= 0.1 ms (p50)",
-            pct(ws["gateway"], 0.5) - pct(ws["direct"], 0.5) <= 0.1,
-            f"{pct(ws['gateway'], 0.5) - pct(ws['direct'], 0.5):+.3f} ms",
-        ),
+        ("throughput >= 0.5x nginx at c=1", g1["rps"] >= 0.5 * n1["rps"], f"{g1['rps'] / n1['rps']:.2f}x"),
+        ("throughput >= 0.5x nginx at c=50", g50["rps"] >= 0.5 * n50["rps"], f"{g50['rps'] / n50['rps']:.2f}x"),
+        ("ws RTT added <= 0.1 ms (p50)", ws_added <= 0.1, f"{ws_added:+.3f} ms"),
     ]
-    lines += ["", "### Goals", "", "| goal | measured | met |", "|---|---|---|"]
-    lines += [f"| {goal} | {value} | {'yes' if ok else '**no**'} |" for goal, ok, value in goals]
+
+
+def report(results: dict[str, Any], duration: float, repeat: int) -> str:
+    import aiohttp
+    import uvicorn
+
+    lines = [
+        f"Measured by `benchmarks/gateway.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: "
+        f"{os.cpu_count()} vCPU ({cpu_model()}), Python {sys.version.split()[0]}, uvicorn {uvicorn.__version__} "
+        f"(uvloop + httptools, websockets-sansio, 1 worker), aiohttp {aiohttp.__version__}, nginx "
+        f"{nginx_version()} (1 worker, upstream keep-alive, `proxy_buffering off`). Upstream: raw ASGI "
+        f"`Hello, world!` under uvicorn. `wrk -t1 -d{round(duration)}s --latency` pinned to cpu0, {repeat} "
+        "interleaved runs per cell; upstream and proxy share cpu1, so c=50 rows measure proxy + upstream on one "
+        "core. The gateway is reached by its subdomain (`Host: bench-hello.localhost:PORT`). Other engineers' "
+        "work on this 2-core machine adds noise, mostly to p99 (it hits direct, nginx and gateway alike), so both "
+        f"the median of the {repeat} runs and the best run (highest req/s, lowest latencies) are shown.",
+        "",
+        f"### HTTP: hello world, median of {repeat} runs",
+        "",
+        *_http_tables(results["http"]),
+        "",
+        f"### HTTP: hello world, best of {repeat} runs",
+        "",
+        *_http_tables(results["http_best"]),
+    ]
+
+    sse, ws, ws_best = results["sse"], results["ws"], results["ws_best"]
+    lines += [
+        "",
+        "### Streaming and websockets",
+        "",
+        f"SSE: {SSE_EVENTS} events per run, one every {SSE_INTERVAL * 1000:.0f} ms; latency = receipt minus the "
+        f"upstream's emit time. Websocket: {WS_ROUNDS} round trips of a 64-byte text message per run after "
+        f"{WS_WARMUP} warm-up, one client. Samples of the {repeat} runs pooled; *best p50* = best run's median.",
+        "",
+        "| path | SSE p50 | SSE p99 | ws RTT p50 | ws RTT p99 | ws added p50 | ws best p50 | ws added (best) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ("direct", "nginx", "gateway"):
+        lines.append(
+            f"| {name} | {pct(sse[name], 0.5):.3f} ms | {pct(sse[name], 0.99):.3f} ms | "
+            f"{pct(ws[name], 0.5):.3f} ms | {pct(ws[name], 0.99):.3f} ms | "
+            f"{pct(ws[name], 0.5) - pct(ws['direct'], 0.5):+.3f} ms | {ws_best[name]:.3f} ms | "
+            f"{ws_best[name] - ws_best['direct']:+.3f} ms |"
+        )
+
+    median_goals = _goals(results["http"], pct(ws["gateway"], 0.5) - pct(ws["direct"], 0.5))
+    best_goals = _goals(results["http_best"], ws_best["gateway"] - ws_best["direct"])
+    lines += [
+        "",
+        "### Goals",
+        "",
+        "| goal | median runs | met | best runs | met |",
+        "|---|---|---|---|---|",
+    ]
+    for (goal, ok, value), (_, ok_b, value_b) in zip(median_goals, best_goals, strict=True):
+        lines.append(f"| {goal} | {value} | {'yes' if ok else '**no**'} | {value_b} | {'yes' if ok_b else '**no**'} |")
     lines += [
         "",
         "### Notes",
         "",
         "- wrk is a closed loop: at c=50 the p50 is about 50 / throughput, so *added p50 at c=50* can only be "
         "small if the proxy costs (almost) nothing next to the upstream on the shared core; nginx itself adds "
-        "about a millisecond there. The c=50 goals are out of reach for a Python proxy sharing one core with its "
-        "upstream; c=1 added latency and throughput ratios are the meaningful numbers.",
+        "about a millisecond there in most runs. The c=50 latency goals are out of reach for a Python proxy "
+        "sharing one core with its upstream; c=1 added latency and the throughput ratios are the meaningful "
+        "numbers, and p99 differences smaller than the run-to-run noise (several ms here) mean nothing.",
         "- Plain HTTP goes through the gateway's own pooled HTTP/1.1 client (`gateway/upstream.py`, asyncio "
         "protocol + llhttp). The first version used aiohttp's client as the issue suggested; measured the same "
         "way on the same day (commit b27c2c2, 3 s runs): c=1 +0.30 ms p50, 1,886 req/s (0.47x nginx); c=50 "
