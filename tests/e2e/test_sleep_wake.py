@@ -17,18 +17,19 @@ pytestmark = pytest.mark.slow
 SPACE = "admin/sleepy"
 
 
-def app_pids(space_id: str) -> list[int]:
-    """Processes whose environment says they are this Space's app."""
-    needle = f"SPACE_ID={space_id}".encode()
+def app_pids(server: Server, space_id: str) -> list[int]:
+    """Processes running in one of the Space's exported commits (a forked app keeps its warm parent's
+    /proc/PID/environ, so the working directory is what identifies it in both start modes)."""
+    root = str(server.data_dir / "sources" / space_id.replace("/", "--")) + "/"
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            env = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+            cwd = os.readlink(f"/proc/{entry}/cwd")
         except OSError:
             continue
-        if needle in env:
+        if (cwd + "/").startswith(root):
             pids.append(int(entry))
     return pids
 
@@ -76,13 +77,13 @@ def test_sleep_time_is_validated_and_reported(server: Server, sleepy: Path) -> N
 
 
 def test_idle_space_sleeps_and_its_process_is_gone(server: Server, sleepy: Path) -> None:
-    assert app_pids(SPACE), "the app runs before it sleeps"
+    assert app_pids(server, SPACE), "the app runs before it sleeps"
     set_sleep_time(server, 1)
     server.wait_stage(SPACE, {"SLEEPING"}, timeout=30)
     deadline = time.monotonic() + 10
-    while app_pids(SPACE) and time.monotonic() < deadline:
+    while app_pids(server, SPACE) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert app_pids(SPACE) == []
+    assert app_pids(server, SPACE) == []
     assert server.runtime(SPACE)["hardware"]["current"] is None
 
 
@@ -119,7 +120,7 @@ def test_a_paused_space_stays_paused(server: Server, sleepy: Path) -> None:
     visit = server.app_get(SPACE, "/", headers={"Accept": "text/html"})
     assert visit.status_code == 503 and "paused" in visit.text.lower()
     assert server.runtime(SPACE)["stage"] == "PAUSED"
-    assert app_pids(SPACE) == []
+    assert app_pids(server, SPACE) == []
     r = server.api("POST", f"/api/spaces/{SPACE}/restart")
     assert r.status_code == 200
     server.wait_stage(SPACE, {"RUNNING"}, timeout=120)
