@@ -152,3 +152,26 @@ def test_second_push_swaps_without_a_failed_request(server: Server, hello: Path)
     assert (
         Client(f"{server.url}/apps/{SPACE}/", verbose=False).predict("World", api_name="/greet") == "Hello World! (v2)"
     )
+
+
+def test_log_stream_resumes_after_last_event_id(server: Server, hello: Path) -> None:
+    def events(headers: dict[str, str]) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        event_id = ""
+        with httpx.stream(
+            "GET", f"{server.url}/api/spaces/{SPACE}/logs/build", headers=headers, timeout=httpx.Timeout(10, read=2)
+        ) as r:
+            try:
+                for line in r.iter_lines():
+                    if line.startswith("id: "):
+                        event_id = line[4:]
+                    elif line.startswith("data: "):
+                        out.append((event_id, line[6:]))
+            except httpx.ReadTimeout:
+                pass
+        return out
+
+    everything = events({})
+    assert len(everything) > 3
+    resumed = events({"Last-Event-ID": everything[2][0]})
+    assert resumed == everything[3:]
