@@ -39,7 +39,7 @@ from ..db.models import Space
 from ..deps import PrincipalDep, Services, ServicesDep, SessionDep, services_of
 from ..errors import BadRequest, EntryNotFound, Forbidden, PlatformError, RevisionNotFound
 from ..repos import BRANCH
-from .common import readable_space, writable_space
+from .common import public_base, readable_space, writable_space
 from .files import raw_tail, split_rev
 
 router = APIRouter()
@@ -332,7 +332,7 @@ async def commit(
     return {
         "success": True,
         "commitOid": new,
-        "commitUrl": f"{svc.settings.resolved_public_url}/spaces/{space_id}/commit/{new}",
+        "commitUrl": f"{public_base(request, svc)}/spaces/{space_id}/commit/{new}",
         "hookOutput": "",
     }
 
@@ -367,7 +367,7 @@ async def lfs_batch(
     transfers = body.get("transfers") or ["basic"]
     if "basic" not in transfers:
         return _lfs_error(422, "Spaceyard supports the 'basic' LFS transfer only")
-    base = svc.settings.resolved_public_url
+    base = public_base(request, svc)
     objects = []
     for obj in body.get("objects") or []:
         oid, size = str(obj.get("oid", "")), int(obj.get("size") or 0)

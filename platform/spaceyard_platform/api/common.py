@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from fastapi import Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -21,6 +22,16 @@ def iso(dt: datetime | None) -> str | None:
     if dt.tzinfo is None:  # SQLite hands back naive datetimes; they are UTC
         dt = dt.replace(tzinfo=UTC)
     return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def public_base(request: Request, svc: Services) -> str:
+    """The base of URLs the API returns: the configured public URL, else the one the client used.
+
+    huggingface_hub parses returned repo URLs against its own endpoint, so an unconfigured server
+    answers on whatever host the client called (``localhost`` or ``127.0.0.1``)."""
+    if svc.settings.public_url:
+        return svc.settings.public_url.rstrip("/")
+    return str(request.base_url).rstrip("/")
 
 
 def find_space(session: Session, owner: str, name: str) -> Space | None:

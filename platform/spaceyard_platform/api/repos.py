@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
@@ -16,7 +16,7 @@ from ..auth import Principal, can_write_namespace
 from ..db.models import Space, SpaceSecret, SpaceVariable
 from ..deps import PrincipalDep, Services, ServicesDep, SessionDep
 from ..errors import BadRequest, Conflict, Forbidden, RepoNotFound, Unauthorized
-from .common import find_space, writable_space
+from .common import find_space, public_base, writable_space
 
 router = APIRouter(prefix="/api/repos")
 
@@ -130,14 +130,14 @@ def create_space(
 
 
 @router.post("/create")
-async def create_repo(body: CreateRepo, svc: ServicesDep, principal: PrincipalDep) -> Any:
+async def create_repo(request: Request, body: CreateRepo, svc: ServicesDep, principal: PrincipalDep) -> Any:
     if body.type != "space":
         raise BadRequest("Spaceyard hosts Spaces only: create the repository with type 'space' (repo_type='space')")
     if not body.sdk:
         raise BadRequest("sdk is required for a Space: one of gradio, streamlit, docker, static")
     owner = body.organization or (principal.name if principal else "")
     private = body.private if body.private is not None else body.visibility == "private"
-    url = f"{svc.settings.resolved_public_url}/spaces/{owner}/{body.name}"
+    url = f"{public_base(request, svc)}/spaces/{owner}/{body.name}"
 
     def create() -> Space:
         with svc.db.session() as session:
@@ -188,7 +188,9 @@ class MoveRepo(BaseModel):
 
 
 @router.post("/move")
-async def move_repo(body: MoveRepo, svc: ServicesDep, session: SessionDep, principal: PrincipalDep) -> Any:
+async def move_repo(
+    request: Request, body: MoveRepo, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
+) -> Any:
     owner, _, name = body.fromRepo.partition("/")
     new_owner, _, new_name = body.toRepo.partition("/")
     space = writable_space(session, principal, owner, name)
@@ -206,4 +208,4 @@ async def move_repo(body: MoveRepo, svc: ServicesDep, session: SessionDep, princ
     svc.deployer.register(space)
     if space.head_sha:
         await svc.deployer.request_build(space.id, space.head_sha)
-    return {"url": f"{svc.settings.resolved_public_url}/spaces/{body.toRepo}"}
+    return {"url": f"{public_base(request, svc)}/spaces/{body.toRepo}"}

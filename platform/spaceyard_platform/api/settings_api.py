@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -17,7 +17,7 @@ from spaceyard_runtime.flavors import hardware_info
 from .. import spaces_service as service
 from ..deps import PrincipalDep, ServicesDep, SessionDep
 from ..errors import BadRequest, Conflict
-from .common import runtime_json
+from .common import public_base, runtime_json
 from .repos import KeyValue
 
 router = APIRouter(prefix="/api/spaces")
@@ -142,9 +142,15 @@ class DuplicateBody(BaseModel):
 
 @router.post("/{owner}/{name}/duplicate")
 async def duplicate(
-    owner: str, name: str, body: DuplicateBody, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
+    owner: str,
+    name: str,
+    request: Request,
+    body: DuplicateBody,
+    svc: ServicesDep,
+    session: SessionDep,
+    principal: PrincipalDep,
 ) -> Any:
-    url = f"{svc.settings.resolved_public_url}/spaces/{body.repository}"
+    url = f"{public_base(request, svc)}/spaces/{body.repository}"
     if "/" not in body.repository:
         raise BadRequest("repository must be NAMESPACE/NAME")
     try:
@@ -163,4 +169,4 @@ async def duplicate(
         )
     except Conflict as exc:
         return JSONResponse({"error": str(exc), "url": url}, status_code=409, headers={"X-Error-Message": str(exc)})
-    return {"url": f"{svc.settings.resolved_public_url}/spaces/{space.space_id}", "filesCopyPending": False}
+    return {"url": f"{public_base(request, svc)}/spaces/{space.space_id}", "filesCopyPending": False}

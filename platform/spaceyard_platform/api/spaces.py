@@ -42,7 +42,7 @@ def list_spaces(
     page = visible[cursor : cursor + page_size]
     body = [space_json(svc, sp, siblings=full) for sp in page]
     headers = {}
-    if cursor + page_size < len(visible) and not (limit and cursor + page_size >= limit):
+    if cursor + page_size < len(visible):  # like the Hub: pages of `limit`, the client stops when it has enough
         params = dict(request.query_params)
         params["cursor"] = str(cursor + page_size)
         url = request.url.include_query_params(**params)
