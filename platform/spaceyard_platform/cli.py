@@ -16,7 +16,7 @@ from .settings import Settings
 app = typer.Typer(help="Spaceyard: self-hosted Spaces. Push a demo, get a live URL.", no_args_is_help=True)
 token_app = typer.Typer(help="Access tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
-console = Console()
+console = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 UrlOpt = Annotated[str | None, typer.Option("--url", envvar="SPACEYARD_URL", help="Server URL.")]
