@@ -117,6 +117,28 @@
     if (logs.build && document.getElementById("build-panel")) logs.build.close();
   }
 
+  var COLORS = { red: "#b91c1c", orange: "#c2410c", yellow: "#a16207", green: "#15803d", blue: "#1d4ed8",
+    indigo: "#4338ca", purple: "#7e22ce", pink: "#be185d", gray: "#374151" };
+
+  // a build read the README's card: show its title, emoji and colours without a reload
+  function refreshCard() {
+    fetch("/api/spaces/" + spaceId, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (info) {
+        if (!info || !info.cardData) return;
+        var card = info.cardData;
+        var title = header.querySelector(".title");
+        if (title && card.title) title.textContent = card.title;
+        var emoji = header.querySelector(".space-emoji");
+        if (emoji && card.emoji) emoji.textContent = card.emoji;
+        if (card.colorFrom || card.colorTo) {
+          header.style.setProperty("--space-gradient", "linear-gradient(135deg, " +
+            (COLORS[card.colorFrom] || COLORS.indigo) + ", " + (COLORS[card.colorTo] || COLORS.purple) + ")");
+        }
+      })
+      .catch(function () { /* keep what the page shows */ });
+  }
+
   function updateBuildPanel(rt) {
     var panel = document.getElementById("build-panel");
     if (!panel) return;
@@ -147,6 +169,7 @@
     header.setAttribute("data-stage", rt.stage);
     var hasFrame = !!document.getElementById("app");
     if (SERVING.indexOf(rt.stage) >= 0) {
+      if (rt.stage === "RUNNING" && (changed || !hasFrame)) refreshCard();
       showFrame();
     } else if (!hasFrame && document.getElementById("build-panel")) {
       updateBuildPanel(rt);
