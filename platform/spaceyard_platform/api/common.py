@@ -86,9 +86,26 @@ def app_host(svc: Services, space: Space) -> str:
     return url + "/" if "/apps/" in url else url
 
 
+def readme_card(svc: Services, space: Space, sha: str) -> dict[str, Any]:
+    """The YAML front matter of README.md at ``sha`` ({} when there is none or it is invalid)."""
+    import yaml
+
+    text = (svc.repos.read_file(space.owner, space.name, sha, "README.md") or b"").decode(errors="replace")
+    if not text.startswith("---"):
+        return {}
+    front, sep, _ = text.partition("\n")[2].partition("\n---")
+    try:
+        data = yaml.safe_load(front) if sep else None
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def space_json(svc: Services, space: Space, *, siblings: bool = True) -> dict[str, Any]:
     sha = space.head_sha
     card = dict(space.card_data or {})
+    if siblings and sha:  # one Space: its README's front matter at the head, like the Hub
+        card = readme_card(svc, space, sha) or card
     data: dict[str, Any] = {
         "_id": space.id,
         "id": space.space_id,
