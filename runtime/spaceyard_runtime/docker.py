@@ -57,12 +57,12 @@ import docker.errors
 from docker.types import DeviceRequest
 
 from .api import AppHandle, AppSpec, AppState, AppStatus, Endpoint, LogSink, Runtime
-from .errors import AppCrashed, AppStartError, AppStartTimeout, CapacityPending, RuntimeBackendError
-from .local import probe_http, startup_banner
+from .errors import AppCrashed, AppStartError, CapacityPending, RuntimeBackendError
+from .local import startup_banner
+from .readiness import wait_for_http
 from .settings import RuntimeSettings
 
 LOG_TAIL_LINES = 40
-PROBE_TIMEOUT = 5.0
 LABEL = "org.spaceyard"
 HOME = "/home/user"
 HEALTH_PROBE = (
@@ -452,32 +452,12 @@ class DockerRuntime(Runtime):
             if status.state != AppState.RUNNING:
                 raise AppCrashed("the app is not running", exit_code=status.exit_code)
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         host, port = handle.endpoint.host, handle.endpoint.port
-        interval = self.settings.readiness_interval
         exited = app.exited
-        while True:
-            if exited.done():
-                raise await self._crashed(app.container_id, exited.result(), "before answering HTTP")
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise AppStartTimeout(f"the app did not answer HTTP on port {port} within {timeout:g} s")
-            probe = asyncio.ensure_future(probe_http(host, port, min(PROBE_TIMEOUT, remaining)))
-            waiting: list[asyncio.Future[Any]] = [probe, exited]
-            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            if not probe.done():
-                probe.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await probe
-                continue
-            answer = probe.result()
-            if answer is not None and answer < 500:
-                app.ready = True
-                await asyncio.to_thread(self._arm_restarts, app.container_id)
-                return
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(exited), min(interval, max(deadline - loop.time(), 0)))
+        if not await wait_for_http(host, port, exited, timeout, self.settings.readiness_interval):
+            raise await self._crashed(app.container_id, exited.result(), "before answering HTTP")
+        app.ready = True
+        await asyncio.to_thread(self._arm_restarts, app.container_id)
 
     def _arm_restarts(self, container_id: str) -> None:
         if self.settings.docker_restart_retries > 0:

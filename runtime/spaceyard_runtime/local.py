@@ -43,15 +43,14 @@ from pathlib import Path
 from typing import Any
 
 from .api import AppHandle, AppSpec, AppState, AppStatus, Endpoint, LogSink, Runtime
-from .errors import AppCrashed, AppStartError, AppStartTimeout
+from .errors import AppCrashed, AppStartError
+from .readiness import probe_http, wait_for_http
 from .settings import RuntimeSettings
 from .zygote import fork_blockers
 from .zygote_client import Zygote, ZygoteError
 
 LOG_TAIL_LINES = 40
 """How many of the last output lines an :class:`AppCrashed` carries."""
-PROBE_TIMEOUT = 5.0
-"""Seconds one readiness probe may wait for a status line once connected."""
 DRAIN_TIMEOUT = 2.0
 """Seconds to wait for the last output after the process exited (a grandchild may hold the pipe)."""
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -90,31 +89,6 @@ def free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
-
-
-async def probe_http(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> int | None:
-    """``GET /`` once; the status code, or ``None`` when nothing answers yet."""
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except (TimeoutError, OSError):
-        return None
-    try:
-        writer.write(
-            f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: spaceyard-readiness\r\n"
-            "Accept: */*\r\nConnection: close\r\n\r\n".encode()
-        )
-        await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), timeout)
-        parts = line.split()
-        if len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1].isdigit():
-            return int(parts[1])
-        return None
-    except (TimeoutError, OSError, asyncio.IncompleteReadError):
-        return None
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
 
 
 def startup_banner(now: float | None = None) -> str:
@@ -544,30 +518,10 @@ class LocalRuntime(Runtime):
         if app is None:
             code = self._finished.get(handle.backend_id)
             raise AppCrashed("the app is not running", exit_code=code)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         host, port = handle.endpoint.host, handle.endpoint.port
-        interval = self.settings.readiness_interval
-        while True:
-            if app.exited.done():
-                raise await self._crashed(app, "before answering HTTP")
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise AppStartTimeout(f"the app did not answer HTTP on port {port} within {timeout:g} s")
-            probe = asyncio.ensure_future(probe_http(host, port, min(PROBE_TIMEOUT, remaining)))
-            waiting: list[asyncio.Future[Any]] = [probe, app.exited]
-            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            if not probe.done():
-                probe.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await probe
-                continue
-            status = probe.result()
-            if status is not None and status < 500:
-                app.ready = True
-                return
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(app.exited), min(interval, max(deadline - loop.time(), 0)))
+        if not await wait_for_http(host, port, app.exited, timeout, self.settings.readiness_interval):
+            raise await self._crashed(app, "before answering HTTP")
+        app.ready = True
 
     async def stop(self, handle: AppHandle, grace: float = 5.0) -> None:
         app = self._get(handle)
