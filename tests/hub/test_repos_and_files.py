@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, RepoFile, RepoFolder
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, RepoFile, RepoFolder, SpaceHardware
 from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import (
     BadRequestError,
@@ -46,7 +46,7 @@ def test_create_repo_with_every_space_option(server: Server, admin_api: HfApi) -
         repo_type="space",
         space_sdk="gradio",
         private=True,
-        space_hardware="cpu-upgrade",
+        space_hardware=SpaceHardware.CPU_UPGRADE,
         space_sleep_time=600,
         space_secrets=[{"key": "API_KEY", "value": "s3cr3t-value", "description": "a key"}],
         space_variables=[{"key": "MODEL", "value": "tiny"}],
@@ -71,7 +71,7 @@ def test_create_repo_with_every_space_option(server: Server, admin_api: HfApi) -
     again = admin_api.create_repo("admin/options", repo_type="space", space_sdk="gradio", exist_ok=True)
     assert again.repo_id == url.repo_id
     with pytest.raises(BadRequestError, match="cpu-basic"):
-        admin_api.create_repo("admin/bad-hw", repo_type="space", space_sdk="gradio", space_hardware="quantum-xl")
+        admin_api.create_repo("admin/bad-hw", repo_type="space", space_sdk="gradio", space_hardware="quantum-xl")  # type: ignore[arg-type]
 
 
 def test_move_and_delete(admin_api: HfApi, site: str) -> None:
@@ -144,10 +144,8 @@ def test_hf_hub_download(admin_api: HfApi, site: str, tmp_path: Path) -> None:
     assert Path(pinned).read_text() == "<h1>files</h1>"
     head = httpx.head(f"{admin_api.endpoint}/spaces/{SITE}/resolve/main/index.html", timeout=10)
     assert head.headers["x-repo-commit"] == site and head.headers["content-length"] == "14"
-    assert (
-        head.headers["etag"].strip('"')
-        == {e.path: e for e in admin_api.list_repo_tree(SITE, repo_type="space")}["index.html"].blob_id
-    )
+    (index,) = admin_api.get_paths_info(SITE, ["index.html"], repo_type="space")
+    assert isinstance(index, RepoFile) and head.headers["etag"].strip('"') == index.blob_id
 
 
 def test_errors_are_the_hubs(admin_api: HfApi, anon_api: HfApi, site: str, tmp_path: Path) -> None:
