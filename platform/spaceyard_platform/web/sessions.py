@@ -107,7 +107,13 @@ def cookie_domain(settings: Settings) -> str | None:
         pass
     if apps_host == public_host or apps_host.endswith("." + public_host):
         return public_host
-    return None
+    # siblings (hub.example.com, spaces.example.com): their common parent, if it has two labels or more
+    common: list[str] = []
+    for a, b in zip(reversed(public_host.split(".")), reversed(apps_host.split(".")), strict=False):
+        if a != b:
+            break
+        common.insert(0, a)
+    return ".".join(common) if len(common) >= 2 else None
 
 
 def set_session_cookie(response: Response, settings: Settings, raw: str) -> None:

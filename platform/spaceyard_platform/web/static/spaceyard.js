@@ -114,7 +114,6 @@
     area.insertBefore(frame, area.firstChild);
     var panel = document.getElementById("build-panel");
     if (panel) panel.hidden = true;
-    if (logs.build && document.getElementById("build-panel")) logs.build.close();
   }
 
   var COLORS = { red: "#b91c1c", orange: "#c2410c", yellow: "#a16207", green: "#15803d", blue: "#1d4ed8",
@@ -168,13 +167,16 @@
     document.querySelectorAll("[data-stage-text]").forEach(function (el) { el.textContent = rt.stage; });
     header.setAttribute("data-stage", rt.stage);
     var hasFrame = !!document.getElementById("app");
+    var inPanel = !!document.getElementById("build-panel");
+    // a new commit: follow its build log (it ends by itself when the build is done)
+    if (logs.build && inPanel && rt.sha && newSha) logs.build.connect();
     if (SERVING.indexOf(rt.stage) >= 0) {
       if (rt.stage === "RUNNING" && (changed || !hasFrame)) refreshCard();
       showFrame();
     } else if (!hasFrame && document.getElementById("build-panel")) {
       updateBuildPanel(rt);
       var building = rt.stage === "BUILDING" || rt.stage === "RUNNING_BUILDING";
-      if (logs.build && rt.sha && (newSha || (changed && building) || (!logs.build.source && building))) {
+      if (logs.build && rt.sha && !newSha && ((changed && building) || (!logs.build.source && building))) {
         logs.build.connect();
       }
     }
@@ -194,7 +196,10 @@
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (rt) { if (rt) onRuntime(rt); })
       .catch(function () { /* offline for a moment: try again */ })
-      .then(function () { setTimeout(poll, document.hidden ? 5000 : 1000); });
+      .then(function () {
+        var busy = state.stage !== "RUNNING" && ERRORS.indexOf(state.stage) < 0 && state.stage !== "PAUSED";
+        setTimeout(poll, document.hidden ? 5000 : busy ? 500 : 1500);
+      });
   }
 
   if (spaceId) {
