@@ -142,6 +142,8 @@ def test_hf_hub_download(admin_api: HfApi, site: str, tmp_path: Path) -> None:
     assert Path(path).read_text() == "let b" and site in path
     pinned = admin_api.hf_hub_download(SITE, "index.html", repo_type="space", revision=site, local_dir=tmp_path / "l")
     assert Path(pinned).read_text() == "<h1>files</h1>"
+    snapshot = Path(admin_api.snapshot_download(SITE, repo_type="space", cache_dir=str(tmp_path / "snap")))
+    assert (snapshot / "assets" / "deep" / "b.js").read_text() == "let b" and snapshot.name == site
     head = httpx.head(f"{admin_api.endpoint}/spaces/{SITE}/resolve/main/index.html", timeout=10)
     assert head.headers["x-repo-commit"] == site and head.headers["content-length"] == "14"
     (index,) = admin_api.get_paths_info(SITE, ["index.html"], repo_type="space")
