@@ -150,15 +150,19 @@ async def validate_yaml(request: Request) -> Any:
 
 # -------------------------------------------------------------------------------------------- commit
 async def ndjson_lines(request: Request) -> AsyncIterator[dict[str, Any]]:
-    buf = b""
+    """One JSON object per line; a line (a base64 file) may span many chunks: join them once."""
+    pieces: list[bytes] = []
     async for chunk in request.stream():
-        buf += chunk
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
+        while (cut := chunk.find(b"\n")) >= 0:
+            line = b"".join([*pieces, chunk[:cut]])
+            pieces, chunk = [], chunk[cut + 1 :]
             if line.strip():
                 yield json.loads(line)
-    if buf.strip():
-        yield json.loads(buf)
+        if chunk:
+            pieces.append(chunk)
+    tail = b"".join(pieces)
+    if tail.strip():
+        yield json.loads(tail)
 
 
 class GitWriter:

@@ -10,12 +10,14 @@ split from the raw request path, not from the decoded one.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session
 
 from ..auth import Principal
@@ -28,6 +30,8 @@ from .common import iso, readable_space, space_json
 router = APIRouter()
 TREE_PAGE = 1000
 TREE_PAGE_EXPANDED = 100
+STREAM_ABOVE = 1 << 20
+"""Files larger than this are streamed from git rather than read into memory."""
 
 
 def raw_tail(request: Request, marker: str) -> list[str]:
@@ -216,5 +220,25 @@ def resolve(
         return Response(status_code=200, headers=headers, media_type="application/octet-stream")
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
-    content = svc.repos.read_file(space.owner, space.name, sha, path) or b""
-    return Response(content, headers=headers, media_type="application/octet-stream")
+    if size <= STREAM_ABOVE:
+        content = svc.repos.read_file(space.owner, space.name, sha, path) or b""
+        return Response(content, headers=headers, media_type="application/octet-stream")
+    headers["Content-Length"] = str(size)
+    git_dir = str(svc.repos.path(space.owner, space.name))
+    return StreamingResponse(blob_chunks(git_dir, oid), headers=headers, media_type="application/octet-stream")
+
+
+async def blob_chunks(git_dir: str, oid: str) -> AsyncIterator[bytes]:
+    """A blob's content straight from ``git cat-file``, without holding it in memory."""
+    proc = await asyncio.create_subprocess_exec(
+        "git", "--git-dir", git_dir, "cat-file", "blob", oid, stdout=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    try:
+        while chunk := await proc.stdout.read(1 << 16):
+            yield chunk
+    finally:
+        if proc.returncode is None:
+            with suppress(ProcessLookupError):
+                proc.kill()
+        await proc.wait()
