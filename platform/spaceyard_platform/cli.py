@@ -161,6 +161,9 @@ def token_create(
     role: Annotated[str, typer.Option(help="read or write")] = "write",
     name: Annotated[str, typer.Option(help="A label for the token.")] = "cli",
     org: Annotated[list[str] | None, typer.Option(help="Add the user to this organization (repeatable).")] = None,
+    org_role: Annotated[
+        str, typer.Option(help="The user's role in those organizations: read, write or admin.")
+    ] = "write",
 ) -> None:
     """Create a user's access token directly in the database (run on the server machine)."""
     from .auth import create_token, ensure_user
@@ -170,6 +173,11 @@ def token_create(
     if role not in ("read", "write"):
         err.print("role must be read or write")
         raise typer.Exit(2)
+    if org_role not in ("read", "write", "admin"):
+        err.print("org-role must be read, write or admin")
+        raise typer.Exit(2)
+    from sqlalchemy import select
+
     settings = Settings()
     db = Database(settings.resolved_database_url)
     db.migrate()
@@ -178,7 +186,11 @@ def token_create(
         value = create_token(s, u, name=name, role=role)
         for org_name in org or []:
             o = ensure_user(s, org_name, kind="org")
-            s.add(Membership(org_id=o.id, user_id=u.id, role="write"))
+            member = s.scalar(select(Membership).where(Membership.org_id == o.id, Membership.user_id == u.id))
+            if member is None:
+                s.add(Membership(org_id=o.id, user_id=u.id, role=org_role))
+            else:
+                member.role = org_role
     print(value)
 
 
@@ -192,4 +204,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-

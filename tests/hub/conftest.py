@@ -2,7 +2,7 @@
 
 Users (made with ``spaceyard token create``, as an operator would): ``hubalice`` (write token, member
 of organization ``hubacme``, plus a read token), ``hubbob`` (write token, no organization) and
-``hubcarol`` (read token only).
+``hubcarol`` (read token only), ``hubdave`` (write token, a *read* member of ``hubacme``).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from tests.support import Server
 SPACEYARD = Path(sys.executable).parent / "spaceyard"
 
 
-def cli_token(server: Server, user: str, role: str, org: str | None = None) -> str:
+def cli_token(server: Server, user: str, role: str, org: str | None = None, org_role: str = "write") -> str:
     args = [str(SPACEYARD), "token", "create", "--user", user, "--role", role, "--name", f"{user}-{role}"]
     if org:
-        args += ["--org", org]
+        args += ["--org", org, "--org-role", org_role]
     out = subprocess.run(args, env=server.env, capture_output=True, text=True, check=True, timeout=60)
     return out.stdout.strip().splitlines()[-1]
 
@@ -34,6 +34,7 @@ class Users:
     alice_read: str
     bob: str
     carol_read: str
+    dave: str
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +44,7 @@ def users(server: Server) -> Users:
         alice_read=cli_token(server, "hubalice", "read"),
         bob=cli_token(server, "hubbob", "write"),
         carol_read=cli_token(server, "hubcarol", "read"),
+        dave=cli_token(server, "hubdave", "write", org="hubacme", org_role="read"),
     )
 
 

@@ -135,3 +135,19 @@ def test_gateway_hides_a_private_space_unless_the_token_may_read_it(
     ok = httpx.get(url, headers={"x-hf-authorization": f"Bearer {users.alice_read}"}, timeout=30)
     assert ok.status_code == 200 and PRIVATE in ok.text
     assert server.app_get(PUBLIC, "/").status_code == 200
+
+
+def test_organization_roles(server: Server, users: Users, anon_api: HfApi) -> None:
+    alice, dave = hf(server, users.alice), hf(server, users.dave)
+    alice.create_repo("hubacme/internal", repo_type="space", space_sdk="gradio", private=True)
+    assert dave.space_info("hubacme/internal").private is True  # a read member sees private org Spaces
+    with pytest.raises(HfHubHTTPError) as exc:  # ... but cannot write there, even with a write token
+        dave.add_space_variable("hubacme/internal", "X", "1")
+    assert exc.value.response.status_code == 403
+    with pytest.raises(HfHubHTTPError) as exc:
+        dave.create_repo("hubacme/daves", repo_type="space", space_sdk="gradio")
+    assert exc.value.response.status_code == 403
+    assert dave.create_repo("hubdave/own", repo_type="space", space_sdk="gradio").repo_id == "hubdave/own"
+    for outsider in (anon_api, hf(server, users.bob)):
+        with pytest.raises(RepositoryNotFoundError):
+            outsider.space_info("hubacme/internal")
