@@ -150,6 +150,19 @@ def test_hf_hub_download(admin_api: HfApi, site: str, tmp_path: Path) -> None:
     assert isinstance(index, RepoFile) and head.headers["etag"].strip('"') == index.blob_id
 
 
+def test_names_that_look_like_routes(admin_api: HfApi, tmp_path: Path) -> None:
+    admin_api.create_repo("admin/tree", repo_type="space", space_sdk="static")
+    admin_api.upload_file(
+        path_or_fileobj=b"x y", path_in_repo="dir with space/tree.txt", repo_id="admin/tree", repo_type="space"
+    )
+    assert admin_api.list_repo_files("admin/tree", repo_type="space") == ["dir with space/tree.txt"]
+    assert [e.path for e in admin_api.list_repo_tree("admin/tree", "dir with space", repo_type="space")] == [
+        "dir with space/tree.txt"
+    ]
+    got = admin_api.hf_hub_download("admin/tree", "dir with space/tree.txt", repo_type="space", cache_dir=str(tmp_path))
+    assert Path(got).read_text() == "x y"
+
+
 def test_errors_are_the_hubs(admin_api: HfApi, anon_api: HfApi, site: str, tmp_path: Path) -> None:
     with pytest.raises(RepositoryNotFoundError):
         anon_api.space_info("admin/does-not-exist")

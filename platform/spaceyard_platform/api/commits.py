@@ -97,7 +97,7 @@ async def preupload(
     _check_no_pr(request)
     body = await request.json()
     space = writable_space(session, principal, owner, name)
-    rev, _ = split_rev(raw_tail(request, "preupload"))
+    rev, _ = split_rev(raw_tail(request, owner, name, "preupload"))
     branch = branch_of(space, svc, rev)
     head = svc.repos.resolve(space.owner, space.name, f"refs/heads/{branch}")
     files = body.get("files") or []
@@ -304,7 +304,7 @@ async def commit(
     owner: str, name: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> Any:
     _check_no_pr(request)
-    rev, _ = split_rev(raw_tail(request, "commit"))
+    rev, _ = split_rev(raw_tail(request, owner, name, "commit"))
     space, branch = _open_for_commit(svc, session, principal, owner, name, rev)
     pk, space_id = space.id, space.space_id
     session.commit()

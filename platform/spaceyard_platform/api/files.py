@@ -34,10 +34,10 @@ STREAM_ABOVE = 1 << 20
 """Files larger than this are streamed from git rather than read into memory."""
 
 
-def raw_tail(request: Request, marker: str) -> list[str]:
-    """The unquoted path segments after ``/<marker>/`` in the raw (still percent-encoded) path."""
+def raw_tail(request: Request, owner: str, name: str, marker: str) -> list[str]:
+    """The unquoted path segments after ``/OWNER/NAME/<marker>/`` in the raw (still percent-encoded) path."""
     raw = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1").split("?")[0]
-    _, sep, tail = raw.partition(f"/{marker}/")
+    _, sep, tail = raw.partition(f"/{owner}/{name}/{marker}/")
     if not sep:
         return []
     return [unquote(part) for part in tail.split("/")]
@@ -114,7 +114,7 @@ def space_info_at(
     owner: str, name: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> Any:
     space = readable_space(session, principal, owner, name)
-    rev, _ = split_rev(raw_tail(request, "revision"))
+    rev, _ = split_rev(raw_tail(request, owner, name, "revision"))
     sha = resolve_rev(svc.repos, space, rev)
     data = space_json(svc, space, siblings=False)
     data["sha"] = sha
@@ -141,7 +141,7 @@ def tree(
     limit: int | None = None,
 ) -> Any:
     space = readable_space(session, principal, owner, name)
-    rev, path = split_rev(raw_tail(request, "tree"))
+    rev, path = split_rev(raw_tail(request, owner, name, "tree"))
     sha = resolve_rev(svc.repos, space, rev)
     if sha is None:
         if path:
@@ -178,7 +178,7 @@ async def paths_info(
         paths = form_qs.get("paths", [])
         expand = (form_qs.get("expand") or ["false"])[0].lower() in ("1", "true")
     space = readable_space(session, principal, owner, name)
-    rev, _ = split_rev(raw_tail(request, "paths-info"))
+    rev, _ = split_rev(raw_tail(request, owner, name, "paths-info"))
     sha = resolve_rev(svc.repos, space, rev)
     if sha is None:
         return []
@@ -206,7 +206,9 @@ def _resolve_file(
 def resolve(
     owner: str, name: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> Response:
-    space, sha, path, oid, size = _resolve_file(svc, session, principal, owner, name, raw_tail(request, "resolve"))
+    space, sha, path, oid, size = _resolve_file(
+        svc, session, principal, owner, name, raw_tail(request, owner, name, "resolve")
+    )
     etag = f'"{oid}"'
     headers = {
         "X-Repo-Commit": sha,
