@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.support import Server, commit_all, git, push, working_copy
-from tests.web.conftest import SCREENSHOTS, OtherOrigin
+from tests.web.conftest import OtherOrigin
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -284,7 +284,8 @@ def test_explore_search_filter_and_screenshots(
     browser: Browser, page: Page, base_url: str, created: str, noembed: str, screenshots: Path
 ) -> None:
     page.goto(f"{base_url}/spaces")
-    card = page.get_by_role("link", name="Hello Gradio by admin")
+    card = page.locator(f'a.card-link[href="/spaces/{created}"]')
+    expect(card).to_have_accessible_name("Hello Gradio by admin")
     expect(card).to_contain_text("Greets you, and streams a countdown.")
     expect(card).to_contain_text("RUNNING")
     expect(card).to_contain_text("gradio")
@@ -297,7 +298,7 @@ def test_explore_search_filter_and_screenshots(
     page.goto(f"{base_url}/spaces?sdk=static")
     expect(page.locator("ul.cards")).to_have_count(0)
     page.goto(f"{base_url}/spaces?owner=admin&sdk=gradio")
-    expect(page.get_by_role("link", name="Hello Gradio by admin")).to_be_visible()
+    expect(page.locator(f'a.card-link[href="/spaces/{created}"]')).to_be_visible()
 
     page.goto(f"{base_url}/spaces/{created}")
     expect(page.frame_locator("iframe#app").get_by_role("button", name="Greet")).to_be_visible()
@@ -316,7 +317,7 @@ def test_explore_search_filter_and_screenshots(
     phone.close()
 
 
-def test_mini_header_and_fixed_width_from_the_card(page: Page, base_url: str, noembed: str) -> None:
+def test_mini_header_and_fixed_width_from_the_card(page: Page, base_url: str, noembed: str, screenshots: Path) -> None:
     page.goto(f"{base_url}/spaces/{noembed}")
     expect(page.locator("body")).to_have_class(re.compile(r"\bmini\b"))
     expect(page.locator("#app-area")).to_have_class(re.compile(r"\bcontained\b"))
@@ -324,11 +325,11 @@ def test_mini_header_and_fixed_width_from_the_card(page: Page, base_url: str, no
     expect(page.locator(".space-header .title")).to_have_text("Not Embeddable")
     expect(page.get_by_role("button", name="Embed this Space")).to_be_visible()
     expect(page.frame_locator("iframe#app").get_by_role("button", name="Greet")).to_be_visible()
-    page.screenshot(path=str(SCREENSHOTS / "space-mini-header.png"))
+    page.screenshot(path=str(screenshots / "space-mini-header.png"))
 
 
 def test_a_failed_build_shows_its_reason_and_log_instead_of_a_blank_frame(
-    page: Page, base_url: str, server: Server, tmp_path_factory: pytest.TempPathFactory
+    page: Page, base_url: str, server: Server, tmp_path_factory: pytest.TempPathFactory, screenshots: Path
 ) -> None:
     server.create_space(BROKEN, sdk="gradio")
     wc = working_copy(tmp_path_factory.mktemp("broken"), "hello-gradio")
@@ -344,7 +345,7 @@ def test_a_failed_build_shows_its_reason_and_log_instead_of_a_blank_frame(
     expect(page.locator("#build-log")).to_contain_text("Build Queued")
     expect(page.locator("#getting-started")).to_be_hidden()
     expect(page.locator("#app")).to_have_count(0)
-    page.screenshot(path=str(SCREENSHOTS / "space-config-error.png"))
+    page.screenshot(path=str(screenshots / "space-config-error.png"))
 
 
 def test_settings_variables_visibility_and_delete(browser: Browser, page: Page, base_url: str, server: Server) -> None:

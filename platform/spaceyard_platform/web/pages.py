@@ -20,6 +20,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .. import spaces_service
 from ..api.repos import SDKS, create_space
 from ..auth import (
     SESSION_COOKIE,
@@ -30,7 +31,7 @@ from ..auth import (
     resolve_token,
     token_from_headers,
 )
-from ..db.models import Membership, Space, SpaceSecret, SpaceVariable, User
+from ..db.models import Membership, Space, User
 from ..deps import ServicesDep, SessionDep, get_session
 from ..errors import Forbidden, PlatformError, RepoNotFound
 from ..gateway.routes import subdomain_for
@@ -94,9 +95,11 @@ def gradient(card: dict[str, Any]) -> str:
     return f"linear-gradient(135deg, {start}, {end})"
 
 
-def ago(dt: datetime | None) -> str:
-    if dt is None:
+def ago(dt: datetime | str | None) -> str:
+    if not dt:
         return ""
+    if isinstance(dt, str):
+        dt = datetime.fromisoformat(dt.replace("Z", "+00:00"))
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     seconds = max(0, int((datetime.now(UTC) - dt).total_seconds()))
@@ -465,12 +468,8 @@ def settings_page(
         if user is None:
             return RedirectResponse(f"/login?next=/spaces/{owner}/{name}/settings", status_code=303)
         return render(request, "forbidden.html", user, status=403, tab="settings", **ctx)
-    secrets = list(
-        session.scalars(select(SpaceSecret).where(SpaceSecret.space_pk == space.id).order_by(SpaceSecret.key))
-    )
-    variables = list(
-        session.scalars(select(SpaceVariable).where(SpaceVariable.space_pk == space.id).order_by(SpaceVariable.key))
-    )
+    secrets = list(spaces_service.list_secrets(session, principal, owner, name).values())
+    variables = list(spaces_service.variables_of(session, space).values())
     gc = space.sleep_time if space.sleep_time is not None else svc.settings.default_sleep_time
     return render(
         request,
