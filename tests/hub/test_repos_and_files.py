@@ -9,7 +9,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, RepoFile, RepoFolder, SpaceHardware
+from huggingface_hub import (
+    CommitOperationAdd,
+    CommitOperationCopy,
+    CommitOperationDelete,
+    HfApi,
+    RepoFile,
+    RepoFolder,
+    SpaceHardware,
+)
 from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import (
     BadRequestError,
@@ -191,6 +199,7 @@ def test_commits_are_git_commits_and_build(server: Server, admin_api: HfApi, sit
             CommitOperationAdd("index.html", b"<h1>v2</h1>"),
             CommitOperationDelete("assets/deep/"),
             CommitOperationDelete("docs/hello.txt"),
+            CommitOperationCopy("assets/a.css", "docs/a-copy.css"),
         ],
         commit_message="Second",
         commit_description="with a body",
@@ -199,6 +208,7 @@ def test_commits_are_git_commits_and_build(server: Server, admin_api: HfApi, sit
     assert sorted(admin_api.list_repo_files(SITE, repo_type="space")) == [
         "README.md",
         "assets/a.css",
+        "docs/a-copy.css",
         "docs/second.txt",
         "index.html",
     ]
