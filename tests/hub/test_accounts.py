@@ -3,6 +3,9 @@ organizations), read/write tokens, private Spaces — on the API, over git and t
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -151,3 +154,19 @@ def test_organization_roles(server: Server, users: Users, anon_api: HfApi) -> No
     for outsider in (anon_api, hf(server, users.bob)):
         with pytest.raises(RepositoryNotFoundError):
             outsider.space_info("hubacme/internal")
+
+
+def test_hf_cli_login_and_whoami(server: Server, users: Users, tmp_path: Path) -> None:
+    """What a user types: `hf auth login` stores the token (validated through whoami-v2), then it is used."""
+    hf_cli = Path(sys.executable).parent / "hf"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "SPACEYARD_"))}
+    env.update({"HF_ENDPOINT": server.url, "HF_HOME": str(tmp_path / "hf-home"), "NO_COLOR": "1"})
+
+    def run(*args: str) -> str:
+        out = subprocess.run([str(hf_cli), *args], env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert out.returncode == 0, out.stderr
+        return out.stdout + out.stderr
+
+    assert "Login successful" in run("auth", "login", "--token", users.alice)
+    assert (tmp_path / "hf-home" / "token").read_text().strip() == users.alice
+    assert "hubalice" in run("auth", "whoami")
