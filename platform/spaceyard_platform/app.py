@@ -52,7 +52,7 @@ from .gateway.proxy import Gateway
 from .gateway.routes import RouteTable
 from .repos import RepoStore
 from .settings import Settings
-from .web import pages
+from .web import forms, pages
 from .web.sessions import resolve_session
 
 log = logging.getLogger("spaceyard")
@@ -227,6 +227,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         lifecycle_api.router,
         spaces_api.router,
         pages.router,
+        forms.router,
     ):
         app.include_router(router)
     return Gateway(app, routes, settings)

@@ -188,8 +188,17 @@ def test_a_new_secret_restarts_the_app_with_it(page: Page, base_url: str, server
     page.get_by_label("Name").first.fill("HELLO_VERSION")
     page.locator("#secret-value").fill("from-a-secret")
     page.get_by_role("button", name="Save secret").click()
-    expect(page.locator("#secrets-list")).to_contain_text("HELLO_VERSION")  # after the page reloads
+    expect(page.locator("#settings-status")).to_contain_text("Secret HELLO_VERSION saved")
+    expect(page.locator("#secrets-list")).to_contain_text("HELLO_VERSION")
     assert "from-a-secret" not in page.content()  # values are write-only
+    # the same form posted without the session's CSRF token (as another site or an app could) is refused
+    forged = page.evaluate(
+        """url => fetch(url, {method: 'POST', body: new URLSearchParams({key: 'EVIL', value: 'x'})})
+            .then(r => r.status)""",
+        f"/spaces/{created}/settings/secrets",
+    )
+    assert forged == 403
+    assert "EVIL" not in server.api("GET", f"/api/spaces/{created}/secrets").json()
 
     # the container log of the new start, live: the page reconnects when the stage settles
     page.goto(f"{base_url}/spaces/{created}/logs")

@@ -481,5 +481,7 @@ def settings_page(
         flavors=svc.flavors,
         sleep_time=gc,
         owners=writable_namespaces(session, principal) if principal else [],
+        flash_done=request.query_params.get("done", "")[:300],
+        flash_error=request.query_params.get("error", "")[:500],
         **ctx,
     )

@@ -267,6 +267,13 @@
     return body;
   }
 
+  // plain forms that ask first (deleting a secret or a variable)
+  document.querySelectorAll("form[data-confirm]:not(.api-form)").forEach(function (form) {
+    form.addEventListener("submit", function (ev) {
+      if (!window.confirm(form.getAttribute("data-confirm"))) ev.preventDefault();
+    });
+  });
+
   document.querySelectorAll("form.api-form").forEach(function (form) {
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
