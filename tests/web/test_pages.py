@@ -394,3 +394,18 @@ def test_duplicate_from_settings_builds_the_copy(page: Page, base_url: str, serv
     expect(page.locator("#stage")).to_have_text("RUNNING", timeout=BUILD_TIMEOUT)
     expect(page.locator("iframe#app")).to_have_attribute("src", f"{app_origin(server, 'admin/web-hello-copy')}/")
     assert greet_in(page, "iframe#app", "Copy").startswith("Hello Copy! ")
+
+
+def test_explore_pages_through_many_spaces(page: Page, base_url: str, server: Server) -> None:
+    for i in range(25):
+        server.create_space(f"admin/web-page-{i:02d}", sdk="static")
+    page.goto(f"{base_url}/spaces?q=web-page")
+    expect(page.locator("ul.cards > li")).to_have_count(24)
+    pager = page.get_by_role("navigation", name="Pages")
+    expect(pager).to_contain_text("Page 1 of 2")
+    pager.get_by_role("link", name="Next").click()
+    expect(page).to_have_url(f"{base_url}/spaces?q=web-page&page=2")
+    expect(page.locator("ul.cards > li")).to_have_count(1)
+    expect(page.locator("ul.cards")).to_contain_text("web-page-00")  # the oldest comes last
+    page.get_by_role("navigation", name="Pages").get_by_role("link", name="Previous").click()
+    expect(page.locator("ul.cards > li")).to_have_count(24)
