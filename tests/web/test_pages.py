@@ -281,6 +281,7 @@ def test_private_space_is_404_when_signed_out(browser: Browser, page: Page, base
     anonymous = context.new_page()
     response = anonymous.goto(f"{base_url}/spaces/{PRIVATE}")
     assert response is not None and response.status == 404
+    expect(anonymous.get_by_role("heading", level=1)).to_have_text("404 — not found")
     for path in ("/tree/main", "/logs", "/settings"):
         r = anonymous.goto(f"{base_url}/spaces/{PRIVATE}{path}")
         assert r is not None and r.status == 404

@@ -33,7 +33,7 @@ from ..auth import (
 )
 from ..db.models import Membership, Space, User
 from ..deps import ServicesDep, SessionDep, get_session
-from ..errors import Forbidden, PlatformError, RepoNotFound
+from ..errors import Forbidden, PlatformError
 from ..gateway.routes import subdomain_for
 from . import starters
 from .sessions import (
@@ -147,11 +147,16 @@ def render(request: Request, template: str, user: SignedIn | None, status: int =
     return TEMPLATES.TemplateResponse(request, template, context, status_code=status)
 
 
-def get_readable(session: Session, principal: Principal | None, owner: str, name: str) -> Space:
+def get_readable(session: Session, principal: Principal | None, owner: str, name: str) -> Space | None:
+    """The Space, or None when it does not exist or is private to others (both answer 404)."""
     space = session.scalar(select(Space).where(Space.owner == owner, Space.name == name))
     if space is None or not can_read(session, principal, space):
-        raise RepoNotFound(f"Space {owner}/{name} not found")
+        return None
     return space
+
+
+def not_found(request: Request, user: SignedIn | None, what: str) -> Response:
+    return render(request, "not_found.html", user, status=404, what=what)
 
 
 def writable_namespaces(session: Session, principal: Principal) -> list[str]:
@@ -372,6 +377,8 @@ def space_page(
     owner: str, name: str, request: Request, svc: ServicesDep, session: SessionDep, user: WebUserDep
 ) -> Response:
     space = get_readable(session, principal_of(user), owner, name)
+    if space is None:
+        return not_found(request, user, f"{owner}/{name}")
     ctx = space_context(request, svc, session, user, space)
     ctx["starter"] = starters.for_sdk(space.sdk, ctx["title"]) if not space.head_sha else None
     return render(request, "space.html", user, tab="app", **ctx)
@@ -390,6 +397,8 @@ def files_page(
     path: str = "",
 ) -> Response:
     space = get_readable(session, principal_of(user), owner, name)
+    if space is None:
+        return not_found(request, user, f"{owner}/{name}")
     ctx = space_context(request, svc, session, user, space)
     sha = svc.repos.resolve(owner, name, rev) if space.head_sha else None
     entries = svc.repos.list_tree(owner, name, sha, path.strip("/"), recursive=False) if sha else []
@@ -414,11 +423,13 @@ def file_page(
     user: WebUserDep,
 ) -> Response:
     space = get_readable(session, principal_of(user), owner, name)
+    if space is None:
+        return not_found(request, user, f"{owner}/{name}")
     ctx = space_context(request, svc, session, user, space)
     sha = svc.repos.resolve(owner, name, rev) if space.head_sha else None
     data = svc.repos.read_file(owner, name, sha, path) if sha else None
     if data is None:
-        raise RepoNotFound(f"{path} not found at {rev}")
+        return not_found(request, user, f"{owner}/{name}: {path} at {rev}")
     text: str | None = None
     if len(data) <= MAX_TEXT_VIEW and b"\0" not in data[:8192]:
         try:
@@ -436,6 +447,8 @@ def commits_page(
     owner: str, name: str, rev: str, request: Request, svc: ServicesDep, session: SessionDep, user: WebUserDep
 ) -> Response:
     space = get_readable(session, principal_of(user), owner, name)
+    if space is None:
+        return not_found(request, user, f"{owner}/{name}")
     ctx = space_context(request, svc, session, user, space)
     commits = svc.repos.log(owner, name, rev, limit=100) if space.head_sha else []
     for c in commits:
@@ -453,6 +466,8 @@ def logs_page(
     owner: str, name: str, request: Request, svc: ServicesDep, session: SessionDep, user: WebUserDep
 ) -> Response:
     space = get_readable(session, principal_of(user), owner, name)
+    if space is None:
+        return not_found(request, user, f"{owner}/{name}")
     ctx = space_context(request, svc, session, user, space)
     return render(request, "logs.html", user, tab="logs", **ctx)
 
@@ -463,6 +478,8 @@ def settings_page(
 ) -> Response:
     principal = principal_of(user)
     space = get_readable(session, principal, owner, name)
+    if space is None:
+        return not_found(request, user, f"{owner}/{name}")
     ctx = space_context(request, svc, session, user, space)
     if not ctx["is_owner"]:
         if user is None:
