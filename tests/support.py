@@ -105,6 +105,7 @@ def start_server(data_dir: Path, port: int, env_dir: Path, extra_env: dict[str, 
             "SPACEYARD_ADMIN_TOKEN": ADMIN_TOKEN,
             "SPACEYARD_ENV_DIR": str(env_dir),
             "SPACEYARD_IDLE_CHECK_INTERVAL": "0.2",
+            "SPACEYARD_VERSION_GRACE": "3",
         }
     )
     env.update(extra_env or {})

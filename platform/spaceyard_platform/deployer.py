@@ -47,11 +47,13 @@ from .settings import Settings
 log = logging.getLogger("spaceyard.deployer")
 
 SERVING_STAGES = ("RUNNING", "RUNNING_BUILDING", "RUNNING_APP_STARTING")
+RETIRE_MAX = 20
+"""A replaced version is stopped at the latest this many grace periods after the swap."""
+DRAIN = 1.0
+"""Seconds requests already sent to a retired version get to finish before it stops."""
 WAITING_STAGE = "SCHEDULING"
 """Waiting for hardware capacity (a Kubernetes pod Pending for a GPU node): never idle, never failed."""
 ERROR_STAGES = ("CONFIG_ERROR", "NO_APP_FILE", "BUILD_ERROR", "RUNTIME_ERROR")
-OLD_VERSION_GRACE = 2.0
-"""Seconds an old version keeps running after the swap, for requests already in flight to it."""
 
 
 @dataclass
@@ -224,7 +226,12 @@ class Deployer:
             disable_embedding=bool(card.get("disable_embedding", False)),
             custom_headers=dict(card.get("custom_headers") or {}),
             reason=space.error_message or "",
+            version=serving.build_id if serving is not None and state.handle is not None else "",
         )
+        old = self.routes.by_id(space.space_id)
+        if old is not None and old.previous is not None and route.upstream is not None:
+            route.previous, route.previous_version = old.previous, old.previous_version
+            route.previous_used = old.previous_used
         self.routes.set(route)
         return route
 
@@ -405,7 +412,7 @@ class Deployer:
                 self.log_store.close(run_key)
                 return
             metrics.APP_START_SECONDS.observe(time.monotonic() - started)
-            old, old_suspended = state.handle, state.suspended
+            old, old_suspended, old_serving = state.handle, state.suspended, state.serving
             state.serving, state.handle, state.suspended = serving, handle, None
             space = (
                 await self._save_stage(
@@ -415,6 +422,9 @@ class Deployer:
             )
             route = self._set_route(space, "RUNNING", state)
             route.touch()
+            if old is not None and old_serving is not None:
+                route.previous, route.previous_version = old.endpoint, old_serving.build_id
+                route.previous_used = time.monotonic()
             self._watch(state, handle)
             for previous in (old, old_suspended):
                 if previous is not None:
@@ -451,7 +461,23 @@ class Deployer:
         return self.settings.runtime().start_timeout
 
     async def _stop_later(self, state: SpaceState, handle: AppHandle) -> None:
-        await asyncio.sleep(OLD_VERSION_GRACE)
+        """Retire a replaced version: visitors pinned to it (their session started there) keep reaching it
+        until none has used it for ``version_grace`` seconds (at most ``RETIRE_MAX`` grace periods); then
+        nobody is routed there, requests in flight get ``DRAIN`` seconds to finish, and it stops."""
+        grace = self.settings.version_grace
+        started = time.monotonic()
+        while True:
+            route = self.routes.by_id(state.space_id)
+            pinned = route is not None and route.previous == handle.endpoint
+            last = route.previous_used if route is not None and pinned else started
+            quiet = time.monotonic() - last
+            if quiet >= grace or time.monotonic() - started >= RETIRE_MAX * grace:
+                break
+            await asyncio.sleep(max(0.05, grace - quiet))
+        route = self.routes.by_id(state.space_id)
+        if route is not None and route.previous == handle.endpoint:
+            route.previous, route.previous_version = None, ""
+            await asyncio.sleep(DRAIN)
         try:
             await self.runtime.remove(handle)
         except Exception:

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     )
     idle_check_interval: float = Field(1.0, description="Seconds between idle checks.")
     wake_timeout: float = Field(60.0, description="Seconds a request is held while its Space wakes, then 503.")
+    version_grace: float = Field(
+        30.0,
+        description="Seconds a replaced version keeps running after a swap, serving the visitors whose "
+        "session started on it (cookie spaceyard_version), so no in-flight Gradio job or session is lost.",
+    )
     upstream_connect_timeout: float = Field(5.0, description="Seconds to connect to an app.")
     stream_idle_timeout: float = Field(
         300.0, description="Seconds a proxied response or websocket may stay silent before it is closed."

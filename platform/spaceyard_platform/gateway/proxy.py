@@ -45,6 +45,7 @@ from .routes import Route, RouteTable, WakeRefused
 from .static import StaticSites
 from .upstream import UpstreamConnection, UpstreamError, UpstreamPool, UpstreamTimeout
 
+VERSION_COOKIE = "spaceyard_version"
 log = logging.getLogger("spaceyard.gateway")
 
 GRANT_TTL = 5.0
@@ -172,6 +173,27 @@ class Gateway:
             rest = "/" + parts[4] if len(parts) == 5 else ""
             return _Match(route, host.decode("latin-1"), prefix, rest, raw_rest)
         return None
+
+    @staticmethod
+    def _pin_version(
+        scope: Scope, route: Route, endpoint: Endpoint, prefix: str
+    ) -> tuple[Endpoint, tuple[bytes, bytes] | None]:
+        """Version stickiness across a swap: a visitor stamped with the version just replaced keeps
+        reaching it while it is kept (``route.previous``); anyone else gets the serving version, and a
+        ``Set-Cookie`` stamping it when the visitor's stamp is missing or stale."""
+        stamped: str | None = None
+        for name, value in scope["headers"]:
+            if name == b"cookie":
+                stamped = hdr.cookie_value(value, VERSION_COOKIE)
+                break
+        if stamped is not None:
+            if route.previous is not None and stamped == route.previous_version:
+                route.previous_used = time.monotonic()
+                return route.previous, None
+            if stamped == route.version:
+                return endpoint, None
+        cookie = f"{VERSION_COOKIE}={route.version}; Path={prefix or '/'}; HttpOnly; SameSite=Lax"
+        return endpoint, (b"set-cookie", cookie.encode("latin-1"))
 
     def _allowed(self, scope: Scope, route: Route) -> bool:
         if not route.private:
@@ -318,6 +340,10 @@ class Gateway:
             return
         try:
             endpoint = await self._endpoint(route)
+            if route.version:
+                endpoint, stamp = self._pin_version(scope, route, endpoint, match.prefix)
+                if stamp is not None:
+                    extra = [*extra, stamp]
         except WakeRefused as exc:
             await pages.send_page(
                 send,

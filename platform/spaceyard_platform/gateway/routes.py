@@ -47,6 +47,15 @@ class Route:
     custom_headers: dict[str, str] = field(default_factory=dict)
     last_activity: float = field(default_factory=time.monotonic)
     reason: str = ""
+    version: str = ""
+    """The serving version (build id). Visitors are stamped with it (cookie ``spaceyard_version``)."""
+    previous: Endpoint | None = None
+    """The version replaced by the last swap, kept for a grace period: a visitor whose cookie names
+    ``previous_version`` still reaches it, so sessions started before the swap (Gradio event ids,
+    session state) finish where their state lives."""
+    previous_version: str = ""
+    previous_used: float = 0.0
+    """When a visitor was last routed to ``previous`` (monotonic); it is retired once unused for a while."""
 
     @property
     def subdomain(self) -> str:
