@@ -169,9 +169,13 @@ def response_headers(
         out = [(n, v) for n, v in out if n not in listed]
     if extra:
         names = {n for n, _ in extra}
-        out = [(n, v) for n, v in out if n not in names or n == b"content-security-policy"]
+        out = [(n, v) for n, v in out if n not in names or n in _ADDITIVE]
         out.extend(extra)
     return out
+
+
+_ADDITIVE: frozenset[bytes] = frozenset({b"content-security-policy", b"set-cookie"})
+"""Headers the platform adds next to the app's own instead of replacing them."""
 
 
 def _without_frame_ancestors(csp: bytes) -> bytes:
