@@ -9,7 +9,7 @@ from .asgi import Send
 
 _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<title>{title}</title>
+<title>{title}</title>{refresh}
 <style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#222}}
 h1{{font-size:1.4rem}}.stage{{display:inline-block;padding:.1rem .5rem;border-radius:.3rem;background:#eee;
 font-family:monospace}}</style></head>
@@ -32,10 +32,16 @@ async def send_page(
     stage: str = "",
     extra_headers: list[tuple[bytes, bytes]] | None = None,
     head: bool = False,
+    refresh: int | None = None,
 ) -> None:
+    """A small page (HTML for browsers, JSON otherwise); ``refresh`` makes the browser reload after that
+    many seconds (the "waking up" page)."""
     if wants_html(accept):
         stage_html = f'<p>Stage: <span class="stage">{html.escape(stage)}</span></p>' if stage else ""
-        body = _TEMPLATE.format(title=html.escape(title), stage=stage_html, message=html.escape(message)).encode()
+        meta = f'<meta http-equiv="refresh" content="{refresh}">' if refresh is not None else ""
+        body = _TEMPLATE.format(
+            title=html.escape(title), stage=stage_html, message=html.escape(message), refresh=meta
+        ).encode()
         content_type = b"text/html; charset=utf-8"
     else:
         payload: dict[str, object] = {"error": message, "status": status}

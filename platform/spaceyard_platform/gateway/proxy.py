@@ -46,6 +46,8 @@ from .static import StaticSites
 from .upstream import UpstreamConnection, UpstreamError, UpstreamPool, UpstreamTimeout
 
 VERSION_COOKIE = "spaceyard_version"
+NAVIGATION_PATIENCE = 1.0
+"""Seconds a browser navigation to a waking Space waits before it gets the self-reloading page."""
 log = logging.getLogger("spaceyard.gateway")
 
 GRANT_TTL = 5.0
@@ -234,8 +236,11 @@ class Gateway:
 
     # -- waking -----------------------------------------------------------------------------------
 
-    async def _endpoint(self, route: Route) -> Endpoint:
-        """The route's upstream, waking the app first when needed (raises WakeRefused, TimeoutError)."""
+    async def _endpoint(self, route: Route, patience: float | None = None) -> Endpoint:
+        """The route's upstream, waking the app first when needed (raises WakeRefused, TimeoutError).
+
+        ``patience`` shortens the wait (the wake itself goes on): a browser navigation gets the
+        self-reloading "waking up" page after it instead of a blank wait."""
         upstream = route.upstream
         if upstream is not None:
             return upstream
@@ -249,7 +254,8 @@ class Gateway:
             self._wakes[key] = pending
             pending.add_done_callback(functools.partial(self._wake_done, key))
         try:
-            return await asyncio.wait_for(asyncio.shield(pending), self.settings.wake_timeout)
+            timeout = self.settings.wake_timeout if patience is None else min(patience, self.settings.wake_timeout)
+            return await asyncio.wait_for(asyncio.shield(pending), timeout)
         except (WakeRefused, TimeoutError):
             raise
         except Exception as exc:  # a bug in the waker: a clear 503, not a bare 500
@@ -338,8 +344,9 @@ class Gateway:
                 match.prefix,
             )
             return
+        navigation = route.upstream is None and _is_navigation(scope)
         try:
-            endpoint = await self._endpoint(route)
+            endpoint = await self._endpoint(route, NAVIGATION_PATIENCE if navigation else None)
             if route.version:
                 endpoint, stamp = self._pin_version(scope, route, endpoint, match.prefix)
                 if stamp is not None:
@@ -356,6 +363,19 @@ class Gateway:
             )
             return
         except TimeoutError:
+            if navigation:
+                await pages.send_page(
+                    send,
+                    503,
+                    f"{route.space_id} is waking up",
+                    "This Space was asleep and is starting; this page reloads by itself in a moment.",
+                    accept=_header(scope, b"accept"),
+                    stage=route.stage,
+                    extra_headers=[(b"retry-after", b"1")],
+                    head=head,
+                    refresh=1,
+                )
+                return
             await pages.send_page(
                 send,
                 503,
@@ -572,6 +592,15 @@ async def _close_on_disconnect(receive: Receive, conn: UpstreamConnection) -> No
             conn.abort()
             conn._fail(UpstreamError("the visitor went away"))
             return
+
+
+def _is_navigation(scope: Scope) -> bool:
+    """A browser loading a page (or a frame): GET, wants HTML, and says it navigates when it can."""
+    if scope["method"] != "GET":
+        return False
+    accept = _header(scope, b"accept") or b""
+    mode = _header(scope, b"sec-fetch-mode")
+    return b"text/html" in accept and (mode is None or mode == b"navigate")
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
