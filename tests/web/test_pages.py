@@ -410,3 +410,21 @@ def test_explore_pages_through_many_spaces(page: Page, base_url: str, server: Se
     expect(page.locator("ul.cards")).to_contain_text("web-page-00")  # the oldest comes last
     page.get_by_role("navigation", name="Pages").get_by_role("link", name="Previous").click()
     expect(page.locator("ul.cards > li")).to_have_count(24)
+
+
+def test_pause_restart_and_sleep_time_from_settings(page: Page, base_url: str, server: Server, noembed: str) -> None:
+    page.goto(f"{base_url}/spaces/{noembed}/settings")
+    page.get_by_label("Sleep after").fill("3600")
+    page.get_by_role("button", name="Set sleep time").click()
+    expect(page.locator("#settings-status")).to_have_text("Sleep time saved")
+    assert server.runtime(noembed)["gcTimeout"] == 3600
+
+    page.get_by_role("button", name="Pause").click()
+    expect(page.locator("#stage")).to_have_text("PAUSED")  # the badge follows without a reload
+    expect(page.locator("[data-stage-text]")).to_have_text("PAUSED")
+    assert server.runtime(noembed)["stage"] == "PAUSED"
+
+    page.get_by_role("button", name="Restart", exact=True).click()
+    expect(page.locator("#stage")).to_have_text("RUNNING", timeout=BUILD_TIMEOUT)
+    page.goto(f"{base_url}/spaces/{noembed}")
+    assert greet_in(page, "iframe#app", "Again").startswith("Hello Again! ")
