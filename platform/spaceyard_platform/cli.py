@@ -78,6 +78,8 @@ def up(
         ws="websockets-sansio",
         log_level="info",
         access_log=False,  # ~30% of gateway throughput; requests are counted per Space at /metrics
+        proxy_headers=settings.forwarded_allow_ips is not None,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=10,
     )
 

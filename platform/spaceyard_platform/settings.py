@@ -65,6 +65,16 @@ class Settings(BaseSettings):
         "(OWNER-NAME.<apps_domain>) or path (<public_url>/apps/OWNER/NAME). auto = path while apps_domain is "
         "localhost, since most non-browser clients cannot resolve *.localhost.",
     )
+    inline_upload_limit: int = Field(
+        50 * 1024 * 1024,
+        description="Files up to this many bytes are committed inline by huggingface_hub; larger ones use "
+        "the LFS batch protocol (see docs/hub-api.md).",
+    )
+    forwarded_allow_ips: str | None = Field(
+        None,
+        description="Comma-separated addresses of a reverse proxy in front of Spaceyard whose X-Forwarded-* "
+        "headers are trusted; unset = trust none (visitors cannot spoof their address).",
+    )
     embedded_worker: bool = Field(
         True, description="spaceyard up also starts a build worker process (turn off with external workers)."
     )

@@ -27,7 +27,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from spaceyard_platform.api.commits import INLINE_LIMIT
+from spaceyard_platform.settings import Settings
 from tests.support import Server, git
 
 SITE = "admin/files-site"
@@ -241,7 +241,7 @@ def test_large_files_through_lfs_with_xet_disabled(
     server: Server, admin_api: HfApi, site: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     big = tmp_path / "weights.bin"
-    big.write_bytes(os.urandom(INLINE_LIMIT + 1024))
+    big.write_bytes(os.urandom(Settings.model_fields["inline_upload_limit"].default + 1024))
     # With hf_xet installed (the default), the client sends large files to Xet, which Spaceyard lacks
     with pytest.raises(Exception, match="501"):
         admin_api.upload_file(path_or_fileobj=str(big), path_in_repo="weights.bin", repo_id=SITE, repo_type="space")

@@ -1,7 +1,7 @@
 """Writing to a Space through the Hub API: preupload, NDJSON commits and the LFS batch protocol.
 
 * ``POST /api/spaces/{id}/preupload/{rev}`` says ``regular`` for every file up to
-  :data:`INLINE_LIMIT` bytes (they travel base64 inside the commit), ``lfs`` above it.
+  ``SPACEYARD_INLINE_UPLOAD_LIMIT`` bytes (they travel base64 inside the commit), ``lfs`` above it.
 * ``POST /api/spaces/{id}/commit/{rev}`` (``application/x-ndjson``: ``header``, ``file``, ``lfsFile``,
   ``deletedFile``/``deletedFolder``/``deletedEntry``) becomes one real git commit, made with plumbing on
   a temporary index (read-tree, update-index, write-tree, commit-tree) and published with a
@@ -44,8 +44,6 @@ from .files import raw_tail, split_rev
 
 router = APIRouter()
 
-INLINE_LIMIT = int(os.environ.get("SPACEYARD_INLINE_UPLOAD_LIMIT", str(50 * 1024 * 1024)))
-"""Files up to this size are committed inline (``regular``); larger ones go through LFS."""
 UPLOAD_URL_TTL = 3600
 ZERO = "0" * 40
 _locks: dict[str, asyncio.Lock] = {}
@@ -117,7 +115,7 @@ async def preupload(
         size = int(f.get("size") or 0)
         item: dict[str, Any] = {
             "path": path,
-            "uploadMode": "lfs" if size > INLINE_LIMIT else "regular",
+            "uploadMode": "lfs" if size > svc.settings.inline_upload_limit else "regular",
             "shouldIgnore": False,
         }
         if path in oids:
