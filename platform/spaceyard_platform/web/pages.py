@@ -177,6 +177,8 @@ def space_context(
     card = dict(space.card_data or {})
     app_url = svc.settings.app_url(space.space_id, "subdomain")
     query = request.url.query
+    if space.sdk == "streamlit" and "embed=" not in query:
+        query = f"{query}&embed=true" if query else "embed=true"  # Streamlit drops its padding and footer
     return {
         "space": space,
         "card": card,
