@@ -538,15 +538,17 @@ class Deployer:
                 if state.handle is not None:
                     fut.set_result(state.handle.endpoint)
                     return
-                space = await asyncio.to_thread(self._get_space, state.pk)
                 serving = state.serving
                 assert serving is not None
-                await self._save_stage(state.pk, "APP_STARTING", None)
-                run_key = f"run/{space.owner}--{space.name}/{serving.build_id}-{int(time.time() * 1000)}"
+                owner, _, name = state.space_id.partition("/")
+                run_key = f"run/{owner}--{name}/{serving.build_id}-{int(time.time() * 1000)}"
                 sink = self._run_sink(run_key)
+                # Stage changes are recorded off the critical path: the held visitors wait for the app only.
+                starting = self._spawn(self._save_stage(state.pk, "APP_STARTING", None))
                 if state.suspended is not None:
                     handle = await self.runtime.resume(state.suspended, sink)
                 else:
+                    space = await asyncio.to_thread(self._get_space, state.pk)
                     handle = await self.runtime.start(await self._spec(space, serving), sink)
                 try:
                     await self._await_ready(state.pk, handle, self._start_timeout(serving))
@@ -554,17 +556,23 @@ class Deployer:
                     await self.runtime.stop(handle)
                     state.suspended = None
                     tail = getattr(exc, "log_tail", "")
+                    await starting
                     await self._save_stage(state.pk, "RUNTIME_ERROR", str(exc) + (f"\n{tail}" if tail else ""))
                     raise WakeRefused(str(exc), 503, "RUNTIME_ERROR") from exc
                 state.handle, state.suspended = handle, None
-                space = await self._save_stage(state.pk, "RUNNING", None, run_log_key=run_key) or space
-                route = self._set_route(space, "RUNNING", state)
-                route.touch()
-                self._watch(state, handle)
+                route = self.routes.by_id(state.space_id)
+                if route is not None:
+                    route.upstream, route.stage, route.version = handle.endpoint, "RUNNING", serving.build_id
+                    route.touch()
+                fut.set_result(handle.endpoint)
                 metrics.WAKES.labels(space=state.space_id, mode=handle.start_mode).inc()
                 metrics.WAKE_SECONDS.labels(space=state.space_id).observe(time.monotonic() - started)
                 metrics.AWAKE.inc()
-                fut.set_result(handle.endpoint)
+                self._watch(state, handle)
+                await starting
+                saved = await self._save_stage(state.pk, "RUNNING", None, run_log_key=run_key)
+                if saved is not None:
+                    self._set_route(saved, "RUNNING", state)
         except BaseException as exc:
             if not fut.done():
                 fut.set_exception(exc if isinstance(exc, WakeRefused) else WakeRefused(f"Could not wake: {exc}", 503))

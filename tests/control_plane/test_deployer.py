@@ -143,5 +143,6 @@ async def test_after_a_platform_restart_serving_spaces_sleep_until_visited(world
     route = world.routes.by_id("o/s")
     assert route is not None and route.upstream is None
     endpoint = await world.deployer.wake(route)
-    assert endpoint.port > 0 and world.space().stage == "RUNNING"
+    assert endpoint.port > 0 and route.upstream == endpoint  # visitors are released at once
+    await world.until("RUNNING")  # the stage is recorded just after
     assert [s.revision for s in world.runtime.started] == ["9" * 40]
