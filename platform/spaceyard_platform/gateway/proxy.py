@@ -363,28 +363,22 @@ class Gateway:
             )
             return
         except TimeoutError:
-            if navigation:
-                await pages.send_page(
-                    send,
-                    503,
-                    f"{route.space_id} is waking up",
-                    "This Space was asleep and is starting; this page reloads by itself in a moment.",
-                    accept=_header(scope, b"accept"),
-                    stage=route.stage,
-                    extra_headers=[(b"retry-after", b"1")],
-                    head=head,
-                    refresh=1,
-                )
-                return
+            # a browser gets a page that reloads itself while the wake goes on; API clients retry later
+            title, message, retry, refresh = (
+                ("is waking up", "This Space was asleep and is starting; this page reloads by itself.", b"1", 1)
+                if navigation
+                else ("is starting", "The Space is taking long to start; try again in a few seconds.", b"5", None)
+            )
             await pages.send_page(
                 send,
                 503,
-                f"{route.space_id} is starting",
-                "The Space is taking long to start; try again in a few seconds.",
+                f"{route.space_id} {title}",
+                message,
                 accept=_header(scope, b"accept"),
                 stage=route.stage,
-                extra_headers=[(b"retry-after", b"5")],
+                extra_headers=[(b"retry-after", retry)],
                 head=head,
+                refresh=refresh,
             )
             return
         await self._proxy(scope, receive, send, match, route, endpoint, extra)
