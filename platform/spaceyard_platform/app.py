@@ -16,7 +16,6 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -236,7 +235,3 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
 def app_factory() -> ASGIApp:
     """Entry point for ``uvicorn --factory spaceyard_platform.app:app_factory``."""
     return create_app(Settings())
-
-
-def data_dir_default() -> Path:
-    return Settings().data_dir

@@ -7,7 +7,6 @@ from typing import Any
 from fastapi import APIRouter
 from sqlalchemy import select
 
-from ..auth import org_role
 from ..db.models import Membership, User
 from ..deps import PrincipalDep, SessionDep
 from ..errors import Unauthorized
@@ -24,7 +23,6 @@ def whoami(session: SessionDep, principal: PrincipalDep) -> Any:
         .join(Membership, Membership.org_id == User.id)
         .where(Membership.user_id == principal.user_id)
     ).all()
-    _ = org_role
     return {
         "type": "user",
         "id": principal.user_id,
