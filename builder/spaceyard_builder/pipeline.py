@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
-from .api import BuildEngine, BuildRequest, BuildResult
+from .api import BuildEngine, BuildLog, BuildRequest, BuildResult
 from .engines import create_engine
-from .errors import BuilderError, ConfigError, NoAppFileError
+from .errors import BuilderError, BuildFailed, ConfigError, NoAppFileError
+from .lfs import MissingObjects, smudge_tree
 from .logs import LogStore
 from .settings import BuilderSettings
 from .source import export_commit
@@ -31,6 +33,16 @@ def check_app_file(config: SpaceConfig, files: set[str]) -> None:
         )
 
 
+def checkout_lfs(source: Path, request: BuildRequest, settings: BuilderSettings, log: BuildLog) -> None:
+    """After the export: LFS pointer files become their objects' contents (what the app reads)."""
+    if "://" in request.repo:
+        return
+    try:
+        smudge_tree(source, settings.data_dir, Path(request.repo), log)
+    except MissingObjects as exc:
+        raise BuildFailed(str(exc)) from exc
+
+
 def run_build(
     request: BuildRequest,
     settings: BuilderSettings,
@@ -49,6 +61,7 @@ def run_build(
     config: SpaceConfig | None = None
     try:
         source = export_commit(request.repo, request.revision, settings.data_dir / "sources" / _slug(request.space_id))
+        checkout_lfs(source, request, settings, log)
         readme = source / "README.md"
         config = parse_readme(readme.read_text(encoding="utf-8", errors="replace") if readme.exists() else None)
         files = {str(p.relative_to(source)) for p in source.rglob("*") if p.is_file()}

@@ -33,6 +33,7 @@ from spaceyard_runtime.flavors import load_flavors
 from . import githttp, metrics
 from .api import commits as commits_api
 from .api import files as files_api
+from .api import history as history_api
 from .api import lifecycle as lifecycle_api
 from .api import logs as logs_api
 from .api import repos as repos_api
@@ -219,6 +220,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         githttp.router,
         settings_api.router,
         files_api.router,
+        history_api.router,
         commits_api.router,
         repos_api.router,
         users_api.router,

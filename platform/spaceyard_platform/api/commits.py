@@ -34,10 +34,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
+from .. import revisions
 from ..auth import Principal
 from ..db.models import Space
 from ..deps import PrincipalDep, Services, ServicesDep, SessionDep, services_of
-from ..errors import BadRequest, EntryNotFound, Forbidden, PlatformError, RevisionNotFound
+from ..errors import BadRequest, EntryNotFound, Forbidden, PlatformError
 from ..repos import BRANCH
 from .common import public_base, readable_space, writable_space
 from .files import raw_tail, split_rev
@@ -60,12 +61,7 @@ class NotImplementedHere(PlatformError):
 # ------------------------------------------------------------------------------------------ helpers
 def branch_of(space: Space, svc: Services, rev: str) -> str:
     """The branch a commit goes to; revisions that are not branches are RevisionNotFound."""
-    name = rev.removeprefix("refs/heads/")
-    if name == BRANCH:
-        return name
-    if svc.repos.resolve(space.owner, space.name, f"refs/heads/{name}") is None or name.startswith("-"):
-        raise RevisionNotFound(f"Invalid rev id: {rev} (commits go to an existing branch, usually main)")
-    return name
+    return revisions.commit_branch(svc.repos, space, rev)
 
 
 def lfs_dir(svc: Services) -> Path:

@@ -9,6 +9,7 @@ from fastapi import Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .. import lfsinfo
 from ..auth import Principal, can_read, can_write
 from ..db.models import Space
 from ..deps import Services
@@ -101,7 +102,7 @@ def readme_card(svc: Services, space: Space, sha: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def space_json(svc: Services, space: Space, *, siblings: bool = True) -> dict[str, Any]:
+def space_json(svc: Services, space: Space, *, siblings: bool = True, blobs: bool = False) -> dict[str, Any]:
     sha = space.head_sha
     card = dict(space.card_data or {})
     if siblings and sha:  # one Space: its README's front matter at the head, like the Hub
@@ -130,6 +131,5 @@ def space_json(svc: Services, space: Space, *, siblings: bool = True) -> dict[st
     if space.duplicated_from:
         data["duplicated_from"] = space.duplicated_from
     if siblings:
-        files = svc.repos.list_tree(space.owner, space.name, sha) if sha else []
-        data["siblings"] = [{"rfilename": e.path} for e in files if e.type == "file"]
+        data["siblings"] = lfsinfo.siblings(svc.repos, space, sha, blobs)
     return data

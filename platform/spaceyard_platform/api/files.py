@@ -20,11 +20,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session
 
+from spaceyard_builder.lfs import Pointer
+
+from .. import lfsinfo, revisions
 from ..auth import Principal
 from ..db.models import Space
 from ..deps import PrincipalDep, Services, ServicesDep, SessionDep
 from ..errors import BadRequest, EntryNotFound, RevisionNotFound
-from ..repos import BRANCH, RepoStore
+from ..repos import RepoStore
 from .common import iso, readable_space, space_json
 
 router = APIRouter()
@@ -53,22 +56,25 @@ def split_rev(parts: list[str]) -> tuple[str, str]:
 
 def resolve_rev(repos: RepoStore, space: Space, rev: str) -> str | None:
     """The commit ``rev`` names, None for ``main`` of an empty repository; RevisionNotFound otherwise."""
-    if rev.startswith("-") or ".." in rev:
-        raise RevisionNotFound(f"Invalid rev id: {rev}")
-    sha = repos.resolve(space.owner, space.name, rev)
-    if sha is None:
-        if rev in (BRANCH, f"refs/heads/{BRANCH}") and repos.head(space.owner, space.name) is None:
-            return None
-        raise RevisionNotFound(f"Invalid rev id: {rev}")
-    return sha
+    return revisions.resolve(repos, space, rev)
 
 
 def entry_json(
-    repos: RepoStore, space: Space, sha: str, kind: str, oid: str, size: int, path: str, expand: bool
+    repos: RepoStore,
+    space: Space,
+    sha: str,
+    kind: str,
+    oid: str,
+    size: int,
+    path: str,
+    expand: bool,
+    pointer: Pointer | None = None,
 ) -> dict[str, Any]:
     item: dict[str, Any] = {"type": kind, "oid": oid, "path": path}
     if kind == "file":
-        item["size"] = size
+        item["size"] = pointer.size if pointer else size
+        if pointer:
+            item["lfs"] = lfsinfo.lfs_json(pointer)
     if expand:
         info = repos.commit_info(space.owner, space.name, sha) if not path else _last_commit(repos, space, sha, path)
         if info:
@@ -91,21 +97,7 @@ def _last_commit(repos: RepoStore, space: Space, sha: str, path: str) -> dict[st
 
 def ls_paths(repos: RepoStore, space: Space, sha: str, paths: list[str]) -> list[tuple[str, str, int, str]]:
     """(kind, oid, size, path) for each existing path (files and directories, not recursive)."""
-    clean = [p.strip("/") for p in paths if p.strip("/")]
-    if not clean:
-        return []
-    out = repos.git(space.owner, space.name, "ls-tree", "-l", "-z", sha, "--", *clean, check=False)
-    found = []
-    for rec in out.decode(errors="replace").split("\0"):
-        if not rec:
-            continue
-        meta, _, path = rec.partition("\t")
-        _mode, kind, oid, size = meta.split(maxsplit=3)
-        if path in clean:
-            found.append(
-                ("directory" if kind == "tree" else "file", oid, 0 if size.strip() == "-" else int(size), path)
-            )
-    return found
+    return [(i.kind, i.oid, i.size, i.path) for i in lfsinfo.ls_paths(repos, space, sha, paths)]
 
 
 # ------------------------------------------------------------------------------ info at a revision
@@ -118,11 +110,8 @@ def space_info_at(
     sha = resolve_rev(svc.repos, space, rev)
     data = space_json(svc, space, siblings=False)
     data["sha"] = sha
-    files = svc.repos.list_tree(space.owner, space.name, sha) if sha else []
     blobs = request.query_params.get("blobs", "").lower() in ("1", "true")
-    data["siblings"] = [
-        {"rfilename": e.path, **({"size": e.size, "blobId": e.oid} if blobs else {})} for e in files if e.type == "file"
-    ]
+    data["siblings"] = lfsinfo.siblings(svc.repos, space, sha, blobs)
     return data
 
 
@@ -153,7 +142,8 @@ def tree(
     entries.sort(key=lambda e: e.path)
     page_size = min(limit or TREE_PAGE, TREE_PAGE_EXPANDED if expand else TREE_PAGE)
     page = entries[cursor : cursor + page_size]
-    body = [entry_json(svc.repos, space, sha, e.type, e.oid, e.size, e.path, expand) for e in page]
+    lfs = lfsinfo.pointers(svc.repos, space, [(e.oid, e.size) for e in page if e.type == "file"])
+    body = [entry_json(svc.repos, space, sha, e.type, e.oid, e.size, e.path, expand, lfs.get(e.oid)) for e in page]
     headers = {}
     if cursor + page_size < len(entries):
         url = request.url.include_query_params(cursor=str(cursor + page_size))
@@ -183,7 +173,8 @@ async def paths_info(
     if sha is None:
         return []
     found = await asyncio.to_thread(ls_paths, svc.repos, space, sha, paths)
-    return [entry_json(svc.repos, space, sha, k, oid, size, p, expand) for k, oid, size, p in found]
+    lfs = lfsinfo.pointers(svc.repos, space, [(oid, size) for k, oid, size, _ in found if k == "file"])
+    return [entry_json(svc.repos, space, sha, k, oid, size, p, expand, lfs.get(oid)) for k, oid, size, p in found]
 
 
 # ------------------------------------------------------------------------------------------ resolve

@@ -51,8 +51,10 @@ def list_spaces(
 
 
 @router.get("/{owner}/{name}")
-def space_info(owner: str, name: str, svc: ServicesDep, session: SessionDep, principal: PrincipalDep) -> Any:
-    return space_json(svc, readable_space(session, principal, owner, name))
+def space_info(
+    owner: str, name: str, svc: ServicesDep, session: SessionDep, principal: PrincipalDep, blobs: bool = False
+) -> Any:
+    return space_json(svc, readable_space(session, principal, owner, name), blobs=blobs)
 
 
 @router.get("/{owner}/{name}/runtime")
