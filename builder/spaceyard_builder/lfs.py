@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,6 +88,28 @@ def available(data_dir: Path, git_dir: Path, pointer: Pointer) -> Path | None:
         return path if path.stat().st_size == pointer.size else None
     except FileNotFoundError:
         return None
+
+
+FILTER_OFF = (
+    ("filter.lfs.process", ""),
+    ("filter.lfs.smudge", ""),
+    ("filter.lfs.clean", ""),
+    ("filter.lfs.required", "false"),
+)
+
+
+def disable_filters(git_dir: Path) -> None:
+    """Make ``git archive`` of this bare repository leave LFS pointers alone.
+
+    ``git lfs install`` (and Debian's git-lfs package, in /etc/gitconfig) registers a required smudge
+    filter that would run inside the server's bare repository, where it has no remote to download from,
+    and fail the export; pointers are replaced by :func:`smudge_tree` from the object store instead."""
+    config = git_dir / "config"
+    text = config.read_text(errors="replace") if config.exists() else ""
+    if '[filter "lfs"]' in text:
+        return
+    for key, value in FILTER_OFF:
+        subprocess.run(["git", "--git-dir", str(git_dir), "config", key, value], capture_output=True, check=False)
 
 
 class MissingObjects(Exception):

@@ -9,7 +9,7 @@ from pathlib import Path
 from .api import BuildEngine, BuildLog, BuildRequest, BuildResult
 from .engines import create_engine
 from .errors import BuilderError, BuildFailed, ConfigError, NoAppFileError
-from .lfs import MissingObjects, smudge_tree
+from .lfs import MissingObjects, disable_filters, smudge_tree
 from .logs import LogStore
 from .settings import BuilderSettings
 from .source import export_commit
@@ -31,6 +31,12 @@ def check_app_file(config: SpaceConfig, files: set[str]) -> None:
             f"app_file {app_file!r} is not in this commit"
             + ("" if config.app_file else f" (the default for sdk: {config.sdk}; set app_file to change it)")
         )
+
+
+def prepare_lfs(request: BuildRequest) -> None:
+    """Before the export: no LFS filter may run in the bare repository (see ``lfs.disable_filters``)."""
+    if "://" not in request.repo:
+        disable_filters(Path(request.repo))
 
 
 def checkout_lfs(source: Path, request: BuildRequest, settings: BuilderSettings, log: BuildLog) -> None:
@@ -60,6 +66,7 @@ def run_build(
     base = {"build_id": request.build_id, "space_id": request.space_id, "revision": request.revision}
     config: SpaceConfig | None = None
     try:
+        prepare_lfs(request)
         source = export_commit(request.repo, request.revision, settings.data_dir / "sources" / _slug(request.space_id))
         checkout_lfs(source, request, settings, log)
         readme = source / "README.md"

@@ -34,6 +34,7 @@ from . import githttp, metrics
 from .api import commits as commits_api
 from .api import files as files_api
 from .api import history as history_api
+from .api import lfs as lfs_api
 from .api import lifecycle as lifecycle_api
 from .api import logs as logs_api
 from .api import repos as repos_api
@@ -221,6 +222,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         settings_api.router,
         files_api.router,
         history_api.router,
+        lfs_api.router,
         commits_api.router,
         repos_api.router,
         users_api.router,

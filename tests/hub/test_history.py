@@ -170,11 +170,11 @@ def test_hf_cli_branch_and_tag_commands(server: Server, users: Users, shas: list
     assert "cli-branch" not in {b.name for b in refs.branches} and "cli-tag" not in {t.name for t in refs.tags}
 
 
-def test_commit_links_printed_by_the_client_open_the_commit_page(
-    server: Server, users: Users, shas: list[str]
-) -> None:
+def test_commit_links_printed_by_the_client_open_the_commit_page(server: Server, users: Users, shas: list[str]) -> None:
     api = hf(server, users.alice)
-    info = api.upload_file(path_or_fileobj=b"<p>linked</p>", path_in_repo="index.html", repo_id=SPACE, repo_type="space")
+    info = api.upload_file(
+        path_or_fileobj=b"<p>linked</p>", path_in_repo="index.html", repo_id=SPACE, repo_type="space"
+    )
     assert info.commit_url == f"{server.url}/spaces/{SPACE}/commit/{info.oid}"
     page = httpx.get(info.commit_url, headers={"Accept": "text/html"}, timeout=30)
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -20,6 +21,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session
 
+from spaceyard_builder import lfs
 from spaceyard_builder.lfs import Pointer
 
 from .. import lfsinfo, revisions
@@ -27,8 +29,10 @@ from ..auth import Principal
 from ..db.models import Space
 from ..deps import PrincipalDep, Services, ServicesDep, SessionDep
 from ..errors import BadRequest, EntryNotFound, RevisionNotFound
+from ..ranges import parse_range, range_headers, skip_chunks
 from ..repos import RepoStore
 from .common import iso, readable_space, space_json
+from .lfs import object_response
 
 router = APIRouter()
 TREE_PAGE = 1000
@@ -204,21 +208,44 @@ def resolve(
     headers = {
         "X-Repo-Commit": sha,
         "ETag": etag,
-        "Accept-Ranges": "none",
+        "Accept-Ranges": "bytes",
         "Content-Disposition": f'inline; filename="{path.rsplit("/", 1)[-1]}"',
         "Cache-Control": "private, max-age=0, must-revalidate",
     }
+    obj, size, etag = _lfs_object(svc, space, oid, size, headers)
     if request.method == "HEAD":
         headers["Content-Length"] = str(size)
         return Response(status_code=200, headers=headers, media_type="application/octet-stream")
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
+    if obj is not None:
+        return object_response(obj, size, request.headers.get("range"), headers)
+    span = parse_range(request.headers.get("range"), size)
+    start, length, status = (span[0], span[1] - span[0] + 1, 206) if span else (0, size, 200)
+    if span:
+        headers.update(range_headers(span, size))
     if size <= STREAM_ABOVE:
         content = svc.repos.read_file(space.owner, space.name, sha, path) or b""
-        return Response(content, headers=headers, media_type="application/octet-stream")
-    headers["Content-Length"] = str(size)
-    git_dir = str(svc.repos.path(space.owner, space.name))
-    return StreamingResponse(blob_chunks(git_dir, oid), headers=headers, media_type="application/octet-stream")
+        return Response(content[start : start + length], status, headers, media_type="application/octet-stream")
+    headers["Content-Length"] = str(length)
+    chunks = blob_chunks(str(svc.repos.path(space.owner, space.name)), oid)
+    if span:
+        chunks = skip_chunks(chunks, start, length)
+    return StreamingResponse(chunks, status, headers, media_type="application/octet-stream")
+
+
+def _lfs_object(
+    svc: Services, space: Space, oid: str, size: int, headers: dict[str, str]
+) -> tuple[Path | None, int, str]:
+    """For an LFS pointer whose object this Space holds: the object, its size and ETag (the sha256), and
+    the Hub's ``X-Linked-Size`` / ``X-Linked-Etag`` headers. Other files: (None, size, blob ETag)."""
+    pointer = lfsinfo.pointers(svc.repos, space, [(oid, size)]).get(oid)
+    obj = lfs.available(svc.settings.data_dir, svc.repos.path(space.owner, space.name), pointer) if pointer else None
+    if pointer is None or obj is None:
+        return None, size, headers["ETag"]
+    etag = f'"{pointer.oid}"'
+    headers.update({"ETag": etag, "X-Linked-Etag": etag, "X-Linked-Size": str(pointer.size)})
+    return obj, pointer.size, etag
 
 
 async def blob_chunks(git_dir: str, oid: str) -> AsyncIterator[bytes]:
