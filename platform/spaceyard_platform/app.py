@@ -40,6 +40,7 @@ from .api import logs as logs_api
 from .api import repos as repos_api
 from .api import settings_api
 from .api import spaces as spaces_api
+from .api import unsupported as unsupported_api
 from .api import users as users_api
 from .auth import can_read, create_token, ensure_user, resolve_token
 from .buildqueue import BuildQueue
@@ -218,6 +219,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
 
     app.mount("/static", StaticFiles(directory=str(pages.STATIC_DIR)), name="static")
     for router in (
+        unsupported_api.first_router,
         githttp.router,
         settings_api.router,
         files_api.router,
@@ -231,6 +233,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         spaces_api.router,
         pages.router,
         forms.router,
+        unsupported_api.router,
     ):
         app.include_router(router)
     return Gateway(app, routes, settings)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from huggingface_hub import HfApi
 from huggingface_hub.errors import BadRequestError, HfHubHTTPError, RevisionNotFoundError
 
 from tests.hub.conftest import Users, hf
