@@ -104,12 +104,18 @@ def disable_filters(git_dir: Path) -> None:
     ``git lfs install`` (and Debian's git-lfs package, in /etc/gitconfig) registers a required smudge
     filter that would run inside the server's bare repository, where it has no remote to download from,
     and fail the export; pointers are replaced by :func:`smudge_tree` from the object store instead."""
-    config = git_dir / "config"
-    text = config.read_text(errors="replace") if config.exists() else ""
-    if '[filter "lfs"]' in text:
+    current = subprocess.run(
+        ["git", "--git-dir", str(git_dir), "config", "--local", "--get-regexp", r"^filter\.lfs\."],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    if sorted((k, v) for k, _, v in (line.partition(" ") for line in current.splitlines())) == sorted(FILTER_OFF):
         return
     for key, value in FILTER_OFF:
-        subprocess.run(["git", "--git-dir", str(git_dir), "config", key, value], capture_output=True, check=False)
+        subprocess.run(
+            ["git", "--git-dir", str(git_dir), "config", "--replace-all", key, value], capture_output=True, check=False
+        )
 
 
 class MissingObjects(Exception):
