@@ -183,3 +183,31 @@ def test_commit_links_printed_by_the_client_open_the_commit_page(server: Server,
     assert history.status_code == 200 and f"/spaces/{SPACE}/commit/{info.oid}" in history.text
     missing = httpx.get(f"{server.url}/spaces/{SPACE}/commit/{'0' * 40}", timeout=30)
     assert missing.status_code == 404
+
+
+def test_list_repo_tree_pages_and_expand(server: Server, users: Users, tmp_path: Path) -> None:
+    """More entries than one expanded page (100) holds: the client follows the Link pages."""
+    space = "hubalice/many-files"
+    api = hf(server, users.alice)
+    api.create_repo(space, repo_type="space", space_sdk="static")
+    wc = tmp_path / "many"
+    (wc / "d").mkdir(parents=True)
+    git(wc, "init", "-q", "-b", "main")
+    (wc / "README.md").write_text(README)
+    for i in range(130):
+        (wc / "d" / f"f{i:03}.txt").write_text(str(i))
+    sha = commit_all(wc, "many files")
+    git(wc, "push", "-q", server.git_url(space, users.alice, user="hubalice"), "main")
+    entries = list(api.list_repo_tree(space, "d", repo_type="space", expand=True))
+    assert [e.path for e in entries] == [f"d/f{i:03}.txt" for i in range(130)]
+    assert all(e.last_commit is not None and e.last_commit.oid == sha for e in entries)
+    first = httpx.get(f"{server.url}/api/spaces/{space}/tree/main/d", params={"expand": "true"}, timeout=30)
+    assert len(first.json()) == 100 and first.links["next"]["url"]
+    assert len(list(api.list_repo_tree(space, repo_type="space", recursive=True))) == 132
+    infos = api.get_paths_info(space, ["d", "d/f007.txt", "README.md", "d/nope"], repo_type="space", expand=True)
+    assert [(type(i).__name__, i.path) for i in infos] == [
+        ("RepoFolder", "d"),
+        ("RepoFile", "d/f007.txt"),
+        ("RepoFile", "README.md"),
+    ]
+    assert all(i.last_commit is not None for i in infos)

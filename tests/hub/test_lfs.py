@@ -164,6 +164,11 @@ def test_metadata_carries_the_lfs_block(server: Server, users: Users, pushed: di
     assert (
         siblings["app.py"].size == len(APP.encode()) and siblings["app.py"].blob_id and siblings["app.py"].lfs is None
     )
+    # the Files pages show the file's real size, and say it is in LFS
+    files_page = httpx.get(f"{server.url}/spaces/{SPACE}/tree/main", timeout=30).text
+    assert "LFS</span> 20.0 MB" in files_page
+    blob_page = httpx.get(f"{server.url}/spaces/{SPACE}/blob/main/weights.bin", timeout=30).text
+    assert "Stored with Git LFS (20.0 MB" in blob_page and pushed["oid"][:12] in blob_page
 
 
 def test_locks(server: Server, users: Users, pushed: dict[str, str], tmp_path: Path) -> None:
@@ -293,3 +298,26 @@ def test_batch_api_refuses_bad_requests(server: Server, users: Users, pushed: di
         timeout=30,
     )
     assert stranger.status_code == 404
+
+
+def test_private_space_push_and_clone_with_credentials(server: Server, users: Users, tmp_path: Path) -> None:
+    private = "hubalice/lfs-private-push"
+    hf(server, users.alice).create_repo(private, repo_type="space", space_sdk="static", private=True)
+    wc = lfs_repo(tmp_path / "wc")
+    (wc / "README.md").write_text("---\nsdk: static\n---\n")
+    (wc / "index.html").write_text("<p>private</p>")
+    (wc / "secret.bin").write_bytes(os.urandom(300_000))
+    sha = commit_all(wc, "private weights")
+    url = server.git_url(private, users.alice, user="hubalice")
+    git(wc, "push", "-q", url, "main")
+    server.wait_stage(private, {"RUNNING"}, sha=sha)
+    git(tmp_path, "clone", "-q", url, "clone")
+    assert sha256(tmp_path / "clone" / "secret.bin") == sha256(wc / "secret.bin")
+    # the app (a static Space) serves the real content, through the gateway, to its owner
+    got = server.app_get(private, "/secret.bin", headers={"Authorization": f"Bearer {users.alice}"})
+    assert got.status_code == 200 and hashlib.sha256(got.content).hexdigest() == sha256(wc / "secret.bin")
+    # nobody else gets it: not bob over git, not anonymous /resolve/
+    refused = git(tmp_path, "clone", "-q", server.git_url(private, users.bob, user="hubbob"), "bob", check=False)
+    assert refused.returncode != 0
+    resolve = httpx.get(f"{server.url}/spaces/{private}/resolve/main/secret.bin", timeout=30)
+    assert resolve.status_code == 404 and len(resolve.content) < 1000

@@ -20,7 +20,9 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .. import history, revisions, spaces_service
+from spaceyard_builder.lfs import parse_pointer
+
+from .. import history, lfsinfo, revisions, spaces_service
 from ..api.repos import SDKS, create_space
 from ..auth import (
     SESSION_COOKIE,
@@ -408,9 +410,10 @@ def files_page(
     entries.sort(key=lambda e: (e.type != "directory", e.path.lower()))
     commit = svc.repos.commit_info(owner, name, sha) if sha else None
     crumbs = breadcrumbs(path)
+    lfs = lfsinfo.pointers(svc.repos, space, [(e.oid, e.size) for e in entries if e.type == "file"])
     return render(
         request, "files.html", user, tab="files", rev=rev, sha=sha, path=path.strip("/"), entries=entries,
-        commit=commit, crumbs=crumbs, **ctx,
+        commit=commit, crumbs=crumbs, lfs=lfs, **ctx,
     )  # fmt: skip
 
 
@@ -433,6 +436,12 @@ def file_page(
     data = svc.repos.read_file(owner, name, sha, path) if sha else None
     if data is None:
         return not_found(request, user, f"{owner}/{name}: {path} at {rev}")
+    pointer = parse_pointer(data)
+    if pointer is not None:
+        return render(
+            request, "blob.html", user, tab="files", rev=rev, sha=sha, path=path, text=None, size=pointer.size,
+            lines=0, crumbs=breadcrumbs(path), lfs=pointer, **ctx,
+        )  # fmt: skip
     text: str | None = None
     if len(data) <= MAX_TEXT_VIEW and b"\0" not in data[:8192]:
         try:
