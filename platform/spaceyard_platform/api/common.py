@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,8 +14,22 @@ from .. import lfsinfo
 from ..auth import Principal, can_read, can_write
 from ..db.models import Space
 from ..deps import Services
-from ..errors import Forbidden, RepoNotFound, Unauthorized
+from ..errors import BadRequest, Forbidden, RepoNotFound, Unauthorized
 from ..gateway.routes import subdomain_for
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The request's JSON object body ({} when empty); BadRequest when it is not a JSON object."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest("The request body is not valid JSON") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object")
+    return body
 
 
 def iso(dt: datetime | None) -> str | None:

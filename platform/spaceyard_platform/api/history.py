@@ -22,7 +22,7 @@ from .. import history, revisions
 from ..deps import PrincipalDep, ServicesDep, SessionDep
 from ..errors import BadRequest, NotFound, RevisionNotFound
 from ..repos import BRANCH
-from .common import readable_space, writable_space
+from .common import json_object, readable_space, writable_space
 from .files import hub_date, raw_tail, split_rev
 
 router = APIRouter(prefix="/api/spaces")
@@ -93,19 +93,6 @@ def _one_name(request: Request, owner: str, name: str, marker: str) -> str:
     return value
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise BadRequest("The request body is not valid JSON") from exc
-    if not isinstance(body, dict):
-        raise BadRequest("The request body must be a JSON object")
-    return body
-
-
 @router.post("/{owner}/{name}/branch/{rest:path}")
 async def create_branch(
     owner: str, name: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
@@ -113,7 +100,7 @@ async def create_branch(
     space = writable_space(session, principal, owner, name)
     branch = _one_name(request, owner, name, "branch")
     ref = revisions.new_ref_name("heads", branch)
-    body = await _json_body(request)
+    body = await json_object(request)
     start = str(body.get("startingPoint") or BRANCH)
     sha = revisions.resolve(svc.repos, space, start)
     if sha is None:
@@ -142,7 +129,7 @@ async def create_tag(
 ) -> Any:
     space = writable_space(session, principal, owner, name)
     rev, _ = split_rev(raw_tail(request, owner, name, "tag"))
-    body = await _json_body(request)
+    body = await json_object(request)
     tag = str(body.get("tag") or "")
     if not tag:
         raise BadRequest("A tag name is required (`tag` in the body)")

@@ -48,7 +48,7 @@ from ..db.models import Space
 from ..deps import PrincipalDep, Services, ServicesDep, SessionDep, services_of
 from ..errors import BadRequest, Forbidden, NotFound, PlatformError, Unauthorized
 from ..ranges import file_chunks, parse_range, range_headers
-from .common import public_base, readable_space, writable_space
+from .common import json_object, public_base, readable_space, writable_space
 
 router = APIRouter(include_in_schema=False)
 
@@ -141,12 +141,7 @@ async def batch(
     owner: str, repo: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> Response:
     async def work() -> Any:
-        try:
-            body = await request.json()
-        except ValueError as exc:
-            raise BadRequest("The batch request is not JSON") from exc
-        if not isinstance(body, dict):
-            raise BadRequest("The batch request must be a JSON object")
+        body = await json_object(request)
         operation = body.get("operation")
         if operation not in ("upload", "download"):
             raise Unprocessable(f"Unknown operation {operation!r}: expected upload or download")
@@ -250,12 +245,8 @@ async def verify(
 
 
 async def _verify(svc: Services, space: Space, request: Request, oid: str | None) -> Any:
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise BadRequest("The verify request is not JSON") from exc
-    got = str(body.get("oid", "")) if isinstance(body, dict) else ""
-    size = body.get("size") if isinstance(body, dict) else None
+    body = await json_object(request)
+    got, size = str(body.get("oid", "")), body.get("size")
     if oid is not None and got != oid:
         raise BadRequest(f"This verify URL is for object {oid}, not {got}")
     if not lfs.is_oid(got) or not isinstance(size, int) or stored(svc, space, got, size) is None:
@@ -309,7 +300,11 @@ class LockFile:
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         raw = os.read(self._fd, 10 << 20)
-        self.locks = json.loads(raw) if raw.strip() else []
+        try:
+            locks = json.loads(raw) if raw.strip() else []
+        except ValueError:
+            locks = []
+        self.locks = [lk for lk in locks if isinstance(lk, dict)] if isinstance(locks, list) else []
         return self
 
     def save(self) -> None:
@@ -326,6 +321,13 @@ class LockFile:
 def _read_locks(repo: Path) -> list[dict[str, Any]]:
     with LockFile(repo) as f:
         return list(f.locks)
+
+
+def _count(value: object) -> int:
+    """A page size from a client: a positive int, or 0 for the default."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return max(0, value)
+    return int(value) if isinstance(value, str) and value.isdigit() else 0
 
 
 def _page(locks: list[dict[str, Any]], cursor: str, limit: int) -> tuple[list[dict[str, Any]], str | None]:
@@ -348,9 +350,7 @@ async def list_locks(
             for lk in locks
             if (not q.get("path") or lk["path"] == q["path"]) and (not q.get("id") or lk["id"] == q["id"])
         ]
-        page, nxt = _page(
-            locks, q.get("cursor", ""), int(q.get("limit", "0") or 0) if q.get("limit", "").isdigit() else 0
-        )
+        page, nxt = _page(locks, q.get("cursor", ""), _count(q.get("limit")))
         return {"locks": page, **({"next_cursor": nxt} if nxt else {})}
 
     return await answer(work)
@@ -363,8 +363,8 @@ async def create_lock(
     async def work() -> Any:
         space = _space_for(session, principal, owner, repo, write=True)
         assert principal is not None
-        body = await request.json()
-        path = str(body.get("path") or "") if isinstance(body, dict) else ""
+        body = await json_object(request)
+        path = str(body.get("path") or "")
         if not path or len(path) > 1024 or "\0" in path:
             raise BadRequest("A lock needs the path of a file")
 
@@ -395,9 +395,9 @@ async def verify_locks(
     async def work() -> Any:
         space = _space_for(session, principal, owner, repo, write=True)
         assert principal is not None
-        body = await request.json() if (await request.body()).strip() else {}
+        body = await json_object(request)
         locks = await asyncio.to_thread(_read_locks, git_dir(svc, space))
-        page, nxt = _page(locks, str(body.get("cursor") or ""), int(body.get("limit") or 0))
+        page, nxt = _page(locks, str(body.get("cursor") or ""), _count(body.get("limit")))
         ours = [lk for lk in page if lk["owner"]["name"] == principal.name]
         theirs = [lk for lk in page if lk["owner"]["name"] != principal.name]
         return {"ours": ours, "theirs": theirs, **({"next_cursor": nxt} if nxt else {})}
@@ -418,8 +418,7 @@ async def unlock(
     async def work() -> Any:
         space = _space_for(session, principal, owner, repo, write=True)
         assert principal is not None
-        body = await request.json() if (await request.body()).strip() else {}
-        force = bool(body.get("force")) if isinstance(body, dict) else False
+        force = bool((await json_object(request)).get("force"))
 
         def remove() -> Any:
             with LockFile(git_dir(svc, space)) as f:
