@@ -6,6 +6,7 @@ Used by the Hub API (``api/history.py``) and the web pages; revisions given by c
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 
 from .db.models import Space
@@ -13,7 +14,13 @@ from .errors import Conflict
 from .repos import GitError, RepoStore
 
 ZERO = "0" * 40
-_FORMAT = "%H%x00%P%x00%an%x00%ae%x00%aI%x00%cI%x00%s%x00%b%x1e"
+_FIELDS = ("%H", "%P", "%an", "%ae", "%aI", "%cI", "%s", "%b")
+
+
+def _format() -> tuple[str, str, str]:
+    """A log format whose separators a commit message cannot contain (they are random per call)."""
+    sep, record = f"<{secrets.token_hex(8)}>", f"<{secrets.token_hex(8)}>"
+    return f"--format={record}{sep.join(_FIELDS)}", sep, record
 
 
 @dataclass(frozen=True)
@@ -47,13 +54,13 @@ class FileDiff:
     truncated: bool = False
 
 
-def _parse_commits(out: bytes) -> list[Commit]:
+def _parse_commits(out: bytes, sep: str, record: str) -> list[Commit]:
     commits = []
-    for rec in out.decode(errors="replace").split("\x1e"):
-        rec = rec.lstrip("\n")
-        if not rec:
+    for rec in out.decode(errors="replace").split(record):
+        parts = rec.rstrip("\n").split(sep)
+        if len(parts) != len(_FIELDS):
             continue
-        sha, parents, author, email, authored, committed, title, body = rec.split("\0")
+        sha, parents, author, email, authored, committed, title, body = parts
         commits.append(Commit(sha, parents.split(), author, email, authored, committed, title, body.strip()))
     return commits
 
@@ -64,15 +71,15 @@ def count(repos: RepoStore, space: Space, sha: str) -> int:
 
 def commits(repos: RepoStore, space: Space, sha: str, skip: int = 0, limit: int = 50) -> list[Commit]:
     """Commits reachable from ``sha``, newest first (git's order), ``limit`` of them after ``skip``."""
-    out = repos.git(
-        space.owner, space.name, "log", f"--format={_FORMAT}", f"--skip={max(0, skip)}", f"-{max(1, limit)}", sha
-    )
-    return _parse_commits(out)
+    fmt, sep, record = _format()
+    out = repos.git(space.owner, space.name, "log", fmt, f"--skip={max(0, skip)}", f"-{max(1, limit)}", sha)
+    return _parse_commits(out, sep, record)
 
 
 def commit(repos: RepoStore, space: Space, sha: str) -> Commit | None:
-    out = repos.git(space.owner, space.name, "log", "-1", f"--format={_FORMAT}", sha, check=False)
-    found = _parse_commits(out)
+    fmt, sep, record = _format()
+    out = repos.git(space.owner, space.name, "log", "-1", fmt, sha, check=False)
+    found = _parse_commits(out, sep, record)
     return found[0] if found else None
 
 
@@ -117,6 +124,7 @@ def delete_ref(repos: RepoStore, space: Space, ref: str) -> bool:
 
 
 MAX_DIFF_LINES = 3000
+MAX_DIFF_FILES = 100  # files whose patch is shown (one git process each); the others get their counts only
 
 
 def diff(repos: RepoStore, space: Space, c: Commit) -> list[FileDiff]:
@@ -155,13 +163,14 @@ def diff(repos: RepoStore, space: Space, c: Commit) -> list[FileDiff]:
             f.binary = added == "-"
             f.added = 0 if f.binary else int(added)
             f.removed = 0 if f.binary else int(removed)
-    budget = MAX_DIFF_LINES
+    budget, patches = MAX_DIFF_LINES, MAX_DIFF_FILES
     for f in files:
         if f.binary:
             continue
-        if budget <= 0:
+        if budget <= 0 or patches <= 0:
             f.truncated = True
             continue
+        patches -= 1
         patch = repos.git(
             space.owner, space.name, "diff-tree", "-p", "-M", "--no-color", base, c.id, "--", f.old_path, f.path
         )

@@ -211,3 +211,28 @@ def test_list_repo_tree_pages_and_expand(server: Server, users: Users, tmp_path:
         ("RepoFile", "README.md"),
     ]
     assert all(i.last_commit is not None for i in infos)
+
+
+def test_hostile_commit_messages_are_data(server: Server, users: Users, tmp_path: Path) -> None:
+    space = "hubalice/hostile-history"
+    api = hf(server, users.alice)
+    api.create_repo(space, repo_type="space", space_sdk="static")
+    wc = tmp_path / "hostile"
+    wc.mkdir()
+    git(wc, "init", "-q", "-b", "main")
+    (wc / "README.md").write_text(README)
+    git(wc, "add", "-A")
+    title = "<script>alert(1)</script> \x1e%x00 sep"
+    git(wc, "commit", "-q", "-m", title, "-m", "body <b>bold</b>")
+    (wc / "x.txt").write_text("<img src=x onerror=alert(1)>\n")
+    sha = commit_all(wc, "second")
+    git(wc, "push", "-q", server.git_url(space, users.alice, user="hubalice"), "main")
+    commits = api.list_repo_commits(space, repo_type="space")
+    assert [c.title for c in commits] == ["second", title] and commits[1].message == "body <b>bold</b>"
+    first = commits[1].commit_id
+    page = httpx.get(f"{server.url}/spaces/{space}/commit/{first}", timeout=30).text
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    page = httpx.get(f"{server.url}/spaces/{space}/commit/{sha}", timeout=30).text
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    history = httpx.get(f"{server.url}/spaces/{space}/commits/main", timeout=30).text
+    assert "<script>alert(1)" not in history
