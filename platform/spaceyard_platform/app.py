@@ -172,6 +172,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         secretbox = SecretBox(load_or_create_key(settings.secret_key, settings.data_dir))
         flavors = load_flavors(settings.flavors_file)
         repos = RepoStore(settings.data_dir / "repos")
+        await asyncio.to_thread(repos.harden)
         worker = start_embedded_worker(settings) if settings.embedded_worker else None
         deployer = Deployer(
             settings,
