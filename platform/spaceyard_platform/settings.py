@@ -91,8 +91,9 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'spaceyard.db').resolve()}"
 
-    def app_url(self, space_id: str, style: str | None = None) -> str:
-        """Where a Space's app is served; ``style`` overrides host_style (``subdomain`` for browsers)."""
+    def app_url(self, space_id: str, style: str | None = None, label: str | None = None) -> str:
+        """Where a Space's app is served; ``style`` overrides host_style (``subdomain`` for browsers);
+        ``label`` is the Space's stored subdomain (``Space.app_label``)."""
         from .gateway.routes import subdomain_for
 
         style = style or self.host_style
@@ -101,7 +102,7 @@ class Settings(BaseSettings):
         if style == "path":
             return f"{self.resolved_public_url}/apps/{space_id}"
         scheme = self.resolved_public_url.split("://")[0]
-        return f"{scheme}://{subdomain_for(space_id)}.{self.resolved_apps_domain}"
+        return f"{scheme}://{label or subdomain_for(space_id)}.{self.resolved_apps_domain}"
 
     def builder(self) -> BuilderSettings:
         return BuilderSettings(data_dir=self.data_dir, redis_url=self.redis_url)

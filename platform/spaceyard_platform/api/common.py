@@ -13,7 +13,6 @@ from ..auth import Principal, can_read, can_write
 from ..db.models import Space
 from ..deps import Services
 from ..errors import Forbidden, RepoNotFound, Unauthorized
-from ..gateway.routes import subdomain_for
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -71,7 +70,7 @@ def runtime_json(svc: Services, space: Space) -> dict[str, Any]:
         "replicas": {"requested": 1, "current": 1 if awake or static else 0},
         "devMode": False,
         "domains": [
-            {"domain": f"{subdomain_for(space.space_id)}.{svc.settings.resolved_apps_domain}", "stage": "READY"}
+            {"domain": f"{space.app_label}.{svc.settings.resolved_apps_domain}", "stage": "READY"}
         ],
         "sha": space.head_sha,
     }
@@ -82,7 +81,7 @@ def runtime_json(svc: Services, space: Space) -> dict[str, Any]:
 
 def app_host(svc: Services, space: Space) -> str:
     """Where gradio_client connects. A path-style URL ends with '/': the client urljoins 'config' to it."""
-    url = svc.settings.app_url(space.space_id)
+    url = svc.settings.app_url(space.space_id, label=space.app_label)
     return url + "/" if "/apps/" in url else url
 
 
@@ -122,7 +121,7 @@ def space_json(svc: Services, space: Space, *, siblings: bool = True) -> dict[st
         "tags": list(card.get("tags") or []) + [card.get("sdk") or space.sdk],
         "cardData": card,
         "runtime": runtime_json(svc, space),
-        "subdomain": subdomain_for(space.space_id),
+        "subdomain": space.app_label,
         "host": app_host(svc, space),
         "models": [],
         "datasets": [],
