@@ -12,7 +12,7 @@ from .errors import BuilderError, BuildFailed, ConfigError, NoAppFileError
 from .logs import LogStore
 from .settings import BuilderSettings
 from .source import TreeItem, export_commit, link_target, list_tree, read_blob, resolve_in_tree
-from .spaceconfig import SpaceConfig, parse_readme
+from .spaceconfig import README_PREFIX, SpaceConfig, parse_readme
 
 BUILD_INPUTS = ("requirements.txt", "pre-requirements.txt", "packages.txt", "Dockerfile", ".dockerignore")
 """Files the engines read from the export: they must be regular files, or links inside the commit."""
@@ -32,7 +32,7 @@ def read_readme(repo: str, items: dict[str, TreeItem]) -> str | None:
             "README.md is a symlink to a path outside the repository (or a submodule): Spaceyard reads the "
             "configuration only from a file in the commit"
         )
-    return read_blob(repo, item.oid).decode("utf-8", errors="replace")
+    return read_blob(repo, item.oid, limit=README_PREFIX).decode("utf-8", errors="replace")
 
 
 def check_build_inputs(repo: str, items: dict[str, TreeItem], app_file: str, log: Callable[[str], None]) -> None:

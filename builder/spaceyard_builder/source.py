@@ -112,8 +112,16 @@ def list_tree(repo: str, revision: str) -> list[TreeItem]:
     return items
 
 
-def read_blob(repo: str, oid: str) -> bytes:
-    return _git(repo, "cat-file", "blob", "--end-of-options", _check_sha(oid))
+def read_blob(repo: str, oid: str, limit: int | None = None) -> bytes:
+    """A blob's content (at most ``limit`` bytes of it)."""
+    if limit is None:
+        return _git(repo, "cat-file", "blob", "--end-of-options", _check_sha(oid))
+    argv = ["git", "--git-dir", repo, "cat-file", "blob", "--end-of-options", _check_sha(oid)]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_env()) as proc:
+        assert proc.stdout is not None
+        data = proc.stdout.read(limit)
+        proc.kill()
+    return data
 
 
 def resolve_in_tree(repo: str, items: dict[str, TreeItem], path: str, depth: int = 0) -> TreeItem | None:

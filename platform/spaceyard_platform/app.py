@@ -9,6 +9,7 @@ exists, starts the embedded build worker (unless turned off), and rebuilds route
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import signal
@@ -46,9 +47,11 @@ from .db.models import Space, Token
 from .db.session import Database
 from .deployer import Deployer
 from .deps import Services
-from .errors import PlatformError
+from .errors import PlatformError, Unauthorized, header_value
 from .gateway.proxy import Gateway
 from .gateway.routes import RouteTable
+from .limits import BodyLimit
+from .private import prepare_data_dir, private_file
 from .repos import RepoStore
 from .settings import Settings
 from .web import forms, pages
@@ -104,7 +107,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
 
 
 def start_embedded_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    logfile = open(settings.data_dir / "worker.log", "ab")  # noqa: SIM115 - owned by the process
+    logfile = open(private_file(settings.data_dir / "worker.log"), "ab")  # noqa: SIM115 - owned by the process
     return subprocess.Popen(
         [
             sys.executable,
@@ -145,7 +148,7 @@ def platform_error_response(request: Request, exc: PlatformError) -> Response:
     headers = dict(exc.headers)
     if exc.code:
         headers["X-Error-Code"] = exc.code
-    headers["X-Error-Message"] = str(exc).splitlines()[0][:500] if str(exc) else ""
+    headers["X-Error-Message"] = header_value(str(exc).splitlines()[0][:500] if str(exc) else "")
     if "text/html" in request.headers.get("accept", "") and not request.url.path.startswith("/api/"):
         body = f"<!doctype html><title>{exc.status}</title><h1>{exc.status}</h1><p>{_escape(str(exc))}</p>"
         return HTMLResponse(body, status_code=exc.status, headers=headers)
@@ -162,7 +165,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(settings)
         db = Database(settings.resolved_database_url)
         await asyncio.to_thread(db.migrate)
         admin_token = await asyncio.to_thread(bootstrap_admin, db, settings)
@@ -208,8 +211,19 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         )
 
     @app.get("/metrics", include_in_schema=False)
-    def _metrics() -> Response:
-        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    def _metrics(request: Request) -> Response:
+        if settings.metrics_token:
+            given = (request.headers.get("authorization") or "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), settings.metrics_token.encode()):
+                raise Unauthorized("/metrics needs the SPACEYARD_METRICS_TOKEN as a Bearer token")
+            return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+        def is_public(space_id: str) -> bool:
+            route = routes.by_id(space_id)
+            return route is not None and not route.private
+
+        view = metrics.PublicView(metrics.REGISTRY, is_public)
+        return Response(generate_latest(view), media_type=CONTENT_TYPE_LATEST)  # type: ignore[arg-type]
 
     @app.get("/api/health", include_in_schema=False)
     def _health() -> dict[str, Any]:
@@ -230,7 +244,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         forms.router,
     ):
         app.include_router(router)
-    return Gateway(app, routes, settings)
+    return Gateway(BodyLimit(app, settings), routes, settings)
 
 
 def app_factory() -> ASGIApp:

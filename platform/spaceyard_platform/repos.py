@@ -166,11 +166,21 @@ class RepoStore:
         out = self.git(owner, name, "ls-tree", "-l", "-z", revs=[rev], paths=[clean], check=False)
         return next((e for e in parse_ls_tree(out) if e.path == clean), None)
 
-    def read_file(self, owner: str, name: str, rev: str, path: str) -> bytes | None:
-        """The content of the blob at ``path`` (a symlink's target text; never followed), or None."""
+    def read_file(self, owner: str, name: str, rev: str, path: str, limit: int | None = None) -> bytes | None:
+        """The content of the blob at ``path`` (a symlink's target text; never followed), or None; at most
+        ``limit`` bytes of it when given."""
         found = self.entry(owner, name, rev, path)
         if found is None or found.type != "file":
             return None
+        if limit is not None and found.size > limit:
+            argv = gitsafe.git_argv("cat-file", "blob", git_dir=self.path(owner, name), revs=[found.oid])
+            with subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=gitsafe.git_env()
+            ) as reader:
+                assert reader.stdout is not None
+                data = reader.stdout.read(limit)
+                reader.kill()
+            return data
         proc = self.run(owner, name, "cat-file", "blob", revs=[found.oid])
         return proc.stdout if proc.returncode == 0 else None
 

@@ -37,7 +37,8 @@ from .. import gitsafe
 from ..auth import Principal
 from ..db.models import Space
 from ..deps import PrincipalDep, Services, ServicesDep, SessionDep, services_of
-from ..errors import BadRequest, EntryNotFound, Forbidden, PlatformError, RevisionNotFound
+from ..errors import BadRequest, EntryNotFound, Forbidden, PlatformError, RevisionNotFound, header_value
+from ..limits import BodyTooLarge
 from ..repos import BRANCH
 from .common import public_base, readable_space, writable_space
 from .files import json_object, raw_tail, split_rev
@@ -132,40 +133,55 @@ async def preupload(
     return {"files": answer, "commitOid": head}
 
 
+def yaml_errors(content: str) -> list[dict[str, str]]:
+    """What is wrong with a README's front matter (none when there is no front matter), bounded by
+    :mod:`spaceyard_builder.safeyaml`. CPU-bound: run it in a thread."""
+    from spaceyard_builder.errors import ConfigError
+    from spaceyard_builder.spaceconfig import front_matter
+
+    if not content.lstrip("\ufeff").startswith("---"):
+        return []
+    try:
+        front_matter(content)
+    except ConfigError as exc:
+        return [{"message": str(exc)}]
+    return []
+
+
 @router.post("/api/validate-yaml")
 async def validate_yaml(request: Request) -> Any:
-    """The client checks a README's front matter before committing it; answer like the Hub."""
-    import yaml
-
-    body = await request.json()
-    content = str(body.get("content") or "")
-    errors: list[dict[str, str]] = []
-    if content.startswith("---"):
-        _, _, rest = content.partition("\n")
-        front, sep, _ = rest.partition("\n---")
-        try:
-            data = yaml.safe_load(front) if sep else None
-            if sep and data is not None and not isinstance(data, dict):
-                errors.append({"message": "The metadata must be a YAML mapping"})
-        except yaml.YAMLError as exc:
-            errors.append({"message": f"Invalid YAML: {exc}"})
+    """The client checks a README's front matter before committing it; answer like the Hub. The body is
+    capped (``SPACEYARD_MAX_API_BODY``), the YAML bounded, and the parse runs off the event loop."""
+    body = json_object(await request.body())
+    content = body.get("content") or ""
+    if not isinstance(content, str):
+        raise BadRequest("content must be a string (the README's text)")
+    errors = await asyncio.to_thread(yaml_errors, content)
     if errors:
         return JSONResponse({"errors": errors, "warnings": []}, status_code=400)
     return {"errors": [], "warnings": []}
 
 
 # -------------------------------------------------------------------------------------------- commit
-async def ndjson_lines(request: Request) -> AsyncIterator[dict[str, Any]]:
-    """One JSON object per line; a line (a base64 file) may span many chunks: join them once."""
+async def ndjson_lines(request: Request, max_line: int) -> AsyncIterator[dict[str, Any]]:
+    """One JSON object per line; a line (a base64 file) may span many chunks: join them once. A line
+    longer than ``max_line`` bytes is a 413 (it would otherwise be held in memory whole)."""
     pieces: list[bytes] = []
+    held = 0
     async for chunk in request.stream():
         while (cut := chunk.find(b"\n")) >= 0:
             line = b"".join([*pieces, chunk[:cut]])
-            pieces, chunk = [], chunk[cut + 1 :]
+            pieces, chunk, held = [], chunk[cut + 1 :], 0
             if line.strip():
                 yield _operation(line)
         if chunk:
             pieces.append(chunk)
+            held += len(chunk)
+            if held > max_line:
+                raise BodyTooLarge(
+                    f"A commit line (one file) is over {max_line} bytes: files larger than "
+                    "SPACEYARD_INLINE_UPLOAD_LIMIT go through LFS (preupload says so)"
+                )
     tail = b"".join(pieces)
     if tail.strip():
         yield _operation(tail)
@@ -333,7 +349,8 @@ async def commit(
             GitWriter, svc.repos.path(space.owner, space.name), parent, principal.name if principal else "anonymous"
         )
         try:
-            header, _ = await apply_operations(svc, writer, ndjson_lines(request))
+            max_line = svc.settings.inline_upload_limit * 4 // 3 + (1 << 20)
+            header, _ = await apply_operations(svc, writer, ndjson_lines(request, max_line))
             expected = header.get("parentCommit")
             if expected and not (parent or "").startswith(str(expected)):
                 raise PreconditionFailed(
@@ -369,7 +386,7 @@ def _lfs_error(status: int, message: str) -> JSONResponse:
         {"message": message},
         status_code=status,
         media_type="application/vnd.git-lfs+json",
-        headers={"X-Error-Message": message},
+        headers={"X-Error-Message": header_value(message)},
     )
 
 

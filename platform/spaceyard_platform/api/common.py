@@ -86,18 +86,16 @@ def app_host(svc: Services, space: Space) -> str:
 
 
 def readme_card(svc: Services, space: Space, sha: str) -> dict[str, Any]:
-    """The YAML front matter of README.md at ``sha`` ({} when there is none or it is invalid)."""
-    import yaml
+    """The YAML front matter of README.md at ``sha`` ({} when there is none, it is invalid, or over the
+    limits of :mod:`spaceyard_builder.safeyaml`: the card the API returns is bounded)."""
+    from spaceyard_builder.errors import ConfigError
+    from spaceyard_builder.spaceconfig import README_PREFIX, front_matter
 
-    text = (svc.repos.read_file(space.owner, space.name, sha, "README.md") or b"").decode(errors="replace")
-    if not text.startswith("---"):
-        return {}
-    front, sep, _ = text.partition("\n")[2].partition("\n---")
+    raw = svc.repos.read_file(space.owner, space.name, sha, "README.md", limit=README_PREFIX) or b""
     try:
-        data = yaml.safe_load(front) if sep else None
-    except yaml.YAMLError:
+        return front_matter(raw.decode(errors="replace"))
+    except ConfigError:
         return {}
-    return data if isinstance(data, dict) else {}
 
 
 def space_json(svc: Services, space: Space, *, siblings: bool = True) -> dict[str, Any]:
