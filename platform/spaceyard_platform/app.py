@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import select
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
 from spaceyard_builder.logstores import create_log_store
@@ -209,6 +210,13 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         return JSONResponse(
             {"error": str(exc.errors())}, status_code=400, headers={"X-Error-Message": "Invalid request"}
         )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """Unmatched routes and methods answer in the Hub's error shape too."""
+        error = PlatformError(str(exc.detail), headers=dict(exc.headers or {}))
+        error.status = exc.status_code
+        return platform_error_response(request, error)
 
     @app.get("/metrics", include_in_schema=False)
     def _metrics(request: Request) -> Response:
