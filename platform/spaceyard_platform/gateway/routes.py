@@ -19,6 +19,8 @@ from typing import Protocol
 
 from spaceyard_runtime.api import Endpoint
 
+from .access import AppAccess
+
 
 def subdomain_for(space_id: str) -> str:
     """``Owner/My_Space`` -> ``owner-my-space`` (the Hub's ``*.hf.space`` rule)."""
@@ -77,6 +79,11 @@ class Authorizer(Protocol):
         """Whether a visitor holding this bearer token or session cookie may see a private Space."""
         ...
 
+    def can_read_grant(self, space_id: str, session_ref: str) -> bool:
+        """Whether the web session ``session_ref`` (the stored hash of its id, as carried by an app
+        access cookie, see :mod:`.access`) is still valid and may see the private Space."""
+        ...
+
 
 class RouteTable:
     def __init__(self) -> None:
@@ -84,6 +91,9 @@ class RouteTable:
         self._by_id: dict[str, Route] = {}
         self.waker: Waker | None = None
         self.authorizer: Authorizer | None = None
+        self.access: AppAccess | None = None
+        """Tickets and access cookies for private apps in browsers (set by the platform, which holds
+        the secret key); without it private apps answer only to tokens."""
 
     def set(self, route: Route) -> None:
         old = self._by_id.get(route.space_id.lower())

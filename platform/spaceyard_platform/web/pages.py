@@ -39,7 +39,6 @@ from . import starters
 from .sessions import (
     SignedIn,
     clear_session_cookie,
-    cookie_domain,
     create_session,
     csrf_ok,
     end_session,
@@ -194,7 +193,6 @@ def space_context(
         "disable_embedding": bool(card.get("disable_embedding", False)),
         "full_width": card.get("fullWidth", True) is not False,
         "mini_header": str(card.get("header") or "") == "mini",
-        "private_frame_note": space.private and cookie_domain(svc.settings) is None,
     }
 
 
