@@ -141,3 +141,27 @@ def test_sign_in_check_does_not_loop_when_the_cookie_was_refused(
     )
     assert r.status_code == 403 and "tab of its own" in r.json()["error"]
     assert "evil.example" not in r.text
+
+
+def test_over_https_platform_cookies_are_host_prefixed_so_no_app_can_plant_them() -> None:
+    """``__Host-`` cookies cannot be set with a ``Domain`` or from another host: an app on a sibling
+    subdomain cannot fixate the session or the sign-in form's CSRF cookie."""
+    from starlette.responses import Response
+
+    from spaceyard_platform.gateway import headers as hdr
+    from spaceyard_platform.settings import Settings
+    from spaceyard_platform.web.sessions import login_csrf_cookie, session_cookie_name, set_session_cookie
+
+    https = Settings(public_url="https://hub.example.com", apps_domain="spaces.example.com")
+    assert session_cookie_name(https) == "__Host-spaceyard_session"
+    assert login_csrf_cookie(https) == ("__Host-spaceyard_login_csrf", "/")
+    response = Response()
+    set_session_cookie(response, https, "raw")
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith("__Host-spaceyard_session=raw;")
+    assert "Secure" in cookie and "Path=/" in cookie and "domain" not in cookie.lower()
+    local = Settings(port=8000)
+    assert session_cookie_name(local) == "spaceyard_session" and login_csrf_cookie(local)[1] == "/login"
+    # and the gateway strips both forms before any app
+    raw = [(b"cookie", b"__Host-spaceyard_session=s; __Host-spaceyard_login_csrf=c; app=1")]
+    assert hdr.filter_request_headers(raw) == [(b"cookie", b"app=1")]

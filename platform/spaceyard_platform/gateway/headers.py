@@ -11,10 +11,17 @@ from collections.abc import Iterable, Sequence
 
 SESSION_COOKIE = "spaceyard_session"
 PLATFORM_COOKIES: frozenset[bytes] = frozenset(
-    {b"spaceyard_session", b"spaceyard_login_csrf", b"spaceyard_app_access", b"spaceyard_version"}
+    {
+        b"spaceyard_session",
+        b"__Host-spaceyard_session",
+        b"spaceyard_login_csrf",
+        b"__Host-spaceyard_login_csrf",
+        b"spaceyard_app_access",
+        b"spaceyard_version",
+    }
 )
 """Cookies of the platform and the gateway: never forwarded to an app, never set by one."""
-_COOKIE_MARKER = b"spaceyard_"
+_COOKIE_MARKER = b"spaceyard_"  # in every name above
 
 HOP_BY_HOP: frozenset[bytes] = frozenset(
     {

@@ -121,6 +121,7 @@ class Gateway:
         bare = domain.rsplit(":", 1)[0] if ":" in domain and not domain.endswith("]") else domain
         self._suffix_bare = ("." + bare).encode("latin-1")
         self._public_url = settings.resolved_public_url
+        self._session_cookie = ("__Host-" if self._public_url.startswith("https://") else "") + hdr.SESSION_COOKIE
         self._cookie_attributes = acc.cookie_attributes(
             acc.secure_origin(self._public_url, settings.resolved_apps_domain)
         )
@@ -241,7 +242,7 @@ class Gateway:
             if name == b"authorization" or (name == b"x-hf-authorization" and token is None):
                 token = hdr.bearer(value) or token
             elif name == b"cookie":
-                session = session or hdr.cookie_value(value, hdr.SESSION_COOKIE)
+                session = session or hdr.cookie_value(value, self._session_cookie)
                 if not match.prefix:
                     app_cookie = app_cookie or hdr.cookie_value(value, acc.ACCESS_COOKIE)
         if token is not None or session is not None:

@@ -16,12 +16,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 
-from ..auth import SESSION_COOKIE, can_read
+from ..auth import can_read
 from ..db.models import Space
 from ..deps import ServicesDep, SessionDep
 from ..gateway.access import AUTH_PATH
 from .pages import not_found, safe_next
-from .sessions import resolve_session, session_ref
+from .sessions import resolve_session, session_cookie_name, session_ref
 
 router = APIRouter(include_in_schema=False)
 
@@ -34,7 +34,7 @@ def app_sign_in(
     space: str = "",
     next: str = "/",  # noqa: A002
 ) -> Response:
-    raw = request.cookies.get(SESSION_COOKIE)
+    raw = request.cookies.get(session_cookie_name(svc.settings))
     signed_in = resolve_session(session, raw)
     if signed_in is None or raw is None:
         here = "/auth/apps?" + urlencode({"space": space, "next": next})

@@ -26,6 +26,7 @@ from ..db.models import User, WebSession
 from ..settings import Settings
 
 SESSION_LIFETIME = timedelta(days=30)
+LOGIN_CSRF_COOKIE = "spaceyard_login_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -99,17 +100,37 @@ def csrf_ok(signed_in: SignedIn | None, presented: str | None) -> bool:
     return hmac.compare_digest(signed_in.csrf_token.encode(), presented.encode())
 
 
+HOST_PREFIX = "__Host-"
+
+
+def secure_cookies(settings: Settings) -> bool:
+    return settings.resolved_public_url.startswith("https://")
+
+
+def session_cookie_name(settings: Settings) -> str:
+    """``__Host-spaceyard_session`` over https: browsers refuse such a cookie from any other host or
+    with a ``Domain``, so no app, even on a sibling subdomain, can plant a session (fixation)."""
+    return HOST_PREFIX + SESSION_COOKIE if secure_cookies(settings) else SESSION_COOKIE
+
+
+def login_csrf_cookie(settings: Settings) -> tuple[str, str]:
+    """Name and path of the sign-in form's CSRF cookie (``__Host-`` over https, for the same reason)."""
+    return (HOST_PREFIX + LOGIN_CSRF_COOKIE, "/") if secure_cookies(settings) else (LOGIN_CSRF_COOKIE, "/login")
+
+
 def set_session_cookie(response: Response, settings: Settings, raw: str) -> None:
     response.set_cookie(
-        SESSION_COOKIE,
+        session_cookie_name(settings),
         raw,
         max_age=int(SESSION_LIFETIME.total_seconds()),
         path="/",
-        secure=settings.resolved_public_url.startswith("https://"),
+        secure=secure_cookies(settings),
         httponly=True,
         samesite="lax",
     )
 
 
 def clear_session_cookie(response: Response, settings: Settings) -> None:
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
+    response.delete_cookie(
+        session_cookie_name(settings), path="/", secure=secure_cookies(settings), httponly=True, samesite="lax"
+    )
