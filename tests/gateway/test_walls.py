@@ -51,6 +51,9 @@ def test_path_form_redirects_navigations_to_the_apps_origin(gateway: GatewayServ
     r = httpx.get(f"{gateway.url}/apps/Olga/Path_App", headers=NAVIGATE)
     assert r.headers["location"] == f"http://olga-path-app.localhost:{gateway.port}/"
     assert httpx.get(f"{gateway.url}/apps/nobody/none/", headers=NAVIGATE).status_code == 302
+    # nothing can be injected into the redirect through the path
+    r = httpx.get(f"{gateway.url}/apps/a%0d%0aSet-Cookie:%20x=1/b/", headers=NAVIGATE)
+    assert r.status_code == 404 and "set-cookie" not in r.headers
 
 
 def test_path_form_is_sandboxed_and_sets_no_cookie(gateway: GatewayServer, upstream: Upstream, tmp_path: Path) -> None:

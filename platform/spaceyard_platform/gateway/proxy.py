@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -62,6 +63,7 @@ VERSION_COOKIE = "spaceyard_version"
 NAVIGATION_PATIENCE = 1.0
 """Seconds a browser navigation to a waking Space waits before it gets the self-reloading page."""
 log = logging.getLogger("spaceyard.gateway")
+_LABEL = re.compile(r"[a-z0-9][a-z0-9-]{0,200}")
 
 GRANT_TTL = 5.0
 """Seconds a 'yes' from the authorizer is reused for the same Space and credentials, so the many
@@ -464,6 +466,9 @@ class Gateway:
 
     async def _to_own_origin(self, scope: Scope, send: Send, match: _Match) -> None:
         """A browser navigating to ``/apps/OWNER/NAME/x?q``: to ``OWNER-NAME.<apps domain>/x?q``."""
+        if not _LABEL.fullmatch(match.label):  # not a name any Space can have (and nothing to inject)
+            await pages.not_found(send, _header(scope, b"accept"), scope["method"] == "HEAD")
+            return
         scheme = self._public_url.split("://", 1)[0]
         rest = match.raw_path or match.path.encode("utf-8") or b"/"
         query: bytes = scope.get("query_string") or b""
