@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,34 +87,6 @@ def available(data_dir: Path, git_dir: Path, pointer: Pointer) -> Path | None:
         return path if path.stat().st_size == pointer.size else None
     except FileNotFoundError:
         return None
-
-
-FILTER_OFF = (
-    ("filter.lfs.process", ""),
-    ("filter.lfs.smudge", ""),
-    ("filter.lfs.clean", ""),
-    ("filter.lfs.required", "false"),
-)
-
-
-def disable_filters(git_dir: Path) -> None:
-    """Make ``git archive`` of this bare repository leave LFS pointers alone.
-
-    ``git lfs install`` (and Debian's git-lfs package, in /etc/gitconfig) registers a required smudge
-    filter that would run inside the server's bare repository, where it has no remote to download from,
-    and fail the export; pointers are replaced by :func:`smudge_tree` from the object store instead."""
-    current = subprocess.run(
-        ["git", "--git-dir", str(git_dir), "config", "--local", "--get-regexp", r"^filter\.lfs\."],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    if sorted((k, v) for k, _, v in (line.partition(" ") for line in current.splitlines())) == sorted(FILTER_OFF):
-        return
-    for key, value in FILTER_OFF:
-        subprocess.run(
-            ["git", "--git-dir", str(git_dir), "config", "--replace-all", key, value], capture_output=True, check=False
-        )
 
 
 class MissingObjects(Exception):

@@ -66,19 +66,19 @@ def _parse_commits(out: bytes, sep: str, record: str) -> list[Commit]:
 
 
 def count(repos: RepoStore, space: Space, sha: str) -> int:
-    return int(repos.git(space.owner, space.name, "rev-list", "--count", sha).strip() or 0)
+    return int(repos.git(space.owner, space.name, "rev-list", "--count", revs=[sha]).strip() or 0)
 
 
 def commits(repos: RepoStore, space: Space, sha: str, skip: int = 0, limit: int = 50) -> list[Commit]:
     """Commits reachable from ``sha``, newest first (git's order), ``limit`` of them after ``skip``."""
     fmt, sep, record = _format()
-    out = repos.git(space.owner, space.name, "log", fmt, f"--skip={max(0, skip)}", f"-{max(1, limit)}", sha)
+    out = repos.git(space.owner, space.name, "log", fmt, f"--skip={max(0, skip)}", f"-{max(1, limit)}", revs=[sha])
     return _parse_commits(out, sep, record)
 
 
 def commit(repos: RepoStore, space: Space, sha: str) -> Commit | None:
     fmt, sep, record = _format()
-    out = repos.git(space.owner, space.name, "log", "-1", fmt, sha, check=False)
+    out = repos.git(space.owner, space.name, "log", "-1", fmt, revs=[sha], check=False)
     found = _parse_commits(out, sep, record)
     return found[0] if found else None
 
@@ -90,7 +90,7 @@ def refs(repos: RepoStore, space: Space, kind: str) -> list[Ref]:
         space.name,
         "for-each-ref",
         "--format=%(refname)%00%(objectname)%00%(*objectname)",
-        f"refs/{kind}/",
+        revs=[f"refs/{kind}/"],
     )
     found = []
     for line in out.decode(errors="replace").splitlines():
@@ -110,16 +110,16 @@ def create_ref(repos: RepoStore, space: Space, ref: str, sha: str, message: str 
         out = repos.git(space.owner, space.name, "hash-object", "-t", "tag", "-w", "--stdin", input=body.encode())
         target = out.decode().strip()
     try:
-        repos.git(space.owner, space.name, "update-ref", ref, target, ZERO)
+        repos.git(space.owner, space.name, "update-ref", revs=[ref, target, ZERO])
     except GitError as exc:
         raise Conflict(f"Reference already exists or conflicts with another one: {ref}") from exc
 
 
 def delete_ref(repos: RepoStore, space: Space, ref: str) -> bool:
-    current = repos.git(space.owner, space.name, "rev-parse", "--verify", "--quiet", ref, check=False).strip()
+    current = repos.git(space.owner, space.name, "rev-parse", "--verify", "--quiet", revs=[ref], check=False).strip()
     if not current:
         return False
-    repos.git(space.owner, space.name, "update-ref", "-d", ref, current.decode())
+    repos.git(space.owner, space.name, "update-ref", "-d", revs=[ref, current.decode()])
     return True
 
 
@@ -130,8 +130,8 @@ MAX_DIFF_FILES = 100  # files whose patch is shown (one git process each); the o
 def diff(repos: RepoStore, space: Space, c: Commit) -> list[FileDiff]:
     """Per-file changes of ``c`` against its first parent (or the empty tree for a root commit)."""
     base = c.parents[0] if c.parents else "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's empty tree
-    stat = repos.git(space.owner, space.name, "diff-tree", "-r", "-z", "-M", "--numstat", base, c.id)
-    names = repos.git(space.owner, space.name, "diff-tree", "-r", "-z", "-M", "--name-status", base, c.id)
+    stat = repos.git(space.owner, space.name, "diff-tree", "-r", "-z", "-M", "--numstat", revs=[base, c.id])
+    names = repos.git(space.owner, space.name, "diff-tree", "-r", "-z", "-M", "--name-status", revs=[base, c.id])
     files: list[FileDiff] = []
     parts = names.decode(errors="replace").split("\0")
     i = 0
@@ -172,7 +172,14 @@ def diff(repos: RepoStore, space: Space, c: Commit) -> list[FileDiff]:
             continue
         patches -= 1
         patch = repos.git(
-            space.owner, space.name, "diff-tree", "-p", "-M", "--no-color", base, c.id, "--", f.old_path, f.path
+            space.owner,
+            space.name,
+            "diff-tree",
+            "-p",
+            "-M",
+            "--no-color",
+            revs=[base, c.id],
+            paths=[f.old_path, f.path],
         )
         body = False
         for line in patch.decode(errors="replace").splitlines():

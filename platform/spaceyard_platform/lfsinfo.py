@@ -6,7 +6,6 @@ process; answers are cached by blob id, which never changes meaning.
 
 from __future__ import annotations
 
-import subprocess
 from collections import OrderedDict
 from dataclasses import dataclass
 from threading import Lock
@@ -14,9 +13,11 @@ from typing import Any
 
 from spaceyard_builder.lfs import POINTER_MAX, Pointer, parse_pointer
 
+from . import gitsafe
 from .db.models import Space
 from .repos import RepoStore, TreeEntry
 
+KINDS = {"blob": "file", "tree": "directory", "commit": "submodule"}
 _CACHE: OrderedDict[str, Pointer | None] = OrderedDict()
 _CACHE_MAX = 50_000
 _cache_lock = Lock()
@@ -24,7 +25,7 @@ _cache_lock = Lock()
 
 @dataclass(frozen=True)
 class PathInfo:
-    kind: str  # "file" | "directory"
+    kind: str  # "file" | "directory" | "submodule"
     oid: str
     size: int
     path: str
@@ -33,12 +34,8 @@ class PathInfo:
 def _batch(repos: RepoStore, space: Space, oids: list[str]) -> dict[str, bytes]:
     if not oids:
         return {}
-    proc = subprocess.run(
-        ["git", "--git-dir", str(repos.path(space.owner, space.name)), "cat-file", "--batch"],
-        input="".join(f"{o}\n" for o in oids).encode(),
-        capture_output=True,
-        check=False,
-    )
+    argv = gitsafe.git_argv("cat-file", "--batch", git_dir=repos.path(space.owner, space.name))
+    proc = gitsafe.run(argv, input="".join(f"{o}\n" for o in oids).encode())
     out, pos, found = proc.stdout, 0, {}
     while pos < len(out):
         end = out.index(b"\n", pos)
@@ -84,32 +81,23 @@ def lfs_json(pointer: Pointer) -> dict[str, Any]:
 
 
 def ls_paths(repos: RepoStore, space: Space, sha: str, paths: list[str]) -> list[PathInfo]:
-    """Each existing path of ``paths`` at commit ``sha`` (files and folders, any depth), in request order."""
+    """Each existing path of ``paths`` at commit ``sha`` (files, folders, submodules; any depth), in request
+    order. A path that cannot be in a tree is :class:`~spaceyard_platform.gitsafe.InvalidPath` (400)."""
     clean: list[str] = []
     for p in paths:
-        p = p.strip("/")
-        parts = p.split("/")
-        if p and p not in clean and "\n" not in p and "\0" not in p and not {".", ".."} & set(parts):
+        p = gitsafe.check_repo_path(p, allow_root=True)
+        if p and p not in clean and "\n" not in p:
             clean.append(p)
     if not clean:
         return []
-    proc = subprocess.run(
-        [
-            "git",
-            "--git-dir",
-            str(repos.path(space.owner, space.name)),
-            "cat-file",
-            "--batch-check=%(objectname) %(objecttype) %(objectsize)",
-        ],
-        input="".join(f"{sha}:{p}\n" for p in clean).encode(),
-        capture_output=True,
-        check=False,
-    )
+    fmt = "--batch-check=%(objectname) %(objecttype) %(objectsize)"
+    argv = gitsafe.git_argv("cat-file", fmt, git_dir=repos.path(space.owner, space.name))
+    proc = gitsafe.run(argv, input="".join(f"{sha}:{p}\n" for p in clean).encode())
     found = []
     for path, line in zip(clean, proc.stdout.decode(errors="replace").splitlines(), strict=False):
         fields = line.split()
-        if len(fields) == 3 and fields[1] in ("blob", "tree"):
-            kind = "file" if fields[1] == "blob" else "directory"
+        if len(fields) == 3 and fields[1] in KINDS:
+            kind = KINDS[fields[1]]
             found.append(PathInfo(kind, fields[0], int(fields[2]) if kind == "file" else 0, path))
     return found
 

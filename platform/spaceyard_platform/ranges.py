@@ -6,6 +6,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from fastapi import Response
+from fastapi.responses import StreamingResponse
+
 from .errors import PlatformError
 
 CHUNK = 1 << 16
@@ -73,3 +76,20 @@ async def skip_chunks(chunks: AsyncIterator[bytes], start: int, length: int) -> 
             yield chunk[lo:hi]
         if pos >= start + length:
             break
+
+
+def object_response(path: Path, size: int, range_header: str | None, headers: dict[str, str]) -> Response:
+    """A stored object as a download: whole, or the requested byte range (206)."""
+    span = parse_range(range_header, size)
+    headers = {**headers, "Accept-Ranges": "bytes"}
+    if span is None:
+        headers["Content-Length"] = str(size)
+        return StreamingResponse(file_chunks(path), headers=headers, media_type="application/octet-stream")
+    headers.update(range_headers(span, size))
+    start, end = span
+    return StreamingResponse(
+        file_chunks(path, start, end - start + 1),
+        status_code=206,
+        headers=headers,
+        media_type="application/octet-stream",
+    )

@@ -22,8 +22,8 @@ from .. import history, revisions
 from ..deps import PrincipalDep, ServicesDep, SessionDep
 from ..errors import BadRequest, NotFound, RevisionNotFound
 from ..repos import BRANCH
-from .common import json_object, readable_space, writable_space
-from .files import hub_date, raw_tail, split_rev
+from .common import readable_space, writable_space
+from .files import hub_date, json_object, raw_tail, split_rev
 
 router = APIRouter(prefix="/api/spaces")
 COMMITS_PAGE = 50
@@ -100,7 +100,7 @@ async def create_branch(
     space = writable_space(session, principal, owner, name)
     branch = _one_name(request, owner, name, "branch")
     ref = revisions.new_ref_name("heads", branch)
-    body = await json_object(request)
+    body = json_object((await request.body()).strip() or b"{}")
     start = str(body.get("startingPoint") or BRANCH)
     sha = revisions.resolve(svc.repos, space, start)
     if sha is None:
@@ -129,7 +129,7 @@ async def create_tag(
 ) -> Any:
     space = writable_space(session, principal, owner, name)
     rev, _ = split_rev(raw_tail(request, owner, name, "tag"))
-    body = await json_object(request)
+    body = json_object((await request.body()).strip() or b"{}")
     tag = str(body.get("tag") or "")
     if not tag:
         raise BadRequest("A tag name is required (`tag` in the body)")

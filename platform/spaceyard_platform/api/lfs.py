@@ -37,7 +37,7 @@ from typing import Any
 
 from cryptography.fernet import InvalidToken
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -47,8 +47,9 @@ from ..auth import Principal
 from ..db.models import Space
 from ..deps import PrincipalDep, Services, ServicesDep, SessionDep, services_of
 from ..errors import BadRequest, Forbidden, NotFound, PlatformError, Unauthorized
-from ..ranges import file_chunks, parse_range, range_headers
-from .common import json_object, public_base, readable_space, writable_space
+from ..ranges import object_response
+from .common import public_base, readable_space, writable_space
+from .files import json_object
 
 router = APIRouter(include_in_schema=False)
 
@@ -141,7 +142,7 @@ async def batch(
     owner: str, repo: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> Response:
     async def work() -> Any:
-        body = await json_object(request)
+        body = json_object((await request.body()).strip() or b"{}")
         operation = body.get("operation")
         if operation not in ("upload", "download"):
             raise Unprocessable(f"Unknown operation {operation!r}: expected upload or download")
@@ -245,7 +246,7 @@ async def verify(
 
 
 async def _verify(svc: Services, space: Space, request: Request, oid: str | None) -> Any:
-    body = await json_object(request)
+    body = json_object((await request.body()).strip() or b"{}")
     got, size = str(body.get("oid", "")), body.get("size")
     if oid is not None and got != oid:
         raise BadRequest(f"This verify URL is for object {oid}, not {got}")
@@ -269,23 +270,6 @@ async def download(oid: str, request: Request, token: str = "") -> Response:
         return object_response(path, size, request.headers.get("range"), {})
 
     return await answer(work)
-
-
-def object_response(path: Path, size: int, range_header: str | None, headers: dict[str, str]) -> Response:
-    """A stored object as a download: whole, or the requested byte range (206)."""
-    span = parse_range(range_header, size)
-    headers = {**headers, "Accept-Ranges": "bytes"}
-    if span is None:
-        headers["Content-Length"] = str(size)
-        return StreamingResponse(file_chunks(path), headers=headers, media_type="application/octet-stream")
-    headers.update(range_headers(span, size))
-    start, end = span
-    return StreamingResponse(
-        file_chunks(path, start, end - start + 1),
-        status_code=206,
-        headers=headers,
-        media_type="application/octet-stream",
-    )
 
 
 # ----------------------------------------------------------------------------------------------- locks
@@ -363,7 +347,7 @@ async def create_lock(
     async def work() -> Any:
         space = _space_for(session, principal, owner, repo, write=True)
         assert principal is not None
-        body = await json_object(request)
+        body = json_object((await request.body()).strip() or b"{}")
         path = str(body.get("path") or "")
         if not path or len(path) > 1024 or "\0" in path:
             raise BadRequest("A lock needs the path of a file")
@@ -395,7 +379,7 @@ async def verify_locks(
     async def work() -> Any:
         space = _space_for(session, principal, owner, repo, write=True)
         assert principal is not None
-        body = await json_object(request)
+        body = json_object((await request.body()).strip() or b"{}")
         locks = await asyncio.to_thread(_read_locks, git_dir(svc, space))
         page, nxt = _page(locks, str(body.get("cursor") or ""), _count(body.get("limit")))
         ours = [lk for lk in page if lk["owner"]["name"] == principal.name]
@@ -418,7 +402,7 @@ async def unlock(
     async def work() -> Any:
         space = _space_for(session, principal, owner, repo, write=True)
         assert principal is not None
-        force = bool((await json_object(request)).get("force"))
+        force = bool((json_object((await request.body()).strip() or b"{}")).get("force"))
 
         def remove() -> Any:
             with LockFile(git_dir(svc, space)) as f:
