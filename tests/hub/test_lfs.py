@@ -241,7 +241,8 @@ def test_knowing_a_sha256_does_not_give_another_spaces_file(
     href, verify = up["actions"]["upload"]["href"], up["actions"]["verify"]["href"]
     assert httpx.put(href, content=b"x" * 100, timeout=30).status_code == 400
     assert httpx.post(verify, json={"oid": pushed["oid"], "size": SIZE}, timeout=30).status_code == 404
-    assert httpx.get(href, timeout=30).status_code == 403  # an upload URL does not download
+    download = href.replace("/api/lfs-upload/", "/api/lfs/objects/")
+    assert httpx.get(download, timeout=30).status_code == 403  # an upload token does not download
     tampered = href[:-6] + ("AAAAAA" if not href.endswith("AAAAAA") else "BBBBBB")
     assert httpx.put(tampered, content=b"x", timeout=30).status_code == 403
     # the Hub API's commit cannot name it either

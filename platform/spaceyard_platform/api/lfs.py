@@ -173,7 +173,7 @@ def _batch_object(svc: Services, space: Space, operation: str, obj: Any, base: s
         if here is None:
             upload, verify = sign(svc, space, "upload", oid, size), sign(svc, space, "verify", oid, size)
             entry["actions"] = {
-                "upload": {"href": f"{base}/api/lfs/objects/{oid}?token={upload}", "expires_in": ACTION_TTL},
+                "upload": {"href": f"{base}/api/lfs-upload/{oid}?token={upload}", "expires_in": ACTION_TTL},
                 "verify": {"href": f"{base}/api/lfs/objects/{oid}/verify?token={verify}", "expires_in": ACTION_TTL},
             }
     elif here is None:
@@ -187,10 +187,10 @@ def _batch_object(svc: Services, space: Space, operation: str, obj: Any, base: s
 
 
 # -------------------------------------------------------------------------------- upload, verify, download
-@router.put("/api/lfs/objects/{oid}")
 @router.put("/api/lfs-upload/{oid}")
 async def upload(oid: str, request: Request, token: str = "") -> Response:
-    """The ``upload`` action: the signed token in the URL is the authorisation."""
+    """The ``upload`` action: the signed token in the URL is the authorisation (body capped by
+    ``SPACEYARD_MAX_LFS_UPLOAD``, see :mod:`spaceyard_platform.limits`)."""
     svc = services_of(request)
 
     async def work() -> Any:
