@@ -420,6 +420,8 @@ def files_page(
         return not_found(request, user, f"{owner}/{name}")
     ctx = space_context(request, svc, session, user, space)
     sha = page_revision(svc, space, rev) if space.head_sha else None
+    if sha is None and space.head_sha:
+        return not_found(request, user, f"{owner}/{name}: revision {rev[:100]}")
     entries = svc.repos.list_tree(owner, name, sha, path.strip("/"), recursive=False) if sha else []
     entries.sort(key=lambda e: (e.type != "directory", e.path.lower()))
     commit = svc.repos.commit_info(owner, name, sha) if sha else None
