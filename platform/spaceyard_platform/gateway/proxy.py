@@ -472,7 +472,8 @@ class Gateway:
         scheme = self._public_url.split("://", 1)[0]
         rest = match.raw_path or match.path.encode("utf-8") or b"/"
         query: bytes = scope.get("query_string") or b""
-        target = f"{scheme}://{match.label}.{self.settings.resolved_apps_domain}".encode("latin-1") + rest
+        label = match.route.subdomain if match.route is not None else match.label
+        target = f"{scheme}://{label}.{self.settings.resolved_apps_domain}".encode("latin-1") + rest
         await _redirect(send, 302, target + (b"?" + query if query else b""))
 
     async def _hop(self, scope: Scope, send: Send, match: _Match) -> None:
