@@ -9,6 +9,7 @@ exists, starts the embedded build worker (unless turned off), and rebuilds route
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import signal
@@ -24,6 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import select
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
 from spaceyard_builder.logstores import create_log_store
@@ -46,10 +48,12 @@ from .db.models import Space, Token
 from .db.session import Database
 from .deployer import Deployer
 from .deps import Services
-from .errors import PlatformError
+from .errors import PlatformError, Unauthorized, header_value
 from .gateway.access import AppAccess, secure_origin
 from .gateway.proxy import Gateway
 from .gateway.routes import RouteTable
+from .limits import BodyLimit
+from .private import prepare_data_dir, private_file
 from .repos import RepoStore
 from .settings import Settings
 from .web import appauth, forms, pages
@@ -114,7 +118,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
 
 
 def start_embedded_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    logfile = open(settings.data_dir / "worker.log", "ab")  # noqa: SIM115 - owned by the process
+    logfile = open(private_file(settings.data_dir / "worker.log"), "ab")  # noqa: SIM115 - owned by the process
     return subprocess.Popen(
         [
             sys.executable,
@@ -155,7 +159,7 @@ def platform_error_response(request: Request, exc: PlatformError) -> Response:
     headers = dict(exc.headers)
     if exc.code:
         headers["X-Error-Code"] = exc.code
-    headers["X-Error-Message"] = str(exc).splitlines()[0][:500] if str(exc) else ""
+    headers["X-Error-Message"] = header_value(str(exc).splitlines()[0][:500] if str(exc) else "")
     if "text/html" in request.headers.get("accept", "") and not request.url.path.startswith("/api/"):
         body = f"<!doctype html><title>{exc.status}</title><h1>{exc.status}</h1><p>{_escape(str(exc))}</p>"
         return HTMLResponse(body, status_code=exc.status, headers=headers)
@@ -172,7 +176,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(settings)
         db = Database(settings.resolved_database_url)
         await asyncio.to_thread(db.migrate)
         admin_token = await asyncio.to_thread(bootstrap_admin, db, settings)
@@ -186,6 +190,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         )
         flavors = load_flavors(settings.flavors_file)
         repos = RepoStore(settings.data_dir / "repos")
+        await asyncio.to_thread(repos.harden)
         worker = start_embedded_worker(settings) if settings.embedded_worker else None
         deployer = Deployer(
             settings,
@@ -220,9 +225,27 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             {"error": str(exc.errors())}, status_code=400, headers={"X-Error-Message": "Invalid request"}
         )
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """Unmatched routes and methods answer in the Hub's error shape too."""
+        error = PlatformError(str(exc.detail), headers=dict(exc.headers or {}))
+        error.status = exc.status_code
+        return platform_error_response(request, error)
+
     @app.get("/metrics", include_in_schema=False)
-    def _metrics() -> Response:
-        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    def _metrics(request: Request) -> Response:
+        if settings.metrics_token:
+            given = (request.headers.get("authorization") or "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), settings.metrics_token.encode()):
+                raise Unauthorized("/metrics needs the SPACEYARD_METRICS_TOKEN as a Bearer token")
+            return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+        def is_public(space_id: str) -> bool:
+            route = routes.by_id(space_id)
+            return route is not None and not route.private
+
+        view = metrics.PublicView(metrics.REGISTRY, is_public)
+        return Response(generate_latest(view), media_type=CONTENT_TYPE_LATEST)  # type: ignore[arg-type]
 
     @app.get("/api/health", include_in_schema=False)
     def _health() -> dict[str, Any]:
@@ -244,7 +267,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         appauth.router,
     ):
         app.include_router(router)
-    return Gateway(app, routes, settings)
+    return Gateway(BodyLimit(app, settings), routes, settings)
 
 
 def app_factory() -> ASGIApp:

@@ -33,7 +33,6 @@ from ..auth import (
 from ..db.models import Membership, Space, User
 from ..deps import ServicesDep, SessionDep, get_session
 from ..errors import Forbidden, PlatformError
-from ..gateway.routes import subdomain_for
 from . import starters
 from .sessions import (
     SignedIn,
@@ -175,7 +174,7 @@ def space_context(
 ) -> dict[str, Any]:
     principal = principal_of(user)
     card = dict(space.card_data or {})
-    app_url = svc.settings.app_url(space.space_id, "subdomain")
+    app_url = svc.settings.app_url(space.space_id, "subdomain", label=space.app_label)
     query = request.url.query
     if space.sdk == "streamlit" and "embed=" not in query:
         query = f"{query}&embed=true" if query else "embed=true"  # Streamlit drops its padding and footer
@@ -187,7 +186,7 @@ def space_context(
         "app_url": app_url,
         "frame_src": f"{app_url}/" + (f"?{query}" if query else ""),
         "app_path_url": svc.settings.app_url(space.space_id, "path") + "/",
-        "subdomain": subdomain_for(space.space_id),
+        "subdomain": space.app_label,
         "git_url": f"{svc.settings.resolved_public_url}/spaces/{space.space_id}",
         "public_url": svc.settings.resolved_public_url,
         "serving": space.stage in SERVING or (space.serving_build_id is not None and space.stage not in ("PAUSED",)),
