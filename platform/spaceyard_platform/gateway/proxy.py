@@ -204,7 +204,8 @@ class Gateway:
             else:
                 raw_rest = b""
             rest = "/" + parts[4] if len(parts) == 5 else ""
-            return _Match(route, host.decode("latin-1"), prefix, rest, raw_rest, subdomain_for(f"{owner}/{name}"))
+            label = route.subdomain if route is not None else subdomain_for(f"{owner}/{name}")
+            return _Match(route, host.decode("latin-1"), prefix, rest, raw_rest, label)
         return None
 
     def _pin_version(
@@ -472,8 +473,7 @@ class Gateway:
         scheme = self._public_url.split("://", 1)[0]
         rest = match.raw_path or match.path.encode("utf-8") or b"/"
         query: bytes = scope.get("query_string") or b""
-        label = match.route.subdomain if match.route is not None else match.label
-        target = f"{scheme}://{label}.{self.settings.resolved_apps_domain}".encode("latin-1") + rest
+        target = f"{scheme}://{match.label}.{self.settings.resolved_apps_domain}".encode("latin-1") + rest
         await _redirect(send, 302, target + (b"?" + query if query else b""))
 
     async def _hop(self, scope: Scope, send: Send, match: _Match) -> None:
