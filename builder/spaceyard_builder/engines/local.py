@@ -30,6 +30,7 @@ from pathlib import Path
 from ..api import Artifact, BuildEngine, BuildLog, BuildRequest
 from ..errors import BuildFailed
 from ..spaceconfig import SpaceConfig
+from . import compile_progress
 
 ENGINE_VERSION = "2"
 SDK_PACKAGES = {"gradio": "gradio", "streamlit": "streamlit"}
@@ -187,7 +188,7 @@ class LocalEngine(BuildEngine):
                     [uv, "pip", "install", "--python", py, *no_cache, spec, *extras], log, f"Installing {spec}"
                 )
             # Bytecode is compiled now so that imports at start and wake are fast (PYTHONDONTWRITEBYTECODE).
-            self._run([py, "-m", "compileall", "-q", "-j", "0", str(tmp / "lib")], log, "Compiling bytecode")
+            self._run(compile_progress.command(py, tmp / "lib"), log, "Compiling bytecode")
             (tmp / READY_MARKER).write_text(
                 json.dumps({"python": python_version, "sdk": config.sdk, "sdk_version": config.sdk_version})
             )
