@@ -35,7 +35,7 @@ from spaceyard_runtime.api import AppHandle, AppSpec, AppState, Endpoint, Flavor
 from spaceyard_runtime.errors import CapacityPending, RuntimeBackendError
 from spaceyard_runtime.idle import should_sleep
 
-from . import metrics
+from . import hostpaths, metrics
 from .buildqueue import BuildQueue
 from .crypto import SecretBox
 from .db.models import Build, Space, SpaceSecret, SpaceVariable
@@ -189,6 +189,9 @@ class Deployer:
             return space
 
     async def _save_stage(self, pk: str, stage: str, error: str | None = None, **fields: Any) -> Space | None:
+        if error:
+            error = hostpaths.for_settings(self.settings).clean(error)  # reasons are shown to visitors
+
         def save() -> Space | None:
             with self.db.session() as s:
                 space = s.get(Space, pk)
@@ -408,7 +411,9 @@ class Deployer:
             except RuntimeBackendError as exc:
                 await self.runtime.stop(handle)
                 tail = getattr(exc, "log_tail", "")
-                await self._save_stage(space.id, "RUNTIME_ERROR", str(exc) + (f"\n{tail}" if tail else ""))
+                await self._save_stage(  # its run log is the one to read (Logs, the failure page)
+                    space.id, "RUNTIME_ERROR", str(exc) + (f"\n{tail}" if tail else ""), run_log_key=run_key
+                )
                 self.log_store.close(run_key)
                 return
             metrics.APP_START_SECONDS.observe(time.monotonic() - started)

@@ -152,6 +152,22 @@
       reason.textContent = rt.errorMessage || "";
       reason.hidden = !rt.errorMessage;
     }
+    panelLogs(rt.stage);
+  }
+
+  // the failure panel shows the log that explains the failure: the app's output for RUNTIME_ERROR
+  function panelLogs(stage) {
+    var buildSection = document.getElementById("build-log-section");
+    var runSection = document.getElementById("run-log-section");
+    if (!buildSection || !runSection) return;
+    var appFailed = stage === "RUNTIME_ERROR";
+    buildSection.hidden = appFailed;
+    runSection.hidden = !appFailed;
+    if (appFailed && logs.run && !logs.run.source && !logs.run.loaded) {
+      logs.run.loaded = true;
+      logs.run.connect();
+    }
+    if (!appFailed && logs.run) logs.run.loaded = false;
   }
 
   var state = header ? { stage: header.getAttribute("data-stage"), sha: header.getAttribute("data-sha") } : null;
@@ -185,7 +201,7 @@
       if (logs.build && !document.getElementById("build-panel") && (newSha || rt.stage === "BUILDING" || rt.stage === "RUNNING_BUILDING")) {
         logs.build.connect();
       }
-      if (logs.run && !logs.run.el.hidden && rt.stage === "RUNNING") logs.run.connect();
+      if (logs.run && !inPanel && !logs.run.el.hidden && rt.stage === "RUNNING") logs.run.connect();
     }
     state.stage = rt.stage;
     state.sha = rt.sha || "";
@@ -204,10 +220,30 @@
 
   if (spaceId) {
     var panel = document.getElementById("build-panel");
-    if (logs.build && panel && !panel.hidden && state.sha) logs.build.connect();
+    if (logs.build && panel && !panel.hidden && state.sha && state.stage !== "RUNTIME_ERROR") logs.build.connect();
+    if (panel && !panel.hidden) panelLogs(state.stage);
     if (logs.build && !panel) logs.build.connect();
     poll();
   }
+
+  // explore: each card's stage badge follows its Space too
+  var liveCards = document.querySelectorAll("[data-live-stage]");
+  function pollCards() {
+    var pending = [];
+    liveCards.forEach(function (el) {
+      pending.push(fetch("/api/spaces/" + el.getAttribute("data-live-stage") + "/runtime",
+        { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (rt) {
+          if (!rt || !rt.stage) return;
+          el.textContent = rt.stage;
+          el.className = "stage stage-" + stageClass(rt.stage);
+        })
+        .catch(function () { /* keep the last stage */ }));
+    });
+    Promise.all(pending).then(function () { setTimeout(pollCards, document.hidden ? 15000 : 3000); });
+  }
+  if (liveCards.length) setTimeout(pollCards, 3000);
 
   // logs page: Build / Container switch
   document.querySelectorAll("[data-show-log]").forEach(function (btn) {
@@ -304,7 +340,11 @@
             throw new Error(message || "HTTP " + r.status);
           });
         })
-        .then(function () {
+        .then(function (r) {
+          // lifecycle actions answer the runtime: show the new stage now, not at the next poll
+          if (spaceId && state && (r.headers.get("Content-Type") || "").indexOf("json") >= 0) {
+            r.json().then(function (data) { if (data && data.stage) onRuntime(data); }, function () {});
+          }
           say(form.getAttribute("data-done") || "Done");
           var goto = form.getAttribute("data-goto");
           var gotoUrl = form.getAttribute("data-goto-url");
