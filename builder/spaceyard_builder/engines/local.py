@@ -30,7 +30,7 @@ from pathlib import Path
 from ..api import Artifact, BuildEngine, BuildLog, BuildRequest
 from ..errors import BuildFailed
 from ..spaceconfig import SpaceConfig
-from . import compile_progress
+from . import compile_progress, ffmpeg_tool
 
 ENGINE_VERSION = "2"
 SDK_PACKAGES = {"gradio": "gradio", "streamlit": "streamlit"}
@@ -141,6 +141,7 @@ class LocalEngine(BuildEngine):
         target = root / env_id
         if self.artifact_exists(str(target)) and not request.no_cache:
             log(f"--> Reusing environment {env_id} (Python {python_version}): nothing to install")
+            ffmpeg_tool.provide(target, _uv(), root, self._uv_env(), log)
             return Artifact(id=str(target), cache_hit=True)
         root.mkdir(parents=True, exist_ok=True)
         with open(root / f".{env_id}.lock", "w") as lock:
@@ -151,8 +152,10 @@ class LocalEngine(BuildEngine):
                 fcntl.flock(lock, fcntl.LOCK_EX)
             if self.artifact_exists(str(target)) and not request.no_cache:
                 log(f"--> Reusing environment {env_id}, built meanwhile")
+                ffmpeg_tool.provide(target, _uv(), root, self._uv_env(), log)
                 return Artifact(id=str(target), cache_hit=True)
             self._create(target, python, python_version, config, source, request, log)
+        ffmpeg_tool.provide(target, _uv(), root, self._uv_env(), log)
         return Artifact(id=str(target), cache_hit=False)
 
     def _create(
