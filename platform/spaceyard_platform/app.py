@@ -51,7 +51,7 @@ from .gateway.proxy import Gateway
 from .gateway.routes import RouteTable
 from .repos import RepoStore
 from .settings import Settings
-from .web import forms, pages
+from .web import forms, pages, rawfiles
 from .web.sessions import resolve_session
 
 log = logging.getLogger("spaceyard")
@@ -226,6 +226,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         lifecycle_api.router,
         spaces_api.router,
         pages.router,
+        rawfiles.router,
         forms.router,
     ):
         app.include_router(router)
