@@ -156,6 +156,8 @@ def up(
 
     from .app import bootstrap_admin, create_app
     from .db.session import Database
+    from .limits import http_protocol
+    from .private import prepare_data_dir
 
     if port is not None:
         os.environ["SPACEYARD_PORT"] = str(port)
@@ -164,7 +166,7 @@ def up(
     settings = Settings()
     if not _port_free(settings.host, settings.port):
         fail(f"port {settings.port} on {settings.host} is in use: stop what runs there, or pass --port N")
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings)
     db = Database(settings.resolved_database_url)
     db.migrate()
     token = bootstrap_admin(db, settings)
@@ -185,13 +187,16 @@ def up(
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=http_protocol(settings),  # httptools, with limits on request heads (limits.py)
         ws="websockets-sansio",
         log_level="info",
         access_log=False,  # ~30% of gateway throughput; requests are counted per Space at /metrics
         proxy_headers=settings.forwarded_allow_ips is not None,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=settings.keep_alive_timeout,
+        limit_concurrency=settings.max_connections,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
 
 
