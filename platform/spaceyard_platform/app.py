@@ -56,7 +56,7 @@ from .limits import BodyLimit
 from .private import prepare_data_dir, private_file
 from .repos import RepoStore
 from .settings import Settings
-from .web import appauth, forms, pages, rawfiles
+from .web import appauth, editing, forms, pages, rawfiles
 from .web.sessions import resolve_session, resolve_session_ref
 
 log = logging.getLogger("spaceyard")
@@ -264,6 +264,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         spaces_api.router,
         pages.router,
         rawfiles.router,
+        editing.router,
         forms.router,
         appauth.router,
     ):

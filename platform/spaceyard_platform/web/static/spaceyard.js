@@ -277,6 +277,67 @@
     });
   });
 
+  // ------------------------------------------------------------------------------------ edit / upload
+  // one commit through the Hub commit API (NDJSON, base64 contents), as huggingface_hub sends it
+  function bytesToBase64(bytes) {
+    var out = "";
+    for (var i = 0; i < bytes.length; i += 0x8000) {
+      out += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+    }
+    return btoa(out);
+  }
+
+  function sendCommit(form, files) {
+    var status = form.querySelector("#commit-status");
+    var button = form.querySelector("button[type=submit]");
+    var header = { summary: form.querySelector("#commit-summary").value };
+    var parent = form.getAttribute("data-parent");
+    if (parent) header.parentCommit = parent;
+    var lines = [JSON.stringify({ key: "header", value: header })];
+    files.forEach(function (f) {
+      lines.push(JSON.stringify({ key: "file", value: { path: f.path, content: bytesToBase64(f.bytes), encoding: "base64" } }));
+    });
+    if (button) button.disabled = true;
+    return fetch(form.getAttribute("data-api"), {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/x-ndjson", Accept: "application/json", "X-CSRF-Token": csrf },
+      body: lines.join("\n") + "\n",
+    }).then(function (r) {
+      if (r.ok) { window.location.href = form.getAttribute("data-done"); return; }
+      return r.text().then(function (text) {
+        var message = r.headers.get("X-Error-Message") || text;
+        try { message = JSON.parse(text).error || message; } catch (e) { /* plain text */ }
+        throw new Error(message || "HTTP " + r.status);
+      });
+    }).catch(function (err) {
+      if (status) { status.textContent = err.message || String(err); status.className = "toast toast-bad"; status.hidden = false; }
+      if (button) button.disabled = false;
+    });
+  }
+
+  var editForm = document.getElementById("edit-form");
+  if (editForm) {
+    editForm.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var text = document.getElementById("edit-text").value;
+      sendCommit(editForm, [{ path: editForm.getAttribute("data-path"), bytes: new TextEncoder().encode(text) }]);
+    });
+  }
+  var uploadForm = document.getElementById("upload-form");
+  if (uploadForm) {
+    uploadForm.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var folder = document.getElementById("upload-folder").value.replace(/^\/+|\/+$/g, "");
+      var picked = Array.prototype.slice.call(document.getElementById("upload-files").files);
+      Promise.all(picked.map(function (file) {
+        return file.arrayBuffer().then(function (buf) {
+          return { path: (folder ? folder + "/" : "") + file.name, bytes: new Uint8Array(buf) };
+        });
+      })).then(function (files) { return sendCommit(uploadForm, files); });
+    });
+  }
+
   // ------------------------------------------------------------------------------------ settings forms
   var toast = document.getElementById("settings-status");
 
