@@ -32,7 +32,7 @@ from spaceyard_builder.logstores import create_log_store
 from spaceyard_runtime.factory import create_runtime
 from spaceyard_runtime.flavors import load_flavors
 
-from . import githttp, metrics
+from . import githttp, metrics, oplog
 from .api import commits as commits_api
 from .api import files as files_api
 from .api import lifecycle as lifecycle_api
@@ -172,6 +172,7 @@ def _escape(text: str) -> str:
 
 def create_app(settings: Settings | None = None) -> ASGIApp:
     settings = settings or Settings()
+    oplog.configure(settings.log_format)
     routes = RouteTable()
 
     @asynccontextmanager
