@@ -52,6 +52,7 @@ from .errors import PlatformError, Unauthorized, header_value
 from .gateway.access import AppAccess, secure_origin
 from .gateway.proxy import Gateway
 from .gateway.routes import RouteTable
+from .gateway.timing import GatewayMetrics
 from .limits import BodyLimit
 from .private import prepare_data_dir, private_file
 from .repos import RepoStore
@@ -270,7 +271,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         appauth.router,
     ):
         app.include_router(router)
-    return Gateway(BodyLimit(app, settings), routes, settings)
+    return GatewayMetrics(Gateway(BodyLimit(app, settings), routes, settings))
 
 
 def app_factory() -> ASGIApp:

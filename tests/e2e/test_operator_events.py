@@ -81,6 +81,10 @@ def test_the_dashboard_uses_only_metrics_that_exist(server: Server, tmp_path: Pa
     missing = {u for u in used if base(u) not in exposed}
     assert used and not missing, missing
     assert {"spaceyard_errors_total", "spaceyard_build_queue_depth", "spaceyard_gateway_requests_total"} <= used
+    assert metric(server, "spaceyard_gateway_responses_total", code="200", space="admin/ops-dashboard") >= 1
+    assert metric(server, "spaceyard_gateway_latency_seconds_count", space="admin/ops-dashboard") >= 1
+    assert server.app_get("admin/ops-dashboard", "/no-such-file").status_code == 404
+    assert metric(server, "spaceyard_gateway_responses_total", code="404", space="admin/ops-dashboard") >= 1
 
 
 def test_event_lines_as_json_and_runtime_errors_counted() -> None:
