@@ -10,6 +10,7 @@ and websockets pass straight through. Private Spaces are summed into one label b
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 
@@ -32,6 +33,18 @@ RESPONSES = Counter(
 class GatewayMetrics:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self._latency: dict[str, Any] = {}  # per-Space children, so a request skips labels() lookups
+        self._responses: dict[tuple[str, int], Any] = {}
+
+    def _observe(self, space: str, status: int, seconds: float) -> None:
+        latency = self._latency.get(space)
+        if latency is None:
+            latency = self._latency[space] = LATENCY.labels(space=space)
+        latency.observe(seconds)
+        counter = self._responses.get((space, status))
+        if counter is None:
+            counter = self._responses[(space, status)] = RESPONSES.labels(space=space, code=str(status))
+        counter.inc()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -46,8 +59,7 @@ class GatewayMetrics:
 
         async def timed_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                LATENCY.labels(space=space).observe(time.perf_counter() - started)
-                RESPONSES.labels(space=space, code=str(message.get("status", 0))).inc()
+                self._observe(space, int(message.get("status", 0)), time.perf_counter() - started)
             await send(message)
 
         await self.gateway(scope, receive, timed_send)
