@@ -1,7 +1,8 @@
 """Local engine: one content-addressed Python environment per distinct set of dependencies, built with uv.
 
-The environment id is a hash of everything that determines its contents: the interpreter version, the
-SDK and its version, ``pre-requirements.txt`` and ``requirements.txt``. A push that only changes app
+The environment id is a hash of what it contains: the interpreter version and the lock that uv resolves
+from the SDK, its version and extras, ``pre-requirements.txt`` and ``requirements.txt`` (see
+``resolution``); the environment is installed from that lock. A push that only changes app
 code, or a second Space with the same dependencies, finds the environment already built and installs
 nothing. Environments are built in a temporary directory and renamed into place, under a file lock, so
 concurrent builds of the same environment coalesce and a crash never leaves a half-built one behind.
@@ -18,7 +19,6 @@ What the local engine cannot do, and what it does instead (said in the build log
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -30,9 +30,9 @@ from pathlib import Path
 from ..api import Artifact, BuildEngine, BuildLog, BuildRequest
 from ..errors import BuildFailed
 from ..spaceconfig import SpaceConfig
-from . import compile_progress, ffmpeg_tool
+from . import compile_progress, ffmpeg_tool, resolution
 
-ENGINE_VERSION = "2"
+ENGINE_VERSION = "3"
 SDK_PACKAGES = {"gradio": "gradio", "streamlit": "streamlit"}
 SDK_EXTRAS = {"gradio": ("spaces",)}
 """Installed with the SDK, as on the Hub: Gradio's Spaces hot-reloader needs ``spaces`` when SPACE_ID is set."""
@@ -99,21 +99,37 @@ class LocalEngine(BuildEngine):
         )
         return own
 
-    def env_id(self, config: SpaceConfig, source: Path, python_version: str) -> str:
+    def resolution(
+        self, config: SpaceConfig, source: Path, python_version: str, log: BuildLog, refresh: bool = False
+    ) -> resolution.Resolution:
         def read(name: str) -> str:
             p = source / name
             return p.read_text(encoding="utf-8", errors="replace") if p.exists() else ""
 
         sdk_version = config.sdk_version or self.settings.default_sdk_versions.get(config.sdk, "")
-        key = {
-            "engine": ENGINE_VERSION,
-            "python": python_version,
-            "sdk": config.sdk,
-            "sdk_version": sdk_version,
-            "pre-requirements.txt": read("pre-requirements.txt"),
-            "requirements.txt": read("requirements.txt"),
-        }
-        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+        return resolution.resolve(
+            uv=_uv(),
+            uv_env=self._uv_env(),
+            cache_dir=self.settings.envs_root / ".resolutions",
+            engine=ENGINE_VERSION,
+            python=python_version,
+            sdk=config.sdk,
+            sdk_specs=self._sdk_specs(config),
+            sdk_version=sdk_version,
+            files={name: read(name) for name in ("pre-requirements.txt", "requirements.txt")},
+            log=log,
+            refresh=refresh,
+        )
+
+    def env_id(self, config: SpaceConfig, source: Path, python_version: str) -> str:
+        return self.resolution(config, source, python_version, lambda line: None).env_id
+
+    def _sdk_specs(self, config: SpaceConfig) -> list[str]:
+        sdk_pkg = SDK_PACKAGES.get(config.sdk)
+        if not sdk_pkg:
+            return []
+        version = config.sdk_version or self.settings.default_sdk_versions.get(config.sdk)
+        return [f"{sdk_pkg}=={version}" if version else sdk_pkg, *SDK_EXTRAS.get(config.sdk, ())]
 
     def artifact_exists(self, artifact_id: str) -> bool:
         return (Path(artifact_id) / READY_MARKER).exists()
@@ -136,7 +152,8 @@ class LocalEngine(BuildEngine):
                     "them, so the app gets this machine's packages. Use SPACEYARD_BUILD_ENGINE=docker to honour it."
                 )
         python, python_version = self.resolve_python(config, log)
-        env_id = self.env_id(config, source, python_version)
+        resolved = self.resolution(config, source, python_version, log, refresh=request.no_cache)
+        env_id = resolved.env_id
         root = self.settings.envs_root
         target = root / env_id
         if self.artifact_exists(str(target)) and not request.no_cache:
@@ -154,7 +171,7 @@ class LocalEngine(BuildEngine):
                 log(f"--> Reusing environment {env_id}, built meanwhile")
                 ffmpeg_tool.provide(target, _uv(), root, self._uv_env(), log)
                 return Artifact(id=str(target), cache_hit=True)
-            self._create(target, python, python_version, config, source, request, log)
+            self._create(target, python, python_version, config, source, request, log, resolved.lock)
         ffmpeg_tool.provide(target, _uv(), root, self._uv_env(), log)
         return Artifact(id=str(target), cache_hit=False)
 
@@ -167,6 +184,7 @@ class LocalEngine(BuildEngine):
         source: Path,
         request: BuildRequest,
         log: BuildLog,
+        lock: str | None = None,
     ) -> None:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
@@ -174,15 +192,23 @@ class LocalEngine(BuildEngine):
             self._run([uv, "venv", "--quiet", "--python", python, str(tmp)], log, "Creating the environment")
             py = str(tmp / "bin" / "python")
             no_cache = ["--no-cache"] if request.no_cache else []
+            if lock is not None:
+                # Exactly the resolved set: the environment is what its id says.
+                (tmp / "spaceyard-lock.txt").write_text(lock)
+                self._run(
+                    [uv, "pip", "sync", "--python", py, *no_cache, str(tmp / "spaceyard-lock.txt")],
+                    log,
+                    "Installing the resolved dependencies",
+                )
             for name in ("pre-requirements.txt", "requirements.txt"):
-                if (source / name).exists() and (source / name).read_text().strip():
+                if lock is None and (source / name).exists() and (source / name).read_text().strip():
                     self._run(
                         [uv, "pip", "install", "--python", py, *no_cache, "-r", str(source / name)],
                         log,
                         f"Installing {name}",
                     )
             sdk_pkg = SDK_PACKAGES.get(config.sdk)
-            if sdk_pkg:
+            if sdk_pkg and lock is None:
                 version = config.sdk_version or self.settings.default_sdk_versions.get(config.sdk)
                 spec = f"{sdk_pkg}=={version}" if version else sdk_pkg
                 # Installed last, as on the Hub, so the Space's sdk_version wins over its requirements.
