@@ -9,6 +9,7 @@ import pytest
 from spaceyard_builder.api import BuildRequest
 from spaceyard_builder.engines.local import LocalEngine
 from spaceyard_builder.engines.resolution import normalize
+from spaceyard_builder.errors import BuildFailed
 from spaceyard_builder.settings import BuilderSettings
 from spaceyard_builder.spaceconfig import SpaceConfig
 from tests.conftest import GRADIO_VERSION
@@ -99,3 +100,14 @@ def test_pip_options_and_urls_in_requirements_are_never_passed_to_the_resolver(
         env_id(engine, tmp_path, hostile, log)
         assert any("local paths or pip options" in line for line in log), hostile
     assert not (tmp_path / "envs" / ".resolutions").exists()  # nothing resolved, nothing stored
+
+
+def test_an_unresolvable_set_still_fails_the_build_naming_the_file(engine: LocalEngine, tmp_path: Path) -> None:
+    source = tmp_path / "broken"
+    source.mkdir()
+    (source / "requirements.txt").write_text("spaceyard-no-such-package-4242==1.0\n")
+    request = BuildRequest(build_id="b", space_id="u/s", revision="0" * 40, repo="", log_key="x")
+    log: list[str] = []
+    with pytest.raises(BuildFailed, match="requirements.txt"):
+        engine.build(request, source, CONFIG, log.append)
+    assert any("Could not resolve" in line for line in log)
