@@ -39,6 +39,7 @@ from .api import repos as repos_api
 from .api import settings_api
 from .api import spaces as spaces_api
 from .api import users as users_api
+from .xet import api as xet_api
 from .auth import can_read, create_token, ensure_user, resolve_token
 from .buildqueue import BuildQueue
 from .crypto import SecretBox, hash_token, load_or_create_key, new_token
@@ -217,6 +218,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.mount("/static", StaticFiles(directory=str(pages.STATIC_DIR)), name="static")
     for router in (
         githttp.router,
+        xet_api.router,
         settings_api.router,
         files_api.router,
         commits_api.router,

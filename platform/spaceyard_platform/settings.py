@@ -67,8 +67,15 @@ class Settings(BaseSettings):
     )
     inline_upload_limit: int = Field(
         50 * 1024 * 1024,
-        description="Files up to this many bytes are committed inline by huggingface_hub; larger ones use "
-        "the LFS batch protocol (see docs/hub-api.md).",
+        description="Files up to this many bytes are committed inline by huggingface_hub; larger ones go "
+        "through Xet (hf_xet) or, with HF_HUB_DISABLE_XET=1, the LFS batch protocol (see docs/hub-api.md).",
+    )
+    xet_token_ttl: int = Field(
+        900,
+        description="Seconds a Xet CAS token (xet-read-token / xet-write-token) is valid; clients refresh "
+        "it before it expires.",
+        ge=60,
+        le=86400,
     )
     forwarded_allow_ips: str | None = Field(
         None,

@@ -10,8 +10,8 @@
   a signed upload URL (``PUT``, no credentials needed) and a ``verify`` URL. Uploaded objects are kept
   under ``DATA_DIR/lfs`` by sha256 and written into the commit as ordinary git blobs (Spaceyard repos
   do not use LFS pointers), so clones and builds see the real content.
-* Xet is not implemented: ``GET /api/spaces/{id}/xet-write-token/{rev}`` answers 501 with the fix
-  (``HF_HUB_DISABLE_XET=1``); see docs/hub-api.md.
+* Xet (``hf_xet``, the client's default): ``lfsFile`` operations may name content uploaded to the Xet
+  CAS (``spaceyard_platform.xet``); it is materialised into ``DATA_DIR/lfs`` first (sha256 checked).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from ..deps import PrincipalDep, Services, ServicesDep, SessionDep, services_of
 from ..errors import BadRequest, EntryNotFound, Forbidden, PlatformError, RevisionNotFound
 from ..repos import BRANCH
 from .common import public_base, readable_space, writable_space
+from ..xet import content as xet_content
 from .files import raw_tail, split_rev
 
 router = APIRouter()
@@ -51,10 +52,6 @@ _locks: dict[str, asyncio.Lock] = {}
 
 class PreconditionFailed(PlatformError):
     status = 412
-
-
-class NotImplementedHere(PlatformError):
-    status = 501
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -259,7 +256,7 @@ def _safe_path(path: str) -> str:
 
 
 async def apply_operations(
-    svc: Services, writer: GitWriter, lines: AsyncIterator[dict[str, Any]]
+    svc: Services, writer: GitWriter, lines: AsyncIterator[dict[str, Any]], scope: str | None = None
 ) -> tuple[dict[str, Any], int]:
     header: dict[str, Any] = {}
     count = 0
@@ -278,9 +275,10 @@ async def apply_operations(
             await asyncio.to_thread(writer.add_bytes, path, content)
         elif key == "lfsFile":
             path = _safe_path(str(value.get("path", "")))
-            obj = lfs_path(svc, str(value.get("oid", "")))
-            if not obj.exists():
-                raise BadRequest(f"{path}: LFS object {value.get('oid')} was not uploaded")
+            oid = str(value.get("oid", ""))
+            obj = lfs_path(svc, oid)
+            if not obj.exists() and not await xet_content.materialize_lfs_object(svc, oid, obj, scope):
+                raise BadRequest(f"{path}: LFS object {oid} was not uploaded (neither through LFS nor Xet)")
             await asyncio.to_thread(writer.add_file, path, obj)
         elif key in ("deletedFile", "deletedFolder", "deletedEntry"):
             folder = {"deletedFile": False, "deletedFolder": True}.get(str(key))
@@ -314,7 +312,7 @@ async def commit(
             GitWriter, svc.repos.path(space.owner, space.name), parent, principal.name if principal else "anonymous"
         )
         try:
-            header, _ = await apply_operations(svc, writer, ndjson_lines(request))
+            header, _ = await apply_operations(svc, writer, ndjson_lines(request), scope=pk)
             expected = header.get("parentCommit")
             if expected and not (parent or "").startswith(str(expected)):
                 raise PreconditionFailed(
@@ -434,13 +432,3 @@ async def lfs_verify(
     if not path.exists() or path.stat().st_size != int(body.get("size") or -1):
         return _lfs_error(404, "Object not uploaded (or its size differs)")
     return {}
-
-
-@router.get("/api/spaces/{owner}/{name}/xet-write-token/{rest:path}")
-@router.get("/api/spaces/{owner}/{name}/xet-read-token/{rest:path}")
-def xet_token(owner: str, name: str, session: SessionDep, principal: PrincipalDep) -> Any:
-    readable_space(session, principal, owner, name)
-    raise NotImplementedHere(
-        "Spaceyard does not implement Xet storage. Set HF_HUB_DISABLE_XET=1 to upload large files "
-        "through the LFS protocol (see docs/hub-api.md)."
-    )
