@@ -39,7 +39,6 @@ from .api import repos as repos_api
 from .api import settings_api
 from .api import spaces as spaces_api
 from .api import users as users_api
-from .xet import api as xet_api
 from .auth import can_read, create_token, ensure_user, resolve_token
 from .buildqueue import BuildQueue
 from .crypto import SecretBox, hash_token, load_or_create_key, new_token
@@ -54,6 +53,7 @@ from .repos import RepoStore
 from .settings import Settings
 from .web import forms, pages
 from .web.sessions import resolve_session
+from .xet import api as xet_api
 
 log = logging.getLogger("spaceyard")
 

@@ -39,8 +39,8 @@ from ..db.models import Space
 from ..deps import PrincipalDep, Services, ServicesDep, SessionDep, services_of
 from ..errors import BadRequest, EntryNotFound, Forbidden, PlatformError, RevisionNotFound
 from ..repos import BRANCH
-from .common import public_base, readable_space, writable_space
 from ..xet import content as xet_content
+from .common import public_base, readable_space, writable_space
 from .files import raw_tail, split_rev
 
 router = APIRouter()

@@ -5,9 +5,9 @@
 * CAS, at ``casUrl`` = ``<public url>/xet-cas``, with ``Authorization: Bearer xet_...``:
   ``POST|HEAD /v1/xorbs/default/{hash}``, ``POST /v1/shards`` and ``/v2/shards`` (NDJSON events),
   ``GET /v2/reconstructions/{file}`` and ``/v1/...`` (``Range`` supported), ``GET /v1/reconstructions?file_id=``
-  (batch), ``HEAD /v1/files/{file}``, ``GET /v1/chunks/default-merkledb/{hash}`` (global dedup: always
-  404 "not tracked", which the specification allows; clients still deduplicate against their own cache
-  and the CAS accepts references to any stored xorb whose chunk hashes the uploader proves it knows).
+  (batch), ``HEAD /v1/files/{file}``, ``GET /v1/chunks/default-merkledb/{hash}`` (global dedup: a shard of the
+  xorbs holding that chunk, chunk hashes HMAC-protected). Deduplication spans every Space: a shard
+  may reference any stored xorb whose chunk hashes the uploader proves it knows (verification hashes).
 * Xorb data: ``GET /xet-cas/xorb/{hash}?t=...`` — a signed, short-lived URL for one byte range.
 """
 
@@ -116,9 +116,9 @@ def _hash(value: str) -> bytes:
         raise BadRequest(f"Malformed hash {value[:80]!r}: expected 64 lowercase hex digits") from exc
 
 
-def _prefix(prefix: str, expected: str) -> None:
-    if prefix != expected:
-        raise BadRequest(f"Unknown prefix {prefix[:40]!r}: the only prefix is {expected!r}")
+def _prefix(prefix: str, *expected: str) -> None:
+    if prefix not in expected:
+        raise BadRequest(f"Unknown prefix {prefix[:40]!r}: expected {' or '.join(expected)}")
 
 
 async def _spool(request: Request, store: CasStore, limit: int, what: str) -> Path:
@@ -342,8 +342,10 @@ def head_file(file_id: str, request: Request, svc: ServicesDep) -> Response:
 
 
 @router.get(CAS + "/v1/chunks/{prefix}/{chunk}")
-def global_dedup(prefix: str, chunk: str, request: Request, svc: ServicesDep) -> Response:
+async def global_dedup(prefix: str, chunk: str, request: Request, svc: ServicesDep) -> Response:
     _grant(request, svc, write=False)
-    _prefix(prefix, "default-merkledb")
-    _hash(chunk)
-    raise NotFound("Chunk not tracked by global deduplication (Spaceyard answers every query so)")
+    _prefix(prefix, "default-merkledb", "default")  # the specification says the first, hf_xet sends the second
+    shard = await asyncio.to_thread(cas.dedup_shard, store_of(svc), _hash(chunk))
+    if shard is None:
+        raise NotFound("Chunk not tracked by global deduplication")
+    return Response(shard, media_type="application/octet-stream")

@@ -13,10 +13,13 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from blake3 import blake3
 
 from . import formats, hashing
 from .formats import FormatError, XorbChunk
@@ -26,6 +29,8 @@ MAX_XORB_BYTES = 64 * 1024 * 1024 + 1024 * 1024  # the spec's 64 MiB of chunks, 
 MAX_XORB_CHUNKS = 64 * 1024 * 1024 // 4096
 MAX_SHARD_BYTES = 64 * 1024 * 1024
 MAX_SHARD_FILES = 100_000
+DEDUP_XORBS = 64  # ~4 GiB of a file offered per deduplication answer
+DEDUP_SHARD_TTL = 7 * 24 * 3600
 
 
 class Invalid(ValueError):
@@ -49,10 +54,12 @@ def ingest_xorb(store: CasStore, xorb: bytes, body: Path) -> bool:
         raise Invalid(f"The xorb is not serialized as the Xet specification says: {exc}") from exc
     actual = hashing.xorb_hash([(c.hash, c.length) for c in chunks])
     if actual != xorb:
-        raise Invalid(
-            f"The xorb's chunks hash to {hashing.to_hex(actual)}, not {hashing.to_hex(xorb)} as its URL says"
-        )
-    return store.put_xorb(xorb, body, chunks, end)
+        raise Invalid(f"The xorb's chunks hash to {hashing.to_hex(actual)}, not {hashing.to_hex(xorb)} as its URL says")
+    inserted = store.put_xorb(xorb, body, chunks, end)
+    for c in chunks:
+        if hashing.dedup_eligible(c.hash):
+            store.index_chunk(c.hash, [xorb])
+    return inserted
 
 
 # --------------------------------------------------------------------------------------------- shards
@@ -71,7 +78,33 @@ def register_shard(store: CasStore, scope: str, f: BinaryIO, size: int) -> bool:
     for record in records:
         new = store.put_file(record) or new
         store.grant(scope, record.file_hash)
+        if record.terms:
+            # A client that has this file's first chunk is offered all of the file's xorbs.
+            first = record.terms[0]
+            xorbs = list(dict.fromkeys(t.xorb for t in record.terms))[:DEDUP_XORBS]
+            store.index_chunk(indexes[first.xorb][first.start].hash, xorbs)
     return new
+
+
+def dedup_shard(store: CasStore, chunk: bytes) -> bytes | None:
+    """The global deduplication answer for a chunk hash: a shard describing the xorbs that hold it
+    (chunk hashes keyed with a fresh HMAC key, so the answer reveals no hash the client lacks)."""
+    xorbs = store.chunk_xorbs(chunk)
+    if not xorbs:
+        return None
+    key = os.urandom(32)
+    infos = []
+    for x in xorbs:
+        index = store.xorb_index(x)
+        if index is None:
+            continue
+        chunks, _ = index
+        protected = [(blake3(c.hash, key=key).digest(), c.offset, c.length) for c in chunks]
+        infos.append(formats.CasInfo(x, protected, sum(c.length for c in chunks), store.xorb_size(x) or 0))
+    if not infos:
+        return None
+    now = int(time.time())
+    return formats.write_dedup_shard(infos, key, now, now + DEDUP_SHARD_TTL)
 
 
 def _verify_file(store: CasStore, info: formats.FileInfo, indexes: dict[bytes, list[XorbChunk]]) -> FileRecord:

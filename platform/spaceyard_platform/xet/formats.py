@@ -199,3 +199,49 @@ def read_shard(f: BinaryIO, size: int, max_files: int) -> Shard:
             chunks.append((e[:32], offset, length))
         xorbs.append(CasInfo(raw[:32], chunks, in_cas, on_disk))
     return Shard(files, xorbs)
+
+
+def write_dedup_shard(xorbs: list[CasInfo], hmac_key: bytes, created: int, expiry: int) -> bytes:
+    """The global deduplication answer: a shard with no files and these xorbs, footer included.
+
+    The chunk hashes in ``xorbs`` must already be protected with ``hmac_key``. The footer carries the
+    xorb and chunk lookup tables (truncated hash -> entry index) that ``hf_xet`` searches.
+    """
+    body = bytearray(BOOKEND + bytes(16))  # an empty file info section
+    xorb_info_offset = 48 + len(body)
+    xorb_lookup: list[tuple[int, int]] = []
+    chunk_lookup: list[tuple[int, int, int]] = []
+    index = 0
+    for x in xorbs:
+        xorb_lookup.append((int.from_bytes(x.xorb[:8], "little"), index))
+        body += x.xorb + struct.pack("<IIII", 0, len(x.chunks), x.bytes_in_xorb, x.bytes_on_disk)
+        for i, (h, offset, length) in enumerate(x.chunks):
+            body += h + struct.pack("<II", offset, length) + bytes(8)
+            chunk_lookup.append((int.from_bytes(h[:8], "little"), index, i))
+        index += 1 + len(x.chunks)
+    body += BOOKEND + bytes(16)
+    xorb_lookup_offset = 48 + len(body)
+    for key, at in sorted(xorb_lookup):
+        body += struct.pack("<QI", key, at)
+    chunk_lookup_offset = 48 + len(body)
+    for key, at, i in sorted(chunk_lookup):
+        body += struct.pack("<QII", key, at, i)
+    footer_offset = 48 + len(body)
+    stored = sum(x.bytes_in_xorb for x in xorbs)
+    on_disk = sum(x.bytes_on_disk for x in xorbs)
+    footer = struct.pack(
+        "<QQQQQQQQQ",
+        1,
+        48,
+        xorb_info_offset,
+        xorb_lookup_offset,  # no file lookup entries: point it at the (empty) place they would start
+        0,
+        xorb_lookup_offset,
+        len(xorb_lookup),
+        chunk_lookup_offset,
+        len(chunk_lookup),
+    )
+    footer += hmac_key + struct.pack("<QQ", created, expiry) + bytes(48)
+    footer += struct.pack("<QQQQ", on_disk, stored, stored, footer_offset)
+    header = SHARD_TAG + struct.pack("<QQ", SHARD_VERSION, len(footer))
+    return bytes(header + body + footer)

@@ -44,11 +44,13 @@ class CasStore(ABC):
     Contract:
     * ``put_xorb`` is called only with a xorb whose hash the caller verified against its chunks; it is
       atomic and idempotent (True when it was new). ``xorb_index`` is None for an unknown xorb.
-    * ``open_xorb`` opens a stored xorb; ``read_xorb(h, start, end)`` yields the serialized bytes ``[start, end)`` (an exclusive end).
+    * ``open_xorb`` opens a stored xorb; ``read_xorb(h, start, end)`` yields its serialized bytes
+      ``[start, end)`` (an exclusive end).
     * ``put_file`` records a verified reconstruction; ``sha256_candidates`` lists the files whose
       uploader declared that sha256 (not proven until someone reconstructs and checks them).
     * ``grant``/``granted`` record which scope (a Space) registered or committed a file: a read token
       of one Space does not reach another Space's files.
+    * ``index_chunk``/``chunk_xorbs`` serve the global deduplication query (chunk -> xorbs).
     * ``stored_bytes`` is what the xorbs take (the deduplicated content).
     """
 
@@ -93,6 +95,13 @@ class CasStore(ABC):
     def granted(self, scope: str, file_hash: bytes) -> bool: ...
 
     @abstractmethod
+    def index_chunk(self, chunk: bytes, xorbs: list[bytes]) -> None:
+        """Remember (the first time only) which xorbs to offer a client whose data has this chunk."""
+
+    @abstractmethod
+    def chunk_xorbs(self, chunk: bytes) -> list[bytes]: ...
+
+    @abstractmethod
     def stored_bytes(self) -> int: ...
 
     @abstractmethod
@@ -116,11 +125,12 @@ def _atomic_write(dest: Path, data: bytes) -> None:
 
 
 class LocalCasStore(CasStore):
-    """Files under one directory: ``xorbs/`` (bodies + ``.idx``), ``files/``, ``sha256/``, ``scopes/``."""
+    """Files under one directory: ``xorbs/`` (bodies + ``.idx``), ``files/``, ``sha256/``, ``scopes/``,
+    ``chunks/`` (the deduplication index)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        for sub in ("xorbs", "files", "sha256", "scopes", "tmp"):
+        for sub in ("xorbs", "files", "sha256", "scopes", "chunks", "tmp"):
             (root / sub).mkdir(parents=True, exist_ok=True)
 
     def _xorb(self, xorb: bytes, suffix: str = "") -> Path:
@@ -191,6 +201,18 @@ class LocalCasStore(CasStore):
 
     def granted(self, scope: str, file_hash: bytes) -> bool:
         return (self.root / "scopes" / scope / to_hex(file_hash)).exists()
+
+    def index_chunk(self, chunk: bytes, xorbs: list[bytes]) -> None:
+        dest = _fan(self.root / "chunks", to_hex(chunk))
+        if not dest.exists():
+            _atomic_write(dest, b"".join(xorbs))
+
+    def chunk_xorbs(self, chunk: bytes) -> list[bytes]:
+        try:
+            raw = _fan(self.root / "chunks", to_hex(chunk)).read_bytes()
+        except FileNotFoundError:
+            return []
+        return [raw[i : i + 32] for i in range(0, len(raw) - 31, 32)]
 
     def stored_bytes(self) -> int:
         total = 0
