@@ -166,7 +166,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int]:
         end = int(last) + 1 if last.strip() else size
     except ValueError as exc:
         raise Invalid(f"Invalid Range header {header[:100]!r}: expected bytes=START-END") from exc
-    if unit.strip() != "bytes" or "," in spec or start < 0 or end <= start:
+    if unit.strip() != "bytes" or "," in spec or start < 0 or (last.strip() and end <= start):
         raise Invalid(f"Invalid Range header {header[:100]!r}: expected bytes=START-END")
     if start >= size:
         raise RangeNotSatisfiable(f"The range starts at {start}, past the end of the file ({size} bytes)")
