@@ -25,7 +25,8 @@ from ..db.models import Space
 from ..deps import PrincipalDep, Services, ServicesDep, SessionDep
 from ..errors import BadRequest, EntryNotFound, RevisionNotFound
 from ..repos import BRANCH, RepoStore
-from .common import iso, readable_space, space_json
+from ..xet import content as xet_content
+from .common import iso, public_base, readable_space, space_json
 
 router = APIRouter()
 TREE_PAGE = 1000
@@ -217,6 +218,8 @@ def resolve(
         "Content-Disposition": f'inline; filename="{path.rsplit("/", 1)[-1]}"',
         "Cache-Control": "private, max-age=0, must-revalidate",
     }
+    base = public_base(request, svc)
+    headers.update(xet_content.download_headers(svc, base, space, sha, xet_content.blob_sha256(svc, oid)))
     if request.method == "HEAD":
         headers["Content-Length"] = str(size)
         return Response(status_code=200, headers=headers, media_type="application/octet-stream")

@@ -226,8 +226,14 @@ def file_bytes(store: CasStore, record: FileRecord) -> Iterator[bytes]:
                 yield item[0]
 
 
-def materialize(store: CasStore, sha256: str, dest: Path, scope: str | None = None) -> bytes | None:
-    """Write the content whose sha256 is ``sha256`` to ``dest`` from the CAS; its file hash, or None.
+@dataclass(frozen=True)
+class Materialized:
+    file_hash: bytes
+    git_blob: str  # the git blob id of the content (what a commit of it as a plain blob stores)
+
+
+def materialize(store: CasStore, sha256: str, dest: Path, scope: str | None = None) -> Materialized | None:
+    """Write the content whose sha256 is ``sha256`` to ``dest`` from the CAS, or return None.
 
     Each file whose uploader declared that sha256 is rebuilt and checked; a wrong declaration is
     never written. With ``scope``, only files that scope registered are considered (a Space cannot
@@ -243,13 +249,16 @@ def materialize(store: CasStore, sha256: str, dest: Path, scope: str | None = No
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".xet-")
         try:
             digest = hashlib.sha256()
+            blob = hashlib.sha1(f"blob {record.size}\0".encode(), usedforsecurity=False)
             with os.fdopen(fd, "wb") as out:
                 for data in file_bytes(store, record):
                     digest.update(data)
+                    blob.update(data)
                     out.write(data)
             if digest.hexdigest() == sha256:
                 os.replace(tmp, dest)
-                return candidate
+                store.alias_blob(blob.hexdigest(), sha256)
+                return Materialized(candidate, blob.hexdigest())
         finally:
             Path(tmp).unlink(missing_ok=True)
     return None

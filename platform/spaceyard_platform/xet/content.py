@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from ..db.models import Space
 from ..deps import Services
 from . import cas, hashing
 from .api import store_of
@@ -32,10 +33,22 @@ async def materialize_lfs_object(svc: Services, sha256: str, dest: Path, scope: 
     return found is not None
 
 
-def xet_file_for(svc: Services, scope: str, sha256: str) -> str | None:
-    """The Xet file hash (string form) of content this Space stored through Xet, for ``X-Xet-Hash``."""
+def download_headers(svc: Services, base: str, space: Space, revision: str, sha256: str | None) -> dict[str, str]:
+    """``X-Xet-Hash`` and the ``xet-auth`` link for a file this Space stored through Xet, else nothing.
+
+    With them ``hf_hub_download`` fetches the file through the CAS (deduplicated, parallel, resumable);
+    without them, and for every other client, ``/resolve`` serves the bytes itself.
+    """
+    if not sha256:
+        return {}
     store = store_of(svc)
     for candidate in store.sha256_candidates(sha256):
-        if store.granted(scope, candidate):
-            return hashing.to_hex(candidate)
-    return None
+        if store.granted(space.id, candidate):
+            token_url = f"{base}/api/spaces/{space.space_id}/xet-read-token/{revision}"
+            return {"X-Xet-Hash": hashing.to_hex(candidate), "Link": f'<{token_url}>; rel="xet-auth"'}
+    return {}
+
+
+def blob_sha256(svc: Services, blob: str) -> str | None:
+    """The sha256 of a git blob committed from Xet content (None for any other blob)."""
+    return store_of(svc).blob_sha256(blob)

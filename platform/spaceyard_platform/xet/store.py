@@ -95,6 +95,13 @@ class CasStore(ABC):
     def granted(self, scope: str, file_hash: bytes) -> bool: ...
 
     @abstractmethod
+    def alias_blob(self, blob: str, sha256: str) -> None:
+        """Remember that git blob ``blob`` holds the content whose sha256 is ``sha256``."""
+
+    @abstractmethod
+    def blob_sha256(self, blob: str) -> str | None: ...
+
+    @abstractmethod
     def index_chunk(self, chunk: bytes, xorbs: list[bytes]) -> None:
         """Remember (the first time only) which xorbs to offer a client whose data has this chunk."""
 
@@ -126,11 +133,11 @@ def _atomic_write(dest: Path, data: bytes) -> None:
 
 class LocalCasStore(CasStore):
     """Files under one directory: ``xorbs/`` (bodies + ``.idx``), ``files/``, ``sha256/``, ``scopes/``,
-    ``chunks/`` (the deduplication index)."""
+    ``chunks/`` (the deduplication index), ``blobs/`` (git blob -> sha256)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        for sub in ("xorbs", "files", "sha256", "scopes", "chunks", "tmp"):
+        for sub in ("xorbs", "files", "sha256", "scopes", "chunks", "blobs", "tmp"):
             (root / sub).mkdir(parents=True, exist_ok=True)
 
     def _xorb(self, xorb: bytes, suffix: str = "") -> Path:
@@ -201,6 +208,17 @@ class LocalCasStore(CasStore):
 
     def granted(self, scope: str, file_hash: bytes) -> bool:
         return (self.root / "scopes" / scope / to_hex(file_hash)).exists()
+
+    def alias_blob(self, blob: str, sha256: str) -> None:
+        _atomic_write(_fan(self.root / "blobs", blob), sha256.encode())
+
+    def blob_sha256(self, blob: str) -> str | None:
+        if len(blob) not in (40, 64) or any(c not in "0123456789abcdef" for c in blob):
+            return None
+        try:
+            return _fan(self.root / "blobs", blob).read_text()
+        except FileNotFoundError:
+            return None
 
     def index_chunk(self, chunk: bytes, xorbs: list[bytes]) -> None:
         dest = _fan(self.root / "chunks", to_hex(chunk))
