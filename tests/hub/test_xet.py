@@ -56,7 +56,7 @@ PREAMBLE = """
 import hashlib, json, sys
 from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
 from huggingface_hub import get_hf_file_metadata, hf_hub_url
-from huggingface_hub.utils import is_xet_available
+from huggingface_hub.utils._runtime import is_xet_available
 assert is_xet_available() and not constants.HF_HUB_DISABLE_XET, "the default client must use Xet"
 def sha(path):
     h = hashlib.sha256()
