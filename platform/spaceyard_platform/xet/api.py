@@ -17,7 +17,7 @@ import asyncio
 import json
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -197,12 +197,15 @@ def xorb_data(xorb: str, request: Request, svc: ServicesDep, t: str = "") -> Res
     )
 
 
-async def _iterate(blocks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    while True:
-        block = await asyncio.to_thread(next, blocks, None)
-        if block is None:
-            return
-        yield block
+async def _iterate(blocks: Generator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        while True:
+            block = await asyncio.to_thread(next, blocks, None)
+            if block is None:
+                return
+            yield block
+    finally:
+        blocks.close()  # a client that hangs up must not keep the xorb open
 
 
 # -------------------------------------------------------------------------------------------- shards

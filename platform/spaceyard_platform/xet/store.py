@@ -11,7 +11,7 @@ import os
 import struct
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -68,7 +68,7 @@ class CasStore(ABC):
     def open_xorb(self, xorb: bytes) -> BinaryIO:
         """The serialized xorb, seekable."""
 
-    def read_xorb(self, xorb: bytes, start: int, end: int) -> Iterator[bytes]:
+    def read_xorb(self, xorb: bytes, start: int, end: int) -> Generator[bytes]:
         with self.open_xorb(xorb) as f:
             f.seek(start)
             left = end - start
