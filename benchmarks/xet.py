@@ -12,7 +12,7 @@ client-side chunk cache: deduplication can only come from the server), into fres
 Times are measured inside the client process around the one call (interpreter start excluded), and
 the build each commit starts is waited for before the next measurement. Bytes stored are the growth of
 the content store (Xet: the CAS's xorbs; LFS: ``DATA_DIR/lfs/objects``) and of all of ``DATA_DIR``
-(which also holds the git repositories and, for Xet, the LFS objects materialised at commit time).
+(which also holds the git repositories: Hub API commits store large files as ordinary git blobs).
 Medians over ``--runs``. The table goes to ``docs/benchmarks.md`` under ``## Large files (Xet)``.
 """
 
@@ -167,9 +167,8 @@ Python {platform.python_version()}, 1-min load {load:.1f} at the end (shared mac
 
 * Content store: Xet = the CAS's xorbs (chunk-deduplicated across files and Spaces: b.bin's upload asks the
   server's global deduplication, finds a.bin's xorbs and sends only the new chunks); LFS = one object per sha256.
-* DATA_DIR also holds each Space's git repository and, for Xet, the committed files materialised as LFS objects
-  (so builds, git-lfs and plain `/resolve` read them); that copy is why Xet's total is not smaller (see README,
-  Known limits).
+* DATA_DIR also holds each Space's git repository, where a Hub API commit stores each large file as an ordinary
+  blob (one full copy per Space that commits it, on both paths; see README, Known limits).
 """
     write_section("Large files (Xet)", md)
     print(md)

@@ -102,6 +102,9 @@ print(json.dumps({"sha256": sha(os.path.join(root, sys.argv[2])), "files": sorte
 )
 
 
+STATIC_README = "---\ntitle: Weights\nsdk: static\napp_file: index.html\n---\n"
+
+
 def stored(server: Server) -> int:
     """Bytes the CAS holds in xorbs (the deduplicated content)."""
     total = 0
@@ -159,9 +162,11 @@ def big(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Big:
     digest = write_random(path, BIG)
     space = "admin/xet-big"
     server.create_space(space, sdk="static")
-    index = work / "index.html"
-    index.write_text("<!doctype html><title>weights</title><a href='weights.bin'>weights</a>\n")
-    run_py(server, work / "home-up", server.token, UPLOAD_FILE, str(index), "index.html", space)
+    site = work / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<!doctype html><title>weights</title><a href='weights.bin'>weights</a>\n")
+    (site / "README.md").write_text(STATIC_README)
+    run_py(server, work / "home-up", server.token, UPLOAD_FOLDER, str(site), space)
     before = stored(server)
     commit = run_py(server, work / "home-up", server.token, UPLOAD_FILE, str(path), "weights.bin", space)
     return Big(path, digest, space, commit, stored(server) - before)
@@ -171,7 +176,7 @@ def test_upload_file_goes_through_xet_and_downloads_match(server: Server, big: B
     # The content went to the CAS (not the LFS batch API), once.
     assert BIG <= big.stored_after < BIG * 1.01
     lfs_object = server.data_dir / "lfs" / "objects" / big.sha256[:2] / big.sha256[2:4] / big.sha256
-    assert lfs_object.stat().st_size == BIG  # the committed file is an ordinary LFS object too
+    assert not lfs_object.exists()  # no third copy: the CAS keeps the chunks, git the committed blob
 
     got = json.loads(run_py(server, tmp_path / "home-dl", server.token, DOWNLOAD, big.space, "weights.bin"))
     assert got == {"xet": True, "sha256": big.sha256}  # hf_hub_download went through Xet
@@ -251,7 +256,7 @@ GRADIO_README = "---\ntitle: Data\nsdk: gradio\nsdk_version: 6.31.0\napp_file: a
 
 
 def test_files_sharing_most_content_are_stored_once(server: Server, users: Users, tmp_path: Path) -> None:
-    size = 40_000_000
+    size = 60_000_000  # above the inline limit (50 MiB): smaller files are committed inline, not through Xet
     a = tmp_path / "a" / "data.bin"
     a.parent.mkdir()
     write_random(a, size)
@@ -277,7 +282,7 @@ def test_files_sharing_most_content_are_stored_once(server: Server, users: Users
     (b.parent / "README.md").write_text(GRADIO_README)
     commit = run_py(server, tmp_path / "home-b", users.bob, UPLOAD_FOLDER, str(b.parent), space)
     after_b = stored(server) - start - after_a
-    # Only the new bytes (about 4 MB, plus the chunks cut around them) are stored again.
+    # Only the new bytes (4 MB, plus the chunks cut around them) are stored again.
     assert after_b < 0.25 * size, (after_a, after_b)
 
     # The Gradio app reads the file from its build and reports its sha256.

@@ -10,8 +10,8 @@
   a signed upload URL (``PUT``, no credentials needed) and a ``verify`` URL. Uploaded objects are kept
   under ``DATA_DIR/lfs`` by sha256 and written into the commit as ordinary git blobs (Spaceyard repos
   do not use LFS pointers), so clones and builds see the real content.
-* Xet (``hf_xet``, the client's default): ``lfsFile`` operations may name content uploaded to the Xet
-  CAS (``spaceyard_platform.xet``); it is materialised into ``DATA_DIR/lfs`` first (sha256 checked).
+* Xet (``hf_xet``, the client's default): an ``lfsFile`` may name content this Space uploaded to the
+  Xet CAS (``spaceyard_platform.xet``); it is rebuilt from its chunks (sha256 checked) into the blob.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import os
@@ -277,9 +278,10 @@ async def apply_operations(
             path = _safe_path(str(value.get("path", "")))
             oid = str(value.get("oid", ""))
             obj = lfs_path(svc, oid)
-            if not obj.exists() and not await xet_content.materialize_lfs_object(svc, oid, obj, scope):
+            if obj.exists():
+                await asyncio.to_thread(writer.add_file, path, obj)
+            elif not await xet_content.commit_file(svc, oid, scope, functools.partial(writer.add_file, path)):
                 raise BadRequest(f"{path}: LFS object {oid} was not uploaded (neither through LFS nor Xet)")
-            await asyncio.to_thread(writer.add_file, path, obj)
         elif key in ("deletedFile", "deletedFolder", "deletedEntry"):
             folder = {"deletedFile": False, "deletedFolder": True}.get(str(key))
             await asyncio.to_thread(writer.delete, str(value.get("path", "")), folder)

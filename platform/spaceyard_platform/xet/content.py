@@ -1,14 +1,19 @@
-"""Where Xet content meets git: a committed Xet file becomes an LFS object.
+"""Where Xet content meets git: committing a file uploaded through Xet, and downloading it back.
 
-On the Hub a Xet upload is committed as a git LFS pointer (its sha256); builds, clones and
-``/resolve`` read LFS objects. So when a commit names a sha256 that is not in ``DATA_DIR/lfs`` but
-was uploaded to the CAS by the committing Space, the file is rebuilt from its xorbs into the LFS
-object's place (sha256 verified) and everything downstream sees an ordinary LFS object.
+A Hub API commit names each large file by its sha256 (``lfsFile``), as on the Hub. Spaceyard writes
+such files into the commit as ordinary git blobs (see ``api/commits.py``), so builds, ``git clone``
+and ``/resolve`` read them from git. For content the committing Space uploaded through Xet, the file
+is rebuilt from its xorbs into a scratch file (sha256 verified; a wrong declaration is never
+committed), hashed into the repository, and the scratch file is removed: the CAS keeps the
+deduplicated chunks, git the blob, and no third copy is left in ``DATA_DIR/lfs``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from ..db.models import Space
@@ -16,21 +21,29 @@ from ..deps import Services
 from . import cas, hashing
 from .api import store_of
 
-_locks: dict[str, asyncio.Lock] = {}
 
+async def commit_file(svc: Services, sha256: str, scope: str | None, add: Callable[[Path], None]) -> bool:
+    """Rebuild the Xet file with this sha256 (uploaded by ``scope``) and hand it to ``add``.
 
-async def materialize_lfs_object(svc: Services, sha256: str, dest: Path, scope: str | None) -> bool:
-    """Rebuild the Xet file with this sha256 (uploaded by ``scope``) at ``dest``; False if there is none."""
+    False when ``scope`` stored no such file through Xet (the caller then reports it as not uploaded).
+    """
     if scope is None or len(sha256) != 64:
         return False
     store = store_of(svc)
-    lock = _locks.setdefault(sha256, asyncio.Lock())
-    async with lock:
-        if dest.exists():
+
+    def run() -> bool:
+        fd, name = tempfile.mkstemp(dir=store.scratch(), prefix=".commit-")
+        os.close(fd)
+        scratch = Path(name)
+        try:
+            if cas.materialize(store, sha256, scratch, scope) is None:
+                return False
+            add(scratch)
             return True
-        found = await asyncio.to_thread(cas.materialize, store, sha256, dest, scope)
-    _locks.pop(sha256, None)
-    return found is not None
+        finally:
+            scratch.unlink(missing_ok=True)
+
+    return await asyncio.to_thread(run)
 
 
 def download_headers(svc: Services, base: str, space: Space, revision: str, sha256: str | None) -> dict[str, str]:
