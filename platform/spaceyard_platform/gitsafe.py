@@ -17,10 +17,11 @@ Contract (everything here is pure and cheap; nothing runs git except :func:`run`
   NUL, an empty, ``.`` or ``..`` component, a ``.git`` component (any case), a component over 255 bytes,
   more than :data:`MAX_PATH_BYTES` bytes, or not encodable as UTF-8.
 * :func:`git_argv` — ``git [--git-dir DIR] --literal-pathspecs SUBCOMMAND *options --end-of-options
-  *revs -- *paths``: options are the caller's constants; ``revs`` (object names, refs) come after
-  ``--end-of-options`` so a value starting with ``-`` is never an option; ``paths`` come after ``--`` and
-  are literal (no pathspec magic, no globs). Pass user input only as ``revs`` (validated by the checks
-  above or a 40/64-hex object id) or ``paths``; never inside ``options``.
+  *revs -- *paths`` (``--end-of-options`` only when there are revs or paths): options are the caller's
+  constants; ``revs`` (object names, refs) come after ``--end-of-options`` so a value starting with ``-``
+  is never an option; ``paths`` come after ``--`` and are literal (no pathspec magic, no globs). Pass
+  user input only as ``revs`` (validated by the checks above or a 40/64-hex object id) or ``paths``, or
+  on stdin; never inside ``options``.
 * :func:`git_env` — the environment every git invocation gets: a few variables from ours (``PATH``,
   ``HOME``, ``LANG``, ``TMPDIR``), no ``GIT_*`` leaking in, replace refs ignored
   (``GIT_NO_REPLACE_OBJECTS``: a pushed ``refs/replace/*`` cannot make the API, the build and a clone see
@@ -150,7 +151,10 @@ def git_argv(
     argv = ["git"]
     if git_dir is not None:
         argv += ["--git-dir", str(git_dir)]
-    argv += ["--literal-pathspecs", subcommand, *options, "--end-of-options", *revs]
+    operands = list(revs)
+    argv += ["--literal-pathspecs", subcommand, *options]
+    if operands or paths is not None:  # some commands want an option last (update-index --index-info)
+        argv += ["--end-of-options", *operands]
     if paths is not None:
         argv += ["--", *paths]
     return argv
