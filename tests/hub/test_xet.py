@@ -113,7 +113,16 @@ def stored(server: Server) -> int:
     return total
 
 
-def write_random(path: Path, size: int, seed: bytes = b"") -> str:
+def wait_running(server: Server, space: str, sha: str) -> None:
+    try:
+        server.wait_stage(space, {"RUNNING"}, sha=sha, timeout=900)
+    except AssertionError as exc:
+        worker = server.data_dir / "worker.log"
+        tail = worker.read_text()[-4000:] if worker.exists() else "(no worker.log)"
+        raise AssertionError(f"{exc}\n--- worker.log ---\n{tail}") from None
+
+
+def write_random(path: Path, size: int) -> str:
     digest = hashlib.sha256()
     with path.open("wb") as f:
         left = size
@@ -191,7 +200,7 @@ def test_upload_file_goes_through_xet_and_downloads_match(server: Server, big: B
 
 
 def test_the_build_and_the_app_serve_the_uploaded_file(server: Server, big: Big) -> None:
-    server.wait_stage(big.space, {"RUNNING"}, sha=big.commit, timeout=600)
+    wait_running(server, big.space, big.commit)
     with httpx.stream("GET", f"{server.url}/apps/{big.space}/weights.bin", timeout=120) as r:
         assert r.status_code == 200, r.read()[:300]
         assert int(r.headers["content-length"]) == BIG
@@ -286,7 +295,7 @@ def test_files_sharing_most_content_are_stored_once(server: Server, users: Users
     assert after_b < 0.25 * size, (after_a, after_b)
 
     # The Gradio app reads the file from its build and reports its sha256.
-    server.wait_stage(space, {"RUNNING"}, sha=commit, timeout=600)
+    wait_running(server, space, commit)
     client = Client(f"{server.url}/apps/{space}/", verbose=False)
     assert client.predict(api_name="/digest") == b_sha
 
