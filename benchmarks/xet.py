@@ -5,7 +5,7 @@
 One real server (``spaceyard up``). Per run and per path, from fresh client homes (``HF_HOME``, so no
 client-side chunk cache: deduplication can only come from the server), into fresh static Spaces:
 
-* upload ``a.bin`` (random, ``--size-mb``) with ``upload_file``;
+* upload ``a.bin`` (new random content each time, ``--size-mb``) with ``upload_file``;
 * upload ``b.bin`` = a.bin with 2 MB inserted in the middle and its last 2 MB replaced (~95% shared);
 * download ``b.bin`` with ``hf_hub_download`` (Xet: through the CAS; LFS path: plain ``/resolve``).
 
@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -106,6 +107,7 @@ def one_run(server: Server, work: Path, mode: str, run: int, a: Path, b: Path) -
                   f"admin/bench-{mode}-{run}-b")  # fmt: skip
     result["download_b_s"] = float(down["seconds"])  # type: ignore[arg-type]
     assert Path(str(down["result"])).stat().st_size == b.stat().st_size
+    shutil.rmtree(work / f"dl-{mode}-{run}")
     return result
 
 
@@ -122,14 +124,19 @@ def main() -> None:
     env_dir = Path(os.environ.get("SPACEYARD_TEST_CACHE", ROOT / ".data" / "test-cache")).resolve() / "envs"
     with tempfile.TemporaryDirectory(prefix="bench-xet-") as tmp:
         work = Path(tmp)
-        a, b = make_files(work, size)
         server = start_server(work / "data", free_port(), env_dir)
         try:
             runs: dict[str, list[dict[str, float]]] = {"xet": [], "lfs": []}
             for run in range(args.runs):
                 for mode in ("xet", "lfs") if run % 2 == 0 else ("lfs", "xet"):
+                    # New random content for every measurement: nothing is stored yet on either path.
+                    folder = work / f"files-{mode}-{run}"
+                    folder.mkdir()
+                    a, b = make_files(folder, size)
                     runs[mode].append(one_run(server, work, mode, run, a, b))
                     print(mode, run, runs[mode][-1], flush=True)
+                    a.unlink()
+                    b.unlink()
         finally:
             server.stop()
     med = {m: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for m, rs in runs.items()}
