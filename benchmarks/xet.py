@@ -111,6 +111,17 @@ def one_run(server: Server, work: Path, mode: str, run: int, a: Path, b: Path) -
     return result
 
 
+def start(data_dir: Path, env_dir: Path) -> Server:
+    """start_server, retried: on a loaded machine the first start can outlast its 60 s wait."""
+    for attempt in range(3):
+        try:
+            return start_server(data_dir / str(attempt), free_port(), env_dir)
+        except RuntimeError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 def fmt_bytes(n: float) -> str:
     return f"{n / 1e6:.1f} MB"
 
@@ -124,7 +135,7 @@ def main() -> None:
     env_dir = Path(os.environ.get("SPACEYARD_TEST_CACHE", ROOT / ".data" / "test-cache")).resolve() / "envs"
     with tempfile.TemporaryDirectory(prefix="bench-xet-") as tmp:
         work = Path(tmp)
-        server = start_server(work / "data", free_port(), env_dir)
+        server = start(work / "data", env_dir)
         try:
             runs: dict[str, list[dict[str, float]]] = {"xet": [], "lfs": []}
             for run in range(args.runs):
@@ -175,7 +186,11 @@ Python {platform.python_version()}, 1-min load {load:.1f} at the end (shared mac
 * Content store: Xet = the CAS's xorbs (chunk-deduplicated across files and Spaces: b.bin's upload asks the
   server's global deduplication, finds a.bin's xorbs and sends only the new chunks); LFS = one object per sha256.
 * DATA_DIR also holds each Space's git repository, where a Hub API commit stores each large file as an ordinary
-  blob (one full copy per Space that commits it, on both paths; see README, Known limits).
+  blob (one full copy per Space that commits it, on both paths; see README, Known limits), and each build's
+  exported checkout.
+* Upload times include the commit, where the server writes the whole file into git (zlib) on both paths; on
+  loopback that, not the transfer (4 MB for b.bin through Xet against 102 MB through LFS), is what they measure.
+  Across a real network the Xet upload of b.bin sends ~4% of the bytes.
 """
     write_section("Large files (Xet)", md)
     print(md)
