@@ -35,11 +35,14 @@ from spaceyard_runtime.flavors import load_flavors
 from . import githttp, metrics
 from .api import commits as commits_api
 from .api import files as files_api
+from .api import history as history_api
+from .api import lfs as lfs_api
 from .api import lifecycle as lifecycle_api
 from .api import logs as logs_api
 from .api import repos as repos_api
 from .api import settings_api
 from .api import spaces as spaces_api
+from .api import unsupported as unsupported_api
 from .api import users as users_api
 from .auth import can_read, create_token, ensure_user, resolve_token
 from .buildqueue import BuildQueue
@@ -254,10 +257,13 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
 
     app.mount("/static", StaticFiles(directory=str(pages.STATIC_DIR)), name="static")
     for router in (
+        unsupported_api.first_router,
         githttp.router,
         xet_api.router,
         settings_api.router,
         files_api.router,
+        history_api.router,
+        lfs_api.router,
         commits_api.router,
         repos_api.router,
         users_api.router,
@@ -267,6 +273,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         pages.router,
         forms.router,
         appauth.router,
+        unsupported_api.router,
     ):
         app.include_router(router)
     return Gateway(BodyLimit(app, settings), routes, settings)

@@ -183,9 +183,7 @@ class LocalEngine(BuildEngine):
                 spec = f"{sdk_pkg}=={version}" if version else sdk_pkg
                 # Installed last, as on the Hub, so the Space's sdk_version wins over its requirements.
                 extras = SDK_EXTRAS.get(config.sdk, ())
-                self._run(
-                    [uv, "pip", "install", "--python", py, *no_cache, spec, *extras], log, f"Installing {spec}"
-                )
+                self._run([uv, "pip", "install", "--python", py, *no_cache, spec, *extras], log, f"Installing {spec}")
             # Bytecode is compiled now so that imports at start and wake are fast (PYTHONDONTWRITEBYTECODE).
             self._run([py, "-m", "compileall", "-q", "-j", "0", str(tmp / "lib")], log, "Compiling bytecode")
             (tmp / READY_MARKER).write_text(
