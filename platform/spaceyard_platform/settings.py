@@ -124,6 +124,10 @@ class Settings(BaseSettings):
         description="Bearer token /metrics requires; then it lists every Space by id. Unset: /metrics is open "
         'and private Spaces appear only summed as space="(private)".',
     )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="Operator event lines (push, build, stage change) on standard output: text (logfmt) or json.",
+    )
     embedded_worker: bool = Field(
         True, description="spaceyard up also starts a build worker process (turn off with external workers)."
     )

@@ -72,6 +72,13 @@ COLORS = {
 
 router = APIRouter(include_in_schema=False)
 
+EXPLORE_SORTS: dict[str, tuple[Any, ...]] = {
+    "recent": (Space.updated_at.desc(), Space.id),
+    "name": (Space.name, Space.owner, Space.id),
+    "created": (Space.created_at.desc(), Space.id),
+}
+"""Explore's orders (``?sort=``): recently updated (default), by name, newest."""
+
 
 # ---------------------------------------------------------------------------------------------- helpers
 def web_user(request: Request, svc: ServicesDep, session: Annotated[Session, Depends(get_session)]) -> SignedIn | None:
@@ -281,9 +288,11 @@ def explore(
     owner: str = "",
     sdk: str = "",
     page: int = 1,
+    sort: str = "recent",
 ) -> Response:
     principal = principal_of(user)
-    query = select(Space).order_by(Space.updated_at.desc(), Space.id)
+    sort = sort if sort in EXPLORE_SORTS else "recent"
+    query = select(Space).order_by(*EXPLORE_SORTS[sort])
     if owner:
         query = query.where(Space.owner == owner)
     if sdk:
@@ -305,6 +314,8 @@ def explore(
 
     def page_url(n: int) -> str:
         params = {k: v for k, v in (("q", q), ("owner", owner), ("sdk", sdk)) if v}
+        if sort != "recent":
+            params["sort"] = sort
         if n > 1:
             params["page"] = str(n)
         return "/spaces" + (f"?{urlencode(params)}" if params else "")
@@ -320,6 +331,7 @@ def explore(
         sdk=sdk,
         sdks=SDKS,
         owners=owners,
+        sort=sort,
         page=page,
         pages=pages,
         prev_url=page_url(page - 1) if page > 1 else "",
