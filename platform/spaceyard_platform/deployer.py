@@ -19,6 +19,7 @@ Stage machine (the Hub's names)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -36,7 +37,7 @@ from spaceyard_runtime.errors import CapacityPending, RuntimeBackendError
 from spaceyard_runtime.idle import should_sleep
 
 from . import metrics
-from .buildqueue import BuildQueue
+from .buildqueue import BuildQueue, BuildTimeout
 from .crypto import SecretBox
 from .db.models import Build, Space, SpaceSecret, SpaceVariable
 from .db.session import Database
@@ -54,6 +55,8 @@ DRAIN = 1.0
 WAITING_STAGE = "SCHEDULING"
 """Waiting for hardware capacity (a Kubernetes pod Pending for a GPU node): never idle, never failed."""
 ERROR_STAGES = ("CONFIG_ERROR", "NO_APP_FILE", "BUILD_ERROR", "RUNTIME_ERROR")
+IN_PROGRESS_STAGES = ("BUILDING", "RUNNING_BUILDING", "APP_STARTING", "RUNNING_APP_STARTING", WAITING_STAGE)
+"""Stages a restart may have interrupted: their build or deploy is resumed at start."""
 
 
 @dataclass
@@ -112,22 +115,46 @@ class Deployer:
 
     # ------------------------------------------------------------------ lifecycle of the deployer
     async def start(self) -> None:
+        """Rebuild routes from the database and resume what the previous process left in progress.
+
+        Nothing runs after a restart, so a Space that was serving comes back ``SLEEPING`` (the next visit
+        wakes it). Its latest build is then resumed where it stopped: still queued or running -> re-queued
+        (the worker that held it may be gone) and awaited; finished but never deployed (the process
+        stopped while it started, or before it learnt the result) -> deployed now, so the version that
+        serves is the one the API reports."""
         spaces, builds = await asyncio.to_thread(self._load_all)
         for space in spaces:
             state = self._state(space.id, space.space_id)
             build = builds.get(space.serving_build_id or "")
             if build is not None:
                 state.serving = _serving_of(build)
+            latest = builds.get(space.latest_build_id or "")
+            pending = latest is not None and latest.status == "queued"
+            undeployed = (
+                latest is not None
+                and latest.status == "succeeded"
+                and latest.id != space.serving_build_id
+                and not space.paused
+                and space.stage in IN_PROGRESS_STAGES
+            )
             stage = space.stage
-            if state.serving is not None and stage in SERVING_STAGES + ("APP_STARTING", "SLEEPING"):
+            if state.serving is not None and stage in SERVING_STAGES + ("APP_STARTING", "SLEEPING", WAITING_STAGE):
                 stage = "SLEEPING"  # nothing runs after a restart; the next visit wakes it
+            elif state.serving is None and stage in ("APP_STARTING", WAITING_STAGE) and not undeployed:
+                stage = "BUILDING" if pending else space.stage
+            if pending and not space.paused:
+                stage = "RUNNING_BUILDING" if state.serving is not None else "BUILDING"
             self._set_route(space, stage, state)
             if stage != space.stage:
                 await self._save_stage(space.id, stage, space.error_message)
-            pending = builds.get(space.latest_build_id or "")
-            if pending is not None and pending.status == "queued":
-                state.latest_build = pending.id
-                self._spawn(self._await_build(space.id, pending.id))
+            if latest is not None and pending:
+                state.latest_build = latest.id
+                await self._requeue_build(space, latest)
+                self._spawn(self._await_build(space.id, latest.id))
+            elif latest is not None and undeployed:
+                state.latest_build = latest.id
+                log.info("resuming the deploy of %s (build %s)", space.space_id, latest.id)
+                self._spawn(self._deploy(space, state, _serving_of(latest)))
         self._idle_task = asyncio.create_task(self._idle_loop())
         self._spawn(self._prewarm_sleeping())
 
@@ -267,7 +294,26 @@ class Deployer:
         if space.paused:
             stage = "PAUSED"
         await self._save_stage(pk, stage, None)
-        request = BuildRequest(
+        request = self._build_request(space, build_id, revision, no_cache, secrets, variables)
+        try:
+            await asyncio.to_thread(self.queue.submit, request)
+        except Exception as exc:  # the broker is down or misconfigured: say so, never stay BUILDING
+            log.exception("queueing build %s of %s", build_id, space.space_id)
+            await self._fail_build(pk, build_id, f"could not queue the build: {exc}")
+            return build_id
+        self._spawn(self._await_build(pk, build_id))
+        return build_id
+
+    def _build_request(
+        self,
+        space: Space,
+        build_id: str,
+        revision: str,
+        no_cache: bool,
+        secrets: dict[str, str],
+        variables: dict[str, str],
+    ) -> BuildRequest:
+        return BuildRequest(
             build_id=build_id,
             space_id=space.space_id,
             revision=revision,
@@ -277,9 +323,56 @@ class Deployer:
             secrets=secrets if space.sdk == "docker" else {},
             no_cache=no_cache,
         )
-        await asyncio.to_thread(self.queue.submit, request)
-        self._spawn(self._await_build(pk, build_id))
-        return build_id
+
+    async def _requeue_build(self, space: Space, build: Build) -> None:
+        secrets, variables = await asyncio.to_thread(self._secrets_and_variables, space.id)
+        request = self._build_request(space, build.id, build.revision, build.no_cache, secrets, variables)
+        try:
+            if await asyncio.to_thread(self.queue.requeue, request):
+                log.info("re-queued build %s of %s", build.id, space.space_id)
+        except Exception as exc:
+            log.exception("re-queueing build %s", build.id)
+            await self._fail_build(space.id, build.id, f"could not queue the build again: {exc}")
+
+    async def requeue(self) -> None:
+        """The build worker died: send again every latest build that has not finished (its message may
+        have died with the worker). Called by the embedded worker's supervisor."""
+        pending = [(s.pk, s.latest_build) for s in list(self.states.values()) if s.latest_build]
+
+        def load() -> list[tuple[Space, Build]]:
+            with self.db.session() as s:
+                out = []
+                for pk, build_id in pending:
+                    build, space = s.get(Build, build_id), s.get(Space, pk)
+                    if build is not None and space is not None and build.status == "queued":
+                        out.append((space, build))
+                return out
+
+        for space, build in await asyncio.to_thread(load):
+            await self._requeue_build(space, build)
+
+    async def _fail_build(self, pk: str, build_id: str, reason: str) -> None:
+        """End a build the worker will not finish: recorded failed, its log closed with the reason, and the
+        Space ``BUILD_ERROR`` (an older version, if any, keeps serving)."""
+
+        def record() -> bool:
+            with self.db.session() as s:
+                build = s.get(Build, build_id)
+                if build is None or build.status != "queued":
+                    return False
+                build.status, build.stage, build.reason = "failed", "BUILD_ERROR", reason
+                build.finished_at = datetime.now(UTC)
+                return True
+
+        if not await asyncio.to_thread(record):
+            return
+        metrics.BUILDS.labels(result="BUILD_ERROR").inc()
+        with contextlib.suppress(Exception):
+            self.log_store.append(f"build/{build_id}", f"--> BUILD_ERROR: {reason}")
+            self.log_store.close(f"build/{build_id}")
+        state = self.states.get(pk)
+        if state is not None and state.latest_build == build_id:
+            await self._save_stage(pk, "BUILD_ERROR", reason)
 
     def _secrets_and_variables(self, pk: str) -> tuple[dict[str, str], dict[str, str]]:
         with self.db.session() as s:
@@ -298,9 +391,11 @@ class Deployer:
             await self._on_build_done(pk, result)
         except asyncio.CancelledError:
             raise
+        except BuildTimeout as exc:
+            await self._fail_build(pk, build_id, str(exc))
         except Exception as exc:
             log.exception("build %s", build_id)
-            await self._save_stage(pk, "BUILD_ERROR", f"internal error while building: {exc}")
+            await self._fail_build(pk, build_id, f"internal error while building: {exc}")
 
     async def _on_build_done(self, pk: str, result: BuildResult) -> None:
         metrics.BUILDS.labels(result="ok" if result.ok else result.stage).inc()
@@ -309,8 +404,8 @@ class Deployer:
         def record() -> Build | None:
             with self.db.session() as s:
                 build = s.get(Build, result.build_id)
-                if build is None:
-                    return None
+                if build is None or build.status != "queued":
+                    return None  # gone, or already ended (failed by a deadline)
                 build.status = "succeeded" if result.ok else "failed"
                 build.stage, build.reason = result.stage, result.reason
                 build.artifact, build.app_dir = result.artifact, result.app_dir

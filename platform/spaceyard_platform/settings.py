@@ -76,7 +76,14 @@ class Settings(BaseSettings):
         "headers are trusted; unset = trust none (visitors cannot spoof their address).",
     )
     embedded_worker: bool = Field(
-        True, description="spaceyard up also starts a build worker process (turn off with external workers)."
+        True,
+        description="spaceyard up also starts a build worker process, supervised: restarted when it dies, "
+        "killed with the platform (turn off with external workers).",
+    )
+    worker_stop_grace: float = Field(
+        10.0,
+        description="Seconds a stopping platform lets the embedded worker's running build go on before killing "
+        "it; a build cut off this way is started again by the next platform, not failed.",
     )
 
     @property
