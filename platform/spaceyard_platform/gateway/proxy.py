@@ -493,12 +493,13 @@ class Gateway:
                     route.touch()
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             except UpstreamError:
-                # The app died or went silent mid-stream (or the visitor left and the watcher closed it).
-                complete = not any(name == b"content-length" for name, _ in raw_headers)
+                # The app died or went silent mid-stream (or the visitor left and the watcher closed it):
+                # returning without completing makes the server drop the connection without the chunked
+                # terminator (or short of Content-Length), so the visitor sees a broken response, never a
+                # truncated body that looks whole.
+                complete = False
             if complete:
                 await send({"type": "http.response.body", "body": b""})
-            # else: the body is shorter than its Content-Length: returning without completing makes
-            # the server drop the connection, so the visitor sees a truncated response, not a short one.
         finally:
             if watcher is not None:
                 watcher.cancel()
