@@ -84,6 +84,9 @@ class SpaceState:
     waking: asyncio.Future[Endpoint] | None = None
     monitor: asyncio.Task[None] | None = None
     latest_build: str | None = None
+    starting: asyncio.Task[AppHandle | None] | None = None
+    wake_task: asyncio.Task[None] | None = None
+    """A new version being started (outside the lock): cancelled by a newer deploy, pause or delete."""
 
 
 class Deployer:
@@ -112,6 +115,8 @@ class Deployer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._idle_task: asyncio.Task[None] | None = None
         routes.waker = self
+        # counted from the truth (a running handle) at each scrape: deploys, wakes, sleeps, crashes alike
+        metrics.AWAKE.set_function(lambda: sum(1 for s in list(self.states.values()) if s.handle is not None))
 
     # ------------------------------------------------------------------ lifecycle of the deployer
     async def start(self) -> None:
@@ -477,6 +482,10 @@ class Deployer:
         return sink
 
     async def _deploy(self, space: Space, state: SpaceState, serving: Serving) -> None:
+        """Start ``serving`` and swap it in. The start (which may take minutes, or hang until the start
+        timeout) runs *outside* the Space's lock as its own task, ``state.starting``: a push, pause,
+        restart or delete meanwhile does not wait for it, it cancels it (the half-started app is
+        stopped). Only the swap takes the lock again, and only if this build is still the latest."""
         async with state.lock:
             if state.latest_build != serving.build_id:
                 return
@@ -488,25 +497,28 @@ class Deployer:
                 if old is not None:
                     self._spawn(self._stop_later(state, old))
                 return
+            self._cancel_start(state)
             was_serving = state.handle is not None
             await self._save_stage(space.id, "RUNNING_APP_STARTING" if was_serving else "APP_STARTING", None)
             run_key = f"run/{space.owner}--{space.name}/{serving.build_id}-{int(time.time() * 1000)}"
-            spec = await self._spec(space, serving)
-            started = time.monotonic()
-            try:
-                handle = await self.runtime.start(spec, self._run_sink(run_key))
-            except RuntimeBackendError as exc:
-                await self._save_stage(space.id, "RUNTIME_ERROR", str(exc))
+            starting = self._spawn(self._start_version(space, state, serving, run_key))
+            state.starting = starting
+        try:
+            handle = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            if not starting.cancelled():
+                starting.cancel()  # we were cancelled (shutdown): the start goes too
+                raise
+            return  # superseded, paused or deleted while starting
+        finally:
+            if state.starting is starting:
+                state.starting = None
+        if handle is None:
+            return
+        async with state.lock:
+            if state.latest_build != serving.build_id or self.states.get(state.pk) is not state:
+                await self.runtime.remove(handle)  # superseded at the last moment
                 return
-            try:
-                await self._await_ready(space.id, handle, self._start_timeout(serving))
-            except RuntimeBackendError as exc:
-                await self.runtime.stop(handle)
-                tail = getattr(exc, "log_tail", "")
-                await self._save_stage(space.id, "RUNTIME_ERROR", str(exc) + (f"\n{tail}" if tail else ""))
-                self.log_store.close(run_key)
-                return
-            metrics.APP_START_SECONDS.observe(time.monotonic() - started)
             old, old_suspended, old_serving = state.handle, state.suspended, state.serving
             state.serving, state.handle, state.suspended = serving, handle, None
             space = (
@@ -524,6 +536,59 @@ class Deployer:
             for previous in (old, old_suspended):
                 if previous is not None:
                     self._spawn(self._stop_later(state, previous))
+
+    def _cancel_start(self, state: SpaceState, wake: bool = False) -> None:
+        """Cancel a version being started (and, for pause and delete, a wake in progress)."""
+        if state.starting is not None and not state.starting.done():
+            state.starting.cancel()
+        state.starting = None
+        if wake and state.wake_task is not None and not state.wake_task.done():
+            state.wake_task.cancel()
+
+    async def _start_version(self, space: Space, state: SpaceState, serving: Serving, run_key: str) -> AppHandle | None:
+        """Start a version and wait until it answers; ``None`` (stage ``RUNTIME_ERROR`` saved) if it fails.
+        Cancelled, it stops whatever it started."""
+
+        def still_latest() -> bool:
+            return state.latest_build == serving.build_id and self.states.get(state.pk) is state
+
+        spec = await self._spec(space, serving)
+        started = time.monotonic()
+        start = asyncio.ensure_future(self.runtime.start(spec, self._run_sink(run_key)))
+        try:
+            handle = await asyncio.shield(start)
+        except asyncio.CancelledError:
+            start.add_done_callback(lambda f: self._remove_started(f))
+            raise
+        except RuntimeBackendError as exc:
+            if still_latest():
+                await self._save_stage(space.id, "RUNTIME_ERROR", str(exc))
+            return None
+        try:
+            await self._await_ready(space.id, handle, self._start_timeout(serving))
+        except asyncio.CancelledError:
+            self._spawn(self._remove_quietly(handle))
+            self.log_store.close(run_key)
+            raise
+        except RuntimeBackendError as exc:
+            await self.runtime.stop(handle)
+            tail = getattr(exc, "log_tail", "")
+            if still_latest():
+                await self._save_stage(space.id, "RUNTIME_ERROR", str(exc) + (f"\n{tail}" if tail else ""))
+            self.log_store.close(run_key)
+            return None
+        metrics.APP_START_SECONDS.observe(time.monotonic() - started)
+        return handle
+
+    def _remove_started(self, fut: asyncio.Future[AppHandle]) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            self._spawn(self._remove_quietly(fut.result()))
+
+    async def _remove_quietly(self, handle: AppHandle) -> None:
+        try:
+            await self.runtime.remove(handle)
+        except Exception:
+            log.exception("stopping a cancelled start")
 
     async def _await_ready(self, pk: str, handle: AppHandle, timeout: float) -> None:
         """``Runtime.wait_ready``, except that waiting for capacity is a stage of its own (``SCHEDULING``
@@ -621,7 +686,7 @@ class Deployer:
             raise WakeRefused(route.reason or "This Space failed to start", 503, route.stage)
         if state.waking is None or state.waking.done():
             state.waking = asyncio.get_running_loop().create_future()
-            self._spawn(self._do_wake(state))
+            state.wake_task = self._spawn(self._do_wake(state))
         return await asyncio.shield(state.waking)
 
     async def _do_wake(self, state: SpaceState) -> None:
@@ -647,6 +712,10 @@ class Deployer:
                     handle = await self.runtime.start(await self._spec(space, serving), sink)
                 try:
                     await self._await_ready(state.pk, handle, self._start_timeout(serving))
+                except asyncio.CancelledError:  # paused or deleted while waking
+                    self._spawn(self._remove_quietly(handle))
+                    state.suspended = None
+                    raise
                 except RuntimeBackendError as exc:
                     await self.runtime.stop(handle)
                     state.suspended = None
@@ -662,7 +731,6 @@ class Deployer:
                 fut.set_result(handle.endpoint)
                 metrics.WAKES.labels(space=state.space_id, mode=handle.start_mode).inc()
                 metrics.WAKE_SECONDS.labels(space=state.space_id).observe(time.monotonic() - started)
-                metrics.AWAKE.inc()
                 self._watch(state, handle)
                 await starting
                 saved = await self._save_stage(state.pk, "RUNNING", None, run_log_key=run_key)
@@ -725,12 +793,12 @@ class Deployer:
             await self.runtime.suspend(handle)
             state.suspended = handle
             metrics.SLEEPS.labels(space=state.space_id).inc()
-            metrics.AWAKE.dec()
 
     # ------------------------------------------------------------------ owner actions
     async def pause(self, pk: str) -> None:
         state = self.states.get(pk)
         if state is not None:
+            self._cancel_start(state, wake=True)
             async with state.lock:
                 for handle in (state.handle, state.suspended):
                     if handle is not None:
@@ -770,6 +838,7 @@ class Deployer:
         state = self.states.pop(pk, None)
         if state is None:
             return
+        self._cancel_start(state, wake=True)
         async with state.lock:
             for handle in (state.handle, state.suspended):
                 if handle is not None:

@@ -29,3 +29,4 @@ APP_START_SECONDS = Histogram(
     registry=REGISTRY,
 )
 AWAKE = Gauge("spaceyard_awake_spaces", "Spaces with a running app", registry=REGISTRY)
+"""Counted by the deployer from its running apps at each scrape, never incremented (so never negative)."""

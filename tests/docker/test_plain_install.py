@@ -30,8 +30,10 @@ def plain_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv = tmp_path_factory.mktemp("plain") / "venv"
     uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
     subprocess.run([uv, "venv", "-q", "-p", "3.11", str(venv)], check=True)
-    # exactly `pip install .` from the repository root (uv's pip, for its cache): runtime dependencies only
-    subprocess.run([uv, "pip", "install", "-q", "-p", str(venv / "bin" / "python"), str(ROOT)], check=True)
+    # exactly `pip install .` from the repository root (uv's pip, for its cache, compiling bytecode as pip
+    # does): runtime dependencies only
+    python = str(venv / "bin" / "python")
+    subprocess.run([uv, "pip", "install", "-q", "--compile-bytecode", "-p", python, str(ROOT)], check=True)
     listed = subprocess.run([uv, "pip", "list", "-p", str(venv / "bin" / "python")], capture_output=True, text=True)
     assert "pytest" not in listed.stdout and "huggingface-hub" not in listed.stdout  # no test extras
     return venv
