@@ -36,7 +36,7 @@ class BuildQueue:
 
     def submit(self, request: BuildRequest) -> None:
         """Enqueue a build; the task id is the build id, so a retried submit is the same build."""
-        self.celery.send_task(BUILD_TASK, args=[request.model_dump()], task_id=request.build_id)
+        self.celery.send_task(BUILD_TASK, args=[request.queue_message()], task_id=request.build_id)
 
     def requeue(self, request: BuildRequest) -> bool:
         """Send again a build whose worker may have died with it (a no-op where the broker re-delivers).

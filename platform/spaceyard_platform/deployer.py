@@ -41,7 +41,7 @@ from .buildqueue import BuildQueue, BuildTimeout
 from .crypto import SecretBox
 from .db.models import Build, Space, SpaceSecret, SpaceVariable
 from .db.session import Database
-from .gateway.routes import Route, RouteTable, WakeRefused, subdomain_for
+from .gateway.routes import Route, RouteTable, WakeRefused
 from .repos import RepoStore
 from .settings import Settings
 
@@ -250,6 +250,7 @@ class Deployer:
             static_index = serving.app_file or "index.html"
         route = Route(
             space_id=space.space_id,
+            label=space.app_label,
             stage=stage,
             upstream=state.handle.endpoint if state.handle else None,
             static_root=static_root,
@@ -284,7 +285,7 @@ class Deployer:
         state.latest_build = build_id
         serving = state.handle is not None or (state.serving is not None and space.stage in SERVING_STAGES)
         stage = "RUNNING_BUILDING" if serving else "BUILDING"
-        secrets, variables = await asyncio.to_thread(self._secrets_and_variables, pk)
+        _, variables = await asyncio.to_thread(self._secrets_and_variables, pk)
 
         def record() -> None:
             with self.db.session() as s:
@@ -299,7 +300,7 @@ class Deployer:
         if space.paused:
             stage = "PAUSED"
         await self._save_stage(pk, stage, None)
-        request = self._build_request(space, build_id, revision, no_cache, secrets, variables)
+        request = self._build_request(space, build_id, revision, no_cache, variables)
         try:
             await asyncio.to_thread(self.queue.submit, request)
         except Exception as exc:  # the broker is down or misconfigured: say so, never stay BUILDING
@@ -315,7 +316,6 @@ class Deployer:
         build_id: str,
         revision: str,
         no_cache: bool,
-        secrets: dict[str, str],
         variables: dict[str, str],
     ) -> BuildRequest:
         return BuildRequest(
@@ -325,13 +325,13 @@ class Deployer:
             repo=str(self.repos.path(space.owner, space.name)),
             log_key=f"build/{build_id}",
             variables=variables,
-            secrets=secrets if space.sdk == "docker" else {},
+            secrets_ref=space.id if space.sdk == "docker" else None,  # the worker reads them: never in the queue
             no_cache=no_cache,
         )
 
     async def _requeue_build(self, space: Space, build: Build) -> None:
-        secrets, variables = await asyncio.to_thread(self._secrets_and_variables, space.id)
-        request = self._build_request(space, build.id, build.revision, build.no_cache, secrets, variables)
+        _, variables = await asyncio.to_thread(self._secrets_and_variables, space.id)
+        request = self._build_request(space, build.id, build.revision, build.no_cache, variables)
         try:
             if await asyncio.to_thread(self.queue.requeue, request):
                 log.info("re-queued build %s of %s", build.id, space.space_id)
@@ -443,7 +443,7 @@ class Deployer:
             "SPACE_AUTHOR_NAME": space.owner,
             "SPACE_REPO_NAME": space.name,
             "SPACE_TITLE": str(serving.config.get("title") or space.name),
-            "SPACE_HOST": f"{subdomain_for(space.space_id)}.{apps_domain}",
+            "SPACE_HOST": f"{space.app_label}.{apps_domain}",
             "SPACE_CREATOR_USER_ID": space.owner,
             "SYSTEM": "spaces",
             "ACCELERATOR": flavor.accelerator or "none",

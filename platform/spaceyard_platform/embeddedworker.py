@@ -29,6 +29,7 @@ from pathlib import Path
 
 from spaceyard_builder.lifeline import die_with_parent
 
+from .private import private_file
 from .settings import Settings
 
 log = logging.getLogger("spaceyard.worker")
@@ -95,7 +96,7 @@ class EmbeddedWorker:
         return self.proc.pid if self.proc is not None else None
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        logfile = open(self.settings.data_dir / "worker.log", "ab")  # noqa: SIM115 - owned by the process
+        logfile = open(private_file(self.settings.data_dir / "worker.log"), "ab")  # noqa: SIM115 - owned by the process
         try:
             proc = subprocess.Popen(
                 [
