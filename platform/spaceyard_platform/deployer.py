@@ -768,6 +768,8 @@ class Deployer:
                 sleep_time=sleep_times.get(state.pk),
                 default_sleep_time=self.settings.default_sleep_time,
                 stage=route.stage,
+                in_flight=route.in_flight,
+                busy_max=self.settings.sleep_busy_max,
             ):
                 await self.sleep(state.pk)
 

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
         172800, description="Seconds of inactivity before a Space sleeps, unless it sets its own; -1 = never."
     )
     idle_check_interval: float = Field(1.0, description="Seconds between idle checks.")
+    sleep_busy_max: float = Field(
+        3600.0,
+        description="A Space does not sleep while requests or websockets to it are open; if they stay open "
+        "with no traffic, it sleeps anyway this many seconds after its sleep time.",
+    )
     wake_timeout: float = Field(60.0, description="Seconds a request is held while its Space wakes, then 503.")
     version_grace: float = Field(
         30.0,

@@ -460,7 +460,8 @@ class Gateway:
                 refresh=refresh,
             )
             return
-        await self._proxy(scope, receive, proxied_send, match, route, endpoint, extra)
+        with route.busy():  # an open request keeps its Space awake (Deployer idle check)
+            await self._proxy(scope, receive, proxied_send, match, route, endpoint, extra)
 
     # -- origins and the sign-in hop -------------------------------------------------------------
 
@@ -692,9 +693,10 @@ class Gateway:
         target = (raw_path + b"?" + query) if query else raw_path
         url = URL(f"http://{endpoint.host}:{endpoint.port}{target.decode('latin-1')}", encoded=True)
         forward = self._forward_headers(scope, match, route, websocket_=True)
-        await websocket.relay(
-            self._session_get(), scope, receive, send, url, forward, route, self.settings.stream_idle_timeout
-        )
+        with route.busy():  # an open websocket keeps its Space awake, quiet or not
+            await websocket.relay(
+                self._session_get(), scope, receive, send, url, forward, route, self.settings.stream_idle_timeout
+            )
 
 
 async def _send_body(receive: Receive, conn: UpstreamConnection, *, chunked: bool) -> bool:

@@ -13,6 +13,8 @@ meanwhile, or raises :class:`WakeRefused` (paused, failed, building for the firs
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -68,9 +70,22 @@ class Route:
     def subdomain(self) -> str:
         return self.label or subdomain_for(self.space_id)
 
+    in_flight: int = 0
+    """Requests and websockets open to the serving app right now: the idle check waits for them."""
+
     def touch(self) -> None:
         """Record activity (any request, streamed bytes, websocket frame)."""
         self.last_activity = time.monotonic()
+
+    @contextmanager
+    def busy(self) -> Iterator[None]:
+        """Count an open request or websocket for as long as it lasts; its end is activity too."""
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self.touch()
 
 
 class Waker(Protocol):
