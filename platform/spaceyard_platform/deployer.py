@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -847,6 +848,10 @@ class Deployer:
                     await self.runtime.remove(handle)
             state.latest_build = None
         self.routes.remove(state.space_id)
+        # its exported commits go with it (environments are shared by content: kept for other Spaces)
+        owner, _, name = state.space_id.partition("/")
+        sources = self.settings.data_dir / "sources" / f"{owner}--{name}"
+        await asyncio.to_thread(shutil.rmtree, sources, True)
 
     def register(self, space: Space) -> None:
         """A new Space exists: give it a route (stage only, nothing to serve yet)."""

@@ -44,6 +44,7 @@ def test_pause_and_delete_do_not_wait_for_a_hanging_start(faulty, tmp_path: Path
     r = srv.api("DELETE", "/api/repos/delete", json={"type": "space", "name": "deleted", "organization": "admin"})
     assert r.status_code == 200, r.text
     assert srv.api("GET", "/api/spaces/admin/deleted/runtime").status_code == 404
+    assert not (f.data / "sources" / "admin--deleted").exists()  # its exported commits are gone too
     assert _awake(srv) == 0  # nothing runs; the faulty fixture then checks no process is left
 
 
