@@ -94,6 +94,11 @@ class BuilderSettings(BaseSettings):
         description="Largest YAML accepted from users (README front matter, /api/validate-yaml), in bytes; "
         "aliases, nesting and the expanded size are bounded too (docs/security.md).",
     )
+    log_max_bytes: int = Field(
+        16 * 1024 * 1024,
+        description="File log store: a log (a Space's app output since it started, a build) keeps about this "
+        "many bytes; past half of it the older half is dropped (0 = no limit). Redis: see redis_log_maxlen.",
+    )
     redis_log_prefix: str = Field("spaceyard:log:", description="Prefix of every Redis key of the Redis log store.")
     redis_log_maxlen: int = Field(
         100_000, description="Redis log store: a live log stream keeps at most about this many lines (XADD MAXLEN ~)."

@@ -33,6 +33,7 @@ from sqlalchemy import select
 
 from spaceyard_builder.api import BuildRequest, BuildResult
 from spaceyard_builder.logs import LogStore
+from spaceyard_builder.logwriter import LogWriter
 from spaceyard_runtime.api import AppHandle, AppSpec, AppState, Endpoint, Flavor, Runtime
 from spaceyard_runtime.errors import CapacityPending, RuntimeBackendError
 from spaceyard_runtime.idle import should_sleep
@@ -109,6 +110,7 @@ class Deployer:
         self.routes = routes
         self.runtime = runtime
         self.log_store = log_store
+        self.log_writer = LogWriter(log_store)
         self.queue = queue
         self.secretbox = secretbox
         self.flavors = flavors
@@ -192,6 +194,7 @@ class Deployer:
                     except Exception:  # shutting down: keep going
                         log.exception("stopping %s", state.space_id)
         await self.runtime.aclose()
+        await asyncio.to_thread(self.log_writer.stop)
 
     def _load_all(self) -> tuple[list[Space], dict[str, Build]]:
         with self.db.session() as s:
@@ -475,12 +478,8 @@ class Deployer:
         )
 
     def _run_sink(self, key: str) -> Any:
-        store = self.log_store
-
-        def sink(line: str) -> None:
-            store.append(key, line)
-
-        return sink
+        """Where an app's output goes: queued in memory, written in batches by the log writer's thread."""
+        return self.log_writer.sink(key)
 
     async def _deploy(self, space: Space, state: SpaceState, serving: Serving) -> None:
         """Start ``serving`` and swap it in. The start (which may take minutes, or hang until the start
@@ -569,14 +568,14 @@ class Deployer:
             await self._await_ready(space.id, handle, self._start_timeout(serving))
         except asyncio.CancelledError:
             self._spawn(self._remove_quietly(handle))
-            self.log_store.close(run_key)
+            self.log_writer.close(run_key)
             raise
         except RuntimeBackendError as exc:
             await self.runtime.stop(handle)
             tail = getattr(exc, "log_tail", "")
             if still_latest():
                 await self._save_stage(space.id, "RUNTIME_ERROR", str(exc) + (f"\n{tail}" if tail else ""))
-            self.log_store.close(run_key)
+            self.log_writer.close(run_key)
             return None
         metrics.APP_START_SECONDS.observe(time.monotonic() - started)
         return handle
@@ -665,7 +664,11 @@ class Deployer:
                     if route is not None:
                         route.upstream = None
                     space = await asyncio.to_thread(self._get_space, state.pk)
-                    tail = "\n".join(e.data for e in self.log_store.tail(space.run_log_key or "", 20))
+                    key = space.run_log_key or ""
+                    await asyncio.to_thread(self.log_writer.flush)
+                    entries = await asyncio.to_thread(self.log_store.tail, key, 20)
+                    tail = "\n".join(e.data for e in entries)
+                    self.log_writer.close(key)  # the app ended: so does its log (followers return)
                     reason = status.message or f"the app exited with code {status.exit_code}"
                     await self._save_stage(state.pk, "RUNTIME_ERROR", f"{reason}\n{tail}".strip())
                 return
@@ -794,6 +797,9 @@ class Deployer:
                 state.monitor.cancel()
             await self._save_stage(pk, "SLEEPING", None)
             await self.runtime.suspend(handle)
+            space = await asyncio.to_thread(self._get_space, pk)
+            if space.run_log_key:
+                self.log_writer.close(space.run_log_key)  # the next wake writes a new one
             state.suspended = handle
             metrics.SLEEPS.labels(space=state.space_id).inc()
 
