@@ -125,7 +125,7 @@ def start_server(
         log_path=log_path,
         env=env,
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120  # a loaded 2-core machine takes 30 s and more to import everything
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"spaceyard up exited: {proc.returncode}\n{server.tail_log()}")
@@ -136,7 +136,7 @@ def start_server(
             pass
         time.sleep(0.1)
     server.stop()
-    raise RuntimeError(f"spaceyard up did not answer in 60s\n{server.tail_log()}")
+    raise RuntimeError(f"spaceyard up did not answer in 120s\n{server.tail_log()}")
 
 
 def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -38,7 +38,7 @@ from spaceyard_runtime.api import AppHandle, AppSpec, AppState, Endpoint, Flavor
 from spaceyard_runtime.errors import CapacityPending, RuntimeBackendError
 from spaceyard_runtime.idle import should_sleep
 
-from . import metrics
+from . import diskgc, metrics
 from .buildqueue import BuildQueue, BuildTimeout
 from .crypto import SecretBox
 from .db.models import Build, Space, SpaceSecret, SpaceVariable
@@ -164,6 +164,8 @@ class Deployer:
                 log.info("resuming the deploy of %s (build %s)", space.space_id, latest.id)
                 self._spawn(self._deploy(space, state, _serving_of(latest)))
         self._idle_task = asyncio.create_task(self._idle_loop())
+        if self.settings.gc_interval > 0:
+            self._spawn(self._gc_loop())
         self._spawn(self._prewarm_sleeping())
 
     async def _prewarm_sleeping(self) -> None:
@@ -746,6 +748,31 @@ class Deployer:
                 fut.exception()  # mark retrieved: callers may all have given up
             if not isinstance(exc, Exception):
                 raise
+
+    # ------------------------------------------------------------------ disk
+    async def collect_garbage(self) -> diskgc.Collected:
+        builder = self.settings.builder()
+        out = await asyncio.to_thread(
+            diskgc.collect,
+            self.db,
+            self.settings.data_dir,
+            builder.envs_root,
+            envs=builder.env_dir is None,
+            keep_recent=self.settings.gc_grace,
+        )
+        for area, used in out.usage.items():
+            metrics.DISK.labels(area=area).set(used)
+        if out.removed:
+            log.info("collected %d unused exports/environments, %d MB", len(out.removed), out.freed // 2**20)
+        return out
+
+    async def _gc_loop(self) -> None:
+        while True:
+            try:
+                await self.collect_garbage()
+            except Exception:
+                log.exception("collecting unused exports and environments")
+            await asyncio.sleep(self.settings.gc_interval)
 
     # ------------------------------------------------------------------ sleep
     async def _idle_loop(self) -> None:

@@ -49,6 +49,16 @@ class Settings(BaseSettings):
         172800, description="Seconds of inactivity before a Space sleeps, unless it sets its own; -1 = never."
     )
     idle_check_interval: float = Field(1.0, description="Seconds between idle checks.")
+    gc_interval: float = Field(
+        3600.0,
+        description="Seconds between collections of exported commits (and, when they live in DATA_DIR, "
+        "environments) no Space uses; also refreshes spaceyard_disk_bytes. 0 = only `spaceyard gc`.",
+    )
+    gc_grace: float = Field(
+        3600.0,
+        description="Exports and environments of builds from the last this-many seconds are never collected "
+        "(a replaced version may still serve its visitors).",
+    )
     sleep_busy_max: float = Field(
         3600.0,
         description="A Space does not sleep while requests or websockets to it are open; if they stay open "
