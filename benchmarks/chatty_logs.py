@@ -68,7 +68,7 @@ def measure(label: str, venv: Path | None, env_dir: Path, lines: int) -> dict[st
         tmp = Path(tmp_s)
         srv = start_server(tmp / "data", _free_port(), env_dir, {"SPACEYARD_DEFAULT_SLEEP_TIME": "-1"}, venv=venv)
         try:
-            for name, extra in (("quiet", ""), ("chatty", FLOOD)):
+            for name, extra in (("quiet", "\n# quiet\n"), ("chatty", FLOOD)):
                 srv.create_space(f"admin/{name}")
                 wc = working_copy(tmp / name, "hello-gradio")
                 app = wc / "app.py"
