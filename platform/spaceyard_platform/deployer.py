@@ -268,6 +268,9 @@ class Deployer:
             version=serving.build_id if serving is not None and state.handle is not None else "",
         )
         old = self.routes.by_id(space.space_id)
+        if old is not None:  # what the gateway counts and learns outlives a rebuilt route
+            route.open_requests, route.gradio_state = old.open_requests, old.gradio_state
+            route.last_activity = max(route.last_activity, old.last_activity)
         if old is not None and old.previous is not None and route.upstream is not None:
             route.previous, route.previous_version = old.previous, old.previous_version
             route.previous_used = old.previous_used
