@@ -770,6 +770,7 @@ class Deployer:
         return out
 
     async def _gc_loop(self) -> None:
+        await asyncio.sleep(min(60.0, self.settings.gc_interval))  # not in the way of a start
         while True:
             try:
                 await self.collect_garbage()
