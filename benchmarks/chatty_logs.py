@@ -131,7 +131,8 @@ def main() -> None:
     md = (
         f"`python benchmarks/chatty_logs.py --lines {args.lines}`: 200 sequential `GET /config` of a quiet "
         f"Gradio Space through the gateway, at rest and while another Space prints {args.lines:,} lines of "
-        "~75 bytes (2-core machine shared with other work; same-run baseline).\n\n" + "\n".join(table)
+        "~75 bytes (2-core machine shared with other work; same-run baseline). Compare each row's flood "
+        "with its own rest: the machine's load changed between the runs.\n\n" + "\n".join(table)
     )
     print(md)
     write_section("Chatty app: run logs", md)

@@ -55,6 +55,19 @@ def _rss_mb(pids: list[int]) -> float:
     return total / 1024
 
 
+def _apps(data_dir: Path) -> list[int]:
+    """App processes (started or forked from a warm parent): those running in an exported commit."""
+    sources = str((data_dir / "sources").resolve())
+    out = []
+    for pid in procs_of(data_dir):
+        try:
+            if os.readlink(f"/proc/{pid}/cwd").startswith(sources):
+                out.append(pid)
+        except OSError:
+            pass
+    return out
+
+
 def _du_mb(path: Path) -> float:
     return sum(f.lstat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink()) / 2**20
 
@@ -93,7 +106,7 @@ def run(n: int, gradio: int, duration: float, env_dir: Path, seed: int) -> dict[
                         push(srv, wc, sid)
                         counts["pushes"] += 1
                     elif roll < 0.07:
-                        apps = [p for p, cmd in procs_of(srv.data_dir).items() if "app.py" in cmd]
+                        apps = _apps(srv.data_dir)
                         if apps:
                             os.kill(rng.choice(apps), signal.SIGKILL)
                             counts["app kills"] += 1
