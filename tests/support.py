@@ -93,6 +93,10 @@ class Server:
                 self.proc.wait()
 
 
+START_PATIENCE = 180.0
+"""Seconds `spaceyard up` may take to answer: a few on a quiet machine, much more on a loaded one."""
+
+
 def start_server(
     data_dir: Path, port: int, env_dir: Path, extra_env: dict[str, str] | None = None, venv: Path | None = None
 ) -> Server:
@@ -125,7 +129,7 @@ def start_server(
         log_path=log_path,
         env=env,
     )
-    deadline = time.monotonic() + 120  # a loaded 2-core machine takes 30 s and more to import everything
+    deadline = time.monotonic() + START_PATIENCE
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"spaceyard up exited: {proc.returncode}\n{server.tail_log()}")
@@ -136,7 +140,7 @@ def start_server(
             pass
         time.sleep(0.1)
     server.stop()
-    raise RuntimeError(f"spaceyard up did not answer in 120s\n{server.tail_log()}")
+    raise RuntimeError(f"spaceyard up did not answer in {START_PATIENCE:.0f}s\n{server.tail_log()}")
 
 
 def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

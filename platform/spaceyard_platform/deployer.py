@@ -38,7 +38,7 @@ from spaceyard_runtime.api import AppHandle, AppSpec, AppState, Endpoint, Flavor
 from spaceyard_runtime.errors import CapacityPending, RuntimeBackendError
 from spaceyard_runtime.idle import should_sleep
 
-from . import diskgc, metrics
+from . import diskgc, hostpaths, metrics, oplog
 from .buildqueue import BuildQueue, BuildTimeout
 from .crypto import SecretBox
 from .db.models import Build, Space, SpaceSecret, SpaceVariable
@@ -227,11 +227,17 @@ class Deployer:
             return space
 
     async def _save_stage(self, pk: str, stage: str, error: str | None = None, **fields: Any) -> Space | None:
+        if error:
+            error = hostpaths.for_settings(self.settings).clean(error)  # reasons are shown to visitors
+
+        previous: list[str] = []
+
         def save() -> Space | None:
             with self.db.session() as s:
                 space = s.get(Space, pk)
                 if space is None:
                     return None
+                previous.append(space.stage)
                 space.stage = stage
                 space.error_message = error
                 for k, v in fields.items():
@@ -240,6 +246,7 @@ class Deployer:
 
         space = await asyncio.to_thread(save)
         if space is not None:
+            oplog.stage_changed(space.space_id, previous[0] if previous else None, stage, error)
             route = self.routes.by_id(space.space_id)
             if route is not None:
                 route.stage = stage
@@ -285,6 +292,8 @@ class Deployer:
     # ------------------------------------------------------------------ builds
     async def on_push(self, pk: str, revision: str, pusher: str | None = None, no_cache: bool = False) -> str:
         """``main`` moved to ``revision`` (git push or API commit): build exactly that commit."""
+        space = await asyncio.to_thread(self._get_space, pk)
+        oplog.pushed(space.space_id, revision, pusher)
         return await self.request_build(pk, revision, no_cache=no_cache)
 
     async def request_build(self, pk: str, revision: str, no_cache: bool = False) -> str:
@@ -306,6 +315,7 @@ class Deployer:
                 sp.updated_at = datetime.now(UTC)
 
         await asyncio.to_thread(record)
+        oplog.build_requested(space.space_id, build_id, revision, no_cache)
         if space.paused:
             stage = "PAUSED"
         await self._save_stage(pk, stage, None)
@@ -414,6 +424,9 @@ class Deployer:
     async def _on_build_done(self, pk: str, result: BuildResult) -> None:
         metrics.BUILDS.labels(result="ok" if result.ok else result.stage).inc()
         metrics.BUILD_SECONDS.observe(result.duration)
+        oplog.build_finished(
+            result.space_id, result.build_id, result.ok, result.stage, result.duration, result.cache_hit
+        )
 
         def record() -> Build | None:
             with self.db.session() as s:
@@ -578,8 +591,10 @@ class Deployer:
         except RuntimeBackendError as exc:
             await self.runtime.stop(handle)
             tail = getattr(exc, "log_tail", "")
-            if still_latest():
-                await self._save_stage(space.id, "RUNTIME_ERROR", str(exc) + (f"\n{tail}" if tail else ""))
+            if still_latest():  # its run log is the one to read (Logs, the failure page)
+                await self._save_stage(
+                    space.id, "RUNTIME_ERROR", str(exc) + (f"\n{tail}" if tail else ""), run_log_key=run_key
+                )
             self.log_writer.close(run_key)
             return None
         metrics.APP_START_SECONDS.observe(time.monotonic() - started)
