@@ -49,14 +49,15 @@ from .db.session import Database
 from .deployer import Deployer
 from .deps import Services
 from .errors import PlatformError, Unauthorized, header_value
+from .gateway.access import AppAccess, secure_origin
 from .gateway.proxy import Gateway
 from .gateway.routes import RouteTable
 from .limits import BodyLimit
 from .private import prepare_data_dir, private_file
 from .repos import RepoStore
 from .settings import Settings
-from .web import forms, pages
-from .web.sessions import resolve_session
+from .web import appauth, forms, pages
+from .web.sessions import resolve_session, resolve_session_ref
 
 log = logging.getLogger("spaceyard")
 
@@ -80,6 +81,15 @@ class DbAuthorizer:
                 signed_in = resolve_session(s, session)
                 principal = signed_in.principal if signed_in else None
             return principal is not None and can_read(s, principal, space)
+
+    def can_read_grant(self, space_id: str, session_ref: str) -> bool:
+        owner, _, name = space_id.partition("/")
+        with self.db.session() as s:
+            space = s.scalar(select(Space).where(Space.owner == owner, Space.name == name))
+            if space is None:
+                return False
+            signed_in = resolve_session_ref(s, session_ref)
+            return signed_in is not None and can_read(s, signed_in.principal, space)
 
 
 def bootstrap_admin(db: Database, settings: Settings) -> str:
@@ -173,7 +183,11 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         routes.authorizer = DbAuthorizer(db)
         builder_settings = settings.builder()
         log_store = create_log_store(builder_settings)
-        secretbox = SecretBox(load_or_create_key(settings.secret_key, settings.data_dir))
+        secret = load_or_create_key(settings.secret_key, settings.data_dir)
+        secretbox = SecretBox(secret)
+        routes.access = AppAccess(
+            secret, secure_origin=secure_origin(settings.resolved_public_url, settings.resolved_apps_domain)
+        )
         flavors = load_flavors(settings.flavors_file)
         repos = RepoStore(settings.data_dir / "repos")
         await asyncio.to_thread(repos.harden)
@@ -250,6 +264,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         spaces_api.router,
         pages.router,
         forms.router,
+        appauth.router,
     ):
         app.include_router(router)
     return Gateway(BodyLimit(app, settings), routes, settings)

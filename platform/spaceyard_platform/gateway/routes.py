@@ -20,6 +20,7 @@ from typing import Protocol
 from spaceyard_runtime.api import Endpoint
 
 from ..names import hub_label
+from .access import AppAccess
 
 
 def subdomain_for(space_id: str) -> str:
@@ -83,6 +84,11 @@ class Authorizer(Protocol):
         """Whether a visitor holding this bearer token or session cookie may see a private Space."""
         ...
 
+    def can_read_grant(self, space_id: str, session_ref: str) -> bool:
+        """Whether the web session ``session_ref`` (the stored hash of its id, as carried by an app
+        access cookie, see :mod:`.access`) is still valid and may see the private Space."""
+        ...
+
 
 class RouteTable:
     def __init__(self) -> None:
@@ -90,6 +96,9 @@ class RouteTable:
         self._by_id: dict[str, Route] = {}
         self.waker: Waker | None = None
         self.authorizer: Authorizer | None = None
+        self.access: AppAccess | None = None
+        """Tickets and access cookies for private apps in browsers (set by the platform, which holds
+        the secret key); without it private apps answer only to tokens."""
 
     def set(self, route: Route) -> None:
         old = self._by_id.get(route.space_id.lower())
