@@ -204,7 +204,8 @@ class Gateway:
             else:
                 raw_rest = b""
             rest = "/" + parts[4] if len(parts) == 5 else ""
-            return _Match(route, host.decode("latin-1"), prefix, rest, raw_rest, subdomain_for(f"{owner}/{name}"))
+            app_label = route.subdomain if route is not None else subdomain_for(f"{owner}/{name}")  # stored label
+            return _Match(route, host.decode("latin-1"), prefix, rest, raw_rest, app_label)
         return None
 
     def _pin_version(
