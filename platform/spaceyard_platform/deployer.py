@@ -253,7 +253,7 @@ class Deployer:
         state.latest_build = build_id
         serving = state.handle is not None or (state.serving is not None and space.stage in SERVING_STAGES)
         stage = "RUNNING_BUILDING" if serving else "BUILDING"
-        _, variables = await asyncio.to_thread(self._secrets_and_variables, pk)
+        secrets, variables = await asyncio.to_thread(self._secrets_and_variables, pk)
 
         def record() -> None:
             with self.db.session() as s:
@@ -275,7 +275,7 @@ class Deployer:
             repo=str(self.repos.path(space.owner, space.name)),
             log_key=f"build/{build_id}",
             variables=variables,
-            secrets_ref=pk if space.sdk == "docker" else None,  # the worker reads them: never in the queue
+            secrets_ref=pk if space.sdk == "docker" and secrets else None,  # read by the worker, never queued
             no_cache=no_cache,
         )
         await asyncio.to_thread(self.queue.submit, request)
