@@ -14,9 +14,8 @@ Contract:
   its fold before creating, moving or duplicating.
 * :func:`check_env_key` — a secret or variable key: a letter or ``_`` then letters, digits and ``_``, at
   most :data:`MAX_KEY` characters, full match (an environment variable name, as the Hub requires).
-  Within one Space, secret keys are unique case-insensitively, and so are variable keys (``TOKEN`` and
-  ``token`` would be two variables only on a case-sensitive system); a secret may share its exact key
-  with a variable (the secret wins in the app's environment).
+  Within one Space, secret and variable keys are unique case-insensitively across both kinds (one
+  environment: ``TOKEN`` and ``token`` would be two variables only on a case-sensitive system).
 * :func:`hub_label` — the Hub's ``*.hf.space`` derivation: lowercase, ``/``, ``_`` and ``.`` become
   ``-`` (``Owner/My_App`` -> ``owner-my-app``), cut to a DNS label (63 characters: a longer label keeps
   its first 54 characters and ends ``-`` + 8 hex digits of :func:`label_digest`). Several ids map to one

@@ -29,13 +29,14 @@ def _now() -> datetime:
 
 
 def check_key_free(session: Session, space: Space, key: str, kind: type[SpaceSecret] | type[SpaceVariable]) -> None:
-    """A secret or variable key: valid, and not another key of the same kind in another case (``TOKEN``
-    and ``token``). A secret may share its exact key with a variable: the secret wins in the app."""
+    """A secret or variable key: valid, and not another key of this Space in another case or of the other
+    kind (both become one environment); replacing the same key of the same kind is fine."""
     validate_key(key)
-    what = "secret" if kind is SpaceSecret else "variable"
-    for existing in session.scalars(select(kind.key).where(kind.space_pk == space.id)):
-        if existing.lower() == key.lower() and existing != key:
-            raise BadRequest(f"Key {key!r} clashes with the {what} {existing!r}: keys are unique, ignoring case")
+    for model in (SpaceSecret, SpaceVariable):
+        for existing in session.scalars(select(model.key).where(model.space_pk == space.id)):
+            if existing.lower() == key.lower() and not (model is kind and existing == key):
+                what = "secret" if model is SpaceSecret else "variable"
+                raise BadRequest(f"Key {key!r} clashes with the {what} {existing!r}: keys are unique, ignoring case")
 
 
 async def apply_env_change(svc: Services, space: Space) -> None:

@@ -53,7 +53,7 @@ def validate_key(key: str) -> None:
 
 
 def validate_keys(keys: list[str]) -> None:
-    """Keys given together (a new Space's secrets, or its variables): valid, and distinct ignoring case."""
+    """Keys given together (a new Space's secrets and variables): valid, and distinct ignoring case."""
     seen: dict[str, str] = {}
     for key in keys:
         validate_key(key)
@@ -123,8 +123,7 @@ def create_space(
     if find_space(session, owner, name) is not None:
         raise Conflict("You already created this space repo")
     label = claim_label(session, owner, name)
-    validate_keys([kv.key for kv in secrets or []])
-    validate_keys([kv.key for kv in variables or []])
+    validate_keys([kv.key for kv in (secrets or []) + (variables or [])])
     now = datetime.now(UTC)
     space = Space(
         owner=owner,
