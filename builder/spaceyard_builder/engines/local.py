@@ -25,10 +25,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 from ..api import Artifact, BuildEngine, BuildLog, BuildRequest
 from ..errors import BuildFailed
+from ..lifeline import die_with_parent
 from ..spaceconfig import SpaceConfig
 from . import compile_progress, ffmpeg_tool
 
@@ -37,6 +40,36 @@ SDK_PACKAGES = {"gradio": "gradio", "streamlit": "streamlit"}
 SDK_EXTRAS = {"gradio": ("spaces",)}
 """Installed with the SDK, as on the Hub: Gradio's Spaces hot-reloader needs ``spaces`` when SPACE_ID is set."""
 READY_MARKER = ".spaceyard-env.json"
+
+
+def remove_partial(root: Path, name: str) -> int:
+    """Remove the temporary directories ``root/.NAME.*`` of builds that died mid-way; call with NAME's lock
+    held (or from :func:`sweep_partial`). Returns how many were removed."""
+    removed = 0
+    for tmp in root.glob(f".{name}.*"):
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def sweep_partial(root: Path) -> int:
+    """Remove every half-built directory under ``root`` whose build is no longer running (its lock is free).
+
+    Temporary directories are ``.NAME.<random>`` beside a ``.NAME.lock`` that the builder holds while it
+    writes them, so a free lock means the writer is dead (the kernel released its lock)."""
+    removed = 0
+    if not root.is_dir():
+        return 0
+    for lockfile in root.glob(".*.lock"):
+        name = lockfile.name[1 : -len(".lock")]
+        with open(lockfile, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # being built right now
+            removed += remove_partial(root, name)
+    return removed
 
 
 def _uv() -> str:
@@ -62,18 +95,46 @@ class LocalEngine(BuildEngine):
             env["UV_CACHE_DIR"] = str(self.settings.uv_cache_dir)
         return env
 
+    _deadline: float | None = None
+    """``time.monotonic()`` by which the current build must be done (``build_timeout`` after it started)."""
+
     def _run(self, args: list[str], log: BuildLog, what: str) -> None:
         log(f"--> RUN {' '.join(args[1:] if args[0].endswith('uv') else args)}")
+        # Installers die with the worker (a killed worker leaves nothing writing into a half-built env).
         proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self._uv_env(), text=True, bufsize=1
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=self._uv_env(),
+            text=True,
+            bufsize=1,
+            preexec_fn=die_with_parent(),
         )
+        deadline = self._deadline if self._deadline is not None else time.monotonic() + self.settings.build_timeout
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            proc.kill()
+
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
+        timer.daemon = True
+        timer.start()
         tail: list[str] = []
         assert proc.stdout is not None
-        for line in proc.stdout:
-            line = line.rstrip("\n")
-            log(line)
-            tail = (tail + [line])[-15:]
-        rc = proc.wait(timeout=self.settings.build_timeout)
+        try:
+            for line in proc.stdout:
+                line = line.rstrip("\n")
+                log(line)
+                tail = (tail + [line])[-15:]
+            rc = proc.wait()
+        finally:
+            timer.cancel()
+        if expired.is_set():
+            raise BuildFailed(
+                f"{what} did not finish within the build deadline ({self.settings.build_timeout:g} s, "
+                "SPACEYARD_BUILD_TIMEOUT)"
+            )
         if rc != 0:
             detail = "\n".join(t for t in tail if t.strip())
             raise BuildFailed(f"{what} failed (exit {rc}):\n{detail}")
@@ -135,6 +196,7 @@ class LocalEngine(BuildEngine):
                     f"WARNING: packages.txt asks for system packages ({names}); the local engine cannot install "
                     "them, so the app gets this machine's packages. Use SPACEYARD_BUILD_ENGINE=docker to honour it."
                 )
+        self._deadline = time.monotonic() + self.settings.build_timeout
         python, python_version = self.resolve_python(config, log)
         env_id = self.env_id(config, source, python_version)
         root = self.settings.envs_root
@@ -154,6 +216,8 @@ class LocalEngine(BuildEngine):
                 log(f"--> Reusing environment {env_id}, built meanwhile")
                 ffmpeg_tool.provide(target, _uv(), root, self._uv_env(), log)
                 return Artifact(id=str(target), cache_hit=True)
+            if remove_partial(root, env_id):
+                log(f"--> Removed a half-built copy of environment {env_id} left by a build that stopped")
             self._create(target, python, python_version, config, source, request, log)
         ffmpeg_tool.provide(target, _uv(), root, self._uv_env(), log)
         return Artifact(id=str(target), cache_hit=False)

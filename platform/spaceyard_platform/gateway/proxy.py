@@ -52,6 +52,7 @@ from spaceyard_runtime.api import Endpoint
 
 from ..settings import Settings
 from . import access as acc
+from . import gradiostate as gs
 from . import headers as hdr
 from . import pages, websocket
 from .asgi import ASGIApp, Message, Receive, Scope, Send
@@ -228,6 +229,24 @@ class Gateway:
         attributes = f"Path={prefix}; HttpOnly; SameSite=Lax" if prefix else self._cookie_attributes
         cookie = f"{VERSION_COOKIE}={route.version}; {attributes}"
         return endpoint, (b"set-cookie", cookie.encode("latin-1"))
+
+    @staticmethod
+    def _learn(route: Route, endpoint: Endpoint, answer: bytearray | None) -> None:
+        if answer:
+            version = route.previous_version if endpoint == route.previous else route.version
+            for key in gs.keys_in(bytes(answer)):
+                route.gradio_state.remember(key, version)
+
+    @staticmethod
+    def _follow_state(scope: Scope, route: Route, endpoint: Endpoint, path: str) -> Endpoint:
+        """A cookie-less follow-up naming Gradio state the replaced version holds goes there."""
+        if route.previous is None or endpoint == route.previous:
+            return endpoint
+        key = gs.state_key(scope["method"], path)
+        if key is not None and route.gradio_state.version_of(key) == route.previous_version:
+            route.previous_used = time.monotonic()
+            return route.previous
+        return endpoint
 
     def _allowed(self, scope: Scope, route: Route, match: _Match) -> bool:
         """Public, or a private Space the visitor may read: by token (``Authorization`` or
@@ -431,6 +450,7 @@ class Gateway:
                 endpoint, stamp = self._pin_version(scope, route, endpoint, match.prefix)
                 if stamp is not None:
                     extra = [*extra, stamp]
+                endpoint = self._follow_state(scope, route, endpoint, match.path)
         except WakeRefused as exc:
             await pages.send_page(
                 send,
@@ -461,7 +481,8 @@ class Gateway:
                 refresh=refresh,
             )
             return
-        await self._proxy(scope, receive, proxied_send, match, route, endpoint, extra)
+        with route.busy():  # an open request keeps its Space awake (Deployer idle check)
+            await self._proxy(scope, receive, proxied_send, match, route, endpoint, extra)
 
     # -- origins and the sign-in hop -------------------------------------------------------------
 
@@ -623,24 +644,32 @@ class Gateway:
             if not conn.complete:  # a stream: notice a visitor who leaves, even while the app is quiet
                 watcher = asyncio.ensure_future(_close_on_disconnect(receive, conn))
             complete = False
+            # a Gradio call or upload: remember which version holds the event id / paths it answers
+            learning = status == 200 and gs.learns(scope["method"], match.path)
+            learned: bytearray | None = bytearray() if learning else None
             try:
                 while True:
                     chunk = await conn.read()
+                    if learned is not None and len(learned) < gs.MAX_ANSWER:
+                        learned += chunk
                     if not chunk:
                         complete = True
                         break
                     if conn.at_eof:
                         await send({"type": "http.response.body", "body": chunk})
+                        self._learn(route, endpoint, learned)
                         return
                     route.touch()
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             except UpstreamError:
-                # The app died or went silent mid-stream (or the visitor left and the watcher closed it).
-                complete = not any(name == b"content-length" for name, _ in raw_headers)
+                # The app died or went silent mid-stream (or the visitor left and the watcher closed it):
+                # returning without completing makes the server drop the connection without the chunked
+                # terminator (or short of Content-Length), so the visitor sees a broken response, never a
+                # truncated body that looks whole.
+                complete = False
             if complete:
                 await send({"type": "http.response.body", "body": b""})
-            # else: the body is shorter than its Content-Length: returning without completing makes
-            # the server drop the connection, so the visitor sees a truncated response, not a short one.
+                self._learn(route, endpoint, learned)
         finally:
             if watcher is not None:
                 watcher.cancel()
@@ -692,9 +721,10 @@ class Gateway:
         target = (raw_path + b"?" + query) if query else raw_path
         url = URL(f"http://{endpoint.host}:{endpoint.port}{target.decode('latin-1')}", encoded=True)
         forward = self._forward_headers(scope, match, route, websocket_=True)
-        await websocket.relay(
-            self._session_get(), scope, receive, send, url, forward, route, self.settings.stream_idle_timeout
-        )
+        with route.busy():  # an open websocket keeps its Space awake, quiet or not
+            await websocket.relay(
+                self._session_get(), scope, receive, send, url, forward, route, self.settings.stream_idle_timeout
+            )
 
 
 async def _send_body(receive: Receive, conn: UpstreamConnection, *, chunked: bool) -> bool:
