@@ -54,7 +54,7 @@ from ..settings import Settings
 from . import access as acc
 from . import gradiostate as gs
 from . import headers as hdr
-from . import pages, websocket
+from . import offline, pages, websocket
 from .asgi import ASGIApp, Message, Receive, Scope, Send
 from .routes import Route, RouteTable, WakeRefused, subdomain_for
 from .static import StaticSites
@@ -416,6 +416,9 @@ class Gateway:
         elif match.path == acc.AUTH_PATH:
             await self._sign_in(scope, send, match)
             return
+        if match.path == offline.EMBED_PATH and scope["method"] in ("GET", "HEAD"):
+            await offline.send_embed_script(send, head=scope["method"] == "HEAD")
+            return
         if route is None or not self._allowed(scope, route, match):
             if not match.prefix and self.routes.access is not None and _is_navigation(scope):
                 await self._hop(scope, send, match)  # unknown Spaces too: the hop tells nothing
@@ -481,6 +484,8 @@ class Gateway:
                 refresh=refresh,
             )
             return
+        if not match.prefix and _is_navigation(scope):  # a page load: no call to the Hub from it
+            proxied_send = offline.without_space_id(proxied_send, route.space_id)
         with route.busy():  # an open request keeps its Space awake (Deployer idle check)
             await self._proxy(scope, receive, proxied_send, match, route, endpoint, extra)
 
