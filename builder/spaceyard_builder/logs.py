@@ -114,7 +114,7 @@ class FileLogStore(LogStore):
 
     def __init__(self, root: Path, max_bytes: int = 16 * 1024 * 1024) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._dirs: set[Path] = set()
@@ -151,11 +151,11 @@ class FileLogStore(LogStore):
         ).encode()
         with self._lock:
             if path.parent not in self._dirs:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 self._dirs.add(path.parent)
             path.with_suffix(".closed").unlink(missing_ok=True)
             # O_APPEND writes are atomic with respect to other appenders (one batch, one write)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
                 os.write(fd, data)
                 size = os.fstat(fd).st_size
@@ -176,7 +176,7 @@ class FileLogStore(LogStore):
 
     def close(self, key: str) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         path.with_suffix(".closed").touch()
 
     def is_closed(self, key: str) -> bool:

@@ -18,15 +18,14 @@ from .settings import Settings
 class DatabaseSecretSource(SecretSource):
     def __init__(self, settings: BuilderSettings) -> None:
         super().__init__(settings)
-        platform = Settings(data_dir=settings.data_dir)
-        self.database_url = platform.resolved_database_url
-        self.box = SecretBox(load_or_create_key(platform.secret_key, platform.data_dir, create=False))
+        self.platform = Settings(data_dir=settings.data_dir)
 
     def secrets(self, ref: str) -> dict[str, str]:
-        db = Database(self.database_url)
+        box = SecretBox(load_or_create_key(self.platform.secret_key, self.platform.data_dir, create=False))
+        db = Database(self.platform.resolved_database_url)
         try:
             with db.session() as session:
                 rows = session.scalars(select(SpaceSecret).where(SpaceSecret.space_pk == ref))
-                return {row.key: self.box.decrypt(row.value_encrypted) for row in rows}
+                return {row.key: box.decrypt(row.value_encrypted) for row in rows}
         finally:
             db.engine.dispose()

@@ -303,7 +303,7 @@ class Deployer:
         state.latest_build = build_id
         serving = state.handle is not None or (state.serving is not None and space.stage in SERVING_STAGES)
         stage = "RUNNING_BUILDING" if serving else "BUILDING"
-        _, variables = await asyncio.to_thread(self._secrets_and_variables, pk)
+        secrets, variables = await asyncio.to_thread(self._secrets_and_variables, pk)
 
         def record() -> None:
             with self.db.session() as s:
@@ -319,7 +319,7 @@ class Deployer:
         if space.paused:
             stage = "PAUSED"
         await self._save_stage(pk, stage, None)
-        request = self._build_request(space, build_id, revision, no_cache, variables)
+        request = self._build_request(space, build_id, revision, no_cache, variables, bool(secrets))
         try:
             await asyncio.to_thread(self.queue.submit, request)
         except Exception as exc:  # the broker is down or misconfigured: say so, never stay BUILDING
@@ -336,6 +336,7 @@ class Deployer:
         revision: str,
         no_cache: bool,
         variables: dict[str, str],
+        has_secrets: bool = True,
     ) -> BuildRequest:
         return BuildRequest(
             build_id=build_id,
@@ -344,13 +345,14 @@ class Deployer:
             repo=str(self.repos.path(space.owner, space.name)),
             log_key=f"build/{build_id}",
             variables=variables,
-            secrets_ref=space.id if space.sdk == "docker" else None,  # the worker reads them: never in the queue
+            # read by the worker, never queued; only asked for when the Space has secrets
+            secrets_ref=space.id if space.sdk == "docker" and has_secrets else None,
             no_cache=no_cache,
         )
 
     async def _requeue_build(self, space: Space, build: Build) -> None:
-        _, variables = await asyncio.to_thread(self._secrets_and_variables, space.id)
-        request = self._build_request(space, build.id, build.revision, build.no_cache, variables)
+        secrets, variables = await asyncio.to_thread(self._secrets_and_variables, space.id)
+        request = self._build_request(space, build.id, build.revision, build.no_cache, variables, bool(secrets))
         try:
             if await asyncio.to_thread(self.queue.requeue, request):
                 log.info("re-queued build %s of %s", build.id, space.space_id)

@@ -30,11 +30,10 @@ def _now() -> datetime:
 
 def check_key_free(session: Session, space: Space, key: str, kind: type[SpaceSecret] | type[SpaceVariable]) -> None:
     """A secret or variable key: valid, and not another key of this Space in another case or of the other
-    kind (both become one environment)."""
+    kind (both become one environment); replacing the same key of the same kind is fine."""
     validate_key(key)
     for model in (SpaceSecret, SpaceVariable):
-        rows = session.scalars(select(model.key).where(model.space_pk == space.id))
-        for existing in rows:
+        for existing in session.scalars(select(model.key).where(model.space_pk == space.id)):
             if existing.lower() == key.lower() and not (model is kind and existing == key):
                 what = "secret" if model is SpaceSecret else "variable"
                 raise BadRequest(f"Key {key!r} clashes with the {what} {existing!r}: keys are unique, ignoring case")

@@ -411,10 +411,13 @@ def test_secret_and_variable_keys(srv: Server) -> None:
         r = srv.api("POST", "/api/spaces/admin/keys/secrets", json={"key": bad, "value": "v"})
         assert r.status_code in (400, 422), (bad, r.status_code)
     assert srv.api("POST", "/api/spaces/admin/keys/secrets", json={"key": "TOKEN", "value": "v"}).status_code == 200
+    hub_error(srv.api("POST", "/api/spaces/admin/keys/secrets", json={"key": "Token", "value": "v"}), 400, says="TOKEN")
     hub_error(
         srv.api("POST", "/api/spaces/admin/keys/variables", json={"key": "token", "value": "v"}), 400, says="TOKEN"
     )
-    hub_error(srv.api("POST", "/api/spaces/admin/keys/secrets", json={"key": "Token", "value": "v"}), 400)
+    assert srv.api("POST", "/api/spaces/admin/keys/variables", json={"key": "MODE", "value": "v"}).status_code == 200
+    hub_error(srv.api("POST", "/api/spaces/admin/keys/secrets", json={"key": "MODE", "value": "v"}), 400, says="MODE")
+    hub_error(srv.api("POST", "/api/spaces/admin/keys/variables", json={"key": "mode", "value": "v"}), 400, says="MODE")
     assert srv.api("POST", "/api/spaces/admin/keys/secrets", json={"key": "TOKEN", "value": "w"}).status_code == 200
 
 
