@@ -173,7 +173,7 @@ start() { # NAME CMD...: start in its own session, log to $LOGS/NAME.log
   local name=$1; shift
   alive "$name" && return 0
   log "start $name"
-  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
   echo $! >"$(pidfile "$name")"
 }
 stop() { # NAME: TERM, then KILL after 10 s

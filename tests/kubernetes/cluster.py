@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import os
 import shutil
 import subprocess
@@ -137,7 +138,7 @@ class Cluster:
 
     def client(self) -> Any:
         """A new official client on the cluster; its writes are recorded in :attr:`writes`."""
-        api_client = client.ApiClient(self.configuration)
+        api_client = client.ApiClient(copy.deepcopy(self.configuration))  # its own host, pools, headers
         request = api_client.rest_client.request
 
         def recording(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
@@ -188,6 +189,8 @@ class Cluster:
         items = self._raw("GET", self._path(kind, namespace), query=query)["items"]
         if kind == "Pod":  # pods being deleted are gone as far as a Space is concerned
             items = [p for p in items if not p["metadata"].get("deletionTimestamp")]
+        if kind == "ConfigMap":  # the CA bundle Kubernetes puts into every namespace
+            items = [c for c in items if c["metadata"]["name"] != "kube-root-ca.crt"]
         return list(items)
 
     def secret_data(self, namespace: str, name: str) -> dict[str, str]:

