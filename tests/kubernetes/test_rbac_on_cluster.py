@@ -31,7 +31,7 @@ RELEASE_NAMESPACE = "spaceyard"
 
 def apply(kube: Cluster, doc: dict[str, Any]) -> None:
     rbac = client.RbacAuthorizationV1Api(kube.admin)
-    namespace = doc["metadata"]["namespace"]
+    namespace = doc["metadata"].get("namespace", RELEASE_NAMESPACE)
     create = {
         "ServiceAccount": kube.core.create_namespaced_service_account,
         "Role": rbac.create_namespaced_role,
@@ -58,7 +58,9 @@ def client_as(kube: Cluster, service_account: str) -> Any:
 def chart_rbac(kube: Cluster) -> Iterator[Cluster]:
     kube.ensure_namespace(RELEASE_NAMESPACE, pod_security="baseline")
     for doc in render({}):
-        if doc["kind"] in ("ServiceAccount", "Role", "RoleBinding") and doc["metadata"]["namespace"] in (
+        if doc["kind"] in ("ServiceAccount", "Role", "RoleBinding") and doc["metadata"].get(
+            "namespace", RELEASE_NAMESPACE
+        ) in (
             RELEASE_NAMESPACE,
             NAMESPACE,
         ):
