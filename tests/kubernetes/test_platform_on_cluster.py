@@ -37,7 +37,14 @@ def platform(dev_cluster: Cluster, shared_env_dir: Path, tmp_path_factory: pytes
         "SPACEYARD_KUBERNETES_NAMESPACE": NAMESPACE,
         "SPACEYARD_KUBERNETES_ENDPOINT": "cluster-ip",
     }
-    server = start_server(tmp_path_factory.mktemp("k8s-platform"), free_port(), shared_env_dir, extra)
+    # start_server allows 60 s to answer; on a loaded 2-core machine the first start can take longer
+    for attempt in range(3):
+        try:
+            server = start_server(tmp_path_factory.mktemp("k8s-platform"), free_port(), shared_env_dir, extra)
+            break
+        except RuntimeError:
+            if attempt == 2:
+                raise
     yield server
     server.stop()
     dev_cluster.reset(NAMESPACE)
