@@ -30,6 +30,7 @@ from pathlib import Path
 from ..api import Artifact, BuildEngine, BuildLog, BuildRequest
 from ..errors import BuildFailed
 from ..spaceconfig import SpaceConfig
+from . import compile_progress, ffmpeg_tool
 
 ENGINE_VERSION = "2"
 SDK_PACKAGES = {"gradio": "gradio", "streamlit": "streamlit"}
@@ -140,6 +141,7 @@ class LocalEngine(BuildEngine):
         target = root / env_id
         if self.artifact_exists(str(target)) and not request.no_cache:
             log(f"--> Reusing environment {env_id} (Python {python_version}): nothing to install")
+            ffmpeg_tool.provide(target, _uv(), root, self._uv_env(), log)
             return Artifact(id=str(target), cache_hit=True)
         root.mkdir(parents=True, exist_ok=True)
         with open(root / f".{env_id}.lock", "w") as lock:
@@ -150,8 +152,10 @@ class LocalEngine(BuildEngine):
                 fcntl.flock(lock, fcntl.LOCK_EX)
             if self.artifact_exists(str(target)) and not request.no_cache:
                 log(f"--> Reusing environment {env_id}, built meanwhile")
+                ffmpeg_tool.provide(target, _uv(), root, self._uv_env(), log)
                 return Artifact(id=str(target), cache_hit=True)
             self._create(target, python, python_version, config, source, request, log)
+        ffmpeg_tool.provide(target, _uv(), root, self._uv_env(), log)
         return Artifact(id=str(target), cache_hit=False)
 
     def _create(
@@ -183,11 +187,9 @@ class LocalEngine(BuildEngine):
                 spec = f"{sdk_pkg}=={version}" if version else sdk_pkg
                 # Installed last, as on the Hub, so the Space's sdk_version wins over its requirements.
                 extras = SDK_EXTRAS.get(config.sdk, ())
-                self._run(
-                    [uv, "pip", "install", "--python", py, *no_cache, spec, *extras], log, f"Installing {spec}"
-                )
+                self._run([uv, "pip", "install", "--python", py, *no_cache, spec, *extras], log, f"Installing {spec}")
             # Bytecode is compiled now so that imports at start and wake are fast (PYTHONDONTWRITEBYTECODE).
-            self._run([py, "-m", "compileall", "-q", "-j", "0", str(tmp / "lib")], log, "Compiling bytecode")
+            self._run(compile_progress.command(py, tmp / "lib"), log, "Compiling bytecode")
             (tmp / READY_MARKER).write_text(
                 json.dumps({"python": python_version, "sdk": config.sdk, "sdk_version": config.sdk_version})
             )
