@@ -19,7 +19,8 @@ from tests.conftest import free_port
 from tests.kubernetes.cluster import Cluster, eventually
 from tests.support import Server, git, push, start_server, working_copy
 
-pytestmark = [pytest.mark.cluster, pytest.mark.docker, pytest.mark.slow]
+# a cold Docker build of the Gradio image (pip install gradio) plus a 600 MB push: minutes on 2 busy cores
+pytestmark = [pytest.mark.cluster, pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1500)]
 NAMESPACE = "spaceyard-platform-test"
 NAME = "space-admin--hello"
 
