@@ -87,6 +87,12 @@ class RuntimeSettings(BaseSettings):
         None, description="RuntimeClass for Space pods (e.g. gvisor, kata) when the cluster offers a sandbox."
     )
     kubernetes_cluster_domain: str = Field("cluster.local", description="Cluster DNS domain of Service names.")
+    kubernetes_endpoint: Literal["service-dns", "cluster-ip"] = Field(
+        "service-dns",
+        description="How the gateway addresses a Space's Service: its cluster DNS name (the platform runs in "
+        "the cluster), or its ClusterIP (the platform runs on a node or host that routes Service IPs but has "
+        "no cluster DNS, like helm/dev-cluster.sh's host).",
+    )
     kubernetes_build_namespace: str = Field(
         "spaceyard-builds", description="Namespace build Jobs (rootless BuildKit) run in, apart from the Spaces."
     )

@@ -1,6 +1,11 @@
 """Fixtures of the Kubernetes tests: a fake API server over real HTTP and the real client pointed at it.
 
-* ``fake``: a started :class:`~tests.kubernetes.fakeapi.FakeKubeAPI` (no GPU capacity), stopped after;
+* ``dev_cluster`` (session): the real cluster of ``helm/dev-cluster.sh`` (started if it is not up, test images
+  built and pushed to its registry), as a :class:`~tests.kubernetes.cluster.Cluster`;
+* ``kube``: that cluster with an empty Spaces namespace (Pod Security *restricted* enforced), reset after;
+* ``kube_client``: a recording official client on it;
+* ``fake``: a started :class:`~tests.kubernetes.fakeapi.FakeKubeAPI` (no GPU capacity), stopped after - only
+  for what a real server cannot be made to do (injected 5xx/429, a server that stops mid-test);
 * ``api_client``: the official ``kubernetes.client.ApiClient`` with ``Configuration(host=fake URL)``;
 * ``api``: :class:`KubeApi` on that client in the Spaces namespace;
 * ``flavors`` / ``cfg``: the built-in flavors file and the default :class:`ClusterConfig`;
@@ -10,6 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,9 +25,37 @@ from spaceyard_runtime.api import Flavor
 from spaceyard_runtime.flavors import load_flavors
 from spaceyard_runtime.kubernetes.clients import KubeApi
 from spaceyard_runtime.kubernetes.desired import ClusterConfig, DesiredSpace
+from tests.kubernetes.cluster import Cluster, build_test_images, start_dev_cluster
 from tests.kubernetes.fakeapi import FakeKubeAPI
 
 NAMESPACE = "spaceyard-spaces"
+
+
+@pytest.fixture(scope="session")
+def dev_cluster() -> Cluster:
+    env = start_dev_cluster()
+    registry = env["SPACEYARD_DEV_REGISTRY"]
+    return Cluster(Path(env["KUBECONFIG"]), registry, build_test_images(registry))
+
+
+@pytest.fixture
+def kube(dev_cluster: Cluster) -> Iterator[Cluster]:
+    dev_cluster.ensure_namespace(NAMESPACE)
+    dev_cluster.reset(NAMESPACE)
+    yield dev_cluster
+    dev_cluster.reset(NAMESPACE)
+
+
+@pytest.fixture
+def kube_client(kube: Cluster) -> Iterator[Any]:
+    api_client = kube.client()
+    yield api_client
+    api_client.close()
+
+
+@pytest.fixture
+def kube_api(kube_client: Any) -> KubeApi:
+    return KubeApi(kube_client, NAMESPACE)
 
 
 @pytest.fixture

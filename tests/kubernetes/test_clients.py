@@ -1,4 +1,8 @@
-"""Idempotent verbs and retries with jittered backoff, against the fake API server."""
+"""Idempotent verbs (on the real API server) and retries with jittered backoff.
+
+The retry tests keep the fake API server: only it can be told to answer 503, 429, 409 or 403 on the
+next N requests.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from spaceyard_runtime.kubernetes import objects
 from spaceyard_runtime.kubernetes.clients import KubeApi, retry
 from spaceyard_runtime.kubernetes.desired import ClusterConfig, DesiredSpace, Stage
 from spaceyard_runtime.kubernetes.reconcile import reconcile_space
+from tests.kubernetes.cluster import Cluster
 from tests.kubernetes.conftest import NAMESPACE
 from tests.kubernetes.fakeapi import FakeKubeAPI
 
@@ -74,9 +79,12 @@ def test_forbidden_is_not_retried(
     assert err.value.status == 403 and len(fake.failures) == 9
 
 
+@pytest.mark.cluster
 def test_ensure_reports_what_it_did(
-    fake: FakeKubeAPI, api: KubeApi, cfg: ClusterConfig, space: Callable[..., DesiredSpace]
+    kube: Cluster, kube_api: KubeApi, cfg: ClusterConfig, space: Callable[..., DesiredSpace]
 ) -> None:
+    """Against the real API server: its defaulting must not look like drift, and clusterIP is immutable."""
+    api = kube_api
     owner = objects.make_owner(space(), cfg)
     assert api.ensure(owner)[0] == "created"
     assert api.ensure(objects.make_owner(space(), cfg))[0] == "unchanged"

@@ -1,145 +1,188 @@
-"""KubernetesRuntime: the Runtime contract against the fake API server (official client over HTTP)."""
+"""KubernetesRuntime: the Runtime contract on the real cluster of ``helm/dev-cluster.sh``.
+
+The app is a real container (a test app built from the debootstrap base image, pulled from the
+cluster's registry by containerd), readiness is the kubelet's probe, logs are the kubelet's, and the
+app is reached through its Service (kube-proxy) like the gateway reaches it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 
 from spaceyard_runtime.api import AppSpec, AppState, Flavor
 from spaceyard_runtime.errors import AppCrashed, AppStartError, CapacityPending
 from spaceyard_runtime.factory import runtime_class
+from spaceyard_runtime.kubernetes import objects
 from spaceyard_runtime.kubernetes.runtime import KubernetesRuntime
 from spaceyard_runtime.settings import RuntimeSettings
+from tests.kubernetes.cluster import Cluster
 from tests.kubernetes.conftest import NAMESPACE
-from tests.kubernetes.fakeapi import FakeKubeAPI
 
+pytestmark = pytest.mark.cluster
 NAME = "space-alice--demo"
+SETTINGS = RuntimeSettings(runtime="kubernetes", kubernetes_namespace=NAMESPACE)
 
 
-def spec(image: str = "registry.local/spaces/alice--demo:1", flavor: str = "cpu-basic", **kwargs: Any) -> AppSpec:
+def spec(image: str, flavor: str = "cpu-basic", space_id: str = "alice/demo", **kwargs: Any) -> AppSpec:
     kwargs.setdefault("revision", "1" * 40)
-    return AppSpec(
-        space_id="alice/demo", sdk="gradio", artifact=image, flavor=Flavor(name=flavor), env={"TOKEN": "x"}, **kwargs
-    )
+    kwargs.setdefault("env", {"TOKEN": "x"})
+    return AppSpec(space_id=space_id, sdk="gradio", artifact=image, flavor=Flavor(name=flavor), **kwargs)
 
 
 @pytest.fixture
-async def runtime(api_client: Any) -> AsyncIterator[KubernetesRuntime]:
-    rt = KubernetesRuntime(RuntimeSettings(runtime="kubernetes", kubernetes_namespace=NAMESPACE), api_client=api_client)
+async def runtime(kube: Cluster) -> AsyncIterator[KubernetesRuntime]:
+    rt = KubernetesRuntime(SETTINGS, api_client=kube.client())
     yield rt
     await rt.aclose()
 
 
-async def wait_for(predicate: Any, what: str) -> None:
-    for _ in range(400):
+async def wait_for(predicate: Any, what: str, timeout: float = 60) -> None:
+    for _ in range(int(timeout / 0.1)):
         if predicate():
             return
-        await asyncio.sleep(0.025)
+        await asyncio.sleep(0.1)
     raise AssertionError(f"never happened: {what}")
+
+
+def service_get(kube: Cluster, path: str = "/") -> httpx.Response:
+    """GET through the Space's Service (its ClusterIP, routed to the pod by kube-proxy).
+
+    A pod that just became ready reaches kube-proxy's rules a moment later (EndpointSlice, then an
+    iptables sync): until then the ClusterIP refuses connections, so refusals are retried for 15 s.
+    """
+    service = kube.get("Service", NAMESPACE, NAME)
+    assert service is not None
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            return httpx.get(f"http://{service['spec']['clusterIP']}:80{path}", timeout=10)
+        except httpx.ConnectError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def test_factory_maps_kubernetes_to_this_class() -> None:
     assert runtime_class("kubernetes") is KubernetesRuntime
 
 
-async def test_start_wait_ready_poll_and_logs(runtime: KubernetesRuntime, fake: FakeKubeAPI) -> None:
+async def test_start_wait_ready_poll_and_logs(runtime: KubernetesRuntime, kube: Cluster) -> None:
     lines: list[str] = []
-    handle = await runtime.start(spec(), lines.append)
+    handle = await runtime.start(spec(kube.images["ok"]), lines.append)
     assert handle.endpoint.host == "space-alice--demo.spaceyard-spaces.svc.cluster.local"
     assert handle.endpoint.port == 80 and handle.backend_id == NAME
-    await runtime.wait_ready(handle, timeout=30)
+    await runtime.wait_ready(handle, timeout=120)
     assert (await runtime.poll(handle)).state is AppState.RUNNING
     await wait_for(lambda: "* Running on local URL:  http://0.0.0.0:7860" in lines, "first log line")
-    pod = fake.list("Pod", NAMESPACE)[0]["metadata"]["name"]
-    fake.append_log(pod, "request served")
-    await wait_for(lambda: "request served" in lines, "streamed log line")
-    secret = fake.get("Secret", NAMESPACE, NAME)
-    assert secret is not None and secret["data"] == {"TOKEN": "eA=="}
+    response = await asyncio.to_thread(service_get, kube, "/hello")
+    assert response.status_code == 200 and response.text == "ok hello x\n", "the Secret reached the app's env"
+    await wait_for(lambda: "request served /hello" in lines, "streamed log line of the request")
+    assert kube.secret_data(NAMESPACE, NAME) == {"TOKEN": "x"}
     # the runtime resolved the plain Flavor through the flavors file: requests below limits
-    resources = fake.get("Deployment", NAMESPACE, NAME)["spec"]["template"]["spec"]["containers"][0]["resources"]  # type: ignore[index]
-    assert resources["requests"]["cpu"] == "500m" and resources["limits"]["cpu"] == "2000m"
+    resources = kube.get("Deployment", NAMESPACE, NAME)["spec"]["template"]["spec"]["containers"][0]["resources"]  # type: ignore[index]
+    assert resources["requests"]["cpu"] == "500m" and resources["limits"]["cpu"] == "2"
+    (pod,) = kube.list("Pod", NAMESPACE)
+    assert pod["spec"]["nodeName"] == "cpu-0"
+    assert pod["spec"]["securityContext"]["runAsUser"] == 1000, "admitted by the restricted Pod Security level"
 
 
-async def test_wait_ready_follows_readiness_through_the_watch(runtime: KubernetesRuntime, fake: FakeKubeAPI) -> None:
-    fake.set_image("registry.local/slow:1", "slow")
-    handle = await runtime.start(spec("registry.local/slow:1"), lambda line: None)
-    waiter = asyncio.create_task(runtime.wait_ready(handle, timeout=30))
-    await wait_for(lambda: fake.list("Pod", NAMESPACE), "pod created")
+async def test_wait_ready_follows_readiness_through_the_watch(runtime: KubernetesRuntime, kube: Cluster) -> None:
+    handle = await runtime.start(spec(kube.images["slow"]), lambda line: None)  # listens ~12 s after start
+    waiter = asyncio.create_task(runtime.wait_ready(handle, timeout=120))
+    await wait_for(lambda: kube.list("Pod", NAMESPACE), "pod created")
     assert (await runtime.poll(handle)).state is AppState.STARTING
-    fake.make_ready(fake.list("Pod", NAMESPACE)[0]["metadata"]["name"])
-    await asyncio.wait_for(waiter, 30)
+    await asyncio.wait_for(waiter, 120)
     assert (await runtime.poll(handle)).state is AppState.RUNNING
 
 
-async def test_suspend_and_resume(runtime: KubernetesRuntime, fake: FakeKubeAPI) -> None:
-    handle = await runtime.start(spec(), lambda line: None)
-    await runtime.wait_ready(handle, timeout=30)
+async def test_suspend_and_resume(runtime: KubernetesRuntime, kube: Cluster) -> None:
+    handle = await runtime.start(spec(kube.images["ok"]), lambda line: None)
+    await runtime.wait_ready(handle, timeout=120)
     await runtime.suspend(handle)
-    assert fake.list("Pod", NAMESPACE) == []
-    assert fake.get("Deployment", NAMESPACE, NAME)["spec"]["replicas"] == 0  # type: ignore[index]
+    assert kube.get("Deployment", NAMESPACE, NAME)["spec"]["replicas"] == 0  # type: ignore[index]
+    await wait_for(lambda: kube.list("Pod", NAMESPACE) == [], "no pod while asleep")
     assert (await runtime.poll(handle)).state is AppState.EXITED
     woken = await runtime.resume(handle, lambda line: None)
-    await runtime.wait_ready(woken, timeout=30)
+    await runtime.wait_ready(woken, timeout=120)
     assert (await runtime.poll(woken)).state is AppState.RUNNING
     assert woken.endpoint == handle.endpoint
+    cold = woken.extra["cold_start"]
+    assert cold["seconds"] > 0 and cold["capacity_wait_seconds"] == 0
+    assert (await asyncio.to_thread(service_get, kube)).status_code == 200
 
 
-async def test_gpu_without_capacity_is_pending_not_failed(runtime: KubernetesRuntime, fake: FakeKubeAPI) -> None:
-    handle = await runtime.start(spec(flavor="t4-small"), lambda line: None)
+async def test_gpu_flavor_lands_on_the_gpu_pool(runtime: KubernetesRuntime, kube: Cluster) -> None:
+    handle = await runtime.start(spec(kube.images["ok"], flavor="t4-small"), lambda line: None)
+    await runtime.wait_ready(handle, timeout=120)  # kwok reports the pod ready; it does not run
+    (pod,) = kube.list("Pod", NAMESPACE)
+    assert pod["spec"]["nodeName"] == "gpu-0"
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+async def test_gpu_without_capacity_is_pending_with_the_schedulers_message(
+    runtime: KubernetesRuntime, kube: Cluster
+) -> None:
+    hog = await runtime.start(spec(kube.images["ok"], flavor="t4-small", space_id="bob/gpu-hog"), lambda line: None)
+    await runtime.wait_ready(hog, timeout=120)
+    handle = await runtime.start(spec(kube.images["ok"], flavor="t4-small"), lambda line: None)
+    with pytest.raises(CapacityPending, match="Insufficient nvidia.com/gpu"):
+        await runtime.wait_ready(handle, timeout=8)
     status = await runtime.poll(handle)
     assert status.state is AppState.PENDING
-    assert "Insufficient nvidia.com/gpu" in status.message
-    with pytest.raises(CapacityPending, match="Insufficient nvidia.com/gpu"):
-        await runtime.wait_ready(handle, timeout=0.5)
-    assert len(fake.list("Pod", NAMESPACE)) == 1, "the pending pod is kept for the autoscaler"
-    fake.add_gpus(1)
-    await runtime.wait_ready(handle, timeout=30)
+    assert status.message.startswith("0/2 nodes are available") and "Insufficient nvidia.com/gpu" in status.message
+    selector = objects.space_selector("alice/demo")
+    assert len(kube.list("Pod", NAMESPACE, selector)) == 1, "the pending pod is kept for the autoscaler"
+    kube.add_gpu_node("gpu-1")
+    await runtime.wait_ready(handle, timeout=120)
     assert (await runtime.poll(handle)).state is AppState.RUNNING
     cold_start = handle.extra["cold_start"]
     assert 0 <= cold_start["capacity_wait_seconds"] <= cold_start["seconds"]
 
 
-async def test_crash_loop_raises_app_crashed_with_log_tail(runtime: KubernetesRuntime, fake: FakeKubeAPI) -> None:
-    fake.set_image("registry.local/broken:1", "crash", ["booting", "KeyError: 'OPENAI_API_KEY'"], exit_code=1)
-    handle = await runtime.start(spec("registry.local/broken:1"), lambda line: None)
+async def test_crash_loop_raises_app_crashed_with_log_tail(runtime: KubernetesRuntime, kube: Cluster) -> None:
+    handle = await runtime.start(spec(kube.images["crash"]), lambda line: None)
     with pytest.raises(AppCrashed) as err:
-        await runtime.wait_ready(handle, timeout=30)
-    assert err.value.exit_code == 1
-    assert err.value.log_tail.endswith("KeyError: 'OPENAI_API_KEY'")
+        await runtime.wait_ready(handle, timeout=120)
+    assert err.value.exit_code == 3
+    assert err.value.log_tail.endswith("ModuleNotFoundError: torch")
     status = await runtime.poll(handle)
-    assert status.state is AppState.EXITED and "OPENAI_API_KEY" in status.message
+    assert status.state is AppState.EXITED and "ModuleNotFoundError: torch" in status.message
 
 
 async def test_new_revision_then_stopping_the_old_handle_keeps_the_new(
-    runtime: KubernetesRuntime, fake: FakeKubeAPI
+    runtime: KubernetesRuntime, kube: Cluster
 ) -> None:
-    old = await runtime.start(spec(), lambda line: None)
-    await runtime.wait_ready(old, timeout=30)
-    new = await runtime.start(spec("registry.local/spaces/alice--demo:2", revision="2" * 40), lambda line: None)
-    await runtime.wait_ready(new, timeout=30)
+    old = await runtime.start(spec(kube.images["ok"]), lambda line: None)
+    await runtime.wait_ready(old, timeout=120)
+    new = await runtime.start(spec(kube.images["slow"], revision="2" * 40), lambda line: None)
+    await runtime.wait_ready(new, timeout=120)
     await runtime.stop(old)
-    assert fake.get("Deployment", NAMESPACE, NAME) is not None, "the old handle no longer owns the objects"
+    assert kube.get("Deployment", NAMESPACE, NAME) is not None, "the old handle no longer owns the objects"
+    assert (await asyncio.to_thread(service_get, kube)).text.startswith("slow ")
     await runtime.remove(new)
-    for kind in ("ConfigMap", "Secret", "Service", "Deployment", "NetworkPolicy", "Pod"):
-        assert fake.list(kind, NAMESPACE) == [], kind
+    for kind in ("ConfigMap", "Secret", "Service", "Deployment", "NetworkPolicy"):
+        assert kube.list(kind, NAMESPACE) == [], kind
+    await wait_for(lambda: kube.list("Pod", NAMESPACE) == [], "pods removed")
     await runtime.stop(new)  # idempotent
 
 
-async def test_state_survives_a_platform_restart(api_client: Any, fake: FakeKubeAPI) -> None:
-    settings = RuntimeSettings(runtime="kubernetes", kubernetes_namespace=NAMESPACE)
-    first = KubernetesRuntime(settings, api_client=api_client)
-    handle = await first.start(spec(), lambda line: None)
-    await first.wait_ready(handle, timeout=30)
+async def test_state_survives_a_platform_restart(kube: Cluster) -> None:
+    first = KubernetesRuntime(SETTINGS, api_client=kube.client())
+    handle = await first.start(spec(kube.images["ok"]), lambda line: None)
+    await first.wait_ready(handle, timeout=120)
     state = first.get_state(handle)
     await first.aclose()
-    second = KubernetesRuntime(settings, api_client=api_client)
-    again = await second.load_state(spec(), state, lambda line: None)
+    second = KubernetesRuntime(SETTINGS, api_client=kube.client())
+    again = await second.load_state(spec(kube.images["ok"]), state, lambda line: None)
     assert again is not None and again.endpoint == handle.endpoint
     assert (await second.poll(again)).state is AppState.RUNNING
-    assert await second.load_state(spec(revision="9" * 40), state, lambda line: None) is None
+    assert await second.load_state(spec(kube.images["ok"], revision="9" * 40), state, lambda line: None) is None
     await second.aclose()
 
 
@@ -147,3 +190,12 @@ async def test_an_env_name_kubernetes_cannot_pass_is_a_start_error(runtime: Kube
     bad = AppSpec(space_id="alice/demo", revision="1", sdk="gradio", artifact="i:1", env={"MY-VAR": "x"})
     with pytest.raises(AppStartError, match="MY-VAR"):
         await runtime.start(bad, lambda line: None)
+
+
+async def test_network_policy_is_accepted_by_the_api_server(runtime: KubernetesRuntime, kube: Cluster) -> None:
+    await runtime.start(spec(kube.images["ok"]), lambda line: None)
+    policy = kube.get("NetworkPolicy", NAMESPACE, NAME)
+    assert policy is not None
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    ingress_from = policy["spec"]["ingress"][0]["from"][0]
+    assert ingress_from["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "spaceyard"}

@@ -51,7 +51,14 @@ class DesiredStateSource(Protocol):
 
 
 def _micro_time(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """A MicroTime. The official client turns the body into its model and back with ``isoformat()``,
+    which leaves out the fraction when it is zero, and the API server rejects a MicroTime without
+    exactly six fraction digits (found on a real server: a whole-second renewTime is a 400). So the
+    time never falls on a whole second: one microsecond later at most."""
+    when = dt.datetime.fromtimestamp(t, dt.UTC)
+    if when.microsecond == 0:
+        when += dt.timedelta(microseconds=1)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _parse_time(value: Any) -> float:

@@ -9,7 +9,7 @@
 ``suspend``        scale to 0 (objects and Service stay: waking needs no re-creation)
 ``resume``         scale to 1; the caller waits with ``wait_ready``
 ``stop``/``remove``  delete every object of the Space (only if it still runs this handle's revision)
-``endpoint``       the Service's DNS name and port 80
+``endpoint``       the Service's DNS name (or ClusterIP: ``kubernetes_endpoint``) and port 80
 =================  ==============================================================================
 
 Run logs are streamed from the pod (``pods/log?follow=true``) by a thread per handle and handed to the
@@ -148,10 +148,20 @@ class KubernetesRuntime(Runtime):
         """What this runtime has started: a :class:`~.controller.DesiredStateSource` for an in-process controller."""
         return list(self._desired.values())
 
-    def _handle(self, spec: AppSpec, desired: DesiredSpace, mode: str = "cold") -> AppHandle:
+    async def _endpoint(self, space_id: str) -> Endpoint:
+        host = objects.service_host(space_id, self.cfg)
+        if self.settings.kubernetes_endpoint == "cluster-ip":
+            service = await asyncio.to_thread(self.api.get, "Service", slugs.space_name(space_id))
+            cluster_ip = ((service or {}).get("spec") or {}).get("clusterIP")
+            if not cluster_ip:
+                raise AppStartError(f"the Service of {space_id} has no ClusterIP")
+            host = str(cluster_ip)
+        return Endpoint(host, self.cfg.service_port)
+
+    async def _handle(self, spec: AppSpec, desired: DesiredSpace, mode: str = "cold") -> AppHandle:
         return AppHandle(
             spec=spec,
-            endpoint=Endpoint(objects.service_host(spec.space_id, self.cfg), self.cfg.service_port),
+            endpoint=await self._endpoint(spec.space_id),
             backend_id=slugs.space_name(spec.space_id),
             started_at=time.time(),
             start_mode=mode,
@@ -178,7 +188,7 @@ class KubernetesRuntime(Runtime):
     async def start(self, spec: AppSpec, log: LogSink) -> AppHandle:
         desired = self.desired(spec)
         await self._apply(desired)
-        handle = self._handle(spec, desired)
+        handle = await self._handle(spec, desired)
         self._pump(handle, log)
         return handle
 
@@ -248,7 +258,7 @@ class KubernetesRuntime(Runtime):
     async def resume(self, handle: AppHandle, log: LogSink) -> AppHandle:
         desired = self.desired(handle.spec, awake=True)
         await self._apply(desired)
-        new = self._handle(handle.spec, desired, mode="cold")
+        new = await self._handle(handle.spec, desired, mode="cold")
         self._pump(new, log)
         return new
 
@@ -266,9 +276,13 @@ class KubernetesRuntime(Runtime):
 
     async def load_state(self, spec: AppSpec, state: dict[str, Any], log: LogSink) -> AppHandle | None:
         desired = self.desired(spec)
-        handle = self._handle(spec, desired)
-        status = await self.observe(handle)
-        if status.stage in (Stage.ABSENT, Stage.SLEEPING, Stage.PAUSED) or not await self._still_ours(handle):
+        status = await asyncio.to_thread(
+            observe_space, self.api, spec.space_id, self.cfg, want_template=template_hash(desired, self.cfg)
+        )
+        if status.stage in (Stage.ABSENT, Stage.SLEEPING, Stage.PAUSED):
+            return None
+        handle = await self._handle(spec, desired)
+        if not await self._still_ours(handle):
             return None
         self._desired[spec.space_id] = desired
         self._pump(handle, log)
