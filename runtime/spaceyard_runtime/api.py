@@ -84,6 +84,9 @@ class AppSpec:
 class Endpoint:
     host: str
     port: int
+    netns: str | None = None
+    """The app listens inside its own network namespace (local sandbox): connect through
+    :func:`spaceyard_runtime.netns.connect` with this token. ``None``: an ordinary address."""
 
     @property
     def url(self) -> str:

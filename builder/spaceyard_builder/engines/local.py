@@ -204,6 +204,7 @@ class LocalEngine(BuildEngine):
             if target.exists():
                 shutil.rmtree(target)
             cfg.write_text(cfg.read_text().replace(str(tmp), str(target)))
+            tmp.chmod(0o755)  # mkdtemp made it 0700: apps run as their own users and must read it
             tmp.rename(target)
         finally:
             if tmp.exists():
