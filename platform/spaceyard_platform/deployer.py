@@ -507,6 +507,7 @@ class Deployer:
                     tail = "\n".join(e.data for e in self.log_store.tail(space.run_log_key or "", 20))
                     reason = status.message or f"the app exited with code {status.exit_code}"
                     await self._save_stage(state.pk, "RUNTIME_ERROR", f"{reason}\n{tail}".strip())
+                    await self.runtime.stop(handle)  # what the app left behind (its children) goes too
                 return
 
     # ------------------------------------------------------------------ wake (the gateway's Waker)

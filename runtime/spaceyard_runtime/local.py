@@ -584,6 +584,7 @@ class LocalRuntime(Runtime):
             backend_id=self._new_id(proc.pid), pid=proc.pid, mode="cold", log=log, exited=loop.create_future(), box=box
         )
         app.oom_base = box.oom_base
+
         def kill(sig: int) -> None:
             self.sandbox.signal(box, sig)
 

@@ -105,8 +105,6 @@ async def open_connection(
     return await asyncio.open_connection(sock=await connect(host, port, token), **kwargs)  # type: ignore[arg-type]
 
 
-
-
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         while data := await reader.read(65536):

@@ -369,6 +369,7 @@ class BwrapSandbox(Sandbox):
                 args += ["--symlink", os.readlink(top), top]
             elif os.path.isdir(top):
                 args += ["--ro-bind", top, top]
+        args += ["--perms", "0755", "--dir", "/etc"]
         for etc in ETC_FILES:
             args += ["--ro-bind-try", etc, etc]
         args += ["--ro-bind", str(passwd), "/etc/passwd", "--ro-bind", str(group), "/etc/group"]

@@ -17,6 +17,7 @@ What the local engine cannot do, and what it does instead (said in the build log
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -30,6 +31,7 @@ from pathlib import Path
 from ..api import Artifact, BuildEngine, BuildLog, BuildRequest
 from ..errors import BuildFailed
 from ..spaceconfig import SpaceConfig
+from ..walls import BuildWalls, create_walls, public_text
 
 ENGINE_VERSION = "2"
 SDK_PACKAGES = {"gradio": "gradio", "streamlit": "streamlit"}
@@ -39,37 +41,99 @@ READY_MARKER = ".spaceyard-env.json"
 
 
 def _uv() -> str:
-    found = shutil.which("uv")
-    if found:
-        return found
+    """The uv binary itself (not a shim script: it runs inside the build's walls)."""
+    with contextlib.suppress(ImportError, FileNotFoundError):
+        from uv import find_uv_bin  # the uv wheel is a dependency
+
+        return os.path.realpath(find_uv_bin())
     candidate = Path(sys.executable).parent / "uv"
     if candidate.exists():
         return str(candidate)
-    from uv import find_uv_bin  # the uv wheel is a dependency
+    found = shutil.which("uv")
+    if found:
+        return os.path.realpath(found)
+    raise BuildFailed("uv is not installed")
 
-    return str(find_uv_bin())
+
+def _scratch_copy(commit: Path) -> Path:
+    """A copy of the commit the build may write into (setuptools writes ``*.egg-info`` next to a local
+    package): new directories, files hard-linked where possible (still owned by root, so read-only to the
+    build user; the exported commit the app runs stays exactly the pushed one)."""
+    scratch = Path(tempfile.mkdtemp(prefix=f".build-{commit.name[:12]}.", dir=commit.parent))
+
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(commit, scratch, symlinks=True, dirs_exist_ok=True, copy_function=link)
+    scratch.chmod(0o755)
+    return scratch
+
+
+def _finder_env() -> dict[str, str]:
+    """For ``uv python find`` (the worker's own search path; no Space code runs): no platform variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPACEYARD_") and k != "VIRTUAL_ENV"}
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    return env
 
 
 class LocalEngine(BuildEngine):
     name = "local"
 
-    def _uv_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update({"UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1", "NO_COLOR": "1"})
-        env.pop("VIRTUAL_ENV", None)
-        if self.settings.uv_cache_dir:
-            env["UV_CACHE_DIR"] = str(self.settings.uv_cache_dir)
-        return env
+    @property
+    def walls(self) -> BuildWalls:
+        walls: BuildWalls | None = getattr(self, "_walls", None)
+        if walls is None:
+            walls = self._walls = create_walls(self.settings.build_sandbox)
+        return walls
 
-    def _run(self, args: list[str], log: BuildLog, what: str) -> None:
-        log(f"--> RUN {' '.join(args[1:] if args[0].endswith('uv') else args)}")
+    def uv_cache(self) -> Path:
+        """The uv cache builds use: ``uv_cache_dir``, else one next to the environments, owned by the build user
+        (sandboxed builds), or uv's own default (``none``)."""
+        if self.settings.uv_cache_dir:
+            return self.settings.uv_cache_dir
+        if self.walls.name == "none":
+            return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "uv"
+        return self.settings.envs_root.resolve().parent / "uv-cache-build"
+
+    def _uv_env(self) -> dict[str, str]:
+        """A clean environment (never the worker's own: no platform variable or secret reaches a build)."""
+        return self.walls.env(self.uv_cache())
+
+    def _run(
+        self,
+        args: list[str],
+        log: BuildLog,
+        what: str,
+        *,
+        cwd: Path | None = None,
+        ro: list[Path] | None = None,
+        rw: list[Path] | None = None,
+        public: dict[str, str] | None = None,
+    ) -> None:
+        """Run one build step inside the walls (cwd: the commit), its output to the log with host paths
+        replaced by public names (``public``): the log and the error are public for a public Space."""
+        public = public or {}
+        shown = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(args))
+        log(public_text(f"--> RUN {shown.removeprefix('uv ')}", public))
+        workdir = cwd or Path("/")
+        argv = self.walls.command(args, cwd=workdir, ro=ro or [], rw=rw or [])
         proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self._uv_env(), text=True, bufsize=1
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self._uv_env(),
+            cwd=workdir,
+            text=True,
+            bufsize=1,
         )
         tail: list[str] = []
         assert proc.stdout is not None
-        for line in proc.stdout:
-            line = line.rstrip("\n")
+        for raw in proc.stdout:
+            line = public_text(raw.rstrip("\n"), public)
             log(line)
             tail = (tail + [line])[-15:]
         rc = proc.wait(timeout=self.settings.build_timeout)
@@ -84,7 +148,7 @@ class LocalEngine(BuildEngine):
         if not wanted:
             return own
         proc = subprocess.run(
-            [_uv(), "python", "find", "--no-project", wanted], capture_output=True, text=True, env=self._uv_env()
+            [_uv(), "python", "find", "--no-project", wanted], capture_output=True, text=True, env=_finder_env()
         )
         path = proc.stdout.strip()
         if proc.returncode == 0 and path:
@@ -167,15 +231,35 @@ class LocalEngine(BuildEngine):
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
             uv = _uv()
-            self._run([uv, "venv", "--quiet", "--python", python, str(tmp)], log, "Creating the environment")
+            python = os.path.realpath(python)
+            cache = self.uv_cache()
+            commit = source.resolve()
+            source = scratch = _scratch_copy(commit)
+            self.walls.prepare([tmp, cache], scratch=(scratch,))
+            walls = {
+                "cwd": scratch,
+                "ro": [Path(python).parents[1], Path(uv)],
+                "rw": [tmp, cache, scratch],
+                "public": {
+                    str(tmp): "/env",
+                    str(target): "/env",
+                    str(scratch): "/app",
+                    str(commit): "/app",
+                    str(cache): "/uv-cache",
+                    str(self.settings.data_dir.resolve()): "/data",
+                    python: "python",
+                },
+            }
+            self._run([uv, "venv", "--quiet", "--python", python, str(tmp)], log, "Creating the environment", **walls)  # type: ignore[arg-type]
             py = str(tmp / "bin" / "python")
             no_cache = ["--no-cache"] if request.no_cache else []
             for name in ("pre-requirements.txt", "requirements.txt"):
                 if (source / name).exists() and (source / name).read_text().strip():
                     self._run(
-                        [uv, "pip", "install", "--python", py, *no_cache, "-r", str(source / name)],
+                        [uv, "pip", "install", "--python", py, *no_cache, "-r", name],
                         log,
                         f"Installing {name}",
+                        **walls,  # type: ignore[arg-type]
                     )
             sdk_pkg = SDK_PACKAGES.get(config.sdk)
             if sdk_pkg:
@@ -184,10 +268,18 @@ class LocalEngine(BuildEngine):
                 # Installed last, as on the Hub, so the Space's sdk_version wins over its requirements.
                 extras = SDK_EXTRAS.get(config.sdk, ())
                 self._run(
-                    [uv, "pip", "install", "--python", py, *no_cache, spec, *extras], log, f"Installing {spec}"
+                    [uv, "pip", "install", "--python", py, *no_cache, spec, *extras],
+                    log,
+                    f"Installing {spec}",
+                    **walls,  # type: ignore[arg-type]
                 )
             # Bytecode is compiled now so that imports at start and wake are fast (PYTHONDONTWRITEBYTECODE).
-            self._run([py, "-m", "compileall", "-q", "-j", "0", str(tmp / "lib")], log, "Compiling bytecode")
+            self._run(
+                [py, "-m", "compileall", "-q", "-j", "0", str(tmp / "lib")],
+                log,
+                "Compiling bytecode",
+                **walls,  # type: ignore[arg-type]
+            )
             (tmp / READY_MARKER).write_text(
                 json.dumps({"python": python_version, "sdk": config.sdk, "sdk_version": config.sdk_version})
             )
@@ -209,3 +301,5 @@ class LocalEngine(BuildEngine):
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+            if "scratch" in locals():
+                shutil.rmtree(scratch, ignore_errors=True)
