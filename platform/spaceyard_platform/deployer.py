@@ -680,6 +680,7 @@ class Deployer:
             for handle in (state.handle, state.suspended):
                 if handle is not None:
                     await self.runtime.remove(handle)
+            await self.runtime.forget(state.space_id)
             state.latest_build = None
         self.routes.remove(state.space_id)
 

@@ -45,7 +45,7 @@ from typing import Any
 from .api import AppHandle, AppSpec, AppState, AppStatus, Endpoint, LogSink, Runtime
 from .errors import AppCrashed, AppStartError
 from .readiness import probe_http, wait_for_http
-from .sandbox import Box, BoxSpec, Limits, create_sandbox
+from .sandbox import Box, BoxSpec, Limits, NoSandbox, create_sandbox
 from .settings import RuntimeSettings
 from .zygote import fork_blockers
 from .zygote_client import ZYGOTE_SCRIPT, Zygote, ZygoteError
@@ -188,6 +188,20 @@ def _killpg(pgid: int, sig: int) -> None:
 
 class LocalRuntime(Runtime):
     name = "local"
+
+    @classmethod
+    def start_warnings(cls, settings: RuntimeSettings) -> list[str]:
+        sandbox = create_sandbox(settings.local_sandbox, settings.data_dir, settings.runtime_dir)
+        if isinstance(sandbox, NoSandbox):
+            return [
+                "local runtime without walls (SPACEYARD_LOCAL_SANDBOX=none): every Space runs as this user, sees its "
+                "files and processes and can listen on every interface. Trusted Spaces only (docs/security.md)."
+            ]
+        try:
+            sandbox.check()
+        except AppStartError as exc:
+            return [f"local runtime: {exc} Apps will fail to start until this is fixed."]
+        return []
 
     def __init__(self, settings: RuntimeSettings, *, quiet_queue: bool = True) -> None:
         """``quiet_queue``: forked Gradio apps get a queue that sleeps until work arrives instead of polling
@@ -482,6 +496,21 @@ class LocalRuntime(Runtime):
                 await self.sandbox.destroy(box)
 
         asyncio.ensure_future(close())
+
+    async def forget(self, space_id: str) -> None:
+        """End the Space's warm parents (and their sandboxes)."""
+        prefix = json.dumps([space_id.lower()])[:-1] + ","
+        for key, lineage in list(self._zygote_lineage.items()):
+            if lineage.startswith(prefix):
+                task = self._zygotes.pop(key, None)
+                self._zygote_used.pop(key, None)
+                self._zygote_lineage.pop(key, None)
+                box = self._zygote_boxes.pop(key, None)
+                if task is not None:
+                    with contextlib.suppress(BaseException):
+                        await (await task).close()
+                if box is not None:
+                    await self.sandbox.destroy(box)
 
     async def prewarm(self, spec: AppSpec) -> bool:
         """Warm the parent that ``spec``'s apps fork from, and wait for it. ``True`` when it is ready.

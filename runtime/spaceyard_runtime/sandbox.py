@@ -162,6 +162,9 @@ class Sandbox(abc.ABC):
     def cleanup(self) -> int:
         return 0
 
+    def check(self) -> None:
+        """Raise :class:`AppStartError` saying what this machine lacks for these walls. Default: nothing."""
+
     def app_port(self, host: str) -> int:
         from .local import free_port
 

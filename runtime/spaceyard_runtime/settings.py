@@ -74,6 +74,11 @@ class RuntimeSettings(BaseSettings):
         description="Docker runtime: seconds between HTTP health checks of gradio/streamlit containers once "
         "started (3 failures in a row = unhealthy, reported by poll as EXITED); 0 disables them.",
     )
+    docker_host_firewall: bool = Field(
+        False,
+        description="Docker runtime: the operator has added the host firewall rules of docs/docker.md, so host "
+        "services on all interfaces are not reachable from Space containers (silences the warning at start).",
+    )
     docker_pids_limit: int = Field(4096, description="Docker runtime: maximum processes per Space container.")
     kubernetes_namespace: str = Field("spaceyard-spaces", description="Namespace Spaces run in.")
     flavors_file: Path | None = Field(
