@@ -384,6 +384,15 @@ class LocalRuntime(Runtime):
         if app.box is not None and not app.oom and self.sandbox.oom_kills(app.box) > app.oom_base:
             app.oom = True
 
+    @staticmethod
+    def _zygote_code(spec: AppSpec) -> Path:
+        """What of the Space's code its warm parent sees: all its exported commits
+        (``sources/OWNER--NAME``), so that later pushes fork too; else only this commit."""
+        if spec.app_dir is None:
+            return Path(spec.artifact).resolve()
+        app_dir = Path(spec.app_dir).resolve()
+        return app_dir.parent if app_dir.parent.name == spec.space_id.replace("/", "--") else app_dir
+
     def _fork_source(self, spec: AppSpec, plan: LaunchPlan) -> tuple[Zygote | None, str]:
         """A warm parent to fork this app from, or ``None`` and why not."""
         if not self.settings.fast_wake:
@@ -410,6 +419,9 @@ class LocalRuntime(Runtime):
         self._zygote_used[key] = time.monotonic()
         if self.sandbox.isolated and zygote.busy:
             return None, "the Space's warm parent is serving another version of it"
+        box = self._zygote_boxes.get(key)
+        if box is not None and self.sandbox.isolated and not any(Path(plan.cwd).is_relative_to(p) for p in box.spec.ro):
+            return None, "this commit is outside the warm parent's view"
         blockers = fork_blockers(zygote.env, plan.env, zygote.reads, zygote.iterated)
         if blockers:
             return None, "a fork would not behave like a cold start: " + "; ".join(blockers[:3])
@@ -421,8 +433,7 @@ class LocalRuntime(Runtime):
         if task is not None and not (task.done() and (task.cancelled() or task.exception() or not task.result().alive)):
             return task
         python = str(Path(spec.artifact).resolve() / "bin" / "python")
-        code = Path(spec.app_dir).resolve().parent if spec.app_dir is not None else Path(spec.artifact).resolve()
-        box = self.sandbox.create(self.box_spec(spec, "zygote", code))
+        box = self.sandbox.create(self.box_spec(spec, "zygote", self._zygote_code(spec)))
         self._zygote_boxes[key] = box
         home = str(self.space_dir(spec) / "home")
         zygote = Zygote(

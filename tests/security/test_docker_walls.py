@@ -83,7 +83,7 @@ async def test_a_space_container_sees_nothing_of_the_host_or_other_spaces(
     b = await start_app(runtime, spec_for(gradio_build, "walls/space-b", env={**env, "SPACE_ID": "walls/b"}))
     await runtime.wait_ready(a, 240)
     await runtime.wait_ready(b, 240)
-    host_paths = [str(tmp_path), str(Path.home()), "/work", "/var/run/docker.sock", "/root/.cache/spaceyard"]
+    host_paths = [str(tmp_path), "/work", "/var/run/docker.sock", "/root/.cache/spaceyard", "/root/.pyenv"]
     found = probe(docker_client, a.backend_id, host_paths, b.endpoint.host)
     assert found["uid"] != 0
     assert found["write_usr"] is False and found["write_root"] is False  # read-only root filesystem
