@@ -37,8 +37,19 @@ class BuildRequest(BaseModel):
     repo: str = Field(description="Path of the bare git repository, or a git URL the worker can fetch.")
     log_key: str
     variables: dict[str, str] = Field(default_factory=dict)
-    secrets: dict[str, str] = Field(default_factory=dict, description="Build secrets (docker: secret mounts).")
+    secrets: dict[str, str] = Field(
+        default_factory=dict,
+        description="Build secrets (docker: secret mounts). Never sent through the queue: the worker fills them "
+        "in from its SecretSource using secrets_ref.",
+    )
+    secrets_ref: str | None = Field(
+        None, description="Whose secrets the build gets (the Space's id); resolved by the worker's SecretSource."
+    )
     no_cache: bool = False
+
+    def queue_message(self) -> dict[str, Any]:
+        """What crosses the queue (and rests in the broker): everything but the secret values."""
+        return self.model_dump(exclude={"secrets"})
 
 
 class BuildResult(BaseModel):
@@ -61,6 +72,22 @@ class BuildResult(BaseModel):
 class Artifact(BaseModel):
     id: str
     cache_hit: bool = False
+
+
+class SecretSource(abc.ABC):
+    """Where a build worker gets a build's secrets, so that they never travel or rest in the queue.
+
+    Contract: ``secrets(ref)`` returns the current, decrypted secrets of the Space ``ref``
+    (``BuildRequest.secrets_ref``) as ``{KEY: value}``, or raises when it cannot read them; it keeps no copy
+    and logs no value. Chosen by ``BuilderSettings.secret_source`` ("module:Class", constructed with the
+    builder settings); the default reads the platform's database with the platform's secret key.
+    """
+
+    def __init__(self, settings: BuilderSettings) -> None:
+        self.settings = settings
+
+    @abc.abstractmethod
+    def secrets(self, ref: str) -> dict[str, str]: ...
 
 
 class BuildEngine(abc.ABC):

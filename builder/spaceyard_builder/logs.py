@@ -98,7 +98,7 @@ class FileLogStore(LogStore):
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock = threading.Lock()
 
     def _path(self, key: str) -> Path:
@@ -109,12 +109,12 @@ class FileLogStore(LogStore):
         path = self._path(key)
         record = json.dumps({"data": line, "timestamp": utc_timestamp()}, ensure_ascii=False) + "\n"
         with self._lock:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             closed = path.with_suffix(".closed")
             if closed.exists():
                 closed.unlink(missing_ok=True)
             # O_APPEND writes of one small record are atomic with respect to other appenders.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
                 os.write(fd, record.encode())
             finally:

@@ -3,19 +3,62 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from .api import BuildEngine, BuildRequest, BuildResult
 from .engines import create_engine
-from .errors import BuilderError, ConfigError, NoAppFileError
+from .errors import BuilderError, BuildFailed, ConfigError, NoAppFileError
 from .logs import LogStore
 from .settings import BuilderSettings
-from .source import export_commit
-from .spaceconfig import SpaceConfig, parse_readme
+from .source import TreeItem, export_commit, link_target, list_tree, read_blob, resolve_in_tree
+from .spaceconfig import README_PREFIX, SpaceConfig, parse_readme
+
+BUILD_INPUTS = ("requirements.txt", "pre-requirements.txt", "packages.txt", "Dockerfile", ".dockerignore")
+"""Files the engines read from the export: they must be regular files, or links inside the commit."""
 
 
 def _slug(space_id: str) -> str:
     return space_id.replace("/", "--")
+
+
+def read_readme(repo: str, items: dict[str, TreeItem]) -> str | None:
+    """README.md's text from git (a link is followed only inside the commit); None when there is none."""
+    if "README.md" not in items:
+        return None
+    item = resolve_in_tree(repo, items, "README.md")
+    if item is None:
+        raise ConfigError(
+            "README.md is a symlink to a path outside the repository (or a submodule): Spaceyard reads the "
+            "configuration only from a file in the commit"
+        )
+    return read_blob(repo, item.oid, limit=README_PREFIX).decode("utf-8", errors="replace")
+
+
+def check_build_inputs(repo: str, items: dict[str, TreeItem], app_file: str, log: Callable[[str], None]) -> None:
+    """Build files that are symlinks must stay in the commit; submodules are said in the log."""
+    for path in (*BUILD_INPUTS, app_file):
+        item = items.get(path)
+        if item is not None and item.kind == "symlink" and resolve_in_tree(repo, items, path) is None:
+            raise BuildFailed(
+                f"{path} is a symlink to {link_target(repo, item)!r}, outside the repository: Spaceyard reads "
+                "build files only from the commit (replace the link with the file)"
+            )
+    for item in items.values():
+        if item.kind == "submodule":
+            log(
+                f"--> warning: {item.path} is a git submodule (commit {item.oid[:12]}); its files are not "
+                "included (submodules are not fetched): add them to the Space itself"
+            )
+
+
+def app_files(repo: str, items: dict[str, TreeItem]) -> set[str]:
+    """Paths that are files in the commit: regular files and links resolving to one inside it."""
+    return {
+        p
+        for p, item in items.items()
+        if item.kind == "file" or (item.kind == "symlink" and resolve_in_tree(repo, items, p))
+    }
 
 
 def check_app_file(config: SpaceConfig, files: set[str]) -> None:
@@ -49,10 +92,10 @@ def run_build(
     config: SpaceConfig | None = None
     try:
         source = export_commit(request.repo, request.revision, settings.data_dir / "sources" / _slug(request.space_id))
-        readme = source / "README.md"
-        config = parse_readme(readme.read_text(encoding="utf-8", errors="replace") if readme.exists() else None)
-        files = {str(p.relative_to(source)) for p in source.rglob("*") if p.is_file()}
-        check_app_file(config, files)
+        items = {item.path: item for item in list_tree(request.repo, request.revision)}
+        config = parse_readme(read_readme(request.repo, items))
+        check_build_inputs(request.repo, items, config.effective_app_file, log)
+        check_app_file(config, app_files(request.repo, items))
         log(f"--> sdk: {config.sdk}" + (f" {config.sdk_version}" if config.sdk_version else ""))
         engine = engine or create_engine(settings)
         artifact = engine.build(request, source, config, log)

@@ -76,6 +76,18 @@ class BuilderSettings(BaseSettings):
         description="'module:callable' returning a BuildEngine for these settings, used instead of build_engine "
         "(plugins; tests use it to run an instrumented engine inside a real worker).",
     )
+    secret_source: str = Field(
+        "spaceyard_platform.buildsecrets:DatabaseSecretSource",
+        description="'module:Class' (a spaceyard_builder.api.SecretSource) from which a worker reads a build's "
+        "secrets; the queue carries only the Space's id. The default reads the platform's database "
+        "(SPACEYARD_DATABASE_URL or DATA_DIR/spaceyard.db) with its secret key (SPACEYARD_SECRET_KEY or "
+        "DATA_DIR/secret.key), so workers need both.",
+    )
+    yaml_max_bytes: int = Field(
+        64 * 1024,
+        description="Largest YAML accepted from users (README front matter, /api/validate-yaml), in bytes; "
+        "aliases, nesting and the expanded size are bounded too (docs/security.md).",
+    )
     redis_log_prefix: str = Field("spaceyard:log:", description="Prefix of every Redis key of the Redis log store.")
     redis_log_maxlen: int = Field(
         100_000, description="Redis log store: a live log stream keeps at most about this many lines (XADD MAXLEN ~)."

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from . import safeyaml
 from .errors import ConfigError
 
 SDKS = ("gradio", "streamlit", "docker", "static")
@@ -115,8 +116,12 @@ def _format_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def front_matter(text: str) -> dict[str, Any]:
-    """Return the README's YAML front matter as a dict, or raise ConfigError."""
+README_PREFIX = 2 * safeyaml.MAX_BYTES
+"""How much of README.md is read to find the front matter (it must fit in the YAML limit anyway)."""
+
+
+def front_matter(text: str, limits: safeyaml.YamlLimits | None = None) -> dict[str, Any]:
+    """Return the README's YAML front matter as a dict (bounded: :mod:`safeyaml`), or raise ConfigError."""
     m = _FRONT_MATTER.match(text)
     if not m:
         raise ConfigError(
@@ -124,7 +129,9 @@ def front_matter(text: str) -> dict[str, Any]:
             " and another '---' line"
         )
     try:
-        data = yaml.safe_load(m.group(1))
+        data = safeyaml.load(m.group(1), limits)
+    except safeyaml.YamlRefused as exc:
+        raise ConfigError(f"README.md front matter refused: {exc}") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 2}, column {mark.column + 1} of README.md" if mark else ""

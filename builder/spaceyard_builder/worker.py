@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import importlib
+import os
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -39,7 +40,7 @@ import redis
 from celery import Celery
 
 from . import embeddedqueue
-from .api import BuildEngine, BuildRequest, BuildResult
+from .api import BuildEngine, BuildRequest, BuildResult, SecretSource
 from .logstores import create_log_store
 from .pipeline import run_build
 from .settings import BuilderSettings
@@ -66,7 +67,10 @@ def celery_config(settings: BuilderSettings) -> dict[str, Any]:
         }
     else:
         queue = (settings.data_dir / "queue").resolve()
-        queue.mkdir(parents=True, exist_ok=True)
+        queue.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for db_file in ("broker.db", "results.db"):  # private before SQLite creates them (0644 otherwise)
+            os.close(os.open(queue / db_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+            os.chmod(queue / db_file, 0o600)
         broker = embeddedqueue.broker_url(str(queue / "broker.db"))
         backend = f"db+sqlite:///{queue / 'results.db'}"
         transport = {}
@@ -151,6 +155,22 @@ class BuildGuard:
         return n
 
 
+def make_secret_source(settings: BuilderSettings) -> SecretSource:
+    module_name, _, attr = settings.secret_source.partition(":")
+    source_cls = getattr(importlib.import_module(module_name), attr)
+    source = source_cls(settings)
+    if not isinstance(source, SecretSource):
+        raise TypeError(f"{settings.secret_source} is not a SecretSource")
+    return source
+
+
+def with_secrets(req: BuildRequest, settings: BuilderSettings) -> BuildRequest:
+    """The request with its secrets read from the SecretSource (only when it names a Space)."""
+    if not req.secrets_ref:
+        return req
+    return req.model_copy(update={"secrets": make_secret_source(settings).secrets(req.secrets_ref)})
+
+
 def make_celery(settings: BuilderSettings | None = None) -> Celery:
     settings = settings or BuilderSettings()
     celery = Celery("spaceyard")
@@ -182,6 +202,15 @@ def make_celery(settings: BuilderSettings | None = None) -> Celery:
                 log_store.append(
                     req.log_key, f"--> Build restarted (attempt {attempt}): the previous worker stopped mid-build"
                 )
+            try:
+                req = with_secrets(req, settings)
+            except Exception as exc:  # the build must still end with a reason
+                log_store.append(req.log_key, f"--> BUILD_ERROR: could not read the Space's secrets: {exc}")
+                log_store.close(req.log_key)
+                return BuildResult(
+                    build_id=req.build_id, space_id=req.space_id, revision=req.revision, ok=False,
+                    stage="BUILD_ERROR", reason=f"could not read the Space's secrets: {exc}",
+                ).model_dump()  # fmt: skip
             result: BuildResult = run_build(req, settings, log_store, engine=make_engine(settings))
             return result.model_dump()
 

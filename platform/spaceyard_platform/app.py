@@ -9,6 +9,7 @@ exists, starts the embedded build worker (unless turned off), and rebuilds route
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import signal
@@ -24,6 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import select
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
 from spaceyard_builder.logstores import create_log_store
@@ -46,13 +48,16 @@ from .db.models import Space, Token
 from .db.session import Database
 from .deployer import Deployer
 from .deps import Services
-from .errors import PlatformError
+from .errors import PlatformError, Unauthorized, header_value
+from .gateway.access import AppAccess, secure_origin
 from .gateway.proxy import Gateway
 from .gateway.routes import RouteTable
+from .limits import BodyLimit
+from .private import prepare_data_dir, private_file
 from .repos import RepoStore
 from .settings import Settings
-from .web import forms, pages
-from .web.sessions import resolve_session
+from .web import appauth, forms, pages
+from .web.sessions import resolve_session, resolve_session_ref
 
 log = logging.getLogger("spaceyard")
 
@@ -76,6 +81,15 @@ class DbAuthorizer:
                 signed_in = resolve_session(s, session)
                 principal = signed_in.principal if signed_in else None
             return principal is not None and can_read(s, principal, space)
+
+    def can_read_grant(self, space_id: str, session_ref: str) -> bool:
+        owner, _, name = space_id.partition("/")
+        with self.db.session() as s:
+            space = s.scalar(select(Space).where(Space.owner == owner, Space.name == name))
+            if space is None:
+                return False
+            signed_in = resolve_session_ref(s, session_ref)
+            return signed_in is not None and can_read(s, signed_in.principal, space)
 
 
 def bootstrap_admin(db: Database, settings: Settings) -> str:
@@ -104,7 +118,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
 
 
 def start_embedded_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    logfile = open(settings.data_dir / "worker.log", "ab")  # noqa: SIM115 - owned by the process
+    logfile = open(private_file(settings.data_dir / "worker.log"), "ab")  # noqa: SIM115 - owned by the process
     return subprocess.Popen(
         [
             sys.executable,
@@ -145,7 +159,7 @@ def platform_error_response(request: Request, exc: PlatformError) -> Response:
     headers = dict(exc.headers)
     if exc.code:
         headers["X-Error-Code"] = exc.code
-    headers["X-Error-Message"] = str(exc).splitlines()[0][:500] if str(exc) else ""
+    headers["X-Error-Message"] = header_value(str(exc).splitlines()[0][:500] if str(exc) else "")
     if "text/html" in request.headers.get("accept", "") and not request.url.path.startswith("/api/"):
         body = f"<!doctype html><title>{exc.status}</title><h1>{exc.status}</h1><p>{_escape(str(exc))}</p>"
         return HTMLResponse(body, status_code=exc.status, headers=headers)
@@ -162,16 +176,21 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(settings)
         db = Database(settings.resolved_database_url)
         await asyncio.to_thread(db.migrate)
         admin_token = await asyncio.to_thread(bootstrap_admin, db, settings)
         routes.authorizer = DbAuthorizer(db)
         builder_settings = settings.builder()
         log_store = create_log_store(builder_settings)
-        secretbox = SecretBox(load_or_create_key(settings.secret_key, settings.data_dir))
+        secret = load_or_create_key(settings.secret_key, settings.data_dir)
+        secretbox = SecretBox(secret)
+        routes.access = AppAccess(
+            secret, secure_origin=secure_origin(settings.resolved_public_url, settings.resolved_apps_domain)
+        )
         flavors = load_flavors(settings.flavors_file)
         repos = RepoStore(settings.data_dir / "repos")
+        await asyncio.to_thread(repos.harden)
         worker = start_embedded_worker(settings) if settings.embedded_worker else None
         deployer = Deployer(
             settings,
@@ -206,9 +225,27 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             {"error": str(exc.errors())}, status_code=400, headers={"X-Error-Message": "Invalid request"}
         )
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """Unmatched routes and methods answer in the Hub's error shape too."""
+        error = PlatformError(str(exc.detail), headers=dict(exc.headers or {}))
+        error.status = exc.status_code
+        return platform_error_response(request, error)
+
     @app.get("/metrics", include_in_schema=False)
-    def _metrics() -> Response:
-        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    def _metrics(request: Request) -> Response:
+        if settings.metrics_token:
+            given = (request.headers.get("authorization") or "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), settings.metrics_token.encode()):
+                raise Unauthorized("/metrics needs the SPACEYARD_METRICS_TOKEN as a Bearer token")
+            return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+        def is_public(space_id: str) -> bool:
+            route = routes.by_id(space_id)
+            return route is not None and not route.private
+
+        view = metrics.PublicView(metrics.REGISTRY, is_public)
+        return Response(generate_latest(view), media_type=CONTENT_TYPE_LATEST)  # type: ignore[arg-type]
 
     @app.get("/api/health", include_in_schema=False)
     def _health() -> dict[str, Any]:
@@ -227,9 +264,10 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         spaces_api.router,
         pages.router,
         forms.router,
+        appauth.router,
     ):
         app.include_router(router)
-    return Gateway(app, routes, settings)
+    return Gateway(BodyLimit(app, settings), routes, settings)
 
 
 def app_factory() -> ASGIApp:

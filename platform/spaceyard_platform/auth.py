@@ -13,11 +13,12 @@ import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .crypto import hash_token, new_token
 from .db.models import Membership, Space, Token, User
+from .errors import Conflict
 
 SESSION_COOKIE = "spaceyard_session"
 
@@ -76,6 +77,12 @@ def create_token(session: Session, user: User, name: str = "", role: str = "writ
 def ensure_user(session: Session, name: str, *, is_admin: bool = False, kind: str = "user") -> User:
     user = session.scalar(select(User).where(User.name == name))
     if user is None:
+        from .names import check_owner, fold
+
+        check_owner(name)
+        other = session.scalar(select(User).where(func.lower(User.name) == fold(name)))
+        if other is not None:
+            raise Conflict(f"The namespace {other.name!r} already exists (names ignore case)")
         user = User(name=name, is_admin=is_admin, kind=kind, created_at=datetime.now(UTC))
         session.add(user)
         session.flush()

@@ -18,7 +18,7 @@ class BuildQueue:
 
     def submit(self, request: BuildRequest) -> None:
         """Enqueue a build; the task id is the build id, so a retried submit is the same build."""
-        self.celery.send_task(BUILD_TASK, args=[request.model_dump()], task_id=request.build_id)
+        self.celery.send_task(BUILD_TASK, args=[request.queue_message()], task_id=request.build_id)
 
     async def result(self, build_id: str) -> BuildResult:
         """Wait for a build's result (it may have finished long ago: results are kept)."""

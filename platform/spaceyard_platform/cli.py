@@ -53,13 +53,15 @@ def up(
 
     from .app import bootstrap_admin, create_app
     from .db.session import Database
+    from .limits import http_protocol
+    from .private import prepare_data_dir
 
     if port is not None:
         os.environ["SPACEYARD_PORT"] = str(port)
     if host is not None:
         os.environ["SPACEYARD_HOST"] = host
     settings = Settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings)
     db = Database(settings.resolved_database_url)
     db.migrate()
     token = bootstrap_admin(db, settings)
@@ -80,13 +82,16 @@ def up(
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=http_protocol(settings),  # httptools, with limits on request heads (limits.py)
         ws="websockets-sansio",
         log_level="info",
         access_log=False,  # ~30% of gateway throughput; requests are counted per Space at /metrics
         proxy_headers=settings.forwarded_allow_ips is not None,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=settings.keep_alive_timeout,
+        limit_concurrency=settings.max_connections,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
 
 

@@ -20,13 +20,15 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def load_or_create_key(configured: str | None, data_dir: Path) -> bytes:
+def load_or_create_key(configured: str | None, data_dir: Path, *, create: bool = True) -> bytes:
+    """The configured key, else ``DATA_DIR/secret.key`` (created 0600 on first use unless ``create`` is
+    false: a build worker only reads it)."""
     if configured:
         return configured.encode()
     path = data_dir / "secret.key"
-    if path.exists():
+    if path.exists() or not create:
         return path.read_bytes().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = Fernet.generate_key()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:

@@ -40,7 +40,7 @@ from .buildqueue import BuildQueue
 from .crypto import SecretBox
 from .db.models import Build, Space, SpaceSecret, SpaceVariable
 from .db.session import Database
-from .gateway.routes import Route, RouteTable, WakeRefused, subdomain_for
+from .gateway.routes import Route, RouteTable, WakeRefused
 from .repos import RepoStore
 from .settings import Settings
 
@@ -218,6 +218,7 @@ class Deployer:
             static_index = serving.app_file or "index.html"
         route = Route(
             space_id=space.space_id,
+            label=space.app_label,
             stage=stage,
             upstream=state.handle.endpoint if state.handle else None,
             static_root=static_root,
@@ -252,7 +253,7 @@ class Deployer:
         state.latest_build = build_id
         serving = state.handle is not None or (state.serving is not None and space.stage in SERVING_STAGES)
         stage = "RUNNING_BUILDING" if serving else "BUILDING"
-        secrets, variables = await asyncio.to_thread(self._secrets_and_variables, pk)
+        _, variables = await asyncio.to_thread(self._secrets_and_variables, pk)
 
         def record() -> None:
             with self.db.session() as s:
@@ -274,7 +275,7 @@ class Deployer:
             repo=str(self.repos.path(space.owner, space.name)),
             log_key=f"build/{build_id}",
             variables=variables,
-            secrets=secrets if space.sdk == "docker" else {},
+            secrets_ref=pk if space.sdk == "docker" else None,  # the worker reads them: never in the queue
             no_cache=no_cache,
         )
         await asyncio.to_thread(self.queue.submit, request)
@@ -343,7 +344,7 @@ class Deployer:
             "SPACE_AUTHOR_NAME": space.owner,
             "SPACE_REPO_NAME": space.name,
             "SPACE_TITLE": str(serving.config.get("title") or space.name),
-            "SPACE_HOST": f"{subdomain_for(space.space_id)}.{apps_domain}",
+            "SPACE_HOST": f"{space.app_label}.{apps_domain}",
             "SPACE_CREATOR_USER_ID": space.owner,
             "SYSTEM": "spaces",
             "ACCELERATOR": flavor.accelerator or "none",

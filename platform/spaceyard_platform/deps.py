@@ -11,13 +11,13 @@ from sqlalchemy.orm import Session
 
 from spaceyard_builder.logs import LogStore
 
-from .auth import SESSION_COOKIE, Principal, resolve_token, token_from_headers
+from .auth import Principal, resolve_token, token_from_headers
 from .crypto import SecretBox
 from .db.session import Database
 from .gateway.routes import RouteTable
 from .repos import RepoStore
 from .settings import Settings
-from .web.sessions import CSRF_HEADER, SAFE_METHODS, csrf_ok, resolve_session
+from .web.sessions import CSRF_HEADER, SAFE_METHODS, csrf_ok, resolve_session, session_cookie_name
 
 if TYPE_CHECKING:
     from spaceyard_runtime.api import Flavor
@@ -70,7 +70,7 @@ def get_principal(request: Request, session: Annotated[Session, Depends(get_sess
     token = request_token(request)
     if token is not None:
         return resolve_token(session, token)
-    signed_in = resolve_session(session, request.cookies.get(SESSION_COOKIE))
+    signed_in = resolve_session(session, request.cookies.get(session_cookie_name(services_of(request).settings)))
     if signed_in is None:
         return None
     if request.method not in SAFE_METHODS and not csrf_ok(signed_in, request.headers.get(CSRF_HEADER)):

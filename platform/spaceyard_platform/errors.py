@@ -14,6 +14,12 @@ PlatformError                     base; ``status``, ``code``, user-facing messag
 from __future__ import annotations
 
 
+def header_value(text: str) -> str:
+    """``text`` as a valid HTTP header value: printable ASCII, anything else escaped (``\\x00``, ``\\u00e9``)."""
+    escaped = text.encode("ascii", errors="backslashreplace").decode("ascii")
+    return "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in escaped)
+
+
 class PlatformError(Exception):
     status = 500
     code: str | None = None

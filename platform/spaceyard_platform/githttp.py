@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
+from . import gitsafe
 from .auth import Principal, can_read, can_write, resolve_token, token_from_headers
 from .db.models import Space
 from .deps import services_of
@@ -67,7 +68,7 @@ async def info_refs(request: Request, owner: str, repo: str, service: str = "") 
         service.removeprefix("git-"),
         "--stateless-rpc",
         "--advertise-refs",
-        str(svc.repos.path(space.owner, space.name)),
+        str(svc.repos.path(space.owner, space.name).absolute()),
     ]
     env = _git_env(request)
     proc = await asyncio.create_subprocess_exec(
@@ -85,13 +86,10 @@ async def info_refs(request: Request, owner: str, repo: str, service: str = "") 
 
 
 def _git_env(request: Request) -> dict[str, str]:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
-    proto = request.headers.get("git-protocol")
-    if proto:
-        env["GIT_PROTOCOL"] = proto
-    return env
+    proto = request.headers.get("git-protocol", "")
+    # Only the protocol negotiation a git client sends (version=2, and key=value pairs joined by ':').
+    extra = {"GIT_PROTOCOL": proto} if proto and all(c.isalnum() or c in "=:._-" for c in proto) else {}
+    return gitsafe.git_env(extra)
 
 
 async def _request_body(request: Request) -> AsyncIterator[bytes]:
@@ -125,7 +123,7 @@ async def rpc(request: Request, owner: str, repo: str, service: str) -> Response
         "git",
         service.removeprefix("git-"),
         "--stateless-rpc",
-        str(svc.repos.path(space.owner, space.name)),
+        str(svc.repos.path(space.owner, space.name).absolute()),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,

@@ -1,8 +1,17 @@
-"""Prometheus metrics, served at ``/metrics``."""
+"""Prometheus metrics, served at ``/metrics``.
+
+Who sees what: with ``SPACEYARD_METRICS_TOKEN`` set, /metrics needs ``Authorization: Bearer <token>``
+(Prometheus: ``authorization: {credentials: ...}`` in the scrape config) and shows every Space by id;
+without it, /metrics is open and shows :class:`PublicView` (private Spaces summed into one label).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -29,3 +38,35 @@ APP_START_SECONDS = Histogram(
     registry=REGISTRY,
 )
 AWAKE = Gauge("spaceyard_awake_spaces", "Spaces with a running app", registry=REGISTRY)
+
+
+PRIVATE_LABEL = "(private)"
+
+
+class PublicView:
+    """The registry as anyone may scrape it (no ``SPACEYARD_METRICS_TOKEN``): a series whose ``space``
+    label names a Space that is not public right now (private, or deleted) is summed into
+    ``space="(private)"``, so /metrics never reveals a private Space's name, and totals stay right."""
+
+    def __init__(self, registry: CollectorRegistry, is_public: Callable[[str], bool]) -> None:
+        self.registry = registry
+        self.is_public = is_public
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            merged: dict[tuple[str, tuple[tuple[str, str], ...]], Sample] = {}
+            for sample in family.samples:
+                labels = dict(sample.labels)
+                if "space" in labels and not self.is_public(labels["space"]):
+                    labels["space"] = PRIVATE_LABEL
+                key = (sample.name, tuple(sorted(labels.items())))
+                old = merged.get(key)
+                if old is None:
+                    merged[key] = sample._replace(labels=labels)
+                elif sample.name.endswith("_created"):
+                    merged[key] = old._replace(value=min(old.value, sample.value))
+                else:
+                    merged[key] = old._replace(value=old.value + sample.value)
+            out = Metric(family.name, family.documentation, family.type, family.unit)
+            out.samples = list(merged.values())
+            yield out

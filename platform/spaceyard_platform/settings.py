@@ -75,6 +75,50 @@ class Settings(BaseSettings):
         description="Comma-separated addresses of a reverse proxy in front of Spaceyard whose X-Forwarded-* "
         "headers are trusted; unset = trust none (visitors cannot spoof their address).",
     )
+    max_header_bytes: int = Field(
+        64 * 1024,
+        description="Largest request head (request line + headers) in bytes; larger ones get 431 and the "
+        "connection is closed. Applies to apps too.",
+    )
+    header_timeout: float = Field(
+        15.0,
+        description="Seconds a client has to send a request's head after connecting (or after starting the next "
+        "request on a kept-alive connection); then 408 and the connection is closed. 0 = no limit.",
+    )
+    max_pending_per_address: int = Field(
+        64,
+        description="Connections one client address may have open while still sending their request head "
+        "(slow clients); more get 429 at once. Trusted proxies (forwarded_allow_ips) are exempt. 0 = no limit.",
+    )
+    keep_alive_timeout: int = Field(
+        5, description="Seconds an idle kept-alive connection stays open (uvicorn timeout_keep_alive)."
+    )
+    max_connections: int | None = Field(
+        10000,
+        description="Concurrent connections and requests the server accepts before answering 503 "
+        "(uvicorn limit_concurrency). Unset = no limit.",
+    )
+    max_api_body: int = Field(
+        1024 * 1024,
+        description="Largest request body in bytes for the API and the web forms (JSON, form posts, "
+        "validate-yaml); the endpoints below have their own limits. 413 above it.",
+    )
+    max_commit_body: int = Field(
+        2 * 1024**3,
+        description="Largest Hub API commit (NDJSON with inline base64 files), in bytes. One line (one file) "
+        "is also at most 4/3 x inline_upload_limit + 1 MiB.",
+    )
+    max_git_body: int = Field(
+        5 * 1024**3, description="Largest git smart HTTP request body (a push's pack), in bytes."
+    )
+    max_lfs_upload: int = Field(
+        50 * 1024**3, description="Largest LFS object uploaded through the basic transfer, in bytes."
+    )
+    metrics_token: str | None = Field(
+        None,
+        description="Bearer token /metrics requires; then it lists every Space by id. Unset: /metrics is open "
+        "and private Spaces appear only summed as space=\"(private)\".",
+    )
     embedded_worker: bool = Field(
         True, description="spaceyard up also starts a build worker process (turn off with external workers)."
     )
@@ -91,8 +135,9 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'spaceyard.db').resolve()}"
 
-    def app_url(self, space_id: str, style: str | None = None) -> str:
-        """Where a Space's app is served; ``style`` overrides host_style (``subdomain`` for browsers)."""
+    def app_url(self, space_id: str, style: str | None = None, label: str | None = None) -> str:
+        """Where a Space's app is served; ``style`` overrides host_style (``subdomain`` for browsers);
+        ``label`` is the Space's stored subdomain (``Space.app_label``)."""
         from .gateway.routes import subdomain_for
 
         style = style or self.host_style
@@ -101,7 +146,7 @@ class Settings(BaseSettings):
         if style == "path":
             return f"{self.resolved_public_url}/apps/{space_id}"
         scheme = self.resolved_public_url.split("://")[0]
-        return f"{scheme}://{subdomain_for(space_id)}.{self.resolved_apps_domain}"
+        return f"{scheme}://{label or subdomain_for(space_id)}.{self.resolved_apps_domain}"
 
     def builder(self) -> BuilderSettings:
         return BuilderSettings(data_dir=self.data_dir, redis_url=self.redis_url)

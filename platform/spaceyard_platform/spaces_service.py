@@ -28,6 +28,18 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def check_key_free(session: Session, space: Space, key: str, kind: type[SpaceSecret] | type[SpaceVariable]) -> None:
+    """A secret or variable key: valid, and not another key of this Space in another case or of the other
+    kind (both become one environment)."""
+    validate_key(key)
+    for model in (SpaceSecret, SpaceVariable):
+        rows = session.scalars(select(model.key).where(model.space_pk == space.id))
+        for existing in rows:
+            if existing.lower() == key.lower() and not (model is kind and existing == key):
+                what = "secret" if model is SpaceSecret else "variable"
+                raise BadRequest(f"Key {key!r} clashes with the {what} {existing!r}: keys are unique, ignoring case")
+
+
 async def apply_env_change(svc: Services, space: Space) -> None:
     """Restart (or, for Docker, rebuild) a Space after its secrets or variables changed."""
     if space.paused or space.stage == "PAUSED":
@@ -61,7 +73,7 @@ async def set_secret(
 ) -> None:
     """Add or replace a secret, then restart the Space with it."""
     space = writable_space(session, principal, owner, name)
-    validate_key(key)
+    check_key_free(session, space, key, SpaceSecret)
     row = session.scalar(select(SpaceSecret).where(SpaceSecret.space_pk == space.id, SpaceSecret.key == key))
     if row is None:
         row = SpaceSecret(space_pk=space.id, key=key, value_encrypted="")
@@ -112,7 +124,7 @@ async def set_variable(
 ) -> dict[str, dict[str, Any]]:
     """Add or replace a variable, restart the Space with it; returns all variables."""
     space = writable_space(session, principal, owner, name)
-    validate_key(key)
+    check_key_free(session, space, key, SpaceVariable)
     row = session.scalar(select(SpaceVariable).where(SpaceVariable.space_pk == space.id, SpaceVariable.key == key))
     if row is None:
         row = SpaceVariable(space_pk=space.id, key=key)

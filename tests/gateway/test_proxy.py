@@ -117,7 +117,8 @@ def test_embedding_allowed_by_default(gateway: GatewayServer, upstream: Upstream
     gateway.add("erin/embeddable", upstream.endpoint)
     r = httpx.get(f"{gateway.url}/apps/erin/embeddable/headers")
     assert "x-frame-options" not in r.headers
-    assert r.headers["content-security-policy"] == "default-src 'self'"  # frame-ancestors removed, rest kept
+    # frame-ancestors removed, the rest kept (and the path form's sandbox added)
+    assert r.headers.get_list("content-security-policy") == ["default-src 'self'", "sandbox"]
 
 
 def test_disable_embedding_and_custom_headers(gateway: GatewayServer, upstream: Upstream) -> None:
@@ -146,6 +147,10 @@ class Authorizer:
     def can_read(self, space_id: str, token: str | None, session: str | None) -> bool:
         self.calls.append((space_id, token, session))
         return token == "good-token" or session == "good-session"
+
+    def can_read_grant(self, space_id: str, session_ref: str) -> bool:
+        self.calls.append((space_id, None, "grant:" + session_ref))
+        return session_ref == "good-ref"
 
 
 def test_private_space(gateway: GatewayServer, upstream: Upstream) -> None:
@@ -176,10 +181,18 @@ def test_private_space(gateway: GatewayServer, upstream: Upstream) -> None:
     for _ in range(5):
         assert httpx.get(url, headers={"Authorization": "Bearer good-token"}).status_code == 200
     assert len(authorizer.calls) == calls
-    # public Spaces get the visitor's headers as they are
+    # public Spaces: the visitor's credentials do not reach the app either
     gateway.add("frank/public", upstream.endpoint)
-    r = httpx.get(f"{gateway.url}/apps/frank/public/headers", headers={"Authorization": "Bearer app-token"})
-    assert echoed(r)["authorization"] == "Bearer app-token"
+    r = httpx.get(
+        f"{gateway.url}/apps/frank/public/headers",
+        headers={
+            "Authorization": "Bearer app-token",
+            "x-hf-authorization": "Bearer t",
+            "Cookie": "spaceyard_session=s",
+        },
+    )
+    assert r.status_code == 200
+    assert not {"authorization", "x-hf-authorization", "cookie"} & set(echoed(r))
 
 
 # -- waking -----------------------------------------------------------------------------------------

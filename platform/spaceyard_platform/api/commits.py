@@ -22,7 +22,6 @@ import binascii
 import hashlib
 import json
 import os
-import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -34,13 +33,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
+from .. import gitsafe
 from ..auth import Principal
 from ..db.models import Space
 from ..deps import PrincipalDep, Services, ServicesDep, SessionDep, services_of
-from ..errors import BadRequest, EntryNotFound, Forbidden, PlatformError, RevisionNotFound
+from ..errors import BadRequest, EntryNotFound, Forbidden, PlatformError, RevisionNotFound, header_value
+from ..limits import BodyTooLarge
 from ..repos import BRANCH
 from .common import public_base, readable_space, writable_space
-from .files import raw_tail, split_rev
+from .files import json_object, raw_tail, split_rev
 
 router = APIRouter()
 
@@ -60,10 +61,10 @@ class NotImplementedHere(PlatformError):
 # ------------------------------------------------------------------------------------------ helpers
 def branch_of(space: Space, svc: Services, rev: str) -> str:
     """The branch a commit goes to; revisions that are not branches are RevisionNotFound."""
-    name = rev.removeprefix("refs/heads/")
+    name = gitsafe.check_ref_name(rev.removeprefix("refs/heads/"))
     if name == BRANCH:
         return name
-    if svc.repos.resolve(space.owner, space.name, f"refs/heads/{name}") is None or name.startswith("-"):
+    if svc.repos.resolve(space.owner, space.name, f"refs/heads/{name}") is None:
         raise RevisionNotFound(f"Invalid rev id: {rev} (commits go to an existing branch, usually main)")
     return name
 
@@ -82,6 +83,13 @@ def _lock(space: Space) -> asyncio.Lock:
     return _locks.setdefault(space.id, asyncio.Lock())
 
 
+def _int(value: Any, what: str) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise BadRequest(f"{what} must be a whole number") from exc
+
+
 def _check_no_pr(request: Request) -> None:
     if request.query_params.get("create_pr", "") in ("1", "true", "True"):
         raise BadRequest("Pull requests are not supported by Spaceyard: commit to main (create_pr=False)")
@@ -93,26 +101,27 @@ async def preupload(
     owner: str, name: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> Any:
     _check_no_pr(request)
-    body = await request.json()
+    body = json_object(await request.body())
     space = writable_space(session, principal, owner, name)
     rev, _ = split_rev(raw_tail(request, owner, name, "preupload"))
     branch = branch_of(space, svc, rev)
     head = svc.repos.resolve(space.owner, space.name, f"refs/heads/{branch}")
     files = body.get("files") or []
-    paths = [str(f.get("path", "")) for f in files]
+    if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+        raise BadRequest("files must be a list of objects with a path and a size")
+    paths = [gitsafe.check_repo_path(str(f.get("path", ""))) for f in files]
     oids: dict[str, str] = {}
     if head and paths:
         out = await asyncio.to_thread(
-            svc.repos.git, space.owner, space.name, "ls-tree", "-z", head, "--", *paths, check=False
+            svc.repos.git, space.owner, space.name, "ls-tree", "-z", revs=[head], paths=paths, check=False
         )
         for rec in out.decode(errors="replace").split("\0"):
             meta, _, path = rec.partition("\t")
             if meta and meta.split()[1] == "blob":
                 oids[path] = meta.split()[2]
     answer = []
-    for f in files:
-        path = str(f.get("path", ""))
-        size = int(f.get("size") or 0)
+    for f, path in zip(files, paths, strict=True):
+        size = _int(f.get("size"), "size")
         item: dict[str, Any] = {
             "path": path,
             "uploadMode": "lfs" if size > svc.settings.inline_upload_limit else "regular",
@@ -124,43 +133,68 @@ async def preupload(
     return {"files": answer, "commitOid": head}
 
 
+def yaml_errors(content: str) -> list[dict[str, str]]:
+    """What is wrong with a README's front matter (none when there is no front matter), bounded by
+    :mod:`spaceyard_builder.safeyaml`. CPU-bound: run it in a thread."""
+    from spaceyard_builder.errors import ConfigError
+    from spaceyard_builder.spaceconfig import front_matter
+
+    if not content.lstrip("\ufeff").startswith("---"):
+        return []
+    try:
+        front_matter(content)
+    except ConfigError as exc:
+        return [{"message": str(exc)}]
+    return []
+
+
 @router.post("/api/validate-yaml")
 async def validate_yaml(request: Request) -> Any:
-    """The client checks a README's front matter before committing it; answer like the Hub."""
-    import yaml
-
-    body = await request.json()
-    content = str(body.get("content") or "")
-    errors: list[dict[str, str]] = []
-    if content.startswith("---"):
-        _, _, rest = content.partition("\n")
-        front, sep, _ = rest.partition("\n---")
-        try:
-            data = yaml.safe_load(front) if sep else None
-            if sep and data is not None and not isinstance(data, dict):
-                errors.append({"message": "The metadata must be a YAML mapping"})
-        except yaml.YAMLError as exc:
-            errors.append({"message": f"Invalid YAML: {exc}"})
+    """The client checks a README's front matter before committing it; answer like the Hub. The body is
+    capped (``SPACEYARD_MAX_API_BODY``), the YAML bounded, and the parse runs off the event loop."""
+    body = json_object(await request.body())
+    content = body.get("content") or ""
+    if not isinstance(content, str):
+        raise BadRequest("content must be a string (the README's text)")
+    errors = await asyncio.to_thread(yaml_errors, content)
     if errors:
         return JSONResponse({"errors": errors, "warnings": []}, status_code=400)
     return {"errors": [], "warnings": []}
 
 
 # -------------------------------------------------------------------------------------------- commit
-async def ndjson_lines(request: Request) -> AsyncIterator[dict[str, Any]]:
-    """One JSON object per line; a line (a base64 file) may span many chunks: join them once."""
+async def ndjson_lines(request: Request, max_line: int) -> AsyncIterator[dict[str, Any]]:
+    """One JSON object per line; a line (a base64 file) may span many chunks: join them once. A line
+    longer than ``max_line`` bytes is a 413 (it would otherwise be held in memory whole)."""
     pieces: list[bytes] = []
+    held = 0
     async for chunk in request.stream():
         while (cut := chunk.find(b"\n")) >= 0:
             line = b"".join([*pieces, chunk[:cut]])
-            pieces, chunk = [], chunk[cut + 1 :]
+            pieces, chunk, held = [], chunk[cut + 1 :], 0
             if line.strip():
-                yield json.loads(line)
+                yield _operation(line)
         if chunk:
             pieces.append(chunk)
+            held += len(chunk)
+            if held > max_line:
+                raise BodyTooLarge(
+                    f"A commit line (one file) is over {max_line} bytes: files larger than "
+                    "SPACEYARD_INLINE_UPLOAD_LIMIT go through LFS (preupload says so)"
+                )
     tail = b"".join(pieces)
     if tail.strip():
-        yield json.loads(tail)
+        yield _operation(tail)
+
+
+def _operation(line: bytes) -> dict[str, Any]:
+    try:
+        item = json.loads(line)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"Invalid commit line (not JSON): {exc}") from exc
+    if not isinstance(item, dict) or not isinstance(item.get("value") or {}, dict):
+        raise BadRequest('Each commit line must be a JSON object {"key": ..., "value": {...}}')
+    return item
 
 
 class GitWriter:
@@ -184,40 +218,51 @@ class GitWriter:
         }
         (Path(self.scratch.name) / "tree").mkdir()
         if parent:
-            self.run("read-tree", parent)
+            self.run("read-tree", revs=[gitsafe.check_object_id(parent)])
 
-    def run(self, *args: str, input: bytes | None = None) -> bytes:  # noqa: A002
-        proc = subprocess.run(
-            ["git", "--git-dir", str(self.git_dir), *args],
-            input=input,
-            capture_output=True,
-            env=self.env,
-            check=False,
-        )
+    def _proc(
+        self,
+        subcommand: str,
+        *options: str,
+        revs: tuple[str, ...] | list[str] = (),
+        input: bytes | None = None,  # noqa: A002
+    ) -> Any:
+        argv = gitsafe.git_argv(subcommand, *options, git_dir=self.git_dir, revs=revs)
+        return gitsafe.run(argv, input=input, env=self.env)
+
+    def run(
+        self,
+        subcommand: str,
+        *options: str,
+        revs: tuple[str, ...] | list[str] = (),
+        input: bytes | None = None,  # noqa: A002
+    ) -> bytes:
+        """``git SUBCOMMAND *options --end-of-options *revs`` on the temporary index (options are constants)."""
+        proc = self._proc(subcommand, *options, revs=revs, input=input)
         if proc.returncode != 0:
-            raise PlatformError(f"git {args[0]} failed: {proc.stderr.decode(errors='replace').strip()}")
-        return proc.stdout
+            raise PlatformError(f"git {subcommand} failed: {proc.stderr.decode(errors='replace').strip()}")
+        return bytes(proc.stdout)
 
     def add_bytes(self, path: str, content: bytes) -> None:
         oid = self.run("hash-object", "-w", "--stdin", input=content).decode().strip()
         self._stage(path, oid)
 
     def add_file(self, path: str, source: Path) -> None:
-        oid = self.run("hash-object", "-w", "--", str(source)).decode().strip()
+        oid = self.run("hash-object", "-w", revs=[str(source)]).decode().strip()
         self._stage(path, oid)
 
     def _stage(self, path: str, oid: str) -> None:
-        # A file replacing a directory (or the reverse) must first drop what is in the way.
-        self.run("update-index", "--add", "--replace", "--cacheinfo", f"100644,{oid},{path}")
+        # A file replacing a directory (or the reverse) must first drop what is in the way. The path goes
+        # through stdin, NUL-terminated: never parsed as an option or split on a comma.
+        clean = gitsafe.check_repo_path(path)
+        record = f"100644 {gitsafe.check_object_id(oid)}\t{clean}\0".encode()
+        self.run("update-index", "--add", "--replace", "-z", "--index-info", input=record)
 
-    def staged(self, prefix: str = "") -> list[str]:
-        args = ["ls-files", "-z"]
-        if prefix:
-            args += ["--", prefix]
-        return [p for p in self.run(*args).decode(errors="replace").split("\0") if p]
+    def staged(self) -> list[str]:
+        return [p for p in self.run("ls-files", "-z").decode(errors="replace").split("\0") if p]
 
     def delete(self, path: str, folder: bool | None) -> None:
-        path = path.strip("/")
+        path = gitsafe.check_repo_path(path)
         files = set(self.staged())
         under = [p for p in files if p.startswith(path + "/")]
         if folder is not True and path in files:
@@ -229,20 +274,14 @@ class GitWriter:
         self.run("update-index", "--force-remove", "-z", "--stdin", input=b"\0".join(t.encode() for t in targets))
 
     def commit(self, message: str) -> str:
-        tree = self.run("write-tree").decode().strip()
-        args = ["commit-tree", tree, "-F", "-"]
-        if self.parent:
-            args[2:2] = ["-p", self.parent]
-        return self.run(*args, input=message.encode()).decode().strip()
+        tree = gitsafe.check_object_id(self.run("write-tree").decode().strip())
+        parents = ["-p", gitsafe.check_object_id(self.parent)] if self.parent else []
+        return self.run("commit-tree", *parents, "-F", "-", revs=[tree], input=message.encode()).decode().strip()
 
     def publish(self, branch: str, new: str) -> None:
         """Move the branch from the parent to ``new``, failing if anything moved it meanwhile."""
-        proc = subprocess.run(
-            ["git", "--git-dir", str(self.git_dir), "update-ref", f"refs/heads/{branch}", new, self.parent or ZERO],
-            capture_output=True,
-            env=self.env,
-            check=False,
-        )
+        ref = f"refs/heads/{gitsafe.check_ref_name(branch)}"
+        proc = self._proc("update-ref", revs=[ref, gitsafe.check_object_id(new), self.parent or ZERO])
         if proc.returncode != 0:
             raise PreconditionFailed("A commit has happened since. Please refresh and try again.")
 
@@ -251,11 +290,7 @@ class GitWriter:
 
 
 def _safe_path(path: str) -> str:
-    clean = path.strip("/")
-    parts = clean.split("/")
-    if not clean or any(p in ("", ".", "..", ".git") for p in parts) or "\0" in clean:
-        raise BadRequest(f"Invalid path in repo: {path!r}")
-    return clean
+    return gitsafe.check_repo_path(path)
 
 
 async def apply_operations(
@@ -314,7 +349,8 @@ async def commit(
             GitWriter, svc.repos.path(space.owner, space.name), parent, principal.name if principal else "anonymous"
         )
         try:
-            header, _ = await apply_operations(svc, writer, ndjson_lines(request))
+            max_line = svc.settings.inline_upload_limit * 4 // 3 + (1 << 20)
+            header, _ = await apply_operations(svc, writer, ndjson_lines(request, max_line))
             expected = header.get("parentCommit")
             if expected and not (parent or "").startswith(str(expected)):
                 raise PreconditionFailed(
@@ -350,7 +386,7 @@ def _lfs_error(status: int, message: str) -> JSONResponse:
         {"message": message},
         status_code=status,
         media_type="application/vnd.git-lfs+json",
-        headers={"X-Error-Message": message},
+        headers={"X-Error-Message": header_value(message)},
     )
 
 
@@ -359,7 +395,7 @@ async def lfs_batch(
     owner: str, repo: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> Any:
     name = repo.removesuffix(".git")
-    body = await request.json()
+    body = json_object(await request.body())
     operation = body.get("operation")
     space = (
         writable_space(session, principal, owner, name)
@@ -371,8 +407,11 @@ async def lfs_batch(
         return _lfs_error(422, "Spaceyard supports the 'basic' LFS transfer only")
     base = public_base(request, svc)
     objects = []
-    for obj in body.get("objects") or []:
-        oid, size = str(obj.get("oid", "")), int(obj.get("size") or 0)
+    items = body.get("objects") or []
+    if not isinstance(items, list) or not all(isinstance(o, dict) for o in items):
+        return _lfs_error(422, "objects must be a list of {oid, size}")
+    for obj in items:
+        oid, size = str(obj.get("oid", "")), _int(obj.get("size"), "size")
         try:
             path = lfs_path(svc, oid)
         except BadRequest as exc:
@@ -429,9 +468,9 @@ async def lfs_verify(
     owner: str, repo: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> Any:
     writable_space(session, principal, owner, repo.removesuffix(".git"))
-    body = await request.json()
+    body = json_object(await request.body())
     path = lfs_path(svc, str(body.get("oid", "")))
-    if not path.exists() or path.stat().st_size != int(body.get("size") or -1):
+    if not path.exists() or path.stat().st_size != (_int(body.get("size"), "size") or -1):
         return _lfs_error(404, "Object not uploaded (or its size differs)")
     return {}
 

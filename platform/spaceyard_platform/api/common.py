@@ -13,7 +13,6 @@ from ..auth import Principal, can_read, can_write
 from ..db.models import Space
 from ..deps import Services
 from ..errors import Forbidden, RepoNotFound, Unauthorized
-from ..gateway.routes import subdomain_for
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -71,7 +70,7 @@ def runtime_json(svc: Services, space: Space) -> dict[str, Any]:
         "replicas": {"requested": 1, "current": 1 if awake or static else 0},
         "devMode": False,
         "domains": [
-            {"domain": f"{subdomain_for(space.space_id)}.{svc.settings.resolved_apps_domain}", "stage": "READY"}
+            {"domain": f"{space.app_label}.{svc.settings.resolved_apps_domain}", "stage": "READY"}
         ],
         "sha": space.head_sha,
     }
@@ -82,23 +81,21 @@ def runtime_json(svc: Services, space: Space) -> dict[str, Any]:
 
 def app_host(svc: Services, space: Space) -> str:
     """Where gradio_client connects. A path-style URL ends with '/': the client urljoins 'config' to it."""
-    url = svc.settings.app_url(space.space_id)
+    url = svc.settings.app_url(space.space_id, label=space.app_label)
     return url + "/" if "/apps/" in url else url
 
 
 def readme_card(svc: Services, space: Space, sha: str) -> dict[str, Any]:
-    """The YAML front matter of README.md at ``sha`` ({} when there is none or it is invalid)."""
-    import yaml
+    """The YAML front matter of README.md at ``sha`` ({} when there is none, it is invalid, or over the
+    limits of :mod:`spaceyard_builder.safeyaml`: the card the API returns is bounded)."""
+    from spaceyard_builder.errors import ConfigError
+    from spaceyard_builder.spaceconfig import README_PREFIX, front_matter
 
-    text = (svc.repos.read_file(space.owner, space.name, sha, "README.md") or b"").decode(errors="replace")
-    if not text.startswith("---"):
-        return {}
-    front, sep, _ = text.partition("\n")[2].partition("\n---")
+    raw = svc.repos.read_file(space.owner, space.name, sha, "README.md", limit=README_PREFIX) or b""
     try:
-        data = yaml.safe_load(front) if sep else None
-    except yaml.YAMLError:
+        return front_matter(raw.decode(errors="replace"))
+    except ConfigError:
         return {}
-    return data if isinstance(data, dict) else {}
 
 
 def space_json(svc: Services, space: Space, *, siblings: bool = True) -> dict[str, Any]:
@@ -122,7 +119,7 @@ def space_json(svc: Services, space: Space, *, siblings: bool = True) -> dict[st
         "tags": list(card.get("tags") or []) + [card.get("sdk") or space.sdk],
         "cardData": card,
         "runtime": runtime_json(svc, space),
-        "subdomain": subdomain_for(space.space_id),
+        "subdomain": space.app_label,
         "host": app_host(svc, space),
         "models": [],
         "datasets": [],

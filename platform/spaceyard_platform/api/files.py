@@ -14,17 +14,18 @@ from collections.abc import AsyncIterator
 from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, quote, unquote
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session
 
+from .. import gitsafe
 from ..auth import Principal
 from ..db.models import Space
 from ..deps import PrincipalDep, Services, ServicesDep, SessionDep
 from ..errors import BadRequest, EntryNotFound, RevisionNotFound
-from ..repos import BRANCH, RepoStore
+from ..repos import BRANCH, RepoStore, parse_ls_tree
 from .common import iso, readable_space, space_json
 
 router = APIRouter()
@@ -53,8 +54,7 @@ def split_rev(parts: list[str]) -> tuple[str, str]:
 
 def resolve_rev(repos: RepoStore, space: Space, rev: str) -> str | None:
     """The commit ``rev`` names, None for ``main`` of an empty repository; RevisionNotFound otherwise."""
-    if rev.startswith("-") or ".." in rev:
-        raise RevisionNotFound(f"Invalid rev id: {rev}")
+    gitsafe.check_revision(rev)
     sha = repos.resolve(space.owner, space.name, rev)
     if sha is None:
         if rev in (BRANCH, f"refs/heads/{BRANCH}") and repos.head(space.owner, space.name) is None:
@@ -82,30 +82,37 @@ def hub_date(git_iso: str) -> str | None:
 
 
 def _last_commit(repos: RepoStore, space: Space, sha: str, path: str) -> dict[str, str] | None:
-    out = repos.git(space.owner, space.name, "log", "-1", "--format=%H%x00%s%x00%cI", sha, "--", path, check=False)
-    if not out.strip():
-        return None
-    cid, title, date = out.decode().rstrip("\n").split("\0")
-    return {"id": cid, "title": title, "date": date}
+    return repos.last_commit(space.owner, space.name, sha, path)
 
 
 def ls_paths(repos: RepoStore, space: Space, sha: str, paths: list[str]) -> list[tuple[str, str, int, str]]:
     """(kind, oid, size, path) for each existing path (files and directories, not recursive)."""
-    clean = [p.strip("/") for p in paths if p.strip("/")]
+    clean = [c for c in (gitsafe.check_repo_path(p, allow_root=True) for p in paths) if c]
     if not clean:
         return []
-    out = repos.git(space.owner, space.name, "ls-tree", "-l", "-z", sha, "--", *clean, check=False)
-    found = []
-    for rec in out.decode(errors="replace").split("\0"):
-        if not rec:
-            continue
-        meta, _, path = rec.partition("\t")
-        _mode, kind, oid, size = meta.split(maxsplit=3)
-        if path in clean:
-            found.append(
-                ("directory" if kind == "tree" else "file", oid, 0 if size.strip() == "-" else int(size), path)
-            )
-    return found
+    out = repos.git(space.owner, space.name, "ls-tree", "-l", "-z", revs=[sha], paths=clean, check=False)
+    wanted = set(clean)
+    return [(e.type, e.oid, e.size, e.path) for e in parse_ls_tree(out) if e.path in wanted]
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """A JSON request body that must be an object; anything else is a 400 saying so."""
+    import json
+
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"The request body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("The request body must be a JSON object")
+    return data
+
+
+def content_disposition(filename: str, disposition: str = "inline") -> str:
+    """RFC 6266 / RFC 5987: an ASCII ``filename`` fallback and the exact UTF-8 name in ``filename*``."""
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\%' else "_" for c in filename) or "file"
+    encoded = quote(filename.encode("utf-8", errors="replace"), safe="")
+    return f"{disposition}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
 
 
 # ------------------------------------------------------------------------------ info at a revision
@@ -149,7 +156,9 @@ def tree(
         return []
     if path and not any(k == "directory" for k, *_ in ls_paths(svc.repos, space, sha, [path])):
         raise EntryNotFound(f"{path} is not a directory on {rev}")
-    entries = svc.repos.list_tree(space.owner, space.name, sha, path, recursive=recursive)
+    entries = [
+        e for e in svc.repos.list_tree(space.owner, space.name, sha, path, recursive=recursive) if e.type != "submodule"
+    ]
     entries.sort(key=lambda e: e.path)
     page_size = min(limit or TREE_PAGE, TREE_PAGE_EXPANDED if expand else TREE_PAGE)
     page = entries[cursor : cursor + page_size]
@@ -168,13 +177,13 @@ async def paths_info(
 ) -> Any:
     raw = await request.body()
     if request.headers.get("content-type", "").startswith("application/json"):
-        import json
-
-        form = json.loads(raw or b"{}")
-        paths = list(form.get("paths") or [])
+        form = json_object(raw or b"{}")
+        paths = form.get("paths") or []
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise BadRequest("paths must be a list of strings")
         expand = bool(form.get("expand"))
     else:
-        form_qs = parse_qs(raw.decode(), keep_blank_values=True)
+        form_qs = parse_qs(raw.decode(errors="replace"), keep_blank_values=True)
         paths = form_qs.get("paths", [])
         expand = (form_qs.get("expand") or ["false"])[0].lower() in ("1", "true")
     space = readable_space(session, principal, owner, name)
@@ -183,7 +192,7 @@ async def paths_info(
     if sha is None:
         return []
     found = await asyncio.to_thread(ls_paths, svc.repos, space, sha, paths)
-    return [entry_json(svc.repos, space, sha, k, oid, size, p, expand) for k, oid, size, p in found]
+    return [entry_json(svc.repos, space, sha, k, oid, size, p, expand) for k, oid, size, p in found if k != "submodule"]
 
 
 # ------------------------------------------------------------------------------------------ resolve
@@ -196,6 +205,12 @@ def _resolve_file(
         raise BadRequest("A file path is required")
     sha = resolve_rev(svc.repos, space, rev)
     found = ls_paths(svc.repos, space, sha, [path]) if sha else []
+    if found and found[0][0] == "submodule":
+        raise BadRequest(
+            f"{path} is a git submodule (commit {found[0][1][:12]}), not a file: Spaceyard does not fetch "
+            "submodules; add the files to the Space itself",
+            code="EntryNotFound",
+        )
     if sha is None or not found or found[0][0] != "file":
         raise EntryNotFound(f"{path} does not exist on {rev} of spaces/{space.space_id}")
     _, oid, size, _ = found[0]
@@ -214,7 +229,7 @@ def resolve(
         "X-Repo-Commit": sha,
         "ETag": etag,
         "Accept-Ranges": "none",
-        "Content-Disposition": f'inline; filename="{path.rsplit("/", 1)[-1]}"',
+        "Content-Disposition": content_disposition(path.rsplit("/", 1)[-1]),
         "Cache-Control": "private, max-age=0, must-revalidate",
     }
     if request.method == "HEAD":

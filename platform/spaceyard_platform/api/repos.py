@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from .. import names
 from ..auth import Principal, can_write_namespace
 from ..db.models import Space, SpaceSecret, SpaceVariable
 from ..deps import PrincipalDep, Services, ServicesDep, SessionDep
@@ -20,8 +22,6 @@ from .common import find_space, public_base, writable_space
 
 router = APIRouter(prefix="/api/repos")
 
-NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
-KEY_RE = re.compile(r"^[a-zA-Z][_a-zA-Z0-9]*$")
 SDKS = ("gradio", "streamlit", "docker", "static")
 
 
@@ -45,16 +45,45 @@ class CreateRepo(BaseModel):
 
 
 def validate_name(name: str) -> None:
-    if not NAME_RE.match(name) or "--" in name or ".." in name or name.endswith(".git"):
-        raise BadRequest(
-            "Invalid repo name: use letters, digits, '-', '_' and '.', start and end with a letter or digit, "
-            "at most 96 characters, no '--' or '..'"
-        )
+    names.check_repo_name(name)
 
 
 def validate_key(key: str) -> None:
-    if not KEY_RE.match(key):
-        raise BadRequest(f"Invalid key {key!r}: must match ^[a-zA-Z][_a-zA-Z0-9]*$")
+    names.check_env_key(key)
+
+
+def validate_keys(keys: list[str]) -> None:
+    """Keys given together (a new Space's secrets and variables): valid, and distinct ignoring case."""
+    seen: dict[str, str] = {}
+    for key in keys:
+        validate_key(key)
+        other = seen.setdefault(key.lower(), key)
+        if other != key or keys.count(key) > 1:
+            raise BadRequest(f"Duplicate key {key!r}: secret and variable keys are unique, ignoring case")
+
+
+def same_name(session: Session, owner: str, name: str) -> Space | None:
+    """The Space whose id equals ``owner/name`` ignoring case, if any."""
+    return session.scalar(
+        select(Space).where(func.lower(Space.owner) == names.fold(owner), func.lower(Space.name) == names.fold(name))
+    )
+
+
+def claim_label(session: Session, owner: str, name: str, *, current: Space | None = None) -> str:
+    """The subdomain ``owner/name`` gets; Conflict if the id exists in another case, BadRequest if another
+    Space already serves on its address (``names`` module docstring)."""
+    names.check_owner(owner)
+    names.check_repo_name(name)
+    clash = same_name(session, owner, name)
+    if clash is not None and clash is not current:
+        raise Conflict(f"You already created this space repo: {clash.space_id} (names ignore case)")
+    label = names.hub_label(owner, name)
+    if current is not None and names.fold(current.space_id) == names.fold(f"{owner}/{name}"):
+        return current.app_label
+    holder = session.scalar(select(Space).where(Space.subdomain == label))
+    if holder is not None and holder is not current:
+        raise BadRequest(names.subdomain_conflict_message(f"{owner}/{name}", label, holder.space_id))
+    return label
 
 
 def check_sleep_time(seconds: int) -> None:
@@ -80,6 +109,7 @@ def create_space(
     """Create a Space row and (unless ``init_repo`` is false) its bare repository; the caller commits."""
     if principal is None:
         raise Unauthorized("Authentication required to create a Space")
+    names.check_owner(owner)
     if not can_write_namespace(session, principal, owner):
         raise Forbidden(f"You don't have the rights to create a Space in {owner!r}")
     validate_name(name)
@@ -92,8 +122,8 @@ def create_space(
         check_sleep_time(sleep_time)
     if find_space(session, owner, name) is not None:
         raise Conflict("You already created this space repo")
-    for kv in (secrets or []) + (variables or []):
-        validate_key(kv.key)
+    label = claim_label(session, owner, name)
+    validate_keys([kv.key for kv in (secrets or []) + (variables or [])])
     now = datetime.now(UTC)
     space = Space(
         owner=owner,
@@ -105,11 +135,15 @@ def create_space(
         stage="NO_APP_FILE",
         error_message=None,
         card_data={},
+        subdomain=label,
         created_at=now,
         updated_at=now,
     )
     session.add(space)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:  # created concurrently: same id or same address
+        raise Conflict(f"Cannot create {owner}/{name}: another conflicting operation is in progress") from exc
     for kv in secrets or []:
         session.add(
             SpaceSecret(
@@ -194,16 +228,18 @@ async def move_repo(
     owner, _, name = body.fromRepo.partition("/")
     new_owner, _, new_name = body.toRepo.partition("/")
     space = writable_space(session, principal, owner, name)
+    names.check_owner(new_owner)
     validate_name(new_name)
     if not can_write_namespace(session, principal, new_owner):
         raise Forbidden(f"You don't have the rights to create a Space in {new_owner!r}")
     if find_space(session, new_owner, new_name) is not None:
         raise Conflict(f"{body.toRepo} already exists")
+    label = claim_label(session, new_owner, new_name, current=space)
     if not svc.repos.exists(owner, name):
         raise RepoNotFound("Repository not found")
     await svc.deployer.delete(space.id)
     svc.repos.move(owner, name, new_owner, new_name)
-    space.owner, space.name = new_owner, new_name
+    space.owner, space.name, space.subdomain = new_owner, new_name, label
     session.commit()
     svc.deployer.register(space)
     if space.head_sha:

@@ -16,7 +16,7 @@ from spaceyard_runtime.flavors import hardware_info
 
 from .. import spaces_service as service
 from ..deps import PrincipalDep, ServicesDep, SessionDep
-from ..errors import BadRequest, Conflict
+from ..errors import BadRequest, Conflict, header_value
 from .common import public_base, runtime_json
 from .repos import KeyValue
 
@@ -168,5 +168,7 @@ async def duplicate(
             variables=body.variables,
         )
     except Conflict as exc:
-        return JSONResponse({"error": str(exc), "url": url}, status_code=409, headers={"X-Error-Message": str(exc)})
+        return JSONResponse(
+            {"error": str(exc), "url": url}, status_code=409, headers={"X-Error-Message": header_value(str(exc))}
+        )
     return {"url": f"{public_base(request, svc)}/spaces/{space.space_id}", "filesCopyPending": False}

@@ -87,12 +87,21 @@ class Space(Base):
     latest_build_id: Mapped[str | None] = mapped_column(String(32), default=None)
     run_log_key: Mapped[str | None] = mapped_column(String(200), default=None)
     duplicated_from: Mapped[str | None] = mapped_column(String(200), default=None)
+    subdomain: Mapped[str | None] = mapped_column(String(63), unique=True, index=True, default=None)
+    """The app's host label, chosen once when the Space is created or renamed (``names``); unique."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     @property
     def space_id(self) -> str:
         return f"{self.owner}/{self.name}"
+
+    @property
+    def app_label(self) -> str:
+        """The stored subdomain (the Hub's derivation for a row written before labels were stored)."""
+        from ..names import hub_label
+
+        return self.subdomain or hub_label(self.owner, self.name)
 
 
 class Build(Base):

@@ -10,6 +10,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 SESSION_COOKIE = "spaceyard_session"
+PLATFORM_COOKIES: frozenset[bytes] = frozenset(
+    {
+        b"spaceyard_session",
+        b"__Host-spaceyard_session",
+        b"spaceyard_login_csrf",
+        b"__Host-spaceyard_login_csrf",
+        b"spaceyard_app_access",
+        b"spaceyard_version",
+    }
+)
+"""Cookies of the platform and the gateway: never forwarded to an app, never set by one."""
+_COOKIE_MARKER = b"spaceyard_"  # in every name above
 
 HOP_BY_HOP: frozenset[bytes] = frozenset(
     {
@@ -42,15 +54,22 @@ _REQUEST_DROP: frozenset[bytes] = HOP_BY_HOP | {
 """Dropped from requests and set by the gateway itself (never trusted from the visitor)."""
 
 _CREDENTIALS: frozenset[bytes] = frozenset({b"authorization", b"x-hf-authorization"})
+"""Used for the access decision, then dropped for every Space, public or private."""
 
 _WS_HANDSHAKE: frozenset[bytes] = frozenset(
     {b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions", b"sec-websocket-protocol"}
 )
 
-_SESSION_MARKER = SESSION_COOKIE.encode()
-
 _RESPONSE_DROP: frozenset[bytes] = HOP_BY_HOP | {b"x-frame-options", b"date", b"server"}
 """Also dropped: the app's ``Date`` and ``Server`` (the ASGI server adds its own, as nginx does)."""
+
+PATH_FORM_DROP: frozenset[bytes] = frozenset({b"set-cookie", b"clear-site-data"})
+"""On the path form (the platform's origin) an app may neither set cookies nor clear the platform's."""
+_RESPONSE_DROP_PATH_FORM = _RESPONSE_DROP | PATH_FORM_DROP
+
+SANDBOX: tuple[bytes, bytes] = (b"content-security-policy", b"sandbox")
+"""Every response on the path form: a document gets an opaque origin with no scripts, forms, popups
+or plugins, so nothing an app serves there runs as the platform. API clients ignore it."""
 
 
 def connection_listed(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
@@ -80,45 +99,41 @@ def cookie_value(cookie_header: bytes, name: str) -> str | None:
     return None
 
 
-def strip_cookie(cookie_header: bytes, name: str) -> bytes:
-    """The ``Cookie`` header without the cookie ``name`` (empty when nothing else is left)."""
+def strip_cookies(cookie_header: bytes, names: frozenset[bytes] = PLATFORM_COOKIES) -> bytes:
+    """The ``Cookie`` header without the cookies ``names`` (empty when nothing else is left)."""
     kept = [
         part.strip()
         for part in cookie_header.split(b";")
-        if part.strip() and part.strip().partition(b"=")[0] != name.encode("latin-1")
+        if part.strip() and part.strip().partition(b"=")[0] not in names
     ]
     return b"; ".join(kept)
 
 
 def filter_request_headers(
-    headers: Sequence[tuple[bytes, bytes]],
-    *,
-    strip_credentials: bool,
-    websocket: bool = False,
+    headers: Sequence[tuple[bytes, bytes]], *, websocket: bool = False
 ) -> list[tuple[bytes, bytes]]:
-    """Request headers to forward: no hop-by-hop, no forwarding headers, no platform session cookie.
+    """Request headers to forward: no hop-by-hop, no forwarding headers, no credentials.
 
-    ``strip_credentials`` also drops ``Authorization`` and ``x-hf-authorization`` (private Spaces: the
-    token was a Spaceyard token used for access). The caller adds Host and the ``X-Forwarded-*`` set.
+    ``Authorization``, ``x-hf-authorization`` and the platform's cookies (:data:`PLATFORM_COOKIES`)
+    are dropped for every Space: they are Spaceyard credentials, already used for the access decision.
+    The caller adds Host and the ``X-Forwarded-*`` set.
     """
     drop = _REQUEST_DROP
     out: list[tuple[bytes, bytes]] = []
     listed = False
     for name, value in headers:
-        if name in drop:
+        if name in drop or name in _CREDENTIALS:
             if name == b"connection":
                 listed = True
             continue
-        if name == b"cookie" and _SESSION_MARKER in value:
-            value = strip_cookie(value, SESSION_COOKIE)
+        if name == b"cookie" and _COOKIE_MARKER in value:
+            value = strip_cookies(value)
             if not value:
                 continue
         out.append((name, value))
     extra_drop: set[bytes] = set()
     if listed:
         extra_drop |= connection_listed(headers)
-    if strip_credentials:
-        extra_drop |= _CREDENTIALS
     if websocket:
         extra_drop |= _WS_HANDSHAKE
     if extra_drop:
@@ -127,16 +142,22 @@ def filter_request_headers(
 
 
 def upstream_request_headers(
-    headers: Sequence[tuple[bytes, bytes]],
-    *,
-    strip_credentials: bool,
-    websocket: bool = False,
+    headers: Sequence[tuple[bytes, bytes]], *, websocket: bool = False
 ) -> list[tuple[str, str]]:
     """:func:`filter_request_headers` as ``str`` pairs (for aiohttp)."""
-    return [
-        (n.decode("latin-1"), v.decode("latin-1"))
-        for n, v in filter_request_headers(headers, strip_credentials=strip_credentials, websocket=websocket)
-    ]
+    return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in filter_request_headers(headers, websocket=websocket)]
+
+
+def host_only_cookie(set_cookie: bytes) -> bytes | None:
+    """An app's ``Set-Cookie`` on its own origin: without ``Domain`` (so it stays on the app's host and
+    reaches neither the platform nor sibling apps); ``None`` for a cookie named like a platform one."""
+    first, _, attributes = set_cookie.partition(b";")
+    if first.partition(b"=")[0].strip() in PLATFORM_COOKIES:
+        return None
+    if b"domain" not in attributes.lower():
+        return set_cookie
+    kept = [a for a in attributes.split(b";") if a.strip().partition(b"=")[0].strip().lower() != b"domain"]
+    return b";".join([first, *kept])
 
 
 def response_headers(
@@ -144,23 +165,31 @@ def response_headers(
     extra: list[tuple[bytes, bytes]],
     *,
     disable_embedding: bool,
+    path_form: bool = False,
 ) -> list[tuple[bytes, bytes]]:
     """Response headers for the visitor: hop-by-hop and ``X-Frame-Options`` removed, Space headers added.
 
     Embedding is the Space's choice, not the app's: an app's ``X-Frame-Options`` and CSP
     ``frame-ancestors`` never apply. ``extra`` (from :func:`route_headers`) carries the Space's
     ``custom_headers`` and, with ``disable_embedding``, the platform's ``frame-ancestors`` policy.
+    Cookies: on the path form (the platform's origin) the app's ``Set-Cookie`` and ``Clear-Site-Data``
+    are dropped and :data:`SANDBOX` is added; on the app's own origin cookies are made host-only.
     """
     out: list[tuple[bytes, bytes]] = []
     listed: frozenset[bytes] | None = None
-    drop = _RESPONSE_DROP
+    drop = _RESPONSE_DROP_PATH_FORM if path_form else _RESPONSE_DROP
     for name, value in raw:
         lname = name.lower()
         if lname in drop:
             if lname == b"connection":
                 listed = connection_listed([(lname, value)]) | (listed or frozenset())
             continue
-        if lname == b"content-security-policy" and b"frame-ancestors" in value.lower():
+        if lname == b"set-cookie":
+            cookie = host_only_cookie(value)
+            if cookie is None:
+                continue
+            value = cookie
+        elif lname == b"content-security-policy" and b"frame-ancestors" in value.lower():
             value = _without_frame_ancestors(value)
             if not value:
                 continue
@@ -171,6 +200,8 @@ def response_headers(
         names = {n for n, _ in extra}
         out = [(n, v) for n, v in out if n not in names or n in _ADDITIVE]
         out.extend(extra)
+    if path_form:
+        out.append(SANDBOX)
     return out
 
 

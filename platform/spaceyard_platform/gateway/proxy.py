@@ -7,6 +7,16 @@ answered here; everything else goes to ``app`` untouched. A Space is addressed b
 * path: ``/apps/OWNER/NAME/...``, the prefix stripped before the app sees the path
   (``/apps/OWNER/NAME`` redirects to the slash form).
 
+Origins. App code never runs on the platform's origin: a browser navigation to the path form is
+redirected to the subdomain form (path and query kept), and every response served on the path form
+(to API clients: ``gradio_client``, curl) carries ``Content-Security-Policy: sandbox`` and none of
+the app's ``Set-Cookie``. On its own origin an app's cookies are made host-only. The platform's own
+responses refuse to be framed by anything but the platform (``frame-ancestors 'self'``).
+
+Credentials. ``Authorization``, ``x-hf-authorization`` and the platform's cookies are used for the
+access decision and stripped for every Space (:func:`.headers.filter_request_headers`). A browser
+opening a private app without access is sent through the platform's sign-in hop (:mod:`.access`).
+
 Per request, in order: route lookup (two dict lookups), access check for private Spaces (404 as for
 an unknown Space otherwise), wake when the app is asleep (held up to ``wake_timeout``; concurrent
 visitors share one wake), then either static files or a streamed proxy to the app. Plain HTTP goes
@@ -28,8 +38,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import time
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs, quote, urlencode
 
 import aiohttp
 from prometheus_client import Counter
@@ -39,10 +52,11 @@ from spaceyard_runtime import netns
 from spaceyard_runtime.api import Endpoint
 
 from ..settings import Settings
+from . import access as acc
 from . import headers as hdr
 from . import pages, websocket
 from .asgi import ASGIApp, Message, Receive, Scope, Send
-from .routes import Route, RouteTable, WakeRefused
+from .routes import Route, RouteTable, WakeRefused, subdomain_for
 from .static import StaticSites
 from .upstream import UpstreamConnection, UpstreamError, UpstreamPool, UpstreamTimeout
 
@@ -50,10 +64,17 @@ VERSION_COOKIE = "spaceyard_version"
 NAVIGATION_PATIENCE = 1.0
 """Seconds a browser navigation to a waking Space waits before it gets the self-reloading page."""
 log = logging.getLogger("spaceyard.gateway")
+_LABEL = re.compile(r"[a-z0-9][a-z0-9-]{0,200}")
 
 GRANT_TTL = 5.0
 """Seconds a 'yes' from the authorizer is reused for the same Space and credentials, so the many
 requests of one page load of a private Space cost one authorizer (database) call, not dozens."""
+
+PLATFORM_FRAMING: tuple[tuple[bytes, bytes], ...] = (
+    (b"content-security-policy", b"frame-ancestors 'self'"),
+    (b"x-frame-options", b"SAMEORIGIN"),
+)
+"""Added to every response of the platform itself: no app (nor any other site) may frame its pages."""
 
 _REQUESTS: Counter | None = None
 
@@ -76,14 +97,19 @@ def requests_counter() -> Counter:
 
 
 class _Match:
-    __slots__ = ("host", "path", "prefix", "raw_path", "route")
+    __slots__ = ("host", "label", "path", "prefix", "raw_path", "route")
 
-    def __init__(self, route: Route | None, host: str, prefix: str, path: str, raw_path: bytes) -> None:
+    def __init__(
+        self, route: Route | None, host: str, prefix: str, path: str, raw_path: bytes, label: str = ""
+    ) -> None:
         self.route = route
         self.host = host
         self.prefix = prefix
+        """``/apps/OWNER/NAME`` on the path form, ``""`` on the app's own origin."""
         self.path = path
         self.raw_path = raw_path
+        self.label = label
+        """The subdomain label (``owner-name``) of the subdomain form."""
 
 
 class Gateway:
@@ -98,6 +124,10 @@ class Gateway:
         bare = domain.rsplit(":", 1)[0] if ":" in domain and not domain.endswith("]") else domain
         self._suffix_bare = ("." + bare).encode("latin-1")
         self._public_url = settings.resolved_public_url
+        self._session_cookie = ("__Host-" if self._public_url.startswith("https://") else "") + hdr.SESSION_COOKIE
+        self._cookie_attributes = acc.cookie_attributes(
+            acc.secure_origin(self._public_url, settings.resolved_apps_domain)
+        )
         self._session: aiohttp.ClientSession | None = None
         self._pool: UpstreamPool | None = None
         self._static = StaticSites()
@@ -112,7 +142,7 @@ class Gateway:
         if kind == "http" or kind == "websocket":
             match = self._match(scope)
             if match is None:
-                await self.app(scope, receive, send)
+                await self.app(scope, receive, _platform_send(send) if kind == "http" else send)
             elif kind == "http":
                 await self._http(scope, receive, send, match)
             else:
@@ -157,8 +187,9 @@ class Gateway:
                 if bare.endswith(self._suffix_bare):
                     label = bare[: -len(self._suffix_bare)]
             if label and b"." not in label:
-                route = self.routes.by_subdomain(label.decode("latin-1"))
-                return _Match(route, host.decode("latin-1"), "", scope["path"], scope.get("raw_path") or b"")
+                text = label.decode("latin-1")
+                route = self.routes.by_subdomain(text)
+                return _Match(route, host.decode("latin-1"), "", scope["path"], scope.get("raw_path") or b"", text)
         path: str = scope["path"]
         if path.startswith("/apps/"):
             parts = path.split("/", 4)
@@ -174,12 +205,11 @@ class Gateway:
             else:
                 raw_rest = b""
             rest = "/" + parts[4] if len(parts) == 5 else ""
-            return _Match(route, host.decode("latin-1"), prefix, rest, raw_rest)
+            return _Match(route, host.decode("latin-1"), prefix, rest, raw_rest, subdomain_for(f"{owner}/{name}"))
         return None
 
-    @staticmethod
     def _pin_version(
-        scope: Scope, route: Route, endpoint: Endpoint, prefix: str
+        self, scope: Scope, route: Route, endpoint: Endpoint, prefix: str
     ) -> tuple[Endpoint, tuple[bytes, bytes] | None]:
         """Version stickiness across a swap: a visitor stamped with the version just replaced keeps
         reaching it while it is kept (``route.previous``); anyone else gets the serving version, and a
@@ -195,10 +225,14 @@ class Gateway:
                 return route.previous, None
             if stamped == route.version:
                 return endpoint, None
-        cookie = f"{VERSION_COOKIE}={route.version}; Path={prefix or '/'}; HttpOnly; SameSite=Lax"
+        attributes = f"Path={prefix}; HttpOnly; SameSite=Lax" if prefix else self._cookie_attributes
+        cookie = f"{VERSION_COOKIE}={route.version}; {attributes}"
         return endpoint, (b"set-cookie", cookie.encode("latin-1"))
 
-    def _allowed(self, scope: Scope, route: Route) -> bool:
+    def _allowed(self, scope: Scope, route: Route, match: _Match) -> bool:
+        """Public, or a private Space the visitor may read: by token (``Authorization`` or
+        ``x-hf-authorization``), platform session cookie, or, on the app's own origin, the app access
+        cookie of the sign-in hop (only for requests from that origin or navigations)."""
         if not route.private:
             return True
         authorizer = self.routes.authorizer
@@ -206,28 +240,61 @@ class Gateway:
             return False
         token: str | None = None
         session: str | None = None
+        app_cookie: str | None = None
         for name, value in scope["headers"]:
             if name == b"authorization" or (name == b"x-hf-authorization" and token is None):
                 token = hdr.bearer(value) or token
-            elif name == b"cookie" and session is None:
-                session = hdr.cookie_value(value, hdr.SESSION_COOKIE)
-        if token is None and session is None:
+            elif name == b"cookie":
+                session = session or hdr.cookie_value(value, self._session_cookie)
+                if not match.prefix:
+                    app_cookie = app_cookie or hdr.cookie_value(value, acc.ACCESS_COOKIE)
+        if token is not None or session is not None:
+            return self._cached(
+                route.space_id, token, session, lambda: authorizer.can_read(route.space_id, token, session)
+            )
+        access = self.routes.access
+        if app_cookie is None or access is None:
             return False
-        key = (route.space_id, token, session)
+        grant = access.read_cookie(app_cookie, route.space_id)
+        if grant is None or not self._from_the_app(scope, match):
+            return False
+        ref = grant.session_ref
+        return self._cached(
+            route.space_id, None, "grant:" + ref, lambda: authorizer.can_read_grant(route.space_id, ref)
+        )
+
+    def _cached(self, space_id: str, token: str | None, session: str | None, ask: Callable[[], bool]) -> bool:
+        key = (space_id, token, session)
         now = time.monotonic()
         granted = self._grants.get(key)
         if granted is not None and granted > now:
             return True
         try:
-            allowed = bool(authorizer.can_read(route.space_id, token, session))
+            allowed = bool(ask())
         except Exception:
-            log.exception("authorizer failed for %s", route.space_id)
+            log.exception("authorizer failed for %s", space_id)
             return False
         if allowed:
             if len(self._grants) > 10000:
                 self._grants.clear()
             self._grants[key] = now + GRANT_TTL
         return allowed
+
+    @staticmethod
+    def _from_the_app(scope: Scope, match: _Match) -> bool:
+        """A request the app access cookie may authorise: from the app's own origin or a navigation
+        (``SameSite=Lax`` semantics, enforced here too), and never a websocket of another origin."""
+        method = "GET" if scope["type"] == "websocket" else scope["method"]
+        if not acc.same_origin_or_navigation(
+            method, _header(scope, b"sec-fetch-site"), _header(scope, b"sec-fetch-mode")
+        ):
+            return False
+        origin = _header(scope, b"origin")
+        if origin is None:
+            return True
+        scheme = scope.get("scheme", "http")
+        proto = "https" if scheme in ("https", "wss") else "http"
+        return origin.decode("latin-1").lower() == f"{proto}://{match.host}".lower()
 
     def _count(self, space_id: str) -> None:
         counter = self._counters.get(space_id)
@@ -310,7 +377,7 @@ class Gateway:
     def _forward_headers(
         self, scope: Scope, match: _Match, route: Route, *, websocket_: bool = False
     ) -> list[tuple[str, str]]:
-        out = hdr.upstream_request_headers(scope["headers"], strip_credentials=route.private, websocket=websocket_)
+        out = hdr.upstream_request_headers(scope["headers"], websocket=websocket_)
         host = match.host
         scheme = scope.get("scheme", "http")
         proto = "https" if scheme in ("https", "wss") else "http"
@@ -331,8 +398,20 @@ class Gateway:
     async def _http(self, scope: Scope, receive: Receive, send: Send, match: _Match) -> None:
         route = match.route
         head = scope["method"] == "HEAD"
-        if route is None or not self._allowed(scope, route):
-            await pages.not_found(send, _header(scope, b"accept"), head)
+        proxied_send = send  # the proxy sets the path form's headers itself (hdr.response_headers)
+        if match.prefix:
+            if _header(scope, b"sec-fetch-mode") == b"navigate" and scope["method"] in ("GET", "HEAD"):
+                await self._to_own_origin(scope, send, match)  # whether the Space exists or not
+                return
+            send = _with_headers(send, [hdr.SANDBOX], drop=hdr.PATH_FORM_DROP, additive=True)
+        elif match.path == acc.AUTH_PATH:
+            await self._sign_in(scope, send, match)
+            return
+        if route is None or not self._allowed(scope, route, match):
+            if not match.prefix and self.routes.access is not None and _is_navigation(scope):
+                await self._hop(scope, send, match)  # unknown Spaces too: the hop tells nothing
+            else:
+                await pages.not_found(send, _header(scope, b"accept"), head)
             return
         if match.prefix and not match.path:
             await _redirect_to_slash(scope, send)
@@ -392,7 +471,67 @@ class Gateway:
                 refresh=refresh,
             )
             return
-        await self._proxy(scope, receive, send, match, route, endpoint, extra)
+        await self._proxy(scope, receive, proxied_send, match, route, endpoint, extra)
+
+    # -- origins and the sign-in hop -------------------------------------------------------------
+
+    async def _to_own_origin(self, scope: Scope, send: Send, match: _Match) -> None:
+        """A browser navigating to ``/apps/OWNER/NAME/x?q``: to ``OWNER-NAME.<apps domain>/x?q``."""
+        if not _LABEL.fullmatch(match.label):  # not a name any Space can have (and nothing to inject)
+            await pages.not_found(send, _header(scope, b"accept"), scope["method"] == "HEAD")
+            return
+        scheme = self._public_url.split("://", 1)[0]
+        rest = match.raw_path or match.path.encode("utf-8") or b"/"
+        query: bytes = scope.get("query_string") or b""
+        target = f"{scheme}://{match.label}.{self.settings.resolved_apps_domain}".encode("latin-1") + rest
+        await _redirect(send, 302, target + (b"?" + query if query else b""))
+
+    async def _hop(self, scope: Scope, send: Send, match: _Match) -> None:
+        """A browser without access to a private app: to the platform, which checks its web session and
+        sends it back with a ticket (``/auth/apps``)."""
+        rest = match.raw_path or match.path.encode("utf-8") or b"/"
+        query: bytes = scope.get("query_string") or b""
+        next_ = (rest + (b"?" + query if query else b"")).decode("latin-1")
+        location = f"{self._public_url}/auth/apps?" + urlencode({"space": match.label, "next": next_})
+        await _redirect(send, 302, location.encode("latin-1"))
+
+    async def _sign_in(self, scope: Scope, send: Send, match: _Match) -> None:
+        """``/__spaceyard/auth`` on an app's origin: redeem a ticket into the access cookie, then check
+        that the browser kept it before going on to ``next`` (no redirect loop when it did not)."""
+        params = parse_qs((scope.get("query_string") or b"").decode("latin-1"))
+        next_ = _safe_next(params.get("next", ["/"])[0])
+        access, route = self.routes.access, match.route
+        accept = _header(scope, b"accept")
+        if "ticket" in params:
+            grant = access.redeem_ticket(params["ticket"][0], route.space_id) if access and route else None
+            if grant is None or access is None:
+                await pages.send_page(
+                    send,
+                    403,
+                    "Sign-in link refused",
+                    "This sign-in link is invalid, expired, already used, or for another Space.",
+                    accept=accept,
+                    extra_headers=[(b"referrer-policy", b"no-referrer")],
+                )
+                return
+            check = f"{acc.AUTH_PATH}?{urlencode({'next': next_})}".encode("latin-1")
+            await _redirect(
+                send, 303, check, [(b"set-cookie", access.set_cookie(grant)), (b"referrer-policy", b"no-referrer")]
+            )
+            return
+        cookie = next((hdr.cookie_value(v, acc.ACCESS_COOKIE) for n, v in scope["headers"] if n == b"cookie"), None)
+        if access and route and cookie and access.read_cookie(cookie, route.space_id):
+            await _redirect(send, 303, next_.encode("latin-1"))
+            return
+        own = f"{self._public_url.split('://', 1)[0]}://{match.host}{next_}"
+        await pages.send_page(
+            send,
+            403,
+            "Open this app in its own tab",
+            "Your browser did not keep this app's sign-in cookie (it may block cookies in frames). "
+            "Open the app in a tab of its own: " + own,
+            accept=accept,
+        )
 
     def _request_head(self, scope: Scope, match: _Match, route: Route) -> tuple[bytes, int]:
         """The request line and headers for the app, and the body framing: 0 none, 1 length, 2 chunked."""
@@ -403,7 +542,7 @@ class Gateway:
             parts += [b"?", query]
         parts.append(b" HTTP/1.1\r\n")
         framing = 0
-        for name, value in hdr.filter_request_headers(scope["headers"], strip_credentials=route.private):
+        for name, value in hdr.filter_request_headers(scope["headers"]):
             if name == b"content-length" and framing == 0 and value.strip() != b"0":
                 framing = 1
             parts += [name, b": ", value, b"\r\n"]
@@ -481,7 +620,9 @@ class Gateway:
 
         watcher: asyncio.Future[None] | None = None
         try:
-            out_headers = hdr.response_headers(raw_headers, extra, disable_embedding=route.disable_embedding)
+            out_headers = hdr.response_headers(
+                raw_headers, extra, disable_embedding=route.disable_embedding, path_form=bool(match.prefix)
+            )
             if match.prefix:
                 out_headers = _rewrite_location(out_headers, match.prefix, endpoint)
             await send({"type": "http.response.start", "status": status, "headers": out_headers})
@@ -543,7 +684,7 @@ class Gateway:
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send, match: _Match) -> None:
         route = match.route
-        if route is None or not self._allowed(scope, route) or route.static_root is not None:
+        if route is None or not self._allowed(scope, route, match) or route.static_root is not None:
             await websocket.deny(scope, send, 404, b"There is no Space at this address.")
             return
         route.touch()
@@ -625,15 +766,36 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 async def _redirect_to_slash(scope: Scope, send: Send) -> None:
     location = scope["path"] + "/"
     query = scope.get("query_string") or b""
-    location_b = location.encode("utf-8") + (b"?" + query if query else b"")
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 308,
-            "headers": [(b"location", location_b), (b"content-length", b"0")],
-        }
-    )
+    await _redirect(send, 308, location.encode("utf-8") + (b"?" + query if query else b""))
+
+
+async def _redirect(send: Send, status: int, location: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers = [(b"location", location), (b"content-length", b"0"), (b"cache-control", b"no-store"), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b""})
+
+
+def _safe_next(target: str) -> str:
+    """A path on the same origin (no scheme, host, or backslash tricks), not the sign-in path itself."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target or target.startswith(acc.AUTH_PATH):
+        return "/"
+    if any(ord(c) < 0x21 or ord(c) > 0x7E for c in target):
+        return quote(target, safe="/?&=%:;@!$'()*+,-._~")
+    return target
+
+
+def _platform_send(send: Send) -> Send:
+    """The platform's own responses: :data:`PLATFORM_FRAMING` unless they set their own policy."""
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            names = {n.lower() for n, _ in headers}
+            headers += [(n, v) for n, v in PLATFORM_FRAMING if n not in names]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return wrapped
 
 
 def _rewrite_location(headers: list[tuple[bytes, bytes]], prefix: str, endpoint: Endpoint) -> list[tuple[bytes, bytes]]:
@@ -648,14 +810,18 @@ def _rewrite_location(headers: list[tuple[bytes, bytes]], prefix: str, endpoint:
     return headers
 
 
-def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
-    if not extra:
+def _with_headers(
+    send: Send, extra: list[tuple[bytes, bytes]], *, drop: frozenset[bytes] = frozenset(), additive: bool = False
+) -> Send:
+    """``send`` adding ``extra`` (replacing headers of the same name unless ``additive``) and removing
+    ``drop`` from responses the gateway did not build header by header (static files, pages)."""
+    if not extra and not drop:
         return send
+    names = drop | ({n for n, _ in extra} if not additive else set())
 
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
             message = dict(message)
-            names = {n for n, _ in extra}
             kept = [(n, v) for n, v in message.get("headers", []) if n.lower() not in names]
             message["headers"] = kept + list(extra)
         await send(message)

@@ -19,10 +19,15 @@ from typing import Protocol
 
 from spaceyard_runtime.api import Endpoint
 
+from ..names import hub_label
+from .access import AppAccess
+
 
 def subdomain_for(space_id: str) -> str:
-    """``Owner/My_Space`` -> ``owner-my-space`` (the Hub's ``*.hf.space`` rule)."""
-    return space_id.lower().replace("/", "-").replace("_", "-").replace(".", "-")
+    """``Owner/My_Space`` -> ``owner-my-space`` (the Hub's ``*.hf.space`` rule). Not injective: a Space's
+    address is its stored label (``Space.app_label``, ``Route.label``), this is only its first choice."""
+    owner, _, name = space_id.partition("/")
+    return hub_label(owner, name)
 
 
 class WakeRefused(Exception):
@@ -56,10 +61,12 @@ class Route:
     previous_version: str = ""
     previous_used: float = 0.0
     """When a visitor was last routed to ``previous`` (monotonic); it is retired once unused for a while."""
+    label: str = ""
+    """The Space's stored subdomain label (``Space.app_label``); empty means the Hub derivation."""
 
     @property
     def subdomain(self) -> str:
-        return subdomain_for(self.space_id)
+        return self.label or subdomain_for(self.space_id)
 
     def touch(self) -> None:
         """Record activity (any request, streamed bytes, websocket frame)."""
@@ -77,6 +84,11 @@ class Authorizer(Protocol):
         """Whether a visitor holding this bearer token or session cookie may see a private Space."""
         ...
 
+    def can_read_grant(self, space_id: str, session_ref: str) -> bool:
+        """Whether the web session ``session_ref`` (the stored hash of its id, as carried by an app
+        access cookie, see :mod:`.access`) is still valid and may see the private Space."""
+        ...
+
 
 class RouteTable:
     def __init__(self) -> None:
@@ -84,18 +96,27 @@ class RouteTable:
         self._by_id: dict[str, Route] = {}
         self.waker: Waker | None = None
         self.authorizer: Authorizer | None = None
+        self.access: AppAccess | None = None
+        """Tickets and access cookies for private apps in browsers (set by the platform, which holds
+        the secret key); without it private apps answer only to tokens."""
 
     def set(self, route: Route) -> None:
         old = self._by_id.get(route.space_id.lower())
         if old is not None:
             route.last_activity = max(route.last_activity, old.last_activity)
+            if old.subdomain != route.subdomain and self._by_subdomain.get(old.subdomain) is old:
+                del self._by_subdomain[old.subdomain]
+        holder = self._by_subdomain.get(route.subdomain)
+        if holder is not None and holder.space_id.lower() != route.space_id.lower():
+            # Never let one Space take over another's address (labels are unique in the database).
+            raise ValueError(f"subdomain {route.subdomain} belongs to {holder.space_id}, not {route.space_id}")
         self._by_id[route.space_id.lower()] = route
         self._by_subdomain[route.subdomain] = route
 
     def remove(self, space_id: str) -> None:
         route = self._by_id.pop(space_id.lower(), None)
-        if route is not None:
-            self._by_subdomain.pop(route.subdomain, None)
+        if route is not None and self._by_subdomain.get(route.subdomain) is route:
+            del self._by_subdomain[route.subdomain]
 
     def by_subdomain(self, label: str) -> Route | None:
         return self._by_subdomain.get(label.lower())

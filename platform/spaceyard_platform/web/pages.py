@@ -23,7 +23,6 @@ from sqlalchemy.orm import Session
 from .. import spaces_service
 from ..api.repos import SDKS, create_space
 from ..auth import (
-    SESSION_COOKIE,
     Principal,
     can_read,
     can_write,
@@ -34,16 +33,17 @@ from ..auth import (
 from ..db.models import Membership, Space, User
 from ..deps import ServicesDep, SessionDep, get_session
 from ..errors import Forbidden, PlatformError
-from ..gateway.routes import subdomain_for
 from . import starters
 from .sessions import (
     SignedIn,
     clear_session_cookie,
-    cookie_domain,
     create_session,
     csrf_ok,
     end_session,
+    login_csrf_cookie,
     resolve_session,
+    secure_cookies,
+    session_cookie_name,
     set_session_cookie,
 )
 
@@ -51,7 +51,6 @@ TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 STATIC_DIR = Path(__file__).parent / "static"
 PAGE_SIZE = 24
 MAX_TEXT_VIEW = 512 * 1024
-LOGIN_CSRF_COOKIE = "spaceyard_login_csrf"
 
 SERVING = ("RUNNING", "RUNNING_BUILDING", "RUNNING_APP_STARTING", "SLEEPING")
 ERRORS = ("CONFIG_ERROR", "NO_APP_FILE", "BUILD_ERROR", "RUNTIME_ERROR")
@@ -72,9 +71,9 @@ router = APIRouter(include_in_schema=False)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def web_user(request: Request, session: Annotated[Session, Depends(get_session)]) -> SignedIn | None:
+def web_user(request: Request, svc: ServicesDep, session: Annotated[Session, Depends(get_session)]) -> SignedIn | None:
     """The signed-in browser (session cookie), or a Bearer token for scripted use of the pages."""
-    signed_in = resolve_session(session, request.cookies.get(SESSION_COOKIE))
+    signed_in = resolve_session(session, request.cookies.get(session_cookie_name(svc.settings)))
     if signed_in is None:
         principal = resolve_token(session, token_from_headers(request.headers.get("authorization")))
         if principal is not None:
@@ -175,7 +174,7 @@ def space_context(
 ) -> dict[str, Any]:
     principal = principal_of(user)
     card = dict(space.card_data or {})
-    app_url = svc.settings.app_url(space.space_id, "subdomain")
+    app_url = svc.settings.app_url(space.space_id, "subdomain", label=space.app_label)
     query = request.url.query
     if space.sdk == "streamlit" and "embed=" not in query:
         query = f"{query}&embed=true" if query else "embed=true"  # Streamlit drops its padding and footer
@@ -187,23 +186,37 @@ def space_context(
         "app_url": app_url,
         "frame_src": f"{app_url}/" + (f"?{query}" if query else ""),
         "app_path_url": svc.settings.app_url(space.space_id, "path") + "/",
-        "subdomain": subdomain_for(space.space_id),
+        "subdomain": space.app_label,
         "git_url": f"{svc.settings.resolved_public_url}/spaces/{space.space_id}",
         "public_url": svc.settings.resolved_public_url,
         "serving": space.stage in SERVING or (space.serving_build_id is not None and space.stage not in ("PAUSED",)),
         "disable_embedding": bool(card.get("disable_embedding", False)),
         "full_width": card.get("fullWidth", True) is not False,
         "mini_header": str(card.get("header") or "") == "mini",
-        "private_frame_note": space.private and cookie_domain(svc.settings) is None,
     }
 
 
 # ---------------------------------------------------------------------------------------------- sign in
 @router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, user: WebUserDep, next: str = "/", error: str = "") -> Response:  # noqa: A002
-    token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
+def login_page(
+    request: Request,
+    svc: ServicesDep,
+    user: WebUserDep,
+    next: str = "/",  # noqa: A002
+    error: str = "",
+) -> Response:
+    csrf_name, csrf_path = login_csrf_cookie(svc.settings)
+    token = request.cookies.get(csrf_name) or secrets.token_urlsafe(24)
     response = render(request, "login.html", user, next=safe_next(next), login_csrf=token, error=error)
-    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="lax", path="/login", max_age=3600)
+    response.set_cookie(
+        csrf_name,
+        token,
+        httponly=True,
+        samesite="lax",
+        path=csrf_path,
+        max_age=3600,
+        secure=secure_cookies(svc.settings),
+    )
     return response
 
 
@@ -220,7 +233,8 @@ def login(
     csrf_token: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/",  # noqa: A002
 ) -> Response:
-    expected = request.cookies.get(LOGIN_CSRF_COOKIE) or ""
+    csrf_name, csrf_path = login_csrf_cookie(svc.settings)
+    expected = request.cookies.get(csrf_name) or ""
     if not expected or not csrf_token or expected != csrf_token:
         raise Forbidden("The sign-in form expired: reload the page and try again")
     principal = resolve_token(session, token.strip())
@@ -231,7 +245,7 @@ def login(
     session.commit()
     response = RedirectResponse(safe_next(next), status_code=303)
     set_session_cookie(response, svc.settings, raw)
-    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    response.delete_cookie(csrf_name, path=csrf_path, secure=secure_cookies(svc.settings))
     return response
 
 
@@ -245,7 +259,7 @@ def logout(
 ) -> Response:
     if not csrf_ok(user, csrf_token):
         raise Forbidden("Invalid or missing CSRF token")
-    end_session(session, request.cookies.get(SESSION_COOKIE))
+    end_session(session, request.cookies.get(session_cookie_name(svc.settings)))
     session.commit()
     response = RedirectResponse("/", status_code=303)
     clear_session_cookie(response, svc.settings)

@@ -1,15 +1,17 @@
 """Browser sessions: sign in with an access token, get a ``spaceyard_session`` cookie.
 
 The cookie holds a random session id; the ``sessions`` table holds only its SHA-256, the user, the
-role of the token used to sign in, and a per-session CSRF token. Every POST made with the cookie must
-carry that CSRF token (form field ``csrf_token`` or header ``X-CSRF-Token``): apps run on subdomains
-of the same site, so SameSite=Lax alone would not stop one of them from posting to the platform.
+role of the token used to sign in, and a per-session CSRF token. The cookie is host-only (no
+``Domain``): it stays on the platform's host and never reaches the apps' origins, which sign visitors
+in to private apps through a hop of their own (``gateway/access.py``, ``web/appauth.py``). Every POST
+made with the cookie must carry that CSRF token (form field ``csrf_token`` or header
+``X-CSRF-Token``): apps may run on subdomains of the same site, so SameSite=Lax alone would not stop
+one of them from posting to the platform.
 """
 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +26,7 @@ from ..db.models import User, WebSession
 from ..settings import Settings
 
 SESSION_LIFETIME = timedelta(days=30)
+LOGIN_CSRF_COOKIE = "spaceyard_login_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -56,10 +59,18 @@ def create_session(session: Session, principal: Principal) -> str:
 
 
 def resolve_session(session: Session, raw: str | None) -> SignedIn | None:
-    if not raw:
-        return None
+    return resolve_session_ref(session, hash_token(raw)) if raw else None
+
+
+def session_ref(raw: str) -> str:
+    """What an app access cookie names a web session by: the stored hash of its id, never the id."""
+    return hash_token(raw)
+
+
+def resolve_session_ref(session: Session, ref: str) -> SignedIn | None:
+    """The valid web session whose stored id hash is ``ref``."""
     row = session.execute(
-        select(WebSession, User).join(User, WebSession.user_id == User.id).where(WebSession.id_hash == hash_token(raw))
+        select(WebSession, User).join(User, WebSession.user_id == User.id).where(WebSession.id_hash == ref)
     ).first()
     if row is None:
         return None
@@ -89,45 +100,37 @@ def csrf_ok(signed_in: SignedIn | None, presented: str | None) -> bool:
     return hmac.compare_digest(signed_in.csrf_token.encode(), presented.encode())
 
 
-def cookie_domain(settings: Settings) -> str | None:
-    """Share the cookie with the apps' subdomains when they live under the platform's host.
+HOST_PREFIX = "__Host-"
 
-    The gateway reads the cookie to let signed-in owners into their private apps (and never forwards
-    it to an app). Browsers keep a ``localhost`` cookie to ``localhost`` itself, so in the default
-    local set-up the cookie is host-only.
-    """
-    public_host = settings.resolved_public_url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0].lower()
-    apps_host = settings.resolved_apps_domain.rsplit(":", 1)[0].lower().strip(".")
-    if not public_host or public_host == "localhost" or "." not in public_host:
-        return None
-    try:
-        ipaddress.ip_address(public_host.strip("[]"))
-        return None
-    except ValueError:
-        pass
-    if apps_host == public_host or apps_host.endswith("." + public_host):
-        return public_host
-    # siblings (hub.example.com, spaces.example.com): their common parent, if it has two labels or more
-    common: list[str] = []
-    for a, b in zip(reversed(public_host.split(".")), reversed(apps_host.split(".")), strict=False):
-        if a != b:
-            break
-        common.insert(0, a)
-    return ".".join(common) if len(common) >= 2 else None
+
+def secure_cookies(settings: Settings) -> bool:
+    return settings.resolved_public_url.startswith("https://")
+
+
+def session_cookie_name(settings: Settings) -> str:
+    """``__Host-spaceyard_session`` over https: browsers refuse such a cookie from any other host or
+    with a ``Domain``, so no app, even on a sibling subdomain, can plant a session (fixation)."""
+    return HOST_PREFIX + SESSION_COOKIE if secure_cookies(settings) else SESSION_COOKIE
+
+
+def login_csrf_cookie(settings: Settings) -> tuple[str, str]:
+    """Name and path of the sign-in form's CSRF cookie (``__Host-`` over https, for the same reason)."""
+    return (HOST_PREFIX + LOGIN_CSRF_COOKIE, "/") if secure_cookies(settings) else (LOGIN_CSRF_COOKIE, "/login")
 
 
 def set_session_cookie(response: Response, settings: Settings, raw: str) -> None:
     response.set_cookie(
-        SESSION_COOKIE,
+        session_cookie_name(settings),
         raw,
         max_age=int(SESSION_LIFETIME.total_seconds()),
         path="/",
-        domain=cookie_domain(settings),
-        secure=settings.resolved_public_url.startswith("https://"),
+        secure=secure_cookies(settings),
         httponly=True,
         samesite="lax",
     )
 
 
 def clear_session_cookie(response: Response, settings: Settings) -> None:
-    response.delete_cookie(SESSION_COOKIE, path="/", domain=cookie_domain(settings), httponly=True, samesite="lax")
+    response.delete_cookie(
+        session_cookie_name(settings), path="/", secure=secure_cookies(settings), httponly=True, samesite="lax"
+    )
