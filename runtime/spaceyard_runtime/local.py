@@ -181,6 +181,16 @@ def _is_left_over_app(pid: int, port: int) -> bool:
     return env.get(b"SYSTEM") == b"spaces" and env.get(b"PORT") == str(port).encode()
 
 
+def _readable(*dirs: Path) -> None:
+    """Let the Space's user into directories the platform made private (0700: exports, environments);
+    they are bound read-only into the Space's own box, the only place it can reach them from."""
+    for path in dirs:
+        with contextlib.suppress(OSError):
+            mode = path.stat().st_mode
+            if mode & 0o005 != 0o005:
+                path.chmod(mode | 0o055)
+
+
 def _killpg(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
@@ -303,6 +313,8 @@ class LocalRuntime(Runtime):
     async def start(self, spec: AppSpec, log: LogSink) -> AppHandle:
         port = self.sandbox.app_port(self.settings.app_host)
         plan = self.plan(spec, port)
+        if self.sandbox.isolated:
+            _readable(Path(plan.cwd))
         log(startup_banner())
         zygote, reason = self._fork_source(spec, plan)
         app: _App | None = None
@@ -361,10 +373,7 @@ class LocalRuntime(Runtime):
         env_dir = Path(spec.artifact).resolve()
         python = Path(os.path.realpath(env_dir / "bin" / "python"))
         ro = [code, env_dir]
-        for shared in (code, env_dir):  # built by root (mkdtemp: 0700); the Space's user must read them
-            with contextlib.suppress(OSError):
-                if shared.stat().st_mode & 0o005 != 0o005:
-                    shared.chmod(shared.stat().st_mode | 0o055)
+        _readable(code, env_dir)
         interpreter = python.parents[1]
         if not interpreter.is_relative_to("/usr") and not interpreter.is_relative_to(env_dir):
             ro.append(interpreter)
