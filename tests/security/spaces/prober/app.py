@@ -102,10 +102,21 @@ def eat(megabytes):
     return f"survived {len(hog)} MiB"
 
 
+def reverse(path):
+    """Upload in, download out: the file's bytes reversed, written under the app's own TMPDIR."""
+    import tempfile
+
+    out = Path(tempfile.mkdtemp()) / "reversed.bin"
+    out.write_bytes(Path(path).read_bytes()[::-1])
+    return str(out)
+
+
 with gr.Blocks() as demo:
     port_box = gr.Textbox()
     out = gr.Textbox()
     gr.Button("probe").click(probe, port_box, out, api_name="probe")
     gr.Button("eat").click(eat, port_box, out, api_name="eat")
+    file_in, file_out = gr.File(type="filepath"), gr.File()
+    gr.Button("reverse").click(reverse, file_in, file_out, api_name="reverse")
 
 demo.launch()
