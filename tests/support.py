@@ -122,7 +122,7 @@ def start_server(data_dir: Path, port: int, env_dir: Path, extra_env: dict[str, 
         log_path=log_path,
         env=env,
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a loaded 2-core machine takes over a minute just to import
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"spaceyard up exited: {proc.returncode}\n{server.tail_log()}")
@@ -133,7 +133,7 @@ def start_server(data_dir: Path, port: int, env_dir: Path, extra_env: dict[str, 
             pass
         time.sleep(0.1)
     server.stop()
-    raise RuntimeError(f"spaceyard up did not answer in 60s\n{server.tail_log()}")
+    raise RuntimeError(f"spaceyard up did not answer in 180s\n{server.tail_log()}")
 
 
 def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
