@@ -229,3 +229,39 @@ def test_delete_leaves_no_process_behind(spaces: Server) -> None:
     while uid_processes(uid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert uid_processes(uid) == []
+
+
+def test_a_sigkilled_platform_leaves_no_app_or_warm_parent_and_restarts_clean(
+    shared_env_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from spaceyard_runtime.sandbox import space_uid
+    from tests.conftest import free_port
+
+    data, port = tmp_path_factory.mktemp("killed-data"), free_port()
+    server = start_server(data, port, shared_env_dir)
+    try:
+        deploy(server, tmp_path_factory.mktemp("killed"), "admin/killed", HERE / "spaces" / "victim")
+        uid = space_uid("admin/killed")
+        deadline = time.monotonic() + 120  # the app and, once warmed, the Space's warm parent
+        while len(uid_processes(uid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(uid_processes(uid)) >= 2
+        server.proc.kill()  # SIGKILL: no shutdown code runs
+        server.proc.wait()
+        deadline = time.monotonic() + 15
+        while uid_processes(uid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert uid_processes(uid) == []  # --die-with-parent took the boxes with it
+    finally:
+        server.stop()
+    again = start_server(data, port, shared_env_dir)
+    try:
+        assert again.runtime("admin/killed")["stage"] in ("SLEEPING", "RUNNING", "APP_STARTING")
+        assert httpx.get(f"{again.url}/apps/admin/killed/config", timeout=180).status_code == 200
+        assert len(uid_processes(uid)) >= 1  # one app again, not a second copy beside an orphan
+    finally:
+        again.stop()
+    deadline = time.monotonic() + 15
+    while uid_processes(uid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert uid_processes(uid) == []  # and a clean stop leaves nothing either
