@@ -93,6 +93,10 @@ class Server:
                 self.proc.wait()
 
 
+
+START_PATIENCE = 180.0
+"""Seconds `spaceyard up` may take to answer: a few on a quiet machine, much more on a loaded one."""
+
 def start_server(data_dir: Path, port: int, env_dir: Path, extra_env: dict[str, str] | None = None) -> Server:
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {
@@ -122,7 +126,7 @@ def start_server(data_dir: Path, port: int, env_dir: Path, extra_env: dict[str, 
         log_path=log_path,
         env=env,
     )
-    deadline = time.monotonic() + 180  # a loaded 2-core machine takes over a minute just to import
+    deadline = time.monotonic() + START_PATIENCE
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"spaceyard up exited: {proc.returncode}\n{server.tail_log()}")
@@ -133,7 +137,7 @@ def start_server(data_dir: Path, port: int, env_dir: Path, extra_env: dict[str, 
             pass
         time.sleep(0.1)
     server.stop()
-    raise RuntimeError(f"spaceyard up did not answer in 180s\n{server.tail_log()}")
+    raise RuntimeError(f"spaceyard up did not answer in {START_PATIENCE:.0f}s\n{server.tail_log()}")
 
 
 def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -3,9 +3,9 @@
 Production pulls ``python:3.11-slim`` (``BuilderSettings.docker_base_image``). Machines without a
 registry (tests, CI, air-gapped installs) build an equivalent from Debian packages instead::
 
-    python -m spaceyard_builder.baseimage --tag spaceyard/python:3.11-bookworm
+    python -m spaceyard_builder.baseimage --tag spaceyard/python:3.11-bookworm-r2
 
-and set ``SPACEYARD_DOCKER_BASE_IMAGE=spaceyard/python:3.11-bookworm``. The function behind it,
+and set ``SPACEYARD_DOCKER_BASE_IMAGE=spaceyard/python:3.11-bookworm-r2``. The function behind it,
 :func:`ensure_base_image`, is idempotent (returns at once when the tag exists), coalesces concurrent
 callers with a file lock, and keeps the root filesystem tarball in a cache directory
 (``~/.cache/spaceyard/baseimage`` unless told otherwise) so that a wiped Docker engine re-imports it in
@@ -13,7 +13,8 @@ seconds instead of running debootstrap (about a minute) again.
 
 What the image holds, and how it differs from ``python:3.11-slim``:
 
-* Debian bookworm ``minbase`` + ``python3``, ``python3-venv``, ``python3-pip``, ``ca-certificates``:
+* Debian bookworm ``minbase`` + ``python3``, ``python3-venv``, ``python3-pip``, ``ca-certificates``
+  and ``ffmpeg`` (the Hub's images have it; Gradio's audio and video components call it):
   Python 3.11 at ``/usr/bin/python3`` (the official image has it at ``/usr/local/bin/python3``);
   ``python`` and ``pip`` are symlinked into ``/usr/local/bin`` so Dockerfiles written for the
   official image find them;
@@ -40,12 +41,13 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-DEFAULT_TAG = "spaceyard/python:3.11-bookworm"
+DEFAULT_TAG = "spaceyard/python:3.11-bookworm-r2"
+"""The tag carries the recipe revision: a machine holding an older image builds this one (``-r2``: ffmpeg)."""
 DEFAULT_SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
-DEFAULT_PACKAGES = ("python3", "python3-venv", "python3-pip", "ca-certificates")
+DEFAULT_PACKAGES = ("python3", "python3-venv", "python3-pip", "ca-certificates", "ffmpeg")
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
 
 
 def default_cache_dir() -> Path:

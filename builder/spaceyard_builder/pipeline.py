@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
-from .api import BuildEngine, BuildRequest, BuildResult
+from .api import BuildEngine, BuildLog, BuildRequest, BuildResult
 from .engines import create_engine
 from .errors import BuilderError, BuildFailed, ConfigError, NoAppFileError
+from .lfs import MissingObjects, smudge_tree
 from .logs import LogStore
 from .settings import BuilderSettings
 from .source import TreeItem, export_commit, link_target, list_tree, read_blob, resolve_in_tree
@@ -74,6 +76,16 @@ def check_app_file(config: SpaceConfig, files: set[str]) -> None:
         )
 
 
+def checkout_lfs(source: Path, request: BuildRequest, settings: BuilderSettings, log: BuildLog) -> None:
+    """After the export: LFS pointer files become their objects' contents (what the app reads)."""
+    if "://" in request.repo:
+        return
+    try:
+        smudge_tree(source, settings.data_dir, Path(request.repo), log)
+    except MissingObjects as exc:
+        raise BuildFailed(str(exc)) from exc
+
+
 def run_build(
     request: BuildRequest,
     settings: BuilderSettings,
@@ -92,6 +104,7 @@ def run_build(
     config: SpaceConfig | None = None
     try:
         source = export_commit(request.repo, request.revision, settings.data_dir / "sources" / _slug(request.space_id))
+        checkout_lfs(source, request, settings, log)
         items = {item.path: item for item in list_tree(request.repo, request.revision)}
         config = parse_readme(read_readme(request.repo, items))
         check_build_inputs(request.repo, items, config.effective_app_file, log)

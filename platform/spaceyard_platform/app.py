@@ -32,14 +32,17 @@ from spaceyard_builder.logstores import create_log_store
 from spaceyard_runtime.factory import create_runtime
 from spaceyard_runtime.flavors import load_flavors
 
-from . import githttp, metrics
+from . import githttp, metrics, oplog
 from .api import commits as commits_api
 from .api import files as files_api
+from .api import history as history_api
+from .api import lfs as lfs_api
 from .api import lifecycle as lifecycle_api
 from .api import logs as logs_api
 from .api import repos as repos_api
 from .api import settings_api
 from .api import spaces as spaces_api
+from .api import unsupported as unsupported_api
 from .api import users as users_api
 from .auth import can_read, create_token, ensure_user, resolve_token
 from .buildqueue import BuildQueue
@@ -52,11 +55,12 @@ from .errors import PlatformError, Unauthorized, header_value
 from .gateway.access import AppAccess, secure_origin
 from .gateway.proxy import Gateway
 from .gateway.routes import RouteTable
+from .gateway.timing import GatewayMetrics
 from .limits import BodyLimit
 from .private import prepare_data_dir, private_file
 from .repos import RepoStore
 from .settings import Settings
-from .web import appauth, forms, pages
+from .web import appauth, editing, forms, pages, rawfiles
 from .web.sessions import resolve_session, resolve_session_ref
 
 log = logging.getLogger("spaceyard")
@@ -172,6 +176,7 @@ def _escape(text: str) -> str:
 
 def create_app(settings: Settings | None = None) -> ASGIApp:
     settings = settings or Settings()
+    oplog.configure(settings.log_format)
     routes = RouteTable()
 
     @asynccontextmanager
@@ -253,9 +258,12 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
 
     app.mount("/static", StaticFiles(directory=str(pages.STATIC_DIR)), name="static")
     for router in (
+        unsupported_api.first_router,
         githttp.router,
         settings_api.router,
         files_api.router,
+        history_api.router,
+        lfs_api.router,
         commits_api.router,
         repos_api.router,
         users_api.router,
@@ -263,11 +271,14 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         lifecycle_api.router,
         spaces_api.router,
         pages.router,
+        rawfiles.router,
+        editing.router,
         forms.router,
         appauth.router,
+        unsupported_api.router,
     ):
         app.include_router(router)
-    return Gateway(BodyLimit(app, settings), routes, settings)
+    return GatewayMetrics(Gateway(BodyLimit(app, settings), routes, settings))
 
 
 def app_factory() -> ASGIApp:

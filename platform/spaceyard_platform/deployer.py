@@ -35,7 +35,7 @@ from spaceyard_runtime.api import AppHandle, AppSpec, AppState, Endpoint, Flavor
 from spaceyard_runtime.errors import CapacityPending, RuntimeBackendError
 from spaceyard_runtime.idle import should_sleep
 
-from . import metrics
+from . import hostpaths, metrics, oplog
 from .buildqueue import BuildQueue
 from .crypto import SecretBox
 from .db.models import Build, Space, SpaceSecret, SpaceVariable
@@ -189,11 +189,17 @@ class Deployer:
             return space
 
     async def _save_stage(self, pk: str, stage: str, error: str | None = None, **fields: Any) -> Space | None:
+        if error:
+            error = hostpaths.for_settings(self.settings).clean(error)  # reasons are shown to visitors
+
+        previous: list[str] = []
+
         def save() -> Space | None:
             with self.db.session() as s:
                 space = s.get(Space, pk)
                 if space is None:
                     return None
+                previous.append(space.stage)
                 space.stage = stage
                 space.error_message = error
                 for k, v in fields.items():
@@ -202,6 +208,7 @@ class Deployer:
 
         space = await asyncio.to_thread(save)
         if space is not None:
+            oplog.stage_changed(space.space_id, previous[0] if previous else None, stage, error)
             route = self.routes.by_id(space.space_id)
             if route is not None:
                 route.stage = stage
@@ -244,6 +251,8 @@ class Deployer:
     # ------------------------------------------------------------------ builds
     async def on_push(self, pk: str, revision: str, pusher: str | None = None, no_cache: bool = False) -> str:
         """``main`` moved to ``revision`` (git push or API commit): build exactly that commit."""
+        space = await asyncio.to_thread(self._get_space, pk)
+        oplog.pushed(space.space_id, revision, pusher)
         return await self.request_build(pk, revision, no_cache=no_cache)
 
     async def request_build(self, pk: str, revision: str, no_cache: bool = False) -> str:
@@ -265,6 +274,7 @@ class Deployer:
                 sp.updated_at = datetime.now(UTC)
 
         await asyncio.to_thread(record)
+        oplog.build_requested(space.space_id, build_id, revision, no_cache)
         if space.paused:
             stage = "PAUSED"
         await self._save_stage(pk, stage, None)
@@ -306,6 +316,9 @@ class Deployer:
     async def _on_build_done(self, pk: str, result: BuildResult) -> None:
         metrics.BUILDS.labels(result="ok" if result.ok else result.stage).inc()
         metrics.BUILD_SECONDS.observe(result.duration)
+        oplog.build_finished(
+            result.space_id, result.build_id, result.ok, result.stage, result.duration, result.cache_hit
+        )
 
         def record() -> Build | None:
             with self.db.session() as s:
@@ -409,7 +422,9 @@ class Deployer:
             except RuntimeBackendError as exc:
                 await self.runtime.stop(handle)
                 tail = getattr(exc, "log_tail", "")
-                await self._save_stage(space.id, "RUNTIME_ERROR", str(exc) + (f"\n{tail}" if tail else ""))
+                await self._save_stage(  # its run log is the one to read (Logs, the failure page)
+                    space.id, "RUNTIME_ERROR", str(exc) + (f"\n{tail}" if tail else ""), run_log_key=run_key
+                )
                 self.log_store.close(run_key)
                 return
             metrics.APP_START_SECONDS.observe(time.monotonic() - started)

@@ -108,16 +108,18 @@ class Settings(BaseSettings):
         description="Largest Hub API commit (NDJSON with inline base64 files), in bytes. One line (one file) "
         "is also at most 4/3 x inline_upload_limit + 1 MiB.",
     )
-    max_git_body: int = Field(
-        5 * 1024**3, description="Largest git smart HTTP request body (a push's pack), in bytes."
-    )
+    max_git_body: int = Field(5 * 1024**3, description="Largest git smart HTTP request body (a push's pack), in bytes.")
     max_lfs_upload: int = Field(
         50 * 1024**3, description="Largest LFS object uploaded through the basic transfer, in bytes."
     )
     metrics_token: str | None = Field(
         None,
         description="Bearer token /metrics requires; then it lists every Space by id. Unset: /metrics is open "
-        "and private Spaces appear only summed as space=\"(private)\".",
+        'and private Spaces appear only summed as space="(private)".',
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="Operator event lines (push, build, stage change) on standard output: text (logfmt) or json.",
     )
     embedded_worker: bool = Field(
         True, description="spaceyard up also starts a build worker process (turn off with external workers)."

@@ -3,7 +3,7 @@
 * ``docker_client``: a client of a running dockerd. If none answers, one is started the way this
   machine needs it (``dockerd --iptables=false --ip6tables=false --bridge=none``) and left running
   for later runs; its output goes to ``<test cache>/dockerd.log``.
-* ``base_image``: ``spaceyard/python:3.11-bookworm`` (or ``SPACEYARD_TEST_BASE_IMAGE``), built with
+* ``base_image``: ``spaceyard/python:3.11-bookworm-r2`` (or ``SPACEYARD_TEST_BASE_IMAGE``), built with
   :func:`spaceyard_builder.baseimage.ensure_base_image` only if it is missing (about a minute; the
   root filesystem tarball is cached in ``~/.cache/spaceyard/baseimage``).
 * ``build_sample``: builds a sample Space through the real pipeline (git commit -> export ->
@@ -25,7 +25,7 @@ import docker
 import pytest
 
 from spaceyard_builder.api import BuildRequest, BuildResult
-from spaceyard_builder.baseimage import ensure_base_image
+from spaceyard_builder.baseimage import DEFAULT_TAG, ensure_base_image
 from spaceyard_builder.engines.docker import DockerEngine
 from spaceyard_builder.logs import FileLogStore
 from spaceyard_builder.pipeline import run_build
@@ -36,7 +36,7 @@ from spaceyard_runtime.settings import RuntimeSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "sample_spaces"
-BASE_IMAGE = os.environ.get("SPACEYARD_TEST_BASE_IMAGE", "spaceyard/python:3.11-bookworm")
+BASE_IMAGE = os.environ.get("SPACEYARD_TEST_BASE_IMAGE", DEFAULT_TAG)
 DOCKERD_ARGS = ["dockerd", "--iptables=false", "--ip6tables=false", "--bridge=none"]
 
 

@@ -100,12 +100,16 @@ def test_changing_variables_and_secrets_restarts_with_the_new_values(
     assert variables["HELLO_VERSION"].value == "from-variable"
     assert admin_api.get_space_runtime(APP).stage == "RUNNING"
     assert greet(server) == "Hello World! (from-variable)"
-    admin_api.add_space_secret(APP, "HELLO_VERSION", "from-secret")  # secrets win over variables
+    # keys are unique across variables and secrets, ignoring case: a clash is refused, nothing changes
+    with pytest.raises(BadRequestError, match="clashes"):
+        admin_api.add_space_secret(APP, "hello_version", "from-secret")
+    assert admin_api.get_space_secrets(APP) == {}
+    assert admin_api.delete_space_variable(APP, "HELLO_VERSION") == {}
+    assert greet(server) == "Hello World! (v1)"
+    admin_api.add_space_secret(APP, "HELLO_VERSION", "from-secret")
     assert greet(server) == "Hello World! (from-secret)"
     assert list(admin_api.get_space_secrets(APP)) == ["HELLO_VERSION"]
     admin_api.delete_space_secret(APP, "HELLO_VERSION")
-    assert greet(server) == "Hello World! (from-variable)"
-    assert admin_api.delete_space_variable(APP, "HELLO_VERSION") == {}
     assert greet(server) == "Hello World! (v1)"
     assert "from-secret" not in "".join(admin_api.fetch_space_logs(APP, build=True))
 

@@ -165,7 +165,11 @@ def test_files_tab_browses_the_repository(page: Page, base_url: str, created: st
     expect(page.locator("#blob")).to_contain_text("def greet(name: str) -> str:")
     page.get_by_role("link", name="History").click()
     expect(page.locator("ol.commits")).to_contain_text("Initial commit")
-    page.locator("ol.commits a").first.click()
+    page.locator("ol.commits a.commit-link").first.click()
+    expect(page).to_have_url(re.compile(r"/commit/[0-9a-f]{40}$"))
+    expect(page.locator(".diff-file-head").filter(has_text="app.py")).to_contain_text("added")
+    expect(page.locator("table.diff").first).to_be_visible()
+    page.get_by_role("link", name="Browse files").click()
     expect(page).to_have_url(re.compile(r"/tree/[0-9a-f]{40}$"))
     expect(page.locator("table.tree")).to_contain_text("app.py")
 

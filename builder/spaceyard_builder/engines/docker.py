@@ -4,9 +4,9 @@ What is built:
 
 * ``gradio`` / ``streamlit``: a generated Dockerfile equivalent to the one the Hub generates
   (:func:`generated_dockerfile`): non-root user ``user`` (uid 1000), ``HOME=/home/user``, workdir
-  ``/home/user/app``, ``packages.txt`` installed with apt as root, then ``pre-requirements.txt``,
-  ``requirements.txt`` and the SDK at its ``sdk_version`` (installed last so it wins), then the app
-  code, the Hub's ``ENV`` and port 7860. Python packages go into a virtual environment at
+  ``/home/user/app``, ``ffmpeg`` (as on the Hub), ``packages.txt`` installed with apt as root, then
+  ``pre-requirements.txt``, ``requirements.txt`` and the SDK at its ``sdk_version`` (installed last so
+  it wins), then the app code, the Hub's ``ENV`` and port 7860. Python packages go into a virtual environment at
   ``/home/user/.venv`` created with ``python3 -m venv``, which works the same on ``python:3.11-slim``
   (``/usr/local/bin/python3``) and on the debootstrapped base (``/usr/bin/python3``); they are
   installed with uv (itself pip-installed once into the shared base layers) and a BuildKit cache mount,
@@ -125,6 +125,10 @@ def generated_dockerfile(config: SpaceConfig, source: Path, settings: BuilderSet
         "USER root",
         "RUN (getent passwd 1000 >/dev/null || useradd -m -u 1000 user) && mkdir -p /home/user/app "
         "&& chown -R 1000:1000 /home/user",
+        # ffmpeg, as in the Hub's images (Gradio's audio/video components call it); the debootstrapped base
+        # already has it, python:3.11-slim gets Debian's.
+        "RUN command -v ffmpeg >/dev/null || (apt-get update && apt-get install -y --no-install-recommends ffmpeg "
+        "&& rm -rf /var/lib/apt/lists/*)",
         # Static part, identical for every Space on this base: shared layers.
         "USER 1000",
         f"ENV HOME=/home/user PATH={VENV}/bin:/home/user/.local/bin:$PATH VIRTUAL_ENV={VENV}",

@@ -32,6 +32,7 @@ from ..api import Artifact, BuildEngine, BuildLog, BuildRequest
 from ..errors import BuildFailed
 from ..spaceconfig import SpaceConfig
 from ..walls import BuildWalls, create_walls, public_text
+from . import compile_progress, ffmpeg_tool
 
 ENGINE_VERSION = "2"
 SDK_PACKAGES = {"gradio": "gradio", "streamlit": "streamlit"}
@@ -204,6 +205,7 @@ class LocalEngine(BuildEngine):
         target = root / env_id
         if self.artifact_exists(str(target)) and not request.no_cache:
             log(f"--> Reusing environment {env_id} (Python {python_version}): nothing to install")
+            ffmpeg_tool.provide(target, _uv(), root, _finder_env(), log)
             return Artifact(id=str(target), cache_hit=True)
         root.mkdir(parents=True, exist_ok=True)
         with open(root / f".{env_id}.lock", "w") as lock:
@@ -214,8 +216,10 @@ class LocalEngine(BuildEngine):
                 fcntl.flock(lock, fcntl.LOCK_EX)
             if self.artifact_exists(str(target)) and not request.no_cache:
                 log(f"--> Reusing environment {env_id}, built meanwhile")
+                ffmpeg_tool.provide(target, _uv(), root, _finder_env(), log)
                 return Artifact(id=str(target), cache_hit=True)
             self._create(target, python, python_version, config, source, request, log)
+        ffmpeg_tool.provide(target, _uv(), root, _finder_env(), log)
         return Artifact(id=str(target), cache_hit=False)
 
     def _create(
@@ -238,7 +242,7 @@ class LocalEngine(BuildEngine):
             self.walls.prepare([tmp, cache], scratch=(scratch,))
             walls = {
                 "cwd": scratch,
-                "ro": [Path(python).parents[1], Path(uv)],
+                "ro": [Path(python).parents[1], Path(uv), Path(compile_progress.__file__).resolve()],
                 "rw": [tmp, cache, scratch],
                 "public": {
                     str(tmp): "/env",
@@ -275,7 +279,7 @@ class LocalEngine(BuildEngine):
                 )
             # Bytecode is compiled now so that imports at start and wake are fast (PYTHONDONTWRITEBYTECODE).
             self._run(
-                [py, "-m", "compileall", "-q", "-j", "0", str(tmp / "lib")],
+                compile_progress.command(py, tmp / "lib"),
                 log,
                 "Compiling bytecode",
                 **walls,  # type: ignore[arg-type]

@@ -6,10 +6,9 @@
   ``deletedFile``/``deletedFolder``/``deletedEntry``) becomes one real git commit, made with plumbing on
   a temporary index (read-tree, update-index, write-tree, commit-tree) and published with a
   compare-and-swap ``update-ref`` — so it is exactly what ``git clone`` sees — and then built like a push.
-* Large files: ``POST /spaces/{id}.git/info/lfs/objects/batch`` answers the ``basic`` transfer with
-  a signed upload URL (``PUT``, no credentials needed) and a ``verify`` URL. Uploaded objects are kept
-  under ``DATA_DIR/lfs`` by sha256 and written into the commit as ordinary git blobs (Spaceyard repos
-  do not use LFS pointers), so clones and builds see the real content.
+* Large files arrive through the LFS batch API (``api/lfs.py``); an ``lfsFile`` operation names an object
+  uploaded through this Space and is written into the commit as an ordinary git blob, so clones and
+  builds see the real content.
 * Xet is not implemented: ``GET /api/spaces/{id}/xet-write-token/{rev}`` answers 501 with the fix
   (``HF_HUB_DISABLE_XET=1``); see docs/hub-api.md.
 """
@@ -19,25 +18,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import json
 import os
 import tempfile
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from cryptography.fernet import InvalidToken
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from .. import gitsafe
+from spaceyard_builder import lfs
+
+from .. import gitsafe, revisions
 from ..auth import Principal
 from ..db.models import Space
-from ..deps import PrincipalDep, Services, ServicesDep, SessionDep, services_of
-from ..errors import BadRequest, EntryNotFound, Forbidden, PlatformError, RevisionNotFound, header_value
+from ..deps import PrincipalDep, Services, ServicesDep, SessionDep
+from ..errors import BadRequest, EntryNotFound, PlatformError
 from ..limits import BodyTooLarge
 from ..repos import BRANCH
 from .common import public_base, readable_space, writable_space
@@ -45,7 +43,6 @@ from .files import json_object, raw_tail, split_rev
 
 router = APIRouter()
 
-UPLOAD_URL_TTL = 3600
 ZERO = "0" * 40
 _locks: dict[str, asyncio.Lock] = {}
 
@@ -61,12 +58,7 @@ class NotImplementedHere(PlatformError):
 # ------------------------------------------------------------------------------------------ helpers
 def branch_of(space: Space, svc: Services, rev: str) -> str:
     """The branch a commit goes to; revisions that are not branches are RevisionNotFound."""
-    name = gitsafe.check_ref_name(rev.removeprefix("refs/heads/"))
-    if name == BRANCH:
-        return name
-    if svc.repos.resolve(space.owner, space.name, f"refs/heads/{name}") is None:
-        raise RevisionNotFound(f"Invalid rev id: {rev} (commits go to an existing branch, usually main)")
-    return name
+    return revisions.commit_branch(svc.repos, space, rev)
 
 
 def lfs_dir(svc: Services) -> Path:
@@ -74,9 +66,9 @@ def lfs_dir(svc: Services) -> Path:
 
 
 def lfs_path(svc: Services, oid: str) -> Path:
-    if len(oid) != 64 or any(c not in "0123456789abcdef" for c in oid):
+    if not lfs.is_oid(oid):
         raise BadRequest(f"Invalid LFS oid {oid!r}: expected a sha256 in hex")
-    return lfs_dir(svc) / oid[:2] / oid[2:4] / oid
+    return lfs.object_path(svc.settings.data_dir, oid)
 
 
 def _lock(space: Space) -> asyncio.Lock:
@@ -314,7 +306,7 @@ async def apply_operations(
         elif key == "lfsFile":
             path = _safe_path(str(value.get("path", "")))
             obj = lfs_path(svc, str(value.get("oid", "")))
-            if not obj.exists():
+            if not obj.exists() or not lfs.granted(writer.git_dir, str(value.get("oid"))):
                 raise BadRequest(f"{path}: LFS object {value.get('oid')} was not uploaded")
             await asyncio.to_thread(writer.add_file, path, obj)
         elif key in ("deletedFile", "deletedFolder", "deletedEntry"):
@@ -373,106 +365,6 @@ async def commit(
         "commitUrl": f"{public_base(request, svc)}/spaces/{space_id}/commit/{new}",
         "hookOutput": "",
     }
-
-
-# ----------------------------------------------------------------------------------------------- LFS
-def _upload_token(svc: Services, space: Space, oid: str, size: int) -> str:
-    payload = json.dumps({"s": space.id, "o": oid, "n": size, "e": int(time.time()) + UPLOAD_URL_TTL})
-    return svc.secretbox.encrypt(payload)
-
-
-def _lfs_error(status: int, message: str) -> JSONResponse:
-    return JSONResponse(
-        {"message": message},
-        status_code=status,
-        media_type="application/vnd.git-lfs+json",
-        headers={"X-Error-Message": header_value(message)},
-    )
-
-
-@router.post("/spaces/{owner}/{repo}/info/lfs/objects/batch")
-async def lfs_batch(
-    owner: str, repo: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
-) -> Any:
-    name = repo.removesuffix(".git")
-    body = json_object(await request.body())
-    operation = body.get("operation")
-    space = (
-        writable_space(session, principal, owner, name)
-        if operation == "upload"
-        else readable_space(session, principal, owner, name)
-    )
-    transfers = body.get("transfers") or ["basic"]
-    if "basic" not in transfers:
-        return _lfs_error(422, "Spaceyard supports the 'basic' LFS transfer only")
-    base = public_base(request, svc)
-    objects = []
-    items = body.get("objects") or []
-    if not isinstance(items, list) or not all(isinstance(o, dict) for o in items):
-        return _lfs_error(422, "objects must be a list of {oid, size}")
-    for obj in items:
-        oid, size = str(obj.get("oid", "")), _int(obj.get("size"), "size")
-        try:
-            path = lfs_path(svc, oid)
-        except BadRequest as exc:
-            objects.append({"oid": oid, "size": size, "error": {"code": 422, "message": str(exc)}})
-            continue
-        entry: dict[str, Any] = {"oid": oid, "size": size, "authenticated": True}
-        if operation == "upload":
-            if not path.exists():
-                token = _upload_token(svc, space, oid, size)
-                entry["actions"] = {
-                    "upload": {"href": f"{base}/api/lfs-upload/{oid}?token={token}", "expires_in": UPLOAD_URL_TTL},
-                    "verify": {"href": f"{base}/spaces/{space.space_id}.git/info/lfs/objects/verify"},
-                }
-        else:
-            message = "Spaceyard keeps file contents in git: download files with git or /resolve/"
-            entry["error"] = {"code": 404, "message": message}
-        objects.append(entry)
-    return JSONResponse(
-        {"transfer": "basic", "objects": objects, "hash_algo": "sha256"}, media_type="application/vnd.git-lfs+json"
-    )
-
-
-@router.put("/api/lfs-upload/{oid}")
-async def lfs_upload(oid: str, request: Request, token: str = "") -> Any:
-    """The ``basic`` transfer's upload URL: the signed token in the URL is the authorisation."""
-    svc = services_of(request)
-    try:
-        claims = json.loads(svc.secretbox.decrypt(token))
-    except (InvalidToken, ValueError) as exc:
-        raise Forbidden("Invalid upload URL") from exc
-    if claims.get("o") != oid or claims.get("e", 0) < time.time():
-        raise BadRequest("This upload URL has expired or is for another object")
-    dest = lfs_path(svc, oid)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    size = 0
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".upload-")
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            async for chunk in request.stream():
-                digest.update(chunk)
-                size += len(chunk)
-                await asyncio.to_thread(tmp.write, chunk)
-        if digest.hexdigest() != oid or size != claims.get("n"):
-            raise BadRequest(f"The uploaded content does not match oid {oid} and size {claims.get('n')}")
-        os.replace(tmp_name, dest)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
-    return {}
-
-
-@router.post("/spaces/{owner}/{repo}/info/lfs/objects/verify")
-async def lfs_verify(
-    owner: str, repo: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
-) -> Any:
-    writable_space(session, principal, owner, repo.removesuffix(".git"))
-    body = json_object(await request.body())
-    path = lfs_path(svc, str(body.get("oid", "")))
-    if not path.exists() or path.stat().st_size != (_int(body.get("size"), "size") or -1):
-        return _lfs_error(404, "Object not uploaded (or its size differs)")
-    return {}
 
 
 @router.get("/api/spaces/{owner}/{name}/xet-write-token/{rest:path}")

@@ -9,6 +9,7 @@ from fastapi import Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .. import lfsinfo
 from ..auth import Principal, can_read, can_write
 from ..db.models import Space
 from ..deps import Services
@@ -69,9 +70,7 @@ def runtime_json(svc: Services, space: Space) -> dict[str, Any]:
         "gcTimeout": None if static else gc,
         "replicas": {"requested": 1, "current": 1 if awake or static else 0},
         "devMode": False,
-        "domains": [
-            {"domain": f"{space.app_label}.{svc.settings.resolved_apps_domain}", "stage": "READY"}
-        ],
+        "domains": [{"domain": f"{space.app_label}.{svc.settings.resolved_apps_domain}", "stage": "READY"}],
         "sha": space.head_sha,
     }
     if space.error_message:
@@ -98,7 +97,7 @@ def readme_card(svc: Services, space: Space, sha: str) -> dict[str, Any]:
         return {}
 
 
-def space_json(svc: Services, space: Space, *, siblings: bool = True) -> dict[str, Any]:
+def space_json(svc: Services, space: Space, *, siblings: bool = True, blobs: bool = False) -> dict[str, Any]:
     sha = space.head_sha
     card = dict(space.card_data or {})
     if siblings and sha:  # one Space: its README's front matter at the head, like the Hub
@@ -127,6 +126,5 @@ def space_json(svc: Services, space: Space, *, siblings: bool = True) -> dict[st
     if space.duplicated_from:
         data["duplicated_from"] = space.duplicated_from
     if siblings:
-        files = svc.repos.list_tree(space.owner, space.name, sha) if sha else []
-        data["siblings"] = [{"rfilename": e.path} for e in files if e.type == "file"]
+        data["siblings"] = lfsinfo.siblings(svc.repos, space, sha, blobs)
     return data

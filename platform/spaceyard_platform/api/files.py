@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
@@ -20,12 +21,16 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session
 
-from .. import gitsafe
+from spaceyard_builder import lfs
+from spaceyard_builder.lfs import Pointer
+
+from .. import lfsinfo, revisions
 from ..auth import Principal
 from ..db.models import Space
 from ..deps import PrincipalDep, Services, ServicesDep, SessionDep
 from ..errors import BadRequest, EntryNotFound, RevisionNotFound
-from ..repos import BRANCH, RepoStore, parse_ls_tree
+from ..ranges import object_response, parse_range, range_headers, skip_chunks
+from ..repos import RepoStore
 from .common import iso, readable_space, space_json
 
 router = APIRouter()
@@ -54,21 +59,25 @@ def split_rev(parts: list[str]) -> tuple[str, str]:
 
 def resolve_rev(repos: RepoStore, space: Space, rev: str) -> str | None:
     """The commit ``rev`` names, None for ``main`` of an empty repository; RevisionNotFound otherwise."""
-    gitsafe.check_revision(rev)
-    sha = repos.resolve(space.owner, space.name, rev)
-    if sha is None:
-        if rev in (BRANCH, f"refs/heads/{BRANCH}") and repos.head(space.owner, space.name) is None:
-            return None
-        raise RevisionNotFound(f"Invalid rev id: {rev}")
-    return sha
+    return revisions.resolve(repos, space, rev)
 
 
 def entry_json(
-    repos: RepoStore, space: Space, sha: str, kind: str, oid: str, size: int, path: str, expand: bool
+    repos: RepoStore,
+    space: Space,
+    sha: str,
+    kind: str,
+    oid: str,
+    size: int,
+    path: str,
+    expand: bool,
+    pointer: Pointer | None = None,
 ) -> dict[str, Any]:
     item: dict[str, Any] = {"type": kind, "oid": oid, "path": path}
     if kind == "file":
-        item["size"] = size
+        item["size"] = pointer.size if pointer else size
+        if pointer:
+            item["lfs"] = lfsinfo.lfs_json(pointer)
     if expand:
         info = repos.commit_info(space.owner, space.name, sha) if not path else _last_commit(repos, space, sha, path)
         if info:
@@ -87,12 +96,7 @@ def _last_commit(repos: RepoStore, space: Space, sha: str, path: str) -> dict[st
 
 def ls_paths(repos: RepoStore, space: Space, sha: str, paths: list[str]) -> list[tuple[str, str, int, str]]:
     """(kind, oid, size, path) for each existing path (files and directories, not recursive)."""
-    clean = [c for c in (gitsafe.check_repo_path(p, allow_root=True) for p in paths) if c]
-    if not clean:
-        return []
-    out = repos.git(space.owner, space.name, "ls-tree", "-l", "-z", revs=[sha], paths=clean, check=False)
-    wanted = set(clean)
-    return [(e.type, e.oid, e.size, e.path) for e in parse_ls_tree(out) if e.path in wanted]
+    return [(i.kind, i.oid, i.size, i.path) for i in lfsinfo.ls_paths(repos, space, sha, paths)]
 
 
 def json_object(raw: bytes) -> dict[str, Any]:
@@ -125,11 +129,8 @@ def space_info_at(
     sha = resolve_rev(svc.repos, space, rev)
     data = space_json(svc, space, siblings=False)
     data["sha"] = sha
-    files = svc.repos.list_tree(space.owner, space.name, sha) if sha else []
     blobs = request.query_params.get("blobs", "").lower() in ("1", "true")
-    data["siblings"] = [
-        {"rfilename": e.path, **({"size": e.size, "blobId": e.oid} if blobs else {})} for e in files if e.type == "file"
-    ]
+    data["siblings"] = lfsinfo.siblings(svc.repos, space, sha, blobs)
     return data
 
 
@@ -162,7 +163,8 @@ def tree(
     entries.sort(key=lambda e: e.path)
     page_size = min(limit or TREE_PAGE, TREE_PAGE_EXPANDED if expand else TREE_PAGE)
     page = entries[cursor : cursor + page_size]
-    body = [entry_json(svc.repos, space, sha, e.type, e.oid, e.size, e.path, expand) for e in page]
+    lfs = lfsinfo.pointers(svc.repos, space, [(e.oid, e.size) for e in page if e.type == "file"])
+    body = [entry_json(svc.repos, space, sha, e.type, e.oid, e.size, e.path, expand, lfs.get(e.oid)) for e in page]
     headers = {}
     if cursor + page_size < len(entries):
         url = request.url.include_query_params(cursor=str(cursor + page_size))
@@ -191,8 +193,9 @@ async def paths_info(
     sha = resolve_rev(svc.repos, space, rev)
     if sha is None:
         return []
-    found = await asyncio.to_thread(ls_paths, svc.repos, space, sha, paths)
-    return [entry_json(svc.repos, space, sha, k, oid, size, p, expand) for k, oid, size, p in found if k != "submodule"]
+    found = [f for f in await asyncio.to_thread(ls_paths, svc.repos, space, sha, paths) if f[0] != "submodule"]
+    lfs = lfsinfo.pointers(svc.repos, space, [(oid, size) for k, oid, size, _ in found if k == "file"])
+    return [entry_json(svc.repos, space, sha, k, oid, size, p, expand, lfs.get(oid)) for k, oid, size, p in found]
 
 
 # ------------------------------------------------------------------------------------------ resolve
@@ -228,21 +231,44 @@ def resolve(
     headers = {
         "X-Repo-Commit": sha,
         "ETag": etag,
-        "Accept-Ranges": "none",
+        "Accept-Ranges": "bytes",
         "Content-Disposition": content_disposition(path.rsplit("/", 1)[-1]),
         "Cache-Control": "private, max-age=0, must-revalidate",
     }
+    obj, size, etag = _lfs_object(svc, space, oid, size, headers)
     if request.method == "HEAD":
         headers["Content-Length"] = str(size)
         return Response(status_code=200, headers=headers, media_type="application/octet-stream")
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
+    if obj is not None:
+        return object_response(obj, size, request.headers.get("range"), headers)
+    span = parse_range(request.headers.get("range"), size)
+    start, length, status = (span[0], span[1] - span[0] + 1, 206) if span else (0, size, 200)
+    if span:
+        headers.update(range_headers(span, size))
     if size <= STREAM_ABOVE:
         content = svc.repos.read_file(space.owner, space.name, sha, path) or b""
-        return Response(content, headers=headers, media_type="application/octet-stream")
-    headers["Content-Length"] = str(size)
-    git_dir = str(svc.repos.path(space.owner, space.name))
-    return StreamingResponse(blob_chunks(git_dir, oid), headers=headers, media_type="application/octet-stream")
+        return Response(content[start : start + length], status, headers, media_type="application/octet-stream")
+    headers["Content-Length"] = str(length)
+    chunks = blob_chunks(str(svc.repos.path(space.owner, space.name)), oid)
+    if span:
+        chunks = skip_chunks(chunks, start, length)
+    return StreamingResponse(chunks, status, headers, media_type="application/octet-stream")
+
+
+def _lfs_object(
+    svc: Services, space: Space, oid: str, size: int, headers: dict[str, str]
+) -> tuple[Path | None, int, str]:
+    """For an LFS pointer whose object this Space holds: the object, its size and ETag (the sha256), and
+    the Hub's ``X-Linked-Size`` / ``X-Linked-Etag`` headers. Other files: (None, size, blob ETag)."""
+    pointer = lfsinfo.pointers(svc.repos, space, [(oid, size)]).get(oid)
+    obj = lfs.available(svc.settings.data_dir, svc.repos.path(space.owner, space.name), pointer) if pointer else None
+    if pointer is None or obj is None:
+        return None, size, headers["ETag"]
+    etag = f'"{pointer.oid}"'
+    headers.update({"ETag": etag, "X-Linked-Etag": etag, "X-Linked-Size": str(pointer.size)})
+    return obj, pointer.size, etag
 
 
 async def blob_chunks(git_dir: str, oid: str) -> AsyncIterator[bytes]:

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
+from .. import hostpaths
 from ..auth import Principal
 from ..db.models import Space
 from ..deps import PrincipalDep, Services, ServicesDep, SessionDep
@@ -39,11 +40,12 @@ async def sse_events(svc: Services, key: str | None, after: str | None) -> Async
     yield b": spaceyard log stream\n\n"
     if key is None:
         return
+    clean = hostpaths.for_settings(svc.settings).clean  # visitors read these: no paths of this machine
     async for entry in svc.log_store.follow(key, after=after, heartbeat=HEARTBEAT):
         if entry is None:
             yield b": keep-alive\n\n"
             continue
-        payload = json.dumps({"data": entry.data, "timestamp": entry.timestamp}, ensure_ascii=False)
+        payload = json.dumps({"data": clean(entry.data), "timestamp": entry.timestamp}, ensure_ascii=False)
         yield f"id: {entry.id}\ndata: {payload}\n\n".encode()
 
 

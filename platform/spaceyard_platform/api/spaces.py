@@ -11,7 +11,7 @@ from sqlalchemy import or_, select
 from ..auth import can_read
 from ..db.models import Space
 from ..deps import PrincipalDep, ServicesDep, SessionDep
-from .common import readable_space, runtime_json, space_json
+from .common import readable_space, runtime_json, space_json, writable_space
 
 router = APIRouter(prefix="/api/spaces")
 
@@ -51,8 +51,24 @@ def list_spaces(
 
 
 @router.get("/{owner}/{name}")
-def space_info(owner: str, name: str, svc: ServicesDep, session: SessionDep, principal: PrincipalDep) -> Any:
-    return space_json(svc, readable_space(session, principal, owner, name))
+def space_info(
+    owner: str, name: str, svc: ServicesDep, session: SessionDep, principal: PrincipalDep, blobs: bool = False
+) -> Any:
+    return space_json(svc, readable_space(session, principal, owner, name), blobs=blobs)
+
+
+@router.get("/{owner}/{name}/auth-check")
+def auth_check(owner: str, name: str, session: SessionDep, principal: PrincipalDep) -> Any:
+    """``auth_check``: 200 when the caller may read the Space (404 otherwise, as for everything private)."""
+    readable_space(session, principal, owner, name)
+    return {}
+
+
+@router.get("/{owner}/{name}/auth-check/write")
+def auth_check_write(owner: str, name: str, session: SessionDep, principal: PrincipalDep) -> Any:
+    """``auth_check(write=True)``: 200 when the caller may write to the Space (401/403/404 otherwise)."""
+    writable_space(session, principal, owner, name)
+    return {}
 
 
 @router.get("/{owner}/{name}/runtime")

@@ -205,7 +205,8 @@ class Gateway:
             else:
                 raw_rest = b""
             rest = "/" + parts[4] if len(parts) == 5 else ""
-            return _Match(route, host.decode("latin-1"), prefix, rest, raw_rest, subdomain_for(f"{owner}/{name}"))
+            own = route.subdomain if route is not None else subdomain_for(f"{owner}/{name}")
+            return _Match(route, host.decode("latin-1"), prefix, rest, raw_rest, own)
         return None
 
     def _pin_version(

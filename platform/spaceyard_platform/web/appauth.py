@@ -48,7 +48,9 @@ def app_sign_in(
     if route is None or access is None or row is None or not can_read(session, signed_in.principal, row):
         return not_found(request, signed_in, space or "this app")
     ticket = access.issue_ticket(route.space_id, session_ref(raw))
-    target = svc.settings.app_url(route.space_id, "subdomain") + AUTH_PATH
+    # the origin the gateway routes by this label: the ticket can only go to the Space it names
+    scheme = svc.settings.resolved_public_url.split("://", 1)[0]
+    target = f"{scheme}://{route.subdomain}.{svc.settings.resolved_apps_domain}{AUTH_PATH}"
     response = RedirectResponse(f"{target}?{urlencode({'ticket': ticket, 'next': safe_next(next)})}", 303)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"

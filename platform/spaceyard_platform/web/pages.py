@@ -20,7 +20,9 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .. import spaces_service
+from spaceyard_builder.lfs import parse_pointer
+
+from .. import history, lfsinfo, revisions, spaces_service
 from ..api.repos import SDKS, create_space
 from ..auth import (
     Principal,
@@ -32,7 +34,7 @@ from ..auth import (
 )
 from ..db.models import Membership, Space, User
 from ..deps import ServicesDep, SessionDep, get_session
-from ..errors import Forbidden, PlatformError
+from ..errors import Forbidden, PlatformError, RevisionNotFound
 from . import starters
 from .sessions import (
     SignedIn,
@@ -50,6 +52,7 @@ from .sessions import (
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 STATIC_DIR = Path(__file__).parent / "static"
 PAGE_SIZE = 24
+HISTORY_PAGE = 50
 MAX_TEXT_VIEW = 512 * 1024
 
 SERVING = ("RUNNING", "RUNNING_BUILDING", "RUNNING_APP_STARTING", "SLEEPING")
@@ -68,6 +71,13 @@ COLORS = {
 }
 
 router = APIRouter(include_in_schema=False)
+
+EXPLORE_SORTS: dict[str, tuple[Any, ...]] = {
+    "recent": (Space.updated_at.desc(), Space.id),
+    "name": (Space.name, Space.owner, Space.id),
+    "created": (Space.created_at.desc(), Space.id),
+}
+"""Explore's orders (``?sort=``): recently updated (default), by name, newest."""
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -278,9 +288,11 @@ def explore(
     owner: str = "",
     sdk: str = "",
     page: int = 1,
+    sort: str = "recent",
 ) -> Response:
     principal = principal_of(user)
-    query = select(Space).order_by(Space.updated_at.desc(), Space.id)
+    sort = sort if sort in EXPLORE_SORTS else "recent"
+    query = select(Space).order_by(*EXPLORE_SORTS[sort])
     if owner:
         query = query.where(Space.owner == owner)
     if sdk:
@@ -302,6 +314,8 @@ def explore(
 
     def page_url(n: int) -> str:
         params = {k: v for k, v in (("q", q), ("owner", owner), ("sdk", sdk)) if v}
+        if sort != "recent":
+            params["sort"] = sort
         if n > 1:
             params["page"] = str(n)
         return "/spaces" + (f"?{urlencode(params)}" if params else "")
@@ -317,6 +331,7 @@ def explore(
         sdk=sdk,
         sdks=SDKS,
         owners=owners,
+        sort=sort,
         page=page,
         pages=pages,
         prev_url=page_url(page - 1) if page > 1 else "",
@@ -416,14 +431,17 @@ def files_page(
     if space is None:
         return not_found(request, user, f"{owner}/{name}")
     ctx = space_context(request, svc, session, user, space)
-    sha = svc.repos.resolve(owner, name, rev) if space.head_sha else None
+    sha = page_revision(svc, space, rev) if space.head_sha else None
+    if sha is None and space.head_sha:
+        return not_found(request, user, f"{owner}/{name}: revision {rev[:100]}")
     entries = svc.repos.list_tree(owner, name, sha, path.strip("/"), recursive=False) if sha else []
     entries.sort(key=lambda e: (e.type != "directory", e.path.lower()))
     commit = svc.repos.commit_info(owner, name, sha) if sha else None
     crumbs = breadcrumbs(path)
+    lfs = lfsinfo.pointers(svc.repos, space, [(e.oid, e.size) for e in entries if e.type == "file"])
     return render(
         request, "files.html", user, tab="files", rev=rev, sha=sha, path=path.strip("/"), entries=entries,
-        commit=commit, crumbs=crumbs, **ctx,
+        commit=commit, crumbs=crumbs, lfs=lfs, **ctx,
     )  # fmt: skip
 
 
@@ -442,10 +460,16 @@ def file_page(
     if space is None:
         return not_found(request, user, f"{owner}/{name}")
     ctx = space_context(request, svc, session, user, space)
-    sha = svc.repos.resolve(owner, name, rev) if space.head_sha else None
+    sha = page_revision(svc, space, rev) if space.head_sha else None
     data = svc.repos.read_file(owner, name, sha, path) if sha else None
     if data is None:
         return not_found(request, user, f"{owner}/{name}: {path} at {rev}")
+    pointer = parse_pointer(data)
+    if pointer is not None:
+        return render(
+            request, "blob.html", user, tab="files", rev=rev, sha=sha, path=path, text=None, size=pointer.size,
+            lines=0, crumbs=breadcrumbs(path), lfs=pointer, **ctx,
+        )  # fmt: skip
     text: str | None = None
     if len(data) <= MAX_TEXT_VIEW and b"\0" not in data[:8192]:
         try:
@@ -458,18 +482,65 @@ def file_page(
     )  # fmt: skip
 
 
-@router.get("/spaces/{owner}/{name}/commits/{rev}", response_class=HTMLResponse)
+@router.get("/spaces/{owner}/{name}/commits/{rev:path}", response_class=HTMLResponse)
 def commits_page(
-    owner: str, name: str, rev: str, request: Request, svc: ServicesDep, session: SessionDep, user: WebUserDep
+    owner: str,
+    name: str,
+    rev: str,
+    request: Request,
+    svc: ServicesDep,
+    session: SessionDep,
+    user: WebUserDep,
+    page: int = 1,
 ) -> Response:
     space = get_readable(session, principal_of(user), owner, name)
     if space is None:
         return not_found(request, user, f"{owner}/{name}")
     ctx = space_context(request, svc, session, user, space)
-    commits = svc.repos.log(owner, name, rev, limit=100) if space.head_sha else []
-    for c in commits:
-        c["ago"] = ago(datetime.fromisoformat(c["date"]))
-    return render(request, "commits.html", user, tab="files", rev=rev, commits=commits, **ctx)
+    sha = page_revision(svc, space, rev)
+    if sha is None and space.head_sha:
+        return not_found(request, user, f"{owner}/{name}: revision {rev}")
+    total = history.count(svc.repos, space, sha) if sha else 0
+    pages = max(1, math.ceil(total / HISTORY_PAGE))
+    page = min(max(1, page), pages)
+    commits = history.commits(svc.repos, space, sha, skip=(page - 1) * HISTORY_PAGE, limit=HISTORY_PAGE) if sha else []
+    base = f"/spaces/{owner}/{name}/commits/{quote(rev, safe='/')}"
+    return render(
+        request, "commits.html", user, tab="files", rev=rev, commits=commits, total=total, page=page, pages=pages,
+        prev_url=(base + (f"?page={page - 1}" if page > 2 else "")) if page > 1 else "",
+        next_url=f"{base}?page={page + 1}" if page < pages else "", **ctx,
+    )  # fmt: skip
+
+
+DIFF_STATUS = {"A": "added", "M": "modified", "D": "deleted", "R": "renamed", "C": "copied", "T": "type changed"}
+
+
+@router.get("/spaces/{owner}/{name}/commit/{rev}", response_class=HTMLResponse)
+def commit_page(
+    owner: str, name: str, rev: str, request: Request, svc: ServicesDep, session: SessionDep, user: WebUserDep
+) -> Response:
+    """One commit and its diff: where the commit links printed by huggingface_hub and hf lead."""
+    space = get_readable(session, principal_of(user), owner, name)
+    if space is None:
+        return not_found(request, user, f"{owner}/{name}")
+    ctx = space_context(request, svc, session, user, space)
+    sha = page_revision(svc, space, rev)
+    commit = history.commit(svc.repos, space, sha) if sha else None
+    if commit is None:
+        return not_found(request, user, f"{owner}/{name}: commit {rev[:40]}")
+    files = history.diff(svc.repos, space, commit)
+    return render(
+        request, "commit.html", user, tab="files", rev=rev, commit=commit, files=files, statuses=DIFF_STATUS,
+        added=sum(f.added for f in files), removed=sum(f.removed for f in files), **ctx,
+    )  # fmt: skip
+
+
+def page_revision(svc: ServicesDep, space: Space, rev: str) -> str | None:
+    """The commit a page's revision names, or None (no commits yet, or no such revision)."""
+    try:
+        return revisions.resolve(svc.repos, space, rev)
+    except RevisionNotFound:
+        return None
 
 
 def breadcrumbs(path: str) -> list[tuple[str, str]]:

@@ -152,6 +152,22 @@
       reason.textContent = rt.errorMessage || "";
       reason.hidden = !rt.errorMessage;
     }
+    panelLogs(rt.stage);
+  }
+
+  // the failure panel shows the log that explains the failure: the app's output for RUNTIME_ERROR
+  function panelLogs(stage) {
+    var buildSection = document.getElementById("build-log-section");
+    var runSection = document.getElementById("run-log-section");
+    if (!buildSection || !runSection) return;
+    var appFailed = stage === "RUNTIME_ERROR";
+    buildSection.hidden = appFailed;
+    runSection.hidden = !appFailed;
+    if (appFailed && logs.run && !logs.run.source && !logs.run.loaded) {
+      logs.run.loaded = true;
+      logs.run.connect();
+    }
+    if (!appFailed && logs.run) logs.run.loaded = false;
   }
 
   var state = header ? { stage: header.getAttribute("data-stage"), sha: header.getAttribute("data-sha") } : null;
@@ -185,7 +201,7 @@
       if (logs.build && !document.getElementById("build-panel") && (newSha || rt.stage === "BUILDING" || rt.stage === "RUNNING_BUILDING")) {
         logs.build.connect();
       }
-      if (logs.run && !logs.run.el.hidden && rt.stage === "RUNNING") logs.run.connect();
+      if (logs.run && !inPanel && !logs.run.el.hidden && rt.stage === "RUNNING") logs.run.connect();
     }
     state.stage = rt.stage;
     state.sha = rt.sha || "";
@@ -204,10 +220,30 @@
 
   if (spaceId) {
     var panel = document.getElementById("build-panel");
-    if (logs.build && panel && !panel.hidden && state.sha) logs.build.connect();
+    if (logs.build && panel && !panel.hidden && state.sha && state.stage !== "RUNTIME_ERROR") logs.build.connect();
+    if (panel && !panel.hidden) panelLogs(state.stage);
     if (logs.build && !panel) logs.build.connect();
     poll();
   }
+
+  // explore: each card's stage badge follows its Space too
+  var liveCards = document.querySelectorAll("[data-live-stage]");
+  function pollCards() {
+    var pending = [];
+    liveCards.forEach(function (el) {
+      pending.push(fetch("/api/spaces/" + el.getAttribute("data-live-stage") + "/runtime",
+        { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (rt) {
+          if (!rt || !rt.stage) return;
+          el.textContent = rt.stage;
+          el.className = "stage stage-" + stageClass(rt.stage);
+        })
+        .catch(function () { /* keep the last stage */ }));
+    });
+    Promise.all(pending).then(function () { setTimeout(pollCards, document.hidden ? 15000 : 3000); });
+  }
+  if (liveCards.length) setTimeout(pollCards, 3000);
 
   // logs page: Build / Container switch
   document.querySelectorAll("[data-show-log]").forEach(function (btn) {
@@ -240,6 +276,67 @@
       else { try { document.execCommand("copy"); } catch (e) { /* selected: copy by hand */ } done(); }
     });
   });
+
+  // ------------------------------------------------------------------------------------ edit / upload
+  // one commit through the Hub commit API (NDJSON, base64 contents), as huggingface_hub sends it
+  function bytesToBase64(bytes) {
+    var out = "";
+    for (var i = 0; i < bytes.length; i += 0x8000) {
+      out += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+    }
+    return btoa(out);
+  }
+
+  function sendCommit(form, files) {
+    var status = form.querySelector("#commit-status");
+    var button = form.querySelector("button[type=submit]");
+    var header = { summary: form.querySelector("#commit-summary").value };
+    var parent = form.getAttribute("data-parent");
+    if (parent) header.parentCommit = parent;
+    var lines = [JSON.stringify({ key: "header", value: header })];
+    files.forEach(function (f) {
+      lines.push(JSON.stringify({ key: "file", value: { path: f.path, content: bytesToBase64(f.bytes), encoding: "base64" } }));
+    });
+    if (button) button.disabled = true;
+    return fetch(form.getAttribute("data-api"), {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/x-ndjson", Accept: "application/json", "X-CSRF-Token": csrf },
+      body: lines.join("\n") + "\n",
+    }).then(function (r) {
+      if (r.ok) { window.location.href = form.getAttribute("data-done"); return; }
+      return r.text().then(function (text) {
+        var message = r.headers.get("X-Error-Message") || text;
+        try { message = JSON.parse(text).error || message; } catch (e) { /* plain text */ }
+        throw new Error(message || "HTTP " + r.status);
+      });
+    }).catch(function (err) {
+      if (status) { status.textContent = err.message || String(err); status.className = "toast toast-bad"; status.hidden = false; }
+      if (button) button.disabled = false;
+    });
+  }
+
+  var editForm = document.getElementById("edit-form");
+  if (editForm) {
+    editForm.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var text = document.getElementById("edit-text").value;
+      sendCommit(editForm, [{ path: editForm.getAttribute("data-path"), bytes: new TextEncoder().encode(text) }]);
+    });
+  }
+  var uploadForm = document.getElementById("upload-form");
+  if (uploadForm) {
+    uploadForm.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var folder = document.getElementById("upload-folder").value.replace(/^\/+|\/+$/g, "");
+      var picked = Array.prototype.slice.call(document.getElementById("upload-files").files);
+      Promise.all(picked.map(function (file) {
+        return file.arrayBuffer().then(function (buf) {
+          return { path: (folder ? folder + "/" : "") + file.name, bytes: new Uint8Array(buf) };
+        });
+      })).then(function (files) { return sendCommit(uploadForm, files); });
+    });
+  }
 
   // ------------------------------------------------------------------------------------ settings forms
   var toast = document.getElementById("settings-status");
@@ -304,7 +401,11 @@
             throw new Error(message || "HTTP " + r.status);
           });
         })
-        .then(function () {
+        .then(function (r) {
+          // lifecycle actions answer the runtime: show the new stage now, not at the next poll
+          if (spaceId && state && (r.headers.get("Content-Type") || "").indexOf("json") >= 0) {
+            r.json().then(function (data) { if (data && data.stage) onRuntime(data); }, function () {});
+          }
           say(form.getAttribute("data-done") || "Done");
           var goto = form.getAttribute("data-goto");
           var gotoUrl = form.getAttribute("data-goto-url");
