@@ -780,6 +780,8 @@ class LocalRuntime(Runtime):
         self._zygote_boxes.clear()
         for box in boxes:
             await self.sandbox.destroy(box)
+        if not self._apps:
+            self.sandbox.close()
 
     async def _stop_app(self, app: _App) -> None:
         if app.stop_task is None:

@@ -165,6 +165,9 @@ class Sandbox(abc.ABC):
     def check(self) -> None:
         """Raise :class:`AppStartError` saying what this machine lacks for these walls. Default: nothing."""
 
+    def close(self) -> None:
+        """The runtime shuts down (after destroying its boxes): remove what is left empty. Default: nothing."""
+
     def app_port(self, host: str) -> int:
         from .local import free_port
 
@@ -492,6 +495,11 @@ class BwrapSandbox(Sandbox):
         if killed:
             logger.warning("ended %d process(es) a previous run left in its sandboxes", killed)
         return killed
+
+    def close(self) -> None:
+        for root in self._roots():
+            with contextlib.suppress(OSError):
+                root.rmdir()  # only when empty: boxes of another runtime on this DATA_DIR keep it
 
     def app_port(self, host: str) -> int:
         return APP_PORT
