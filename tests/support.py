@@ -93,11 +93,14 @@ class Server:
                 self.proc.wait()
 
 
-
 START_PATIENCE = 180.0
 """Seconds `spaceyard up` may take to answer: a few on a quiet machine, much more on a loaded one."""
 
-def start_server(data_dir: Path, port: int, env_dir: Path, extra_env: dict[str, str] | None = None) -> Server:
+
+def start_server(
+    data_dir: Path, port: int, env_dir: Path, extra_env: dict[str, str] | None = None, venv: Path | None = None
+) -> Server:
+    """Start ``spaceyard up`` (from ``venv`` if given, else this interpreter's) and wait until it answers."""
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("SPACEYARD_") and k not in ("HF_TOKEN", "HF_ENDPOINT")
@@ -114,7 +117,7 @@ def start_server(data_dir: Path, port: int, env_dir: Path, extra_env: dict[str, 
     )
     env.update(extra_env or {})
     log_path = data_dir / "server.log"
-    spaceyard = Path(sys.executable).parent / "spaceyard"
+    spaceyard = (venv / "bin" if venv else Path(sys.executable).parent) / "spaceyard"
     with open(log_path, "ab") as logf:
         proc = subprocess.Popen([str(spaceyard), "up"], env=env, stdout=logf, stderr=subprocess.STDOUT, cwd=data_dir)
     server = Server(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .api import BuildEngine, BuildLog, BuildRequest, BuildResult
 from .engines import create_engine
-from .errors import BuilderError, BuildFailed, ConfigError, NoAppFileError
+from .errors import BuilderError, BuildFailed, ConfigError, NoAppFileError, TransientBuildError
 from .lfs import MissingObjects, smudge_tree
 from .logs import LogStore
 from .settings import BuilderSettings
@@ -92,7 +92,36 @@ def run_build(
     log_store: LogStore,
     engine: BuildEngine | None = None,
 ) -> BuildResult:
-    """Run a build and return its result; failures are results (``ok=False``), never exceptions."""
+    """Run a build and return its result; failures are results (``ok=False``), never exceptions.
+
+    A :class:`TransientBuildError` (the engine unreachable, git busy) is retried ``transient_retries``
+    times, 1, 2, 4 ... seconds apart, before it becomes the build's ``BUILD_ERROR``."""
+    try:
+        for attempt in range(settings.transient_retries + 1):
+            try:
+                return _run_build(request, settings, log_store, engine)
+            except TransientBuildError as exc:
+                if attempt >= settings.transient_retries:
+                    log_store.append(request.log_key, f"--> BUILD_ERROR: {exc}")
+                    return BuildResult(
+                        build_id=request.build_id,
+                        space_id=request.space_id,
+                        revision=request.revision,
+                        ok=False,
+                        stage=exc.stage,
+                        reason=f"{exc} (after {attempt + 1} attempts)",
+                    )
+                delay = 2.0**attempt
+                log_store.append(request.log_key, f"--> {exc}; retrying in {delay:g}s")
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+    finally:
+        log_store.close(request.log_key)
+
+
+def _run_build(
+    request: BuildRequest, settings: BuilderSettings, log_store: LogStore, engine: BuildEngine | None
+) -> BuildResult:
     started = time.monotonic()
 
     def log(line: str) -> None:
@@ -127,6 +156,8 @@ def run_build(
             cache_hit=artifact.cache_hit,
             duration=duration,
         )
+    except TransientBuildError:
+        raise
     except BuilderError as exc:
         stage = exc.stage
         log(f"--> {stage}: {exc}")
@@ -145,5 +176,3 @@ def run_build(
             reason=f"internal build error: {exc}",
             duration=time.monotonic() - started,
         )
-    finally:
-        log_store.close(request.log_key)

@@ -98,6 +98,14 @@ class RedisLogStore(LogStore):
         pipe.xadd(self._stream(key), {"data": line, "ts": utc_timestamp()}, maxlen=self.maxlen, approximate=True)
         pipe.execute()
 
+    def append_many(self, key: str, lines: list[str]) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(self._closed(key))
+        stamp = utc_timestamp()
+        for line in lines:
+            pipe.xadd(self._stream(key), {"data": line, "ts": stamp}, maxlen=self.maxlen, approximate=True)
+        pipe.execute()
+
     def close(self, key: str) -> None:
         self._close_script(keys=[self._stream(key), self._archive(key), self._closed(key)])
 

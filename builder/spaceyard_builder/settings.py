@@ -39,7 +39,23 @@ class BuilderSettings(BaseSettings):
         default_factory=lambda: {"gradio": "6.31.0", "streamlit": "1.67.0"},
         description="SDK version installed when a Space does not set sdk_version.",
     )
-    build_timeout: float = Field(1800.0, description="Seconds a build may take.")
+    build_timeout: float = Field(
+        1800.0,
+        description="Seconds a build may take once a worker runs it: installers are killed and the build "
+        "fails (BUILD_ERROR saying so) after that; the platform also stops waiting for it then.",
+    )
+    build_queue_timeout: float = Field(
+        3600.0,
+        description="Seconds a build may wait in the queue for a free worker before the platform fails it.",
+    )
+    build_attempts: int = Field(
+        3,
+        description="Times a build is started again after its worker died under it (killed, out of memory, "
+        "restarted) before it fails with BUILD_ERROR saying so.",
+    )
+    transient_retries: int = Field(
+        2, description="Times an infrastructure error (engine unreachable) is retried within a build, 1, 2, 4 s apart."
+    )
     docker_url: str = Field("unix:///var/run/docker.sock", description="Docker engine socket.")
     docker_base_image: str = Field(
         "python:3.11-slim",
@@ -64,11 +80,11 @@ class BuilderSettings(BaseSettings):
         description="CA bundle mounted (as a BuildKit secret, never in a layer) into the install steps of generated "
         "Dockerfiles, for egress through a TLS-intercepting proxy. Not needed with the debootstrapped base image.",
     )
-    celery_visibility_timeout: float | None = Field(
-        None,
-        description="Redis broker: seconds before an unacknowledged build task is delivered again to another "
-        "worker (default build_timeout + 60). Short = fast recovery from a dead worker, but a build running "
-        "longer than this is started a second time while the first still runs.",
+    celery_visibility_timeout: float = Field(
+        30.0,
+        description="Redis broker: seconds after which the build task of a worker that stopped sending "
+        "keep-alives (it died) is delivered again to another worker. A running build renews its message "
+        "every third of this, so builds may take longer than it.",
     )
     celery_queue: str = Field("spaceyard-builds", description="Celery queue build tasks are sent to and consumed from.")
     engine_factory: str | None = Field(
@@ -87,6 +103,11 @@ class BuilderSettings(BaseSettings):
         64 * 1024,
         description="Largest YAML accepted from users (README front matter, /api/validate-yaml), in bytes; "
         "aliases, nesting and the expanded size are bounded too (docs/security.md).",
+    )
+    log_max_bytes: int = Field(
+        16 * 1024 * 1024,
+        description="File log store: a log (a Space's app output since it started, a build) keeps about this "
+        "many bytes; past half of it the older half is dropped (0 = no limit). Redis: see redis_log_maxlen.",
     )
     redis_log_prefix: str = Field("spaceyard:log:", description="Prefix of every Redis key of the Redis log store.")
     redis_log_maxlen: int = Field(

@@ -4,24 +4,29 @@ Broker and result backend come from :class:`BuilderSettings`: Redis when ``SPACE
 set, otherwise an embedded SQLite broker under ``DATA_DIR/queue`` (no server needed). Builds go to the
 queue ``celery_queue``.
 
-Delivery guarantees (what makes a build run to completion exactly once):
+Delivery guarantees (what makes a build run to completion exactly once, or fail with a reason):
 
 * tasks are ``acks_late`` and rejected (re-queued) on worker loss, with a prefetch of one: a message is
-  acknowledged only after its build has finished and its result is stored. If the worker dies
-  (``kill -9``, OOM, machine lost) the message is not acknowledged and Redis delivers it again to
-  another worker once ``celery_visibility_timeout`` has passed. That timeout is the trade-off: a short
-  one recovers quickly from a dead worker, but a build that runs *longer* than it is delivered a second
-  time while the first still runs (the build lock below then makes the second wait, so the work is not
-  done twice, but a worker slot is held). Keep it above the longest expected build (default
-  ``build_timeout + 60``). Workers sweep for expired messages every quarter of the timeout (1-10 s).
+  acknowledged only after its build has finished and its result is stored.
+* Redis: if the worker dies (``kill -9``, OOM, machine lost) its message is delivered again to another
+  worker once ``celery_visibility_timeout`` (30 s) has passed without a keep-alive. While a build runs,
+  a heartbeat thread renews its message every third of that timeout (it moves the message's entry in
+  kombu's ``unacked_index``), so a long build is never delivered twice while its worker lives, and a
+  dead worker's build is re-delivered within about 40 s. Workers sweep for expired messages every
+  quarter of the timeout.
+* the embedded SQLite broker never re-delivers a message whose consumer died (kombu keeps it invisible
+  forever), so the platform re-submits, from its database of builds, every build not finished when its
+  supervised worker dies or the platform starts (``Deployer.requeue``).
 * the task id is the build id, and the task is idempotent by build id: it first looks up the stored
   result of that id, and a build that already finished (a re-delivery after the result was stored, or
   a duplicate submit) returns that result without building again;
-* a per-build lock (Redis lock with a short TTL renewed by a heartbeat thread, or a file lock with the
+* a per-build lock (Redis lock with a short TTL renewed by the heartbeat, or a file lock with the
   SQLite broker) keeps two deliveries of the same build from running at once. A dead worker's lock
   expires within ``LOCK_TTL`` seconds; the next attempt then restarts the build cleanly: sources and
-  environments are built in temporary directories and renamed into place, so nothing half-built is
-  reused, and the build log says it restarted.
+  environments are built in temporary directories and renamed into place, the temporary directories
+  of dead builds are removed (at worker start and before each environment build), and the build log
+  says it restarted. After ``build_attempts`` starts the build fails with ``BUILD_ERROR`` saying the
+  worker kept dying (a build that gets the worker OOM-killed must not loop forever).
 
 Run a worker: ``celery -A spaceyard_builder.worker worker --pool=solo`` (``spaceyard up`` starts one).
 """
@@ -33,14 +38,17 @@ import fcntl
 import importlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import redis
 from celery import Celery
+from celery.signals import worker_ready
 
 from . import embeddedqueue
 from .api import BuildEngine, BuildRequest, BuildResult, SecretSource
+from .engines.local import sweep_partial
 from .logstores import create_log_store
 from .pipeline import run_build
 from .settings import BuilderSettings
@@ -50,8 +58,12 @@ LOCK_TTL = 30.0
 """Seconds a build lock outlives a dead worker (renewed every third of it while the build runs)."""
 
 
+UNACKED_INDEX = "unacked_index"
+"""kombu's Redis sorted set of delivered, unacknowledged messages, scored by delivery time."""
+
+
 def visibility_timeout(settings: BuilderSettings) -> float:
-    return settings.celery_visibility_timeout or settings.build_timeout + 60
+    return max(3.0, settings.celery_visibility_timeout)
 
 
 def celery_config(settings: BuilderSettings) -> dict[str, Any]:
@@ -115,7 +127,8 @@ class BuildGuard:
         return f"spaceyard:build:{build_id}:{what}"
 
     @contextlib.contextmanager
-    def hold(self, build_id: str) -> Iterator[None]:
+    def hold(self, build_id: str, delivery_tag: str | None = None) -> Iterator[None]:
+        """Hold the build's lock; on Redis, also keep its message from being re-delivered while we live."""
         if self.redis is None:
             root = self.settings.data_dir / "builds"
             root.mkdir(parents=True, exist_ok=True)
@@ -127,10 +140,16 @@ class BuildGuard:
         lock.acquire(blocking=True)
         done = threading.Event()
 
+        client = self.redis
+        interval = min(self.ttl, visibility_timeout(self.settings)) / 3
+
         def heartbeat() -> None:
-            while not done.wait(self.ttl / 3):
+            while not done.wait(interval):
                 with contextlib.suppress(Exception):
                     lock.extend(self.ttl, replace_ttl=True)
+                if delivery_tag:
+                    with contextlib.suppress(Exception):  # XX: never re-adds a message acked meanwhile
+                        client.zadd(UNACKED_INDEX, {delivery_tag: time.time()}, xx=True)
 
         beat = threading.Thread(target=heartbeat, daemon=True)
         beat.start()
@@ -192,12 +211,25 @@ def make_celery(settings: BuilderSettings | None = None) -> Celery:
         if stored is not None:
             return stored
         guard = BuildGuard(settings)
-        with guard.hold(req.build_id):
+        tag = (getattr(self.request, "properties", None) or {}).get("delivery_tag")
+        with guard.hold(req.build_id, str(tag) if tag else None):
             stored = finished(self, req.build_id)  # a duplicate finished while we waited for the lock
             if stored is not None:
                 return stored
             attempt = guard.attempt(req.build_id)
             log_store = create_log_store(settings)
+            if attempt > settings.build_attempts:
+                reason = (
+                    f"the build worker stopped {attempt - 1} times while running this build (killed, out of "
+                    "memory or restarted); not trying again"
+                )
+                log_store.append(req.log_key, f"--> BUILD_ERROR: {reason}")
+                log_store.close(req.log_key)
+                failed = BuildResult(
+                    build_id=req.build_id, space_id=req.space_id, revision=req.revision, ok=False,
+                    stage="BUILD_ERROR", reason=reason,
+                )  # fmt: skip
+                return failed.model_dump()
             if attempt > 1:
                 log_store.append(
                     req.log_key, f"--> Build restarted (attempt {attempt}): the previous worker stopped mid-build"
@@ -215,6 +247,23 @@ def make_celery(settings: BuilderSettings | None = None) -> Celery:
             return result.model_dump()
 
     return celery
+
+
+def sweep(settings: BuilderSettings) -> int:
+    """Remove what builds that died left half-done: temporary environments and exported sources."""
+    removed = sweep_partial(settings.envs_root)
+    sources = settings.data_dir / "sources"
+    if sources.is_dir():
+        for space_dir in sources.iterdir():
+            if space_dir.is_dir():
+                removed += sweep_partial(space_dir)
+    return removed
+
+
+@worker_ready.connect(weak=False)  # type: ignore[untyped-decorator]
+def _sweep_on_start(**_: Any) -> None:
+    with contextlib.suppress(OSError):
+        sweep(BuilderSettings())
 
 
 app = make_celery()

@@ -12,11 +12,8 @@ import asyncio
 import hmac
 import logging
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -51,17 +48,19 @@ from .db.models import Space, Token
 from .db.session import Database
 from .deployer import Deployer
 from .deps import Services
+from .embeddedworker import EmbeddedWorker
 from .errors import PlatformError, Unauthorized, header_value
 from .gateway.access import AppAccess, secure_origin
 from .gateway.proxy import Gateway
 from .gateway.routes import RouteTable
 from .gateway.timing import GatewayMetrics
 from .limits import BodyLimit
-from .private import prepare_data_dir, private_file
+from .private import prepare_data_dir
 from .repos import RepoStore
 from .settings import Settings
 from .web import appauth, editing, forms, pages, rawfiles
 from .web.sessions import resolve_session, resolve_session_ref
+from .xet import api as xet_api
 
 log = logging.getLogger("spaceyard")
 
@@ -113,52 +112,6 @@ def bootstrap_admin(db: Database, settings: Settings) -> str:
     return token
 
 
-def worker_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env["SPACEYARD_DATA_DIR"] = str(settings.data_dir.resolve())
-    if settings.redis_url:
-        env["SPACEYARD_REDIS_URL"] = settings.redis_url
-    return env
-
-
-def start_embedded_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    logfile = open(private_file(settings.data_dir / "worker.log"), "ab")  # noqa: SIM115 - owned by the process
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "spaceyard_builder.worker",
-            "worker",
-            "--pool=solo",
-            "--concurrency=1",
-            "--loglevel=INFO",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-n",
-            f"embedded-{os.getpid()}@%h",
-        ],
-        env=worker_env(settings),
-        stdout=logfile,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=grace)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        with suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 def platform_error_response(request: Request, exc: PlatformError) -> Response:
     headers = dict(exc.headers)
     if exc.code:
@@ -196,7 +149,9 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         flavors = load_flavors(settings.flavors_file)
         repos = RepoStore(settings.data_dir / "repos")
         await asyncio.to_thread(repos.harden)
-        worker = start_embedded_worker(settings) if settings.embedded_worker else None
+        worker = EmbeddedWorker(settings, grace=settings.worker_stop_grace) if settings.embedded_worker else None
+        if worker is not None:
+            worker.start()
         deployer = Deployer(
             settings,
             db,
@@ -210,13 +165,16 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         )
         app.state.services = Services(settings, db, repos, routes, log_store, secretbox, deployer, flavors)
         app.state.admin_token = admin_token
+        app.state.worker = worker
+        if worker is not None:
+            worker.on_death = deployer.requeue
         await deployer.start()
         try:
             yield
         finally:
             await deployer.aclose()
             if worker is not None:
-                await asyncio.to_thread(stop_process, worker)
+                await asyncio.to_thread(worker.stop)
             db.engine.dispose()
 
     app = FastAPI(
@@ -260,6 +218,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     for router in (
         unsupported_api.first_router,
         githttp.router,
+        xet_api.router,
         settings_api.router,
         files_api.router,
         history_api.router,

@@ -361,6 +361,29 @@ def worker(
     )
 
 
+@app.command()
+def gc(
+    envs: Annotated[
+        bool, typer.Option("--envs", help="Also environments in a shared SPACEYARD_ENV_DIR (no other platform uses).")
+    ] = False,
+) -> None:
+    """Remove exported commits and environments no Space uses; print disk use per area."""
+    from .db.session import Database
+    from .diskgc import collect
+
+    settings = Settings()
+    builder = settings.builder()
+    db = Database(settings.resolved_database_url)
+    out = collect(
+        db, settings.data_dir, builder.envs_root, envs=envs or builder.env_dir is None, keep_recent=settings.gc_grace
+    )
+    for path in out.removed:
+        console.print(f"removed {path}")
+    console.print(f"freed {out.freed / 2**20:.1f} MiB")
+    for area, used in out.usage.items():
+        console.print(f"  {area:8} {used / 2**20:10.1f} MiB")
+
+
 @app.command("settings", epilog="Example: spaceyard settings > docs/settings.md")
 def settings_reference() -> None:
     """Print every setting (environment variable, default, meaning) as Markdown: docs/settings.md."""

@@ -19,7 +19,9 @@ Stage machine (the Hub's names)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -31,12 +33,13 @@ from sqlalchemy import select
 
 from spaceyard_builder.api import BuildRequest, BuildResult
 from spaceyard_builder.logs import LogStore
+from spaceyard_builder.logwriter import LogWriter
 from spaceyard_runtime.api import AppHandle, AppSpec, AppState, Endpoint, Flavor, Runtime
 from spaceyard_runtime.errors import CapacityPending, RuntimeBackendError
 from spaceyard_runtime.idle import should_sleep
 
-from . import hostpaths, metrics, oplog
-from .buildqueue import BuildQueue
+from . import diskgc, hostpaths, metrics, oplog
+from .buildqueue import BuildQueue, BuildTimeout
 from .crypto import SecretBox
 from .db.models import Build, Space, SpaceSecret, SpaceVariable
 from .db.session import Database
@@ -54,6 +57,8 @@ DRAIN = 1.0
 WAITING_STAGE = "SCHEDULING"
 """Waiting for hardware capacity (a Kubernetes pod Pending for a GPU node): never idle, never failed."""
 ERROR_STAGES = ("CONFIG_ERROR", "NO_APP_FILE", "BUILD_ERROR", "RUNTIME_ERROR")
+IN_PROGRESS_STAGES = ("BUILDING", "RUNNING_BUILDING", "APP_STARTING", "RUNNING_APP_STARTING", WAITING_STAGE)
+"""Stages a restart may have interrupted: their build or deploy is resumed at start."""
 
 
 @dataclass
@@ -81,6 +86,9 @@ class SpaceState:
     waking: asyncio.Future[Endpoint] | None = None
     monitor: asyncio.Task[None] | None = None
     latest_build: str | None = None
+    starting: asyncio.Task[AppHandle | None] | None = None
+    wake_task: asyncio.Task[None] | None = None
+    """A new version being started (outside the lock): cancelled by a newer deploy, pause or delete."""
 
 
 class Deployer:
@@ -102,6 +110,7 @@ class Deployer:
         self.routes = routes
         self.runtime = runtime
         self.log_store = log_store
+        self.log_writer = LogWriter(log_store)
         self.queue = queue
         self.secretbox = secretbox
         self.flavors = flavors
@@ -109,26 +118,54 @@ class Deployer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._idle_task: asyncio.Task[None] | None = None
         routes.waker = self
+        # counted from the truth (a running handle) at each scrape: deploys, wakes, sleeps, crashes alike
+        metrics.AWAKE.set_function(lambda: sum(1 for s in list(self.states.values()) if s.handle is not None))
 
     # ------------------------------------------------------------------ lifecycle of the deployer
     async def start(self) -> None:
+        """Rebuild routes from the database and resume what the previous process left in progress.
+
+        Nothing runs after a restart, so a Space that was serving comes back ``SLEEPING`` (the next visit
+        wakes it). Its latest build is then resumed where it stopped: still queued or running -> re-queued
+        (the worker that held it may be gone) and awaited; finished but never deployed (the process
+        stopped while it started, or before it learnt the result) -> deployed now, so the version that
+        serves is the one the API reports."""
         spaces, builds = await asyncio.to_thread(self._load_all)
         for space in spaces:
             state = self._state(space.id, space.space_id)
             build = builds.get(space.serving_build_id or "")
             if build is not None:
                 state.serving = _serving_of(build)
+            latest = builds.get(space.latest_build_id or "")
+            pending = latest is not None and latest.status == "queued"
+            undeployed = (
+                latest is not None
+                and latest.status == "succeeded"
+                and latest.id != space.serving_build_id
+                and not space.paused
+                and space.stage in IN_PROGRESS_STAGES
+            )
             stage = space.stage
-            if state.serving is not None and stage in SERVING_STAGES + ("APP_STARTING", "SLEEPING"):
+            if state.serving is not None and stage in SERVING_STAGES + ("APP_STARTING", "SLEEPING", WAITING_STAGE):
                 stage = "SLEEPING"  # nothing runs after a restart; the next visit wakes it
+            elif state.serving is None and stage in ("APP_STARTING", WAITING_STAGE) and not undeployed:
+                stage = "BUILDING" if pending else space.stage
+            if pending and not space.paused:
+                stage = "RUNNING_BUILDING" if state.serving is not None else "BUILDING"
             self._set_route(space, stage, state)
             if stage != space.stage:
                 await self._save_stage(space.id, stage, space.error_message)
-            pending = builds.get(space.latest_build_id or "")
-            if pending is not None and pending.status == "queued":
-                state.latest_build = pending.id
-                self._spawn(self._await_build(space.id, pending.id))
+            if latest is not None and pending:
+                state.latest_build = latest.id
+                await self._requeue_build(space, latest)
+                self._spawn(self._await_build(space.id, latest.id))
+            elif latest is not None and undeployed:
+                state.latest_build = latest.id
+                log.info("resuming the deploy of %s (build %s)", space.space_id, latest.id)
+                self._spawn(self._deploy(space, state, _serving_of(latest)))
         self._idle_task = asyncio.create_task(self._idle_loop())
+        if self.settings.gc_interval > 0:
+            self._spawn(self._gc_loop())
         self._spawn(self._prewarm_sleeping())
 
     async def _prewarm_sleeping(self) -> None:
@@ -159,6 +196,7 @@ class Deployer:
                     except Exception:  # shutting down: keep going
                         log.exception("stopping %s", state.space_id)
         await self.runtime.aclose()
+        await asyncio.to_thread(self.log_writer.stop)
 
     def _load_all(self) -> tuple[list[Space], dict[str, Build]]:
         with self.db.session() as s:
@@ -237,6 +275,9 @@ class Deployer:
             version=serving.build_id if serving is not None and state.handle is not None else "",
         )
         old = self.routes.by_id(space.space_id)
+        if old is not None:  # what the gateway counts and learns outlives a rebuilt route
+            route.open_requests, route.gradio_state = old.open_requests, old.gradio_state
+            route.last_activity = max(route.last_activity, old.last_activity)
         if old is not None and old.previous is not None and route.upstream is not None:
             route.previous, route.previous_version = old.previous, old.previous_version
             route.previous_used = old.previous_used
@@ -278,19 +319,84 @@ class Deployer:
         if space.paused:
             stage = "PAUSED"
         await self._save_stage(pk, stage, None)
-        request = BuildRequest(
+        request = self._build_request(space, build_id, revision, no_cache, variables)
+        try:
+            await asyncio.to_thread(self.queue.submit, request)
+        except Exception as exc:  # the broker is down or misconfigured: say so, never stay BUILDING
+            log.exception("queueing build %s of %s", build_id, space.space_id)
+            await self._fail_build(pk, build_id, f"could not queue the build: {exc}")
+            return build_id
+        self._spawn(self._await_build(pk, build_id))
+        return build_id
+
+    def _build_request(
+        self,
+        space: Space,
+        build_id: str,
+        revision: str,
+        no_cache: bool,
+        variables: dict[str, str],
+    ) -> BuildRequest:
+        return BuildRequest(
             build_id=build_id,
             space_id=space.space_id,
             revision=revision,
             repo=str(self.repos.path(space.owner, space.name)),
             log_key=f"build/{build_id}",
             variables=variables,
-            secrets_ref=pk if space.sdk == "docker" else None,  # the worker reads them: never in the queue
+            secrets_ref=space.id if space.sdk == "docker" else None,  # the worker reads them: never in the queue
             no_cache=no_cache,
         )
-        await asyncio.to_thread(self.queue.submit, request)
-        self._spawn(self._await_build(pk, build_id))
-        return build_id
+
+    async def _requeue_build(self, space: Space, build: Build) -> None:
+        _, variables = await asyncio.to_thread(self._secrets_and_variables, space.id)
+        request = self._build_request(space, build.id, build.revision, build.no_cache, variables)
+        try:
+            if await asyncio.to_thread(self.queue.requeue, request):
+                log.info("re-queued build %s of %s", build.id, space.space_id)
+        except Exception as exc:
+            log.exception("re-queueing build %s", build.id)
+            await self._fail_build(space.id, build.id, f"could not queue the build again: {exc}")
+
+    async def requeue(self) -> None:
+        """The build worker died: send again every latest build that has not finished (its message may
+        have died with the worker). Called by the embedded worker's supervisor."""
+        pending = [(s.pk, s.latest_build) for s in list(self.states.values()) if s.latest_build]
+
+        def load() -> list[tuple[Space, Build]]:
+            with self.db.session() as s:
+                out = []
+                for pk, build_id in pending:
+                    build, space = s.get(Build, build_id), s.get(Space, pk)
+                    if build is not None and space is not None and build.status == "queued":
+                        out.append((space, build))
+                return out
+
+        for space, build in await asyncio.to_thread(load):
+            await self._requeue_build(space, build)
+
+    async def _fail_build(self, pk: str, build_id: str, reason: str) -> None:
+        """End a build the worker will not finish: recorded failed, its log closed with the reason, and the
+        Space ``BUILD_ERROR`` (an older version, if any, keeps serving)."""
+
+        def record() -> bool:
+            with self.db.session() as s:
+                build = s.get(Build, build_id)
+                if build is None or build.status != "queued":
+                    return False
+                build.status, build.stage, build.reason = "failed", "BUILD_ERROR", reason
+                build.finished_at = datetime.now(UTC)
+                return True
+
+        if not await asyncio.to_thread(record):
+            return
+        metrics.BUILDS.labels(result="BUILD_ERROR").inc()
+        with contextlib.suppress(Exception):
+            self.log_store.append(f"build/{build_id}", f"--> BUILD_ERROR: {reason}")
+            self.log_store.close(f"build/{build_id}")
+        state = self.states.get(pk)
+        if state is not None and state.latest_build == build_id:
+            await self._save_stage(pk, "BUILD_ERROR", reason)
 
     def _secrets_and_variables(self, pk: str) -> tuple[dict[str, str], dict[str, str]]:
         with self.db.session() as s:
@@ -309,9 +415,11 @@ class Deployer:
             await self._on_build_done(pk, result)
         except asyncio.CancelledError:
             raise
+        except BuildTimeout as exc:
+            await self._fail_build(pk, build_id, str(exc))
         except Exception as exc:
             log.exception("build %s", build_id)
-            await self._save_stage(pk, "BUILD_ERROR", f"internal error while building: {exc}")
+            await self._fail_build(pk, build_id, f"internal error while building: {exc}")
 
     async def _on_build_done(self, pk: str, result: BuildResult) -> None:
         metrics.BUILDS.labels(result="ok" if result.ok else result.stage).inc()
@@ -323,8 +431,8 @@ class Deployer:
         def record() -> Build | None:
             with self.db.session() as s:
                 build = s.get(Build, result.build_id)
-                if build is None:
-                    return None
+                if build is None or build.status != "queued":
+                    return None  # gone, or already ended (failed by a deadline)
                 build.status = "succeeded" if result.ok else "failed"
                 build.stage, build.reason = result.stage, result.reason
                 build.artifact, build.app_dir = result.artifact, result.app_dir
@@ -388,14 +496,14 @@ class Deployer:
         )
 
     def _run_sink(self, key: str) -> Any:
-        store = self.log_store
-
-        def sink(line: str) -> None:
-            store.append(key, line)
-
-        return sink
+        """Where an app's output goes: queued in memory, written in batches by the log writer's thread."""
+        return self.log_writer.sink(key)
 
     async def _deploy(self, space: Space, state: SpaceState, serving: Serving) -> None:
+        """Start ``serving`` and swap it in. The start (which may take minutes, or hang until the start
+        timeout) runs *outside* the Space's lock as its own task, ``state.starting``: a push, pause,
+        restart or delete meanwhile does not wait for it, it cancels it (the half-started app is
+        stopped). Only the swap takes the lock again, and only if this build is still the latest."""
         async with state.lock:
             if state.latest_build != serving.build_id:
                 return
@@ -407,27 +515,28 @@ class Deployer:
                 if old is not None:
                     self._spawn(self._stop_later(state, old))
                 return
+            self._cancel_start(state)
             was_serving = state.handle is not None
             await self._save_stage(space.id, "RUNNING_APP_STARTING" if was_serving else "APP_STARTING", None)
             run_key = f"run/{space.owner}--{space.name}/{serving.build_id}-{int(time.time() * 1000)}"
-            spec = await self._spec(space, serving)
-            started = time.monotonic()
-            try:
-                handle = await self.runtime.start(spec, self._run_sink(run_key))
-            except RuntimeBackendError as exc:
-                await self._save_stage(space.id, "RUNTIME_ERROR", str(exc))
+            starting = self._spawn(self._start_version(space, state, serving, run_key))
+            state.starting = starting
+        try:
+            handle = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            if not starting.cancelled():
+                starting.cancel()  # we were cancelled (shutdown): the start goes too
+                raise
+            return  # superseded, paused or deleted while starting
+        finally:
+            if state.starting is starting:
+                state.starting = None
+        if handle is None:
+            return
+        async with state.lock:
+            if state.latest_build != serving.build_id or self.states.get(state.pk) is not state:
+                await self.runtime.remove(handle)  # superseded at the last moment
                 return
-            try:
-                await self._await_ready(space.id, handle, self._start_timeout(serving))
-            except RuntimeBackendError as exc:
-                await self.runtime.stop(handle)
-                tail = getattr(exc, "log_tail", "")
-                await self._save_stage(  # its run log is the one to read (Logs, the failure page)
-                    space.id, "RUNTIME_ERROR", str(exc) + (f"\n{tail}" if tail else ""), run_log_key=run_key
-                )
-                self.log_store.close(run_key)
-                return
-            metrics.APP_START_SECONDS.observe(time.monotonic() - started)
             old, old_suspended, old_serving = state.handle, state.suspended, state.serving
             state.serving, state.handle, state.suspended = serving, handle, None
             space = (
@@ -445,6 +554,61 @@ class Deployer:
             for previous in (old, old_suspended):
                 if previous is not None:
                     self._spawn(self._stop_later(state, previous))
+
+    def _cancel_start(self, state: SpaceState, wake: bool = False) -> None:
+        """Cancel a version being started (and, for pause and delete, a wake in progress)."""
+        if state.starting is not None and not state.starting.done():
+            state.starting.cancel()
+        state.starting = None
+        if wake and state.wake_task is not None and not state.wake_task.done():
+            state.wake_task.cancel()
+
+    async def _start_version(self, space: Space, state: SpaceState, serving: Serving, run_key: str) -> AppHandle | None:
+        """Start a version and wait until it answers; ``None`` (stage ``RUNTIME_ERROR`` saved) if it fails.
+        Cancelled, it stops whatever it started."""
+
+        def still_latest() -> bool:
+            return state.latest_build == serving.build_id and self.states.get(state.pk) is state
+
+        spec = await self._spec(space, serving)
+        started = time.monotonic()
+        start = asyncio.ensure_future(self.runtime.start(spec, self._run_sink(run_key)))
+        try:
+            handle = await asyncio.shield(start)
+        except asyncio.CancelledError:
+            start.add_done_callback(lambda f: self._remove_started(f))
+            raise
+        except RuntimeBackendError as exc:
+            if still_latest():
+                await self._save_stage(space.id, "RUNTIME_ERROR", str(exc))
+            return None
+        try:
+            await self._await_ready(space.id, handle, self._start_timeout(serving))
+        except asyncio.CancelledError:
+            self._spawn(self._remove_quietly(handle))
+            self.log_writer.close(run_key)
+            raise
+        except RuntimeBackendError as exc:
+            await self.runtime.stop(handle)
+            tail = getattr(exc, "log_tail", "")
+            if still_latest():  # its run log is the one to read (Logs, the failure page)
+                await self._save_stage(
+                    space.id, "RUNTIME_ERROR", str(exc) + (f"\n{tail}" if tail else ""), run_log_key=run_key
+                )
+            self.log_writer.close(run_key)
+            return None
+        metrics.APP_START_SECONDS.observe(time.monotonic() - started)
+        return handle
+
+    def _remove_started(self, fut: asyncio.Future[AppHandle]) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            self._spawn(self._remove_quietly(fut.result()))
+
+    async def _remove_quietly(self, handle: AppHandle) -> None:
+        try:
+            await self.runtime.remove(handle)
+        except Exception:
+            log.exception("stopping a cancelled start")
 
     async def _await_ready(self, pk: str, handle: AppHandle, timeout: float) -> None:
         """``Runtime.wait_ready``, except that waiting for capacity is a stage of its own (``SCHEDULING``
@@ -520,7 +684,11 @@ class Deployer:
                     if route is not None:
                         route.upstream = None
                     space = await asyncio.to_thread(self._get_space, state.pk)
-                    tail = "\n".join(e.data for e in self.log_store.tail(space.run_log_key or "", 20))
+                    key = space.run_log_key or ""
+                    await asyncio.to_thread(self.log_writer.flush)
+                    entries = await asyncio.to_thread(self.log_store.tail, key, 20)
+                    tail = "\n".join(e.data for e in entries)
+                    self.log_writer.close(key)  # the app ended: so does its log (followers return)
                     reason = status.message or f"the app exited with code {status.exit_code}"
                     await self._save_stage(state.pk, "RUNTIME_ERROR", f"{reason}\n{tail}".strip())
                     await self.runtime.stop(handle)  # what the app left behind (its children) goes too
@@ -543,7 +711,7 @@ class Deployer:
             raise WakeRefused(route.reason or "This Space failed to start", 503, route.stage)
         if state.waking is None or state.waking.done():
             state.waking = asyncio.get_running_loop().create_future()
-            self._spawn(self._do_wake(state))
+            state.wake_task = self._spawn(self._do_wake(state))
         return await asyncio.shield(state.waking)
 
     async def _do_wake(self, state: SpaceState) -> None:
@@ -569,6 +737,10 @@ class Deployer:
                     handle = await self.runtime.start(await self._spec(space, serving), sink)
                 try:
                     await self._await_ready(state.pk, handle, self._start_timeout(serving))
+                except asyncio.CancelledError:  # paused or deleted while waking
+                    self._spawn(self._remove_quietly(handle))
+                    state.suspended = None
+                    raise
                 except RuntimeBackendError as exc:
                     await self.runtime.stop(handle)
                     state.suspended = None
@@ -584,7 +756,6 @@ class Deployer:
                 fut.set_result(handle.endpoint)
                 metrics.WAKES.labels(space=state.space_id, mode=handle.start_mode).inc()
                 metrics.WAKE_SECONDS.labels(space=state.space_id).observe(time.monotonic() - started)
-                metrics.AWAKE.inc()
                 self._watch(state, handle)
                 await starting
                 saved = await self._save_stage(state.pk, "RUNNING", None, run_log_key=run_key)
@@ -596,6 +767,32 @@ class Deployer:
                 fut.exception()  # mark retrieved: callers may all have given up
             if not isinstance(exc, Exception):
                 raise
+
+    # ------------------------------------------------------------------ disk
+    async def collect_garbage(self) -> diskgc.Collected:
+        builder = self.settings.builder()
+        out = await asyncio.to_thread(
+            diskgc.collect,
+            self.db,
+            self.settings.data_dir,
+            builder.envs_root,
+            envs=builder.env_dir is None,
+            keep_recent=self.settings.gc_grace,
+        )
+        for area, used in out.usage.items():
+            metrics.DISK.labels(area=area).set(used)
+        if out.removed:
+            log.info("collected %d unused exports/environments, %d MB", len(out.removed), out.freed // 2**20)
+        return out
+
+    async def _gc_loop(self) -> None:
+        await asyncio.sleep(min(60.0, self.settings.gc_interval))  # not in the way of a start
+        while True:
+            try:
+                await self.collect_garbage()
+            except Exception:
+                log.exception("collecting unused exports and environments")
+            await asyncio.sleep(self.settings.gc_interval)
 
     # ------------------------------------------------------------------ sleep
     async def _idle_loop(self) -> None:
@@ -622,6 +819,8 @@ class Deployer:
                 sleep_time=sleep_times.get(state.pk),
                 default_sleep_time=self.settings.default_sleep_time,
                 stage=route.stage,
+                in_flight=route.in_flight,
+                busy_max=self.settings.sleep_busy_max,
             ):
                 await self.sleep(state.pk)
 
@@ -645,14 +844,17 @@ class Deployer:
                 state.monitor.cancel()
             await self._save_stage(pk, "SLEEPING", None)
             await self.runtime.suspend(handle)
+            space = await asyncio.to_thread(self._get_space, pk)
+            if space.run_log_key:
+                self.log_writer.close(space.run_log_key)  # the next wake writes a new one
             state.suspended = handle
             metrics.SLEEPS.labels(space=state.space_id).inc()
-            metrics.AWAKE.dec()
 
     # ------------------------------------------------------------------ owner actions
     async def pause(self, pk: str) -> None:
         state = self.states.get(pk)
         if state is not None:
+            self._cancel_start(state, wake=True)
             async with state.lock:
                 for handle in (state.handle, state.suspended):
                     if handle is not None:
@@ -692,6 +894,7 @@ class Deployer:
         state = self.states.pop(pk, None)
         if state is None:
             return
+        self._cancel_start(state, wake=True)
         async with state.lock:
             for handle in (state.handle, state.suspended):
                 if handle is not None:
@@ -699,6 +902,10 @@ class Deployer:
             await self.runtime.forget(state.space_id)
             state.latest_build = None
         self.routes.remove(state.space_id)
+        # its exported commits go with it (environments are shared by content: kept for other Spaces)
+        owner, _, name = state.space_id.partition("/")
+        sources = self.settings.data_dir / "sources" / f"{owner}--{name}"
+        await asyncio.to_thread(shutil.rmtree, sources, True)
 
     def register(self, space: Space) -> None:
         """A new Space exists: give it a route (stage only, nothing to serve yet)."""

@@ -12,10 +12,11 @@ input"). Two pieces:
   ``max_connections`` (``limit_concurrency``: 503 above it).
 * :class:`BodyLimit` — ASGI middleware in front of the control plane only (the gateway's traffic to apps
   never passes through it): request bodies are capped per endpoint — git smart HTTP
-  (``max_git_body``), LFS uploads (``max_lfs_upload``), Hub API commits (``max_commit_body``),
-  everything else (``max_api_body``). A declared ``Content-Length`` over the cap is refused before the
-  body is read; a body that grows past it raises :class:`BodyTooLarge` from ``receive`` (413 with the
-  Hub's error shape).
+  (``max_git_body``), LFS uploads (``max_lfs_upload``), Hub API commits (``max_commit_body``), Xet
+  xorbs and shards (the specification's 64 MiB, see ``xet/cas.py``), everything else
+  (``max_api_body``). A declared ``Content-Length`` over the cap is refused before the body is read;
+  a body that grows past it raises :class:`BodyTooLarge` from ``receive`` (413 with the Hub's error
+  shape).
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .errors import PlatformError
 from .settings import Settings
+from .xet.cas import MAX_SHARD_BYTES, MAX_XORB_BYTES
+
+XET_CAS_PREFIX = "/xet-cas/"
+XET_MAX_BODY = max(MAX_XORB_BYTES, MAX_SHARD_BYTES)
 
 TOO_LARGE = "The request line and headers are over the limit of %d bytes (SPACEYARD_MAX_HEADER_BYTES)"
 _GIT_RPC = re.compile(r"^/spaces/[^/]+/[^/]+/git-(upload|receive)-pack$")
@@ -179,6 +184,9 @@ class BodyLimit:
             return s.max_lfs_upload, "SPACEYARD_MAX_LFS_UPLOAD"
         if method == "POST" and _COMMIT.match(path):
             return s.max_commit_body, "SPACEYARD_MAX_COMMIT_BODY"
+        if method == "POST" and path.startswith(XET_CAS_PREFIX):
+            # Xorbs and shards: the Xet specification's sizes, checked again per endpoint by the CAS.
+            return XET_MAX_BODY, "the Xet CAS limit: a xorb at most 65 MiB, a shard 64 MiB"
         return s.max_api_body, "SPACEYARD_MAX_API_BODY"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

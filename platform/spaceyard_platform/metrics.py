@@ -38,6 +38,11 @@ APP_START_SECONDS = Histogram(
     registry=REGISTRY,
 )
 AWAKE = Gauge("spaceyard_awake_spaces", "Spaces with a running app", registry=REGISTRY)
+"""Counted by the deployer from its running apps at each scrape, never incremented (so never negative)."""
+DISK = Gauge(
+    "spaceyard_disk_bytes", "Disk used per area of the data directory (at the last collection)", ["area"],
+    registry=REGISTRY,
+)  # fmt: skip
 
 
 PRIVATE_LABEL = "(private)"

@@ -49,6 +49,21 @@ class Settings(BaseSettings):
         172800, description="Seconds of inactivity before a Space sleeps, unless it sets its own; -1 = never."
     )
     idle_check_interval: float = Field(1.0, description="Seconds between idle checks.")
+    gc_interval: float = Field(
+        3600.0,
+        description="Seconds between collections of exported commits (and, when they live in DATA_DIR, "
+        "environments) no Space uses; also refreshes spaceyard_disk_bytes. 0 = only `spaceyard gc`.",
+    )
+    gc_grace: float = Field(
+        3600.0,
+        description="Exports and environments of builds from the last this-many seconds are never collected "
+        "(a replaced version may still serve its visitors).",
+    )
+    sleep_busy_max: float = Field(
+        3600.0,
+        description="A Space does not sleep while requests or websockets to it are open; if they stay open "
+        "with no traffic, it sleeps anyway this many seconds after its sleep time.",
+    )
     wake_timeout: float = Field(60.0, description="Seconds a request is held while its Space wakes, then 503.")
     version_grace: float = Field(
         30.0,
@@ -67,8 +82,15 @@ class Settings(BaseSettings):
     )
     inline_upload_limit: int = Field(
         50 * 1024 * 1024,
-        description="Files up to this many bytes are committed inline by huggingface_hub; larger ones use "
-        "the LFS batch protocol (see docs/hub-api.md).",
+        description="Files up to this many bytes are committed inline by huggingface_hub; larger ones go "
+        "through Xet (hf_xet) or, with HF_HUB_DISABLE_XET=1, the LFS batch protocol (see docs/hub-api.md).",
+    )
+    xet_token_ttl: int = Field(
+        900,
+        description="Seconds a Xet CAS token (xet-read-token / xet-write-token) is valid; clients refresh "
+        "it before it expires.",
+        ge=60,
+        le=86400,
     )
     forwarded_allow_ips: str | None = Field(
         None,
@@ -122,7 +144,14 @@ class Settings(BaseSettings):
         description="Operator event lines (push, build, stage change) on standard output: text (logfmt) or json.",
     )
     embedded_worker: bool = Field(
-        True, description="spaceyard up also starts a build worker process (turn off with external workers)."
+        True,
+        description="spaceyard up also starts a build worker process, supervised: restarted when it dies, "
+        "killed with the platform (turn off with external workers).",
+    )
+    worker_stop_grace: float = Field(
+        10.0,
+        description="Seconds a stopping platform lets the embedded worker's running build go on before killing "
+        "it; a build cut off this way is started again by the next platform, not failed.",
     )
 
     @property

@@ -5,6 +5,10 @@
 * Only a serving Space sleeps: ``RUNNING``, or ``RUNNING_BUILDING`` (the old version serves while a new one
   builds). A Space that is starting, building, waiting for capacity (``PENDING``) or failing never does.
   Stages compare case-insensitively (the Hub's ``RUNNING`` and :class:`AppState` ``running`` alike).
+* Open requests and websockets (``in_flight``) hold a Space awake: it sleeps only once they have ended
+  and the idle time has passed since (their end counts as activity), or, if they stay open, once
+  ``busy_max`` more seconds have passed with no traffic at all (a forgotten tab's quiet websocket must
+  not keep an app awake for ever).
 * The clock is the caller's (``time.monotonic()`` in the platform, a number in tests); ``last_activity``
   must come from the same clock. Activity "in the future" (clock skew) never puts a Space to sleep.
 """
@@ -33,12 +37,21 @@ def sleep_at(*, last_activity: float, sleep_time: int | None, default_sleep_time
 
 
 def should_sleep(
-    *, now: float, last_activity: float, sleep_time: int | None, default_sleep_time: int, stage: str
+    *,
+    now: float,
+    last_activity: float,
+    sleep_time: int | None,
+    default_sleep_time: int,
+    stage: str,
+    in_flight: int = 0,
+    busy_max: float = 3600.0,
 ) -> bool:
     """Whether an awake Space should sleep now."""
     due = sleep_at(
         last_activity=last_activity, sleep_time=sleep_time, default_sleep_time=default_sleep_time, stage=stage
     )
+    if due is not None and in_flight > 0:
+        due += busy_max
     return due is not None and now >= due
 
 

@@ -217,3 +217,50 @@ def test_settings_select_the_redis_store(tmp_path: Path) -> None:
     settings = BuilderSettings(data_dir=tmp_path, redis_url=REDIS_URL)
     assert isinstance(create_log_store(settings), RedisLogStore)
     assert isinstance(create_log_store(BuilderSettings(data_dir=tmp_path)), FileLogStore)
+
+
+def test_append_many_tail_and_batches(store: LogStore) -> None:
+    store.append_many("run/a", [f"line {i}" for i in range(1000)])
+    store.append("run/a", "last")
+    tail = store.tail("run/a", 3)
+    assert [(e.id, e.data) for e in tail] == [
+        (store.read("run/a")[-3].id, "line 998"),
+        (store.read("run/a")[-2].id, "line 999"),
+        (store.read("run/a")[-1].id, "last"),
+    ]
+
+
+def test_file_log_rotates_within_its_size_limit_with_stable_ids(tmp_path: Path) -> None:
+    store = FileLogStore(tmp_path / "logs", max_bytes=64 * 1024)
+    for batch in range(50):
+        store.append_many("run/chatty", [f"{batch}-{i} " + "x" * 80 for i in range(100)])
+    files = list((tmp_path / "logs").rglob("*.jsonl"))
+    assert sum(f.stat().st_size for f in files) <= 64 * 1024 + 16 * 1024  # one batch beyond at most
+    kept = store.read("run/chatty")
+    ids = [int(e.id) for e in kept]
+    assert ids == list(range(ids[0], ids[0] + len(ids))) and ids[-1] == 50 * 100 - 1  # newest kept, in order
+    assert kept[-1].data.startswith("49-99 ")
+    assert [e.id for e in store.tail("run/chatty", 5)] == [e.id for e in kept[-5:]]
+    assert store.read("run/chatty", after=str(ids[-3])) == kept[-2:]
+
+
+async def test_file_follow_reads_on_across_a_rotation(tmp_path: Path) -> None:
+    store = FileLogStore(tmp_path / "logs", max_bytes=8 * 1024)
+    store.poll_interval = 0.01
+    got: list[str] = []
+
+    async def follow() -> None:
+        async for entry in store.follow("run/f", heartbeat=60):
+            if entry is not None:
+                got.append(entry.data)
+
+    task = asyncio.ensure_future(follow())
+    sent = []
+    for i in range(300):
+        sent.append(f"line {i:04d} " + "y" * 40)
+        store.append("run/f", sent[-1])
+        if i % 20 == 0:
+            await asyncio.sleep(0.03)  # the follower keeps up between bursts
+    store.close("run/f")
+    await asyncio.wait_for(task, 10)
+    assert got == sent  # every line once, in order, across several rotations

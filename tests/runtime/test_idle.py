@@ -73,3 +73,11 @@ def test_next_check() -> None:
     assert next_check(now=900.0, last_activity=0.0, **kw) == 0.0
     assert next_check(now=0.0, last_activity=0.0, sleep_time=-1, default_sleep_time=DEFAULT, stage="RUNNING") == 60.0
     assert next_check(now=0.0, last_activity=0.0, sleep_time=1, default_sleep_time=DEFAULT, stage="PENDING") == 60.0
+
+
+def test_open_requests_hold_a_space_awake_up_to_the_busy_maximum() -> None:
+    base = {"last_activity": 0.0, "sleep_time": 10, "default_sleep_time": 100, "stage": "RUNNING"}
+    assert should_sleep(now=11.0, **base)
+    assert not should_sleep(now=11.0, in_flight=1, busy_max=60.0, **base)
+    assert not should_sleep(now=69.0, in_flight=2, busy_max=60.0, **base)
+    assert should_sleep(now=70.0, in_flight=1, busy_max=60.0, **base)

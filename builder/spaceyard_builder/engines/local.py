@@ -26,10 +26,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 from ..api import Artifact, BuildEngine, BuildLog, BuildRequest
 from ..errors import BuildFailed
+from ..lifeline import die_with_parent
 from ..spaceconfig import SpaceConfig
 from ..walls import BuildWalls, create_walls, public_text
 from . import compile_progress, ffmpeg_tool
@@ -39,6 +42,36 @@ SDK_PACKAGES = {"gradio": "gradio", "streamlit": "streamlit"}
 SDK_EXTRAS = {"gradio": ("spaces",)}
 """Installed with the SDK, as on the Hub: Gradio's Spaces hot-reloader needs ``spaces`` when SPACE_ID is set."""
 READY_MARKER = ".spaceyard-env.json"
+
+
+def remove_partial(root: Path, name: str) -> int:
+    """Remove the temporary directories ``root/.NAME.*`` of builds that died mid-way; call with NAME's lock
+    held (or from :func:`sweep_partial`). Returns how many were removed."""
+    removed = 0
+    for tmp in root.glob(f".{name}.*"):
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def sweep_partial(root: Path) -> int:
+    """Remove every half-built directory under ``root`` whose build is no longer running (its lock is free).
+
+    Temporary directories are ``.NAME.<random>`` beside a ``.NAME.lock`` that the builder holds while it
+    writes them, so a free lock means the writer is dead (the kernel released its lock)."""
+    removed = 0
+    if not root.is_dir():
+        return 0
+    for lockfile in root.glob(".*.lock"):
+        name = lockfile.name[1 : -len(".lock")]
+        with open(lockfile, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # being built right now
+            removed += remove_partial(root, name)
+    return removed
 
 
 def _uv() -> str:
@@ -90,6 +123,9 @@ class LocalEngine(BuildEngine):
             walls = self._walls = create_walls(self.settings.build_sandbox)
         return walls
 
+    _deadline: float | None = None
+    """``time.monotonic()`` by which the current build must be done (``build_timeout`` after it started)."""
+
     def uv_cache(self) -> Path:
         """The uv cache builds use: ``uv_cache_dir``, else one next to the environments, owned by the build user
         (sandboxed builds), or uv's own default (``none``)."""
@@ -130,14 +166,33 @@ class LocalEngine(BuildEngine):
             cwd=workdir,
             text=True,
             bufsize=1,
+            preexec_fn=die_with_parent(),  # installers die with the worker
         )
+        deadline = self._deadline if self._deadline is not None else time.monotonic() + self.settings.build_timeout
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            proc.kill()
+
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
+        timer.daemon = True
+        timer.start()
         tail: list[str] = []
         assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = public_text(raw.rstrip("\n"), public)
-            log(line)
-            tail = (tail + [line])[-15:]
-        rc = proc.wait(timeout=self.settings.build_timeout)
+        try:
+            for raw in proc.stdout:
+                line = public_text(raw.rstrip("\n"), public)
+                log(line)
+                tail = (tail + [line])[-15:]
+            rc = proc.wait()
+        finally:
+            timer.cancel()
+        if expired.is_set():
+            raise BuildFailed(
+                f"{what} did not finish within the build deadline ({self.settings.build_timeout:g} s, "
+                "SPACEYARD_BUILD_TIMEOUT)"
+            )
         if rc != 0:
             detail = "\n".join(t for t in tail if t.strip())
             raise BuildFailed(f"{what} failed (exit {rc}):\n{detail}")
@@ -199,6 +254,7 @@ class LocalEngine(BuildEngine):
                     f"WARNING: packages.txt asks for system packages ({names}); the local engine cannot install "
                     "them, so the app gets this machine's packages. Use SPACEYARD_BUILD_ENGINE=docker to honour it."
                 )
+        self._deadline = time.monotonic() + self.settings.build_timeout
         python, python_version = self.resolve_python(config, log)
         env_id = self.env_id(config, source, python_version)
         root = self.settings.envs_root
@@ -218,6 +274,8 @@ class LocalEngine(BuildEngine):
                 log(f"--> Reusing environment {env_id}, built meanwhile")
                 ffmpeg_tool.provide(target, _uv(), root, _finder_env(), log)
                 return Artifact(id=str(target), cache_hit=True)
+            if remove_partial(root, env_id):
+                log(f"--> Removed a half-built copy of environment {env_id} left by a build that stopped")
             self._create(target, python, python_version, config, source, request, log)
         ffmpeg_tool.provide(target, _uv(), root, _finder_env(), log)
         return Artifact(id=str(target), cache_hit=False)

@@ -9,8 +9,8 @@
 * Large files arrive through the LFS batch API (``api/lfs.py``); an ``lfsFile`` operation names an object
   uploaded through this Space and is written into the commit as an ordinary git blob, so clones and
   builds see the real content.
-* Xet is not implemented: ``GET /api/spaces/{id}/xet-write-token/{rev}`` answers 501 with the fix
-  (``HF_HUB_DISABLE_XET=1``); see docs/hub-api.md.
+* Xet (``hf_xet``, the client's default): an ``lfsFile`` may name content this Space uploaded to the
+  Xet CAS (``spaceyard_platform.xet``); it is rebuilt from its chunks (sha256 checked) into the blob.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import json
 import os
 import tempfile
@@ -38,7 +39,8 @@ from ..deps import PrincipalDep, Services, ServicesDep, SessionDep
 from ..errors import BadRequest, EntryNotFound, PlatformError
 from ..limits import BodyTooLarge
 from ..repos import BRANCH
-from .common import public_base, readable_space, writable_space
+from ..xet import content as xet_content
+from .common import public_base, writable_space
 from .files import json_object, raw_tail, split_rev
 
 router = APIRouter()
@@ -49,10 +51,6 @@ _locks: dict[str, asyncio.Lock] = {}
 
 class PreconditionFailed(PlatformError):
     status = 412
-
-
-class NotImplementedHere(PlatformError):
-    status = 501
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -286,7 +284,7 @@ def _safe_path(path: str) -> str:
 
 
 async def apply_operations(
-    svc: Services, writer: GitWriter, lines: AsyncIterator[dict[str, Any]]
+    svc: Services, writer: GitWriter, lines: AsyncIterator[dict[str, Any]], scope: str | None = None
 ) -> tuple[dict[str, Any], int]:
     header: dict[str, Any] = {}
     count = 0
@@ -305,10 +303,12 @@ async def apply_operations(
             await asyncio.to_thread(writer.add_bytes, path, content)
         elif key == "lfsFile":
             path = _safe_path(str(value.get("path", "")))
-            obj = lfs_path(svc, str(value.get("oid", "")))
-            if not obj.exists() or not lfs.granted(writer.git_dir, str(value.get("oid"))):
-                raise BadRequest(f"{path}: LFS object {value.get('oid')} was not uploaded")
-            await asyncio.to_thread(writer.add_file, path, obj)
+            oid = str(value.get("oid", ""))
+            obj = lfs_path(svc, oid)
+            if obj.exists() and lfs.granted(writer.git_dir, oid):
+                await asyncio.to_thread(writer.add_file, path, obj)
+            elif not await xet_content.commit_file(svc, oid, scope, functools.partial(writer.add_file, path)):
+                raise BadRequest(f"{path}: LFS object {oid} was not uploaded (neither through LFS nor Xet)")
         elif key in ("deletedFile", "deletedFolder", "deletedEntry"):
             folder = {"deletedFile": False, "deletedFolder": True}.get(str(key))
             await asyncio.to_thread(writer.delete, str(value.get("path", "")), folder)
@@ -342,7 +342,7 @@ async def commit(
         )
         try:
             max_line = svc.settings.inline_upload_limit * 4 // 3 + (1 << 20)
-            header, _ = await apply_operations(svc, writer, ndjson_lines(request, max_line))
+            header, _ = await apply_operations(svc, writer, ndjson_lines(request, max_line), scope=pk)
             expected = header.get("parentCommit")
             if expected and not (parent or "").startswith(str(expected)):
                 raise PreconditionFailed(
@@ -365,13 +365,3 @@ async def commit(
         "commitUrl": f"{public_base(request, svc)}/spaces/{space_id}/commit/{new}",
         "hookOutput": "",
     }
-
-
-@router.get("/api/spaces/{owner}/{name}/xet-write-token/{rest:path}")
-@router.get("/api/spaces/{owner}/{name}/xet-read-token/{rest:path}")
-def xet_token(owner: str, name: str, session: SessionDep, principal: PrincipalDep) -> Any:
-    readable_space(session, principal, owner, name)
-    raise NotImplementedHere(
-        "Spaceyard does not implement Xet storage. Set HF_HUB_DISABLE_XET=1 to upload large files "
-        "through the LFS protocol (see docs/hub-api.md)."
-    )

@@ -31,7 +31,8 @@ from ..deps import PrincipalDep, Services, ServicesDep, SessionDep
 from ..errors import BadRequest, EntryNotFound, RevisionNotFound
 from ..ranges import object_response, parse_range, range_headers, skip_chunks
 from ..repos import RepoStore
-from .common import iso, readable_space, space_json
+from ..xet import content as xet_content
+from .common import iso, public_base, readable_space, space_json
 
 router = APIRouter()
 TREE_PAGE = 1000
@@ -236,6 +237,8 @@ def resolve(
         "Cache-Control": "private, max-age=0, must-revalidate",
     }
     obj, size, etag = _lfs_object(svc, space, oid, size, headers)
+    base = public_base(request, svc)
+    headers.update(xet_content.download_headers(svc, base, space, sha, xet_content.blob_sha256(svc, oid)))
     if request.method == "HEAD":
         headers["Content-Length"] = str(size)
         return Response(status_code=200, headers=headers, media_type="application/octet-stream")

@@ -53,8 +53,9 @@ from spaceyard_runtime.api import Endpoint
 
 from ..settings import Settings
 from . import access as acc
+from . import gradiostate as gs
 from . import headers as hdr
-from . import pages, websocket
+from . import offline, pages, websocket
 from .asgi import ASGIApp, Message, Receive, Scope, Send
 from .routes import Route, RouteTable, WakeRefused, subdomain_for
 from .static import StaticSites
@@ -229,6 +230,24 @@ class Gateway:
         attributes = f"Path={prefix}; HttpOnly; SameSite=Lax" if prefix else self._cookie_attributes
         cookie = f"{VERSION_COOKIE}={route.version}; {attributes}"
         return endpoint, (b"set-cookie", cookie.encode("latin-1"))
+
+    @staticmethod
+    def _learn(route: Route, endpoint: Endpoint, answer: bytearray | None) -> None:
+        if answer:
+            version = route.previous_version if endpoint == route.previous else route.version
+            for key in gs.keys_in(bytes(answer)):
+                route.gradio_state.remember(key, version)
+
+    @staticmethod
+    def _follow_state(scope: Scope, route: Route, endpoint: Endpoint, path: str) -> Endpoint:
+        """A cookie-less follow-up naming Gradio state the replaced version holds goes there."""
+        if route.previous is None or endpoint == route.previous:
+            return endpoint
+        key = gs.state_key(scope["method"], path)
+        if key is not None and route.gradio_state.version_of(key) == route.previous_version:
+            route.previous_used = time.monotonic()
+            return route.previous
+        return endpoint
 
     def _allowed(self, scope: Scope, route: Route, match: _Match) -> bool:
         """Public, or a private Space the visitor may read: by token (``Authorization`` or
@@ -408,6 +427,9 @@ class Gateway:
         elif match.path == acc.AUTH_PATH:
             await self._sign_in(scope, send, match)
             return
+        if match.path == offline.EMBED_PATH and scope["method"] in ("GET", "HEAD"):
+            await offline.send_embed_script(send, head=scope["method"] == "HEAD")
+            return
         if route is None or not self._allowed(scope, route, match):
             if not match.prefix and self.routes.access is not None and _is_navigation(scope):
                 await self._hop(scope, send, match)  # unknown Spaces too: the hop tells nothing
@@ -442,6 +464,7 @@ class Gateway:
                 endpoint, stamp = self._pin_version(scope, route, endpoint, match.prefix)
                 if stamp is not None:
                     extra = [*extra, stamp]
+                endpoint = self._follow_state(scope, route, endpoint, match.path)
         except WakeRefused as exc:
             await pages.send_page(
                 send,
@@ -472,7 +495,10 @@ class Gateway:
                 refresh=refresh,
             )
             return
-        await self._proxy(scope, receive, proxied_send, match, route, endpoint, extra)
+        if not match.prefix and _is_navigation(scope):  # a page load: no call to the Hub from it
+            proxied_send = offline.without_space_id(proxied_send, route.space_id)
+        with route.busy():  # an open request keeps its Space awake (Deployer idle check)
+            await self._proxy(scope, receive, proxied_send, match, route, endpoint, extra)
 
     # -- origins and the sign-in hop -------------------------------------------------------------
 
@@ -634,24 +660,32 @@ class Gateway:
             if not conn.complete:  # a stream: notice a visitor who leaves, even while the app is quiet
                 watcher = asyncio.ensure_future(_close_on_disconnect(receive, conn))
             complete = False
+            # a Gradio call or upload: remember which version holds the event id / paths it answers
+            learning = status == 200 and gs.learns(scope["method"], match.path)
+            learned: bytearray | None = bytearray() if learning else None
             try:
                 while True:
                     chunk = await conn.read()
+                    if learned is not None and len(learned) < gs.MAX_ANSWER:
+                        learned += chunk
                     if not chunk:
                         complete = True
                         break
                     if conn.at_eof:
                         await send({"type": "http.response.body", "body": chunk})
+                        self._learn(route, endpoint, learned)
                         return
                     route.touch()
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             except UpstreamError:
-                # The app died or went silent mid-stream (or the visitor left and the watcher closed it).
-                complete = not any(name == b"content-length" for name, _ in raw_headers)
+                # The app died or went silent mid-stream (or the visitor left and the watcher closed it):
+                # returning without completing makes the server drop the connection without the chunked
+                # terminator (or short of Content-Length), so the visitor sees a broken response, never a
+                # truncated body that looks whole.
+                complete = False
             if complete:
                 await send({"type": "http.response.body", "body": b""})
-            # else: the body is shorter than its Content-Length: returning without completing makes
-            # the server drop the connection, so the visitor sees a truncated response, not a short one.
+                self._learn(route, endpoint, learned)
         finally:
             if watcher is not None:
                 watcher.cancel()
@@ -703,16 +737,19 @@ class Gateway:
         target = (raw_path + b"?" + query) if query else raw_path
         url = URL(f"http://{endpoint.host}:{endpoint.port}{target.decode('latin-1')}", encoded=True)
         forward = self._forward_headers(scope, match, route, websocket_=True)
-        if endpoint.netns is None:
-            await websocket.relay(
-                self._session_get(), scope, receive, send, url, forward, route, self.settings.stream_idle_timeout
-            )
-            return
-        session = self._netns_session(endpoint.netns)
-        try:
-            await websocket.relay(session, scope, receive, send, url, forward, route, self.settings.stream_idle_timeout)
-        finally:
-            await session.close()
+        with route.busy():  # an open websocket keeps its Space awake, quiet or not
+            if endpoint.netns is None:
+                await websocket.relay(
+                    self._session_get(), scope, receive, send, url, forward, route, self.settings.stream_idle_timeout
+                )
+                return
+            session = self._netns_session(endpoint.netns)
+            try:
+                await websocket.relay(
+                    session, scope, receive, send, url, forward, route, self.settings.stream_idle_timeout
+                )
+            finally:
+                await session.close()
 
 
 async def _send_body(receive: Receive, conn: UpstreamConnection, *, chunked: bool) -> bool:

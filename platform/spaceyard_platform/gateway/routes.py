@@ -13,6 +13,8 @@ meanwhile, or raises :class:`WakeRefused` (paused, failed, building for the firs
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +23,7 @@ from spaceyard_runtime.api import Endpoint
 
 from ..names import hub_label
 from .access import AppAccess
+from .gradiostate import StateMemo
 
 
 def subdomain_for(space_id: str) -> str:
@@ -68,9 +71,30 @@ class Route:
     def subdomain(self) -> str:
         return self.label or subdomain_for(self.space_id)
 
+    gradio_state: StateMemo = field(default_factory=StateMemo)
+    """Which version answered each Gradio event id and upload path (cookie-less follow-ups, swaps)."""
+    open_requests: list[int] = field(default_factory=lambda: [0])
+    """Requests and websockets open to the app right now (one counter shared by the successive Route
+    objects of a Space, so a route rebuilt mid-request keeps counting): the idle check waits for them."""
+
+    @property
+    def in_flight(self) -> int:
+        return self.open_requests[0]
+
     def touch(self) -> None:
         """Record activity (any request, streamed bytes, websocket frame)."""
         self.last_activity = time.monotonic()
+
+    @contextmanager
+    def busy(self) -> Iterator[None]:
+        """Count an open request or websocket for as long as it lasts; its end is activity too."""
+        counter = self.open_requests
+        counter[0] += 1
+        try:
+            yield
+        finally:
+            counter[0] -= 1
+            self.touch()
 
 
 class Waker(Protocol):

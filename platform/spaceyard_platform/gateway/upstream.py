@@ -15,7 +15,9 @@ Properties the gateway relies on:
 * a connection is reused only after a complete, keep-alive response; a request that fails on a
   reused idle connection before any answer (the app closed it meanwhile) is retried once on a new
   connection when its body has not been sent;
-* ``close()`` drops the connection at once (visitor gone mid-stream -> the app sees its stream end).
+* ``close()`` drops the connection at once (visitor gone mid-stream -> the app sees its stream end);
+* a body the app breaks off (the connection closes before the chunked terminator or the
+  Content-Length, or is reset) is an :class:`UpstreamError` from ``read``, never a clean end.
 
 Websockets do not use this client (see :mod:`.websocket`, aiohttp).
 """
@@ -134,8 +136,9 @@ class UpstreamConnection(asyncio.Protocol):
         if self.in_pool:
             self.pool.discard(self)
         if not self._complete:
-            if self._status and not self._body_framing and not self._skip:
-                # no Content-Length, not chunked: the body ends when the connection does
+            if self._status and not self._body_framing and not self._skip and exc is None:
+                # no Content-Length, not chunked: the body ends when the connection closes cleanly (a
+                # reset is the app breaking off, not an end)
                 self.on_message_complete()
             else:
                 self._fail(UpstreamError("the app closed the connection"))

@@ -1,0 +1,1 @@
+"""Xet storage: the server side of Hugging Face's Xet protocol (tokens, CAS, reconstruction)."""
