@@ -24,7 +24,17 @@ class BuilderSettings(BaseSettings):
     env_dir: Path | None = Field(
         None, description="Where local-engine environments live (default DATA_DIR/envs). Shareable."
     )
-    uv_cache_dir: Path | None = Field(None, description="uv cache (default: uv's own, shared by all builds).")
+    uv_cache_dir: Path | None = Field(
+        None,
+        description="uv cache shared by all builds (default: uv-cache-build next to the environments directory, "
+        "owned by the build user; uv's own with build_sandbox=none).",
+    )
+    build_sandbox: Literal["bwrap", "none"] = Field(
+        "bwrap",
+        description="Local engine: walls around build-time code (uv, setup.py). bwrap: bubblewrap namespaces as an "
+        "unprivileged build user seeing only the commit, its environment and the uv cache (needs root); none: a "
+        "clean environment only. See docs/security.md.",
+    )
     default_sdk_versions: dict[str, str] = Field(
         default_factory=lambda: {"gradio": "6.31.0", "streamlit": "1.67.0"},
         description="SDK version installed when a Space does not set sdk_version.",

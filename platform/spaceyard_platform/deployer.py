@@ -693,6 +693,7 @@ class Deployer:
                     self.log_writer.close(key)  # the app ended: so does its log (followers return)
                     reason = status.message or f"the app exited with code {status.exit_code}"
                     await self._save_stage(state.pk, "RUNTIME_ERROR", f"{reason}\n{tail}".strip())
+                    await self.runtime.stop(handle)  # what the app left behind (its children) goes too
                 return
 
     # ------------------------------------------------------------------ wake (the gateway's Waker)
@@ -900,6 +901,7 @@ class Deployer:
             for handle in (state.handle, state.suspended):
                 if handle is not None:
                     await self.runtime.remove(handle)
+            await self.runtime.forget(state.space_id)
             state.latest_build = None
         self.routes.remove(state.space_id)
         # its exported commits go with it (environments are shared by content: kept for other Spaces)

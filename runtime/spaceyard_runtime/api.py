@@ -84,6 +84,9 @@ class AppSpec:
 class Endpoint:
     host: str
     port: int
+    netns: str | None = None
+    """The app listens inside its own network namespace (local sandbox): connect through
+    :func:`spaceyard_runtime.netns.connect` with this token. ``None``: an ordinary address."""
 
     @property
     def url(self) -> str:
@@ -123,6 +126,12 @@ class Runtime(abc.ABC):
 
     name: str = "abstract"
 
+    @classmethod
+    def start_warnings(cls, settings: Any) -> list[str]:
+        """What the operator must know at start about this backend's isolation with these settings
+        (``RuntimeSettings``); printed by ``spaceyard up``. Default: nothing."""
+        return []
+
     @abc.abstractmethod
     async def start(self, spec: AppSpec, log: LogSink) -> AppHandle: ...
 
@@ -150,6 +159,9 @@ class Runtime(abc.ABC):
     async def remove(self, handle: AppHandle) -> None:
         """Forget the app for good (Space deleted or version replaced). Default: stop it."""
         await self.stop(handle)
+
+    async def forget(self, space_id: str) -> None:
+        """The Space is deleted: end whatever was kept for it beyond its apps (warm parents). Default: nothing."""
 
     def get_state(self, handle: AppHandle) -> dict[str, Any]:
         return {"backend_id": handle.backend_id, "host": handle.endpoint.host, "port": handle.endpoint.port}

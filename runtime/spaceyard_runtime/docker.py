@@ -151,6 +151,17 @@ def _parse_ts(raw: str) -> float:
 class DockerRuntime(Runtime):
     name = "docker"
 
+    @classmethod
+    def start_warnings(cls, settings: RuntimeSettings) -> list[str]:
+        if settings.docker_host_firewall:
+            return []
+        return [
+            "docker runtime: services of this host listening on all interfaces (0.0.0.0 / ::) are reachable from "
+            "every Space container through its bridge's gateway address, since Docker adds no rule against it. "
+            "Add the firewall rules of docs/docker.md ('Network isolation'), keep platform services on 127.0.0.1, "
+            "then set SPACEYARD_DOCKER_HOST_FIREWALL=true to silence this warning."
+        ]
+
     def __init__(self, settings: RuntimeSettings) -> None:
         self.settings = settings
         self.gpus = GpuAllocator(settings.docker_gpus)

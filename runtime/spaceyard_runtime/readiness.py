@@ -8,15 +8,17 @@ import contextlib
 from typing import Any
 
 from .errors import AppStartTimeout
+from .netns import open_connection
 
 PROBE_TIMEOUT = 5.0
 """Seconds one readiness probe may wait for a status line once connected."""
 
 
-async def probe_http(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> int | None:
-    """``GET /`` once; the status code, or ``None`` when nothing answers yet."""
+async def probe_http(host: str, port: int, timeout: float = PROBE_TIMEOUT, netns: str | None = None) -> int | None:
+    """``GET /`` once; the status code, or ``None`` when nothing answers yet. ``netns``: the app's own
+    network namespace (:mod:`spaceyard_runtime.netns`)."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        reader, writer = await asyncio.wait_for(open_connection(host, port, netns), timeout)
     except (TimeoutError, OSError):
         return None
     try:
@@ -38,7 +40,9 @@ async def probe_http(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> in
             await writer.wait_closed()
 
 
-async def wait_for_http(host: str, port: int, exited: asyncio.Future[Any], timeout: float, interval: float) -> bool:
+async def wait_for_http(
+    host: str, port: int, exited: asyncio.Future[Any], timeout: float, interval: float, netns: str | None = None
+) -> bool:
     """``True`` once the app answers HTTP below 500; ``False`` if ``exited`` completes first (the caller
     turns that into AppCrashed with the exit code and log tail); AppStartTimeout past ``timeout``."""
     loop = asyncio.get_running_loop()
@@ -49,7 +53,7 @@ async def wait_for_http(host: str, port: int, exited: asyncio.Future[Any], timeo
         remaining = deadline - loop.time()
         if remaining <= 0:
             raise AppStartTimeout(f"the app did not answer HTTP on port {port} within {timeout:g} s")
-        probe = asyncio.ensure_future(probe_http(host, port, min(PROBE_TIMEOUT, remaining)))
+        probe = asyncio.ensure_future(probe_http(host, port, min(PROBE_TIMEOUT, remaining), netns))
         waiting: list[asyncio.Future[Any]] = [probe, exited]
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if not probe.done():

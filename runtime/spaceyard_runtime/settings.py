@@ -21,6 +21,28 @@ class RuntimeSettings(BaseSettings):
     start_timeout: float = Field(300.0, description="Seconds an app may take to answer HTTP before RUNTIME_ERROR.")
     stop_grace: float = Field(5.0, description="Seconds between SIGTERM and SIGKILL when stopping an app.")
     fast_wake: bool = Field(True, description="Local runtime: fork apps from a warm parent that has imported the SDK.")
+    local_sandbox: Literal["bwrap", "none"] = Field(
+        "bwrap",
+        description="Local runtime: walls around each app and warm parent. bwrap: bubblewrap namespaces, an "
+        "unprivileged uid per Space, cgroup v1 limits (needs root); none: apps run as the platform's user on the "
+        "host's network (trusted Spaces only). See docs/security.md.",
+    )
+    max_warm_parents: int = Field(
+        8,
+        description="Local runtime: warm parents kept at once (one per Space; a sleeping Space keeps only its warm "
+        "parent). The least recently used idle one is ended first; its Space then wakes cold.",
+    )
+    local_memory_scale: float = Field(
+        1.0,
+        description="Local runtime: multiply each flavor's memory limit by this (a small machine can run "
+        "cpu-basic's 16 GiB as e.g. 0.25 = 4 GiB); 0 disables memory limits.",
+    )
+    local_cpu_scale: float = Field(
+        1.0, description="Local runtime: multiply each flavor's CPU limit by this; 0 disables CPU limits."
+    )
+    local_pids_limit: int = Field(
+        4096, description="Local runtime: maximum processes (and threads) per app and per warm parent; 0: none."
+    )
     docker_url: str = Field("unix:///var/run/docker.sock", description="Docker engine socket.")
     docker_network: str | None = Field(
         None,
@@ -51,6 +73,11 @@ class RuntimeSettings(BaseSettings):
         30.0,
         description="Docker runtime: seconds between HTTP health checks of gradio/streamlit containers once "
         "started (3 failures in a row = unhealthy, reported by poll as EXITED); 0 disables them.",
+    )
+    docker_host_firewall: bool = Field(
+        False,
+        description="Docker runtime: the operator has added the host firewall rules of docs/docker.md, so host "
+        "services on all interfaces are not reachable from Space containers (silences the warning at start).",
     )
     docker_pids_limit: int = Field(4096, description="Docker runtime: maximum processes per Space container.")
     kubernetes_namespace: str = Field("spaceyard-spaces", description="Namespace Spaces run in.")

@@ -15,6 +15,8 @@ Protocol, one JSON object per packet:
   importing the preload modules to ``[value or null, [reading modules]]``; ``iterated`` lists the modules
   that iterated over the whole environment. The runtime uses them to decide whether a fork behaves like a
   cold start (see :func:`fork_blockers`).
+* runtime -> zygote: ``{"signal": N, "pid": P}`` (after the 8-byte header, no fds): signal child ``P``
+  (and its process group) with ``N``; pids are the zygote's own (it may run in a pid namespace).
 * runtime -> zygote: an 8-byte request id, then ``{"argv", "cwd", "env", "app_path", "quiet_queue"}``,
   with the child's stdout and stderr write ends attached (``SCM_RIGHTS``). Only the child parses it; the
   zygote wipes its copy after forking (a later child must not find an earlier Space's secrets in memory).
@@ -31,8 +33,8 @@ exit with the app's status. ``MODULE`` arguments starting with ``?`` are optiona
 What still differs from a cold start, by nature of fork:
 
 * the str hash secret and the address-space layout (ASLR) are the warm parent's, shared by every app
-  forked from it: a Space can learn them from its own memory. Where Spaces are hostile to each other, turn
-  ``fast_wake`` off;
+  forked from it. The local runtime keeps one warm parent per Space, inside that Space's sandbox, so
+  only successive runs of the same Space share them;
 * ``/proc/PID/cmdline`` shows the warm parent's command line (``sys.argv``/``sys.orig_argv`` are right);
 * environment variables read by C code when the preload modules loaded are not observed, except the
   known ones in :data:`EXEC_TIME_PREFIXES` (a difference there means a cold start);
@@ -414,6 +416,8 @@ def _child(request: dict[str, Any], fds: list[int], keep: list[int]) -> int:
     """In the forked child: become the app. Returns the exit status for ``sys.exit``."""
     os.setsid()
     _reset_signals()
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as f:
+        f.write("1000")  # out of memory, the kernel ends the app, not the warm parent
     for fd in keep:
         os.close(fd)
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -510,6 +514,17 @@ def _exit_code(status: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
+def _signal_child(request: dict[str, Any], children: set[int]) -> None:
+    """``{"signal": N, "pid": P}``: signal child ``P``'s process group and ``P`` itself (our children only)."""
+    pid, sig = int(request["pid"]), int(request["signal"])
+    if pid not in children:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
 def serve(sock: socket.socket, preload: list[str]) -> int:
     started = time.perf_counter()
     try:
@@ -561,6 +576,9 @@ def serve(sock: socket.socket, preload: list[str]) -> int:
                     fa.frombytes(data[: len(data) - (len(data) % fa.itemsize)])
                     fds.extend(fa)
             (request_id,) = HEADER.unpack_from(buffer)
+            if not fds and size > HEADER.size and buffer[HEADER.size : HEADER.size + 10] == b'{"signal":':
+                _signal_child(json.loads(bytes(buffer[HEADER.size : size])), children)
+                continue
             if size < HEADER.size or len(fds) != 2 or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
                 for fd in fds:
                     os.close(fd)

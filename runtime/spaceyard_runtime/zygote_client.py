@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,30 @@ class ZygoteError(Exception):
     """The warm parent could not be started or could not fork."""
 
 
+Wrap = Callable[[list[str]], tuple[list[str], tuple[int, ...]]]
+"""Turns the zygote's command line into the one to spawn (its sandbox), with the fds the spawn must pass."""
+OnSpawn = Callable[[int], Awaitable[None]]
+"""Called with the spawned process's pid, before waiting for the zygote's hello."""
+
+
 class Zygote:
-    def __init__(self, key: str, python: str, preload: list[str], env: dict[str, str], workdir: Path) -> None:
+    def __init__(
+        self,
+        key: str,
+        python: str,
+        preload: list[str],
+        env: dict[str, str],
+        workdir: Path,
+        *,
+        wrap: Wrap | None = None,
+        on_spawn: OnSpawn | None = None,
+        host_pids: bool = True,
+    ) -> None:
+        """``host_pids=False``: the zygote runs in its own pid namespace, so the pids it reports mean nothing
+        here; children are then signalled through the zygote and known to end from its reports only."""
+        self.wrap = wrap
+        self.on_spawn = on_spawn
+        self.host_pids = host_pids
         self.key = key
         self.python = python
         self.preload = preload
@@ -78,25 +101,37 @@ class Zygote:
         log_path = self.workdir / "zygote.log"
         with open(log_path, "ab") as logf:
             offset = logf.tell()
+            argv = [self.python, str(ZYGOTE_SCRIPT), str(theirs.fileno()), *self.preload]
+            extra: tuple[int, ...] = ()
             try:
+                if self.wrap is not None:
+                    argv, extra = self.wrap(argv)
                 self.proc = await asyncio.create_subprocess_exec(
-                    self.python,
-                    str(ZYGOTE_SCRIPT),
-                    str(theirs.fileno()),
-                    *self.preload,
+                    *argv,
                     cwd=str(self.workdir),
                     env=self.env,
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=logf,
                     stderr=logf,
-                    pass_fds=(theirs.fileno(),),
+                    pass_fds=(theirs.fileno(), *extra),
                     start_new_session=True,
                 )
-            except OSError as exc:
+            except Exception as exc:
                 ours.close()
                 raise ZygoteError(f"could not start the warm parent: {exc}") from exc
             finally:
                 theirs.close()
+                for fd in extra:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            if self.on_spawn is not None:
+                try:
+                    await self.on_spawn(self.proc.pid)
+                except Exception as exc:
+                    ours.close()
+                    with contextlib.suppress(ProcessLookupError):
+                        self.proc.kill()
+                    raise ZygoteError(f"the warm parent's sandbox did not come up: {exc}") from exc
         self._sock = ours
         self._hello = loop.create_future()
         loop.add_reader(ours.fileno(), self._on_readable)
@@ -162,6 +197,10 @@ class Zygote:
             if not future.done():
                 future.set_exception(ZygoteError(reason))
         self._pending.clear()
+        if not self.host_pids:  # no pidfd to tell: the children died with the zygote's pid namespace
+            for exited in list(self._exits.values()):
+                if not exited.done():
+                    exited.set_exception(ZygoteError(reason))
         logger.log(logging.INFO if reason == "shut down" else logging.WARNING, "warm parent %s: %s", self.key, reason)
 
     async def fork(
@@ -194,7 +233,7 @@ class Zygote:
         reported = self._exits[pid]  # created when "forked" arrived; resolved by the "exit" report
         result: asyncio.Future[int | None] = loop.create_future()
         try:
-            pidfd = os.pidfd_open(pid)
+            pidfd = os.pidfd_open(pid) if self.host_pids else -1
         except OSError:
             pidfd = -1
 
@@ -209,7 +248,7 @@ class Zygote:
                 result.set_result(code)
 
         def on_report(f: asyncio.Future[int | None]) -> None:
-            done(f.result() if not f.cancelled() else None)
+            done(f.result() if not f.cancelled() and f.exception() is None else None)
 
         async def late_report() -> None:
             try:
@@ -229,8 +268,18 @@ class Zygote:
         result.add_done_callback(lambda _: self._exits.pop(pid, None))
         return result
 
+    @property
+    def busy(self) -> bool:
+        """Whether a child of this zygote still runs."""
+        return bool(self._exits)
+
     def signal_child(self, pid: int, sig: int) -> None:
         """Signal a child's process group (it called setsid) and, through a pidfd, the child itself."""
+        if not self.host_pids:
+            if self.alive and self._sock is not None:
+                with contextlib.suppress(OSError):
+                    self._sock.send(HEADER.pack(0) + json.dumps({"signal": int(sig), "pid": pid}).encode())
+            return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, sig)
         fd = self._pidfds.get(pid)

@@ -1,4 +1,8 @@
-"""LocalRuntime against real processes: a tiny Gradio app in the session's built gradio environment."""
+"""LocalRuntime against real processes: a tiny Gradio app in the session's built gradio environment.
+
+These run without the sandbox (``local_sandbox="none"``) so that they can look at the app's host processes,
+pids and ports directly; the same runtime inside its walls is tested in ``test_sandbox.py`` and, through
+the real server, in ``tests/security/test_local_walls.py``."""
 
 from __future__ import annotations
 
@@ -117,7 +121,7 @@ def call_info(url: str, text: str) -> dict[str, Any]:
 @pytest.fixture
 async def runtime(request: pytest.FixtureRequest, tmp_path: Path, gradio_env: Path) -> AsyncIterator[LocalRuntime]:
     mode = getattr(request, "param", "cold")
-    rt = LocalRuntime(RuntimeSettings(data_dir=tmp_path / "data", fast_wake=(mode == "fork")))
+    rt = LocalRuntime(RuntimeSettings(local_sandbox="none", data_dir=tmp_path / "data", fast_wake=(mode == "fork")))
     if mode == "fork":
         assert await rt.prewarm(make_spec(gradio_env, tmp_path))
     yield rt
@@ -269,7 +273,7 @@ async def test_stop_unknown_and_bad_specs(runtime: LocalRuntime, gradio_env: Pat
 
 
 def test_streamlit_command_line(tmp_path: Path, gradio_env: Path) -> None:
-    rt = LocalRuntime(RuntimeSettings(data_dir=tmp_path))
+    rt = LocalRuntime(RuntimeSettings(local_sandbox="none", data_dir=tmp_path))
     spec = AppSpec(
         space_id="a/b", revision="x", sdk="streamlit", artifact=str(gradio_env), app_dir=tmp_path, app_file="main.py"
     )
@@ -328,7 +332,7 @@ async def test_fork_falls_back_to_cold_when_it_would_differ(
 
 
 async def test_first_start_is_cold_and_warms_a_parent(gradio_env: Path, tmp_path: Path) -> None:
-    rt = LocalRuntime(RuntimeSettings(data_dir=tmp_path / "data", fast_wake=True))
+    rt = LocalRuntime(RuntimeSettings(local_sandbox="none", data_dir=tmp_path / "data", fast_wake=True))
     app_dir = tmp_path / "app"
     app_dir.mkdir()
     (app_dir / "app.py").write_text(CRASH)
@@ -412,8 +416,8 @@ async def test_load_state_stops_an_app_left_by_a_previous_platform(gradio_env: P
     app_dir.mkdir()
     (app_dir / "app.py").write_text("import time\nprint('up', flush=True)\ntime.sleep(600)\n")
     spec = make_spec(gradio_env, app_dir)
-    before = LocalRuntime(RuntimeSettings(data_dir=tmp_path / "data", fast_wake=False))
-    after = LocalRuntime(RuntimeSettings(data_dir=tmp_path / "data", fast_wake=False))
+    before = LocalRuntime(RuntimeSettings(local_sandbox="none", data_dir=tmp_path / "data", fast_wake=False))
+    after = LocalRuntime(RuntimeSettings(local_sandbox="none", data_dir=tmp_path / "data", fast_wake=False))
     try:
         handle = await before.start(spec, lambda _: None)
         state = before.get_state(handle)
@@ -429,7 +433,7 @@ async def test_load_state_stops_an_app_left_by_a_previous_platform(gradio_env: P
 
 
 def test_warm_parent_key_follows_the_build_of_an_environment(tmp_path: Path) -> None:
-    rt = LocalRuntime(RuntimeSettings(data_dir=tmp_path / "data"))
+    rt = LocalRuntime(RuntimeSettings(local_sandbox="none", data_dir=tmp_path / "data"))
     env = tmp_path / "envs" / "abc"
     env.mkdir(parents=True)
     spec = AppSpec(space_id="a/b", revision="x", sdk="gradio", artifact=str(env), app_dir=tmp_path)
@@ -445,7 +449,7 @@ def test_warm_parent_key_follows_the_build_of_an_environment(tmp_path: Path) -> 
 
 
 async def test_preload_modules_and_a_failing_warm_parent(gradio_env: Path, tmp_path: Path) -> None:
-    rt = LocalRuntime(RuntimeSettings(data_dir=tmp_path / "data", fast_wake=True))
+    rt = LocalRuntime(RuntimeSettings(local_sandbox="none", data_dir=tmp_path / "data", fast_wake=True))
     app_dir = tmp_path / "app"
     app_dir.mkdir()
     (app_dir / "app.py").write_text("import this\nprint('ok', flush=True)\nraise SystemExit(3)\n")

@@ -18,6 +18,7 @@ What the local engine cannot do, and what it does instead (said in the build log
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -33,6 +34,7 @@ from ..api import Artifact, BuildEngine, BuildLog, BuildRequest
 from ..errors import BuildFailed
 from ..lifeline import die_with_parent
 from ..spaceconfig import SpaceConfig
+from ..walls import BuildWalls, create_walls, public_text
 from . import compile_progress, ffmpeg_tool, resolution
 
 ENGINE_VERSION = "3"
@@ -73,42 +75,98 @@ def sweep_partial(root: Path) -> int:
 
 
 def _uv() -> str:
-    found = shutil.which("uv")
-    if found:
-        return found
+    """The uv binary itself (not a shim script: it runs inside the build's walls)."""
+    with contextlib.suppress(ImportError, FileNotFoundError):
+        from uv import find_uv_bin  # the uv wheel is a dependency
+
+        return os.path.realpath(find_uv_bin())
     candidate = Path(sys.executable).parent / "uv"
     if candidate.exists():
         return str(candidate)
-    from uv import find_uv_bin  # the uv wheel is a dependency
+    found = shutil.which("uv")
+    if found:
+        return os.path.realpath(found)
+    raise BuildFailed("uv is not installed")
 
-    return str(find_uv_bin())
+
+def _scratch_copy(commit: Path) -> Path:
+    """A copy of the commit the build may write into (setuptools writes ``*.egg-info`` next to a local
+    package): new directories, files hard-linked where possible (still owned by root, so read-only to the
+    build user; the exported commit the app runs stays exactly the pushed one)."""
+    scratch = Path(tempfile.mkdtemp(prefix=f".build-{commit.name[:12]}.", dir=commit.parent))
+
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(commit, scratch, symlinks=True, dirs_exist_ok=True, copy_function=link)
+    scratch.chmod(0o755)
+    return scratch
+
+
+def _finder_env() -> dict[str, str]:
+    """For ``uv python find`` (the worker's own search path; no Space code runs): no platform variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPACEYARD_") and k != "VIRTUAL_ENV"}
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    return env
 
 
 class LocalEngine(BuildEngine):
     name = "local"
 
-    def _uv_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update({"UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1", "NO_COLOR": "1"})
-        env.pop("VIRTUAL_ENV", None)
-        if self.settings.uv_cache_dir:
-            env["UV_CACHE_DIR"] = str(self.settings.uv_cache_dir)
-        return env
+    @property
+    def walls(self) -> BuildWalls:
+        walls: BuildWalls | None = getattr(self, "_walls", None)
+        if walls is None:
+            walls = self._walls = create_walls(self.settings.build_sandbox)
+        return walls
 
     _deadline: float | None = None
     """``time.monotonic()`` by which the current build must be done (``build_timeout`` after it started)."""
 
-    def _run(self, args: list[str], log: BuildLog, what: str) -> None:
-        log(f"--> RUN {' '.join(args[1:] if args[0].endswith('uv') else args)}")
-        # Installers die with the worker (a killed worker leaves nothing writing into a half-built env).
+    def uv_cache(self) -> Path:
+        """The uv cache builds use: ``uv_cache_dir``, else one next to the environments, owned by the build user
+        (sandboxed builds), or uv's own default (``none``)."""
+        if self.settings.uv_cache_dir:
+            return self.settings.uv_cache_dir
+        if self.walls.name == "none":
+            return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "uv"
+        return self.settings.envs_root.resolve().parent / "uv-cache-build"
+
+    def _uv_env(self) -> dict[str, str]:
+        """A clean environment (never the worker's own: no platform variable or secret reaches a build)."""
+        return self.walls.env(self.uv_cache())
+
+    def _run(
+        self,
+        args: list[str],
+        log: BuildLog,
+        what: str,
+        *,
+        cwd: Path | None = None,
+        ro: list[Path] | None = None,
+        rw: list[Path] | None = None,
+        public: dict[str, str] | None = None,
+    ) -> None:
+        """Run one build step inside the walls (cwd: the commit), its output to the log with host paths
+        replaced by public names (``public``): the log and the error are public for a public Space."""
+        public = public or {}
+        shown = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(args))
+        log(public_text(f"--> RUN {shown.removeprefix('uv ')}", public))
+        workdir = cwd or Path("/")
+        argv = self.walls.command(args, cwd=workdir, ro=ro or [], rw=rw or [])
         proc = subprocess.Popen(
-            args,
+            argv,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             env=self._uv_env(),
+            cwd=workdir,
             text=True,
             bufsize=1,
-            preexec_fn=die_with_parent(),
+            preexec_fn=die_with_parent(),  # installers die with the worker
         )
         deadline = self._deadline if self._deadline is not None else time.monotonic() + self.settings.build_timeout
         expired = threading.Event()
@@ -123,8 +181,8 @@ class LocalEngine(BuildEngine):
         tail: list[str] = []
         assert proc.stdout is not None
         try:
-            for line in proc.stdout:
-                line = line.rstrip("\n")
+            for raw in proc.stdout:
+                line = public_text(raw.rstrip("\n"), public)
                 log(line)
                 tail = (tail + [line])[-15:]
             rc = proc.wait()
@@ -146,7 +204,7 @@ class LocalEngine(BuildEngine):
         if not wanted:
             return own
         proc = subprocess.run(
-            [_uv(), "python", "find", "--no-project", wanted], capture_output=True, text=True, env=self._uv_env()
+            [_uv(), "python", "find", "--no-project", wanted], capture_output=True, text=True, env=_finder_env()
         )
         path = proc.stdout.strip()
         if proc.returncode == 0 and path:
@@ -170,7 +228,9 @@ class LocalEngine(BuildEngine):
         sdk_version = config.sdk_version or self.settings.default_sdk_versions.get(config.sdk, "")
         return resolution.resolve(
             uv=_uv(),
-            uv_env=self._uv_env(),
+            # Resolution runs no Space code (--no-build, no options or URLs) and stays outside the walls, with
+            # the worker's own uv cache: it must not write root-owned files into the build user's cache.
+            uv_env=_finder_env(),
             cache_dir=self.settings.envs_root / ".resolutions",
             engine=ENGINE_VERSION,
             python=python_version,
@@ -220,7 +280,7 @@ class LocalEngine(BuildEngine):
         target = root / env_id
         if self.artifact_exists(str(target)) and not request.no_cache:
             log(f"--> Reusing environment {env_id} (Python {python_version}): nothing to install")
-            ffmpeg_tool.provide(target, _uv(), root, self._uv_env(), log)
+            ffmpeg_tool.provide(target, _uv(), root, _finder_env(), log)
             return Artifact(id=str(target), cache_hit=True)
         root.mkdir(parents=True, exist_ok=True)
         with open(root / f".{env_id}.lock", "w") as lock:
@@ -231,12 +291,12 @@ class LocalEngine(BuildEngine):
                 fcntl.flock(lock, fcntl.LOCK_EX)
             if self.artifact_exists(str(target)) and not request.no_cache:
                 log(f"--> Reusing environment {env_id}, built meanwhile")
-                ffmpeg_tool.provide(target, _uv(), root, self._uv_env(), log)
+                ffmpeg_tool.provide(target, _uv(), root, _finder_env(), log)
                 return Artifact(id=str(target), cache_hit=True)
             if remove_partial(root, env_id):
                 log(f"--> Removed a half-built copy of environment {env_id} left by a build that stopped")
             self._create(target, python, python_version, config, source, request, log, resolved.lock)
-        ffmpeg_tool.provide(target, _uv(), root, self._uv_env(), log)
+        ffmpeg_tool.provide(target, _uv(), root, _finder_env(), log)
         return Artifact(id=str(target), cache_hit=False)
 
     def _create(
@@ -253,7 +313,26 @@ class LocalEngine(BuildEngine):
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
             uv = _uv()
-            self._run([uv, "venv", "--quiet", "--python", python, str(tmp)], log, "Creating the environment")
+            python = os.path.realpath(python)
+            cache = self.uv_cache()
+            commit = source.resolve()
+            source = scratch = _scratch_copy(commit)
+            self.walls.prepare([tmp, cache], scratch=(scratch,))
+            walls = {
+                "cwd": scratch,
+                "ro": [Path(python).parents[1], Path(uv), Path(compile_progress.__file__).resolve()],
+                "rw": [tmp, cache, scratch],
+                "public": {
+                    str(tmp): "/env",
+                    str(target): "/env",
+                    str(scratch): "/app",
+                    str(commit): "/app",
+                    str(cache): "/uv-cache",
+                    str(self.settings.data_dir.resolve()): "/data",
+                    python: "python",
+                },
+            }
+            self._run([uv, "venv", "--quiet", "--python", python, str(tmp)], log, "Creating the environment", **walls)  # type: ignore[arg-type]
             py = str(tmp / "bin" / "python")
             no_cache = ["--no-cache"] if request.no_cache else []
             if lock is not None:
@@ -263,13 +342,15 @@ class LocalEngine(BuildEngine):
                     [uv, "pip", "sync", "--python", py, *no_cache, str(tmp / "spaceyard-lock.txt")],
                     log,
                     "Installing the resolved dependencies",
+                    **walls,  # type: ignore[arg-type]
                 )
             for name in ("pre-requirements.txt", "requirements.txt"):
                 if lock is None and (source / name).exists() and (source / name).read_text().strip():
                     self._run(
-                        [uv, "pip", "install", "--python", py, *no_cache, "-r", str(source / name)],
+                        [uv, "pip", "install", "--python", py, *no_cache, "-r", name],
                         log,
                         f"Installing {name}",
+                        **walls,  # type: ignore[arg-type]
                     )
             sdk_pkg = SDK_PACKAGES.get(config.sdk)
             if sdk_pkg and lock is None:
@@ -277,9 +358,19 @@ class LocalEngine(BuildEngine):
                 spec = f"{sdk_pkg}=={version}" if version else sdk_pkg
                 # Installed last, as on the Hub, so the Space's sdk_version wins over its requirements.
                 extras = SDK_EXTRAS.get(config.sdk, ())
-                self._run([uv, "pip", "install", "--python", py, *no_cache, spec, *extras], log, f"Installing {spec}")
+                self._run(
+                    [uv, "pip", "install", "--python", py, *no_cache, spec, *extras],
+                    log,
+                    f"Installing {spec}",
+                    **walls,  # type: ignore[arg-type]
+                )
             # Bytecode is compiled now so that imports at start and wake are fast (PYTHONDONTWRITEBYTECODE).
-            self._run(compile_progress.command(py, tmp / "lib"), log, "Compiling bytecode")
+            self._run(
+                compile_progress.command(py, tmp / "lib"),
+                log,
+                "Compiling bytecode",
+                **walls,  # type: ignore[arg-type]
+            )
             (tmp / READY_MARKER).write_text(
                 json.dumps({"python": python_version, "sdk": config.sdk, "sdk_version": config.sdk_version})
             )
@@ -296,7 +387,10 @@ class LocalEngine(BuildEngine):
             if target.exists():
                 shutil.rmtree(target)
             cfg.write_text(cfg.read_text().replace(str(tmp), str(target)))
+            tmp.chmod(0o755)  # mkdtemp made it 0700: apps run as their own users and must read it
             tmp.rename(target)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+            if "scratch" in locals():
+                shutil.rmtree(scratch, ignore_errors=True)

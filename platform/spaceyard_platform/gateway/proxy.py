@@ -48,6 +48,7 @@ import aiohttp
 from prometheus_client import Counter
 from yarl import URL
 
+from spaceyard_runtime import netns
 from spaceyard_runtime.api import Endpoint
 
 from ..settings import Settings
@@ -366,22 +367,32 @@ class Gateway:
     def _session_get(self) -> aiohttp.ClientSession:
         session = self._session
         if session is None or session.closed:
-            s = self.settings
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30, ttl_dns_cache=10)
-            session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, connect=None, sock_connect=s.upstream_connect_timeout, sock_read=s.stream_idle_timeout
-                ),
-                auto_decompress=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-                max_line_size=65536,
-                max_field_size=65536,
-                read_bufsize=2**16,
-            )
-            self._session = session
+            session = self._session = self._new_session(connector)
         return session
+
+    def _netns_session(self, token: str) -> aiohttp.ClientSession:
+        """A one-off session whose sockets are made inside an app's own network namespace (local sandbox);
+        never pooled, so a connection can never be reused for another app with the same address."""
+        connector = aiohttp.TCPConnector(
+            force_close=True, socket_factory=lambda info: netns.socket_in(token, info[0], info[1])
+        )
+        return self._new_session(connector)
+
+    def _new_session(self, connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
+        s = self.settings
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(
+                total=None, connect=None, sock_connect=s.upstream_connect_timeout, sock_read=s.stream_idle_timeout
+            ),
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            max_line_size=65536,
+            max_field_size=65536,
+            read_bufsize=2**16,
+        )
 
     def _forward_headers(
         self, scope: Scope, match: _Match, route: Route, *, websocket_: bool = False
@@ -601,7 +612,7 @@ class Gateway:
         pool = self._pool_get()
         conn: UpstreamConnection | None = None
         try:
-            conn = await pool.acquire(endpoint.host, endpoint.port)
+            conn = await pool.acquire(endpoint.host, endpoint.port, netns=endpoint.netns)
             if framing == 0:
                 conn.write(head_bytes)
                 try:
@@ -613,7 +624,7 @@ class Gateway:
                         raise
                     # the app closed this idle keep-alive connection meanwhile: once more on a new one
                     conn.abort()
-                    conn = await pool.acquire(endpoint.host, endpoint.port, fresh=True)
+                    conn = await pool.acquire(endpoint.host, endpoint.port, fresh=True, netns=endpoint.netns)
                     conn.write(head_bytes)
                     status, raw_headers = await conn.response_head()
             else:
@@ -727,9 +738,18 @@ class Gateway:
         url = URL(f"http://{endpoint.host}:{endpoint.port}{target.decode('latin-1')}", encoded=True)
         forward = self._forward_headers(scope, match, route, websocket_=True)
         with route.busy():  # an open websocket keeps its Space awake, quiet or not
-            await websocket.relay(
-                self._session_get(), scope, receive, send, url, forward, route, self.settings.stream_idle_timeout
-            )
+            if endpoint.netns is None:
+                await websocket.relay(
+                    self._session_get(), scope, receive, send, url, forward, route, self.settings.stream_idle_timeout
+                )
+                return
+            session = self._netns_session(endpoint.netns)
+            try:
+                await websocket.relay(
+                    session, scope, receive, send, url, forward, route, self.settings.stream_idle_timeout
+                )
+            finally:
+                await session.close()
 
 
 async def _send_body(receive: Receive, conn: UpstreamConnection, *, chunked: bool) -> bool:

@@ -31,6 +31,10 @@ import socket
 
 import httptools
 
+from spaceyard_runtime import netns
+
+PoolKey = tuple[str, int, str | None]
+"""``(host, port, network namespace token)``: connections are pooled per app."""
 HIGH_WATER = 1 << 20
 LOW_WATER = 1 << 18
 
@@ -73,7 +77,7 @@ class UpstreamConnection(asyncio.Protocol):
     )
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, pool: UpstreamPool, pool_key: tuple[str, int], idle_timeout: float
+        self, loop: asyncio.AbstractEventLoop, pool: UpstreamPool, pool_key: PoolKey, idle_timeout: float
     ) -> None:
         self.loop = loop
         self.pool = pool
@@ -307,10 +311,14 @@ class UpstreamPool:
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.max_idle = max_idle_per_upstream
-        self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
+        self._idle: dict[PoolKey, list[UpstreamConnection]] = {}
 
-    async def acquire(self, host: str, port: int, *, fresh: bool = False) -> UpstreamConnection:
-        key = (host, port)
+    async def acquire(
+        self, host: str, port: int, *, fresh: bool = False, netns: str | None = None
+    ) -> UpstreamConnection:
+        """``netns``: the app listens in its own network namespace (local sandbox): the socket is created
+        there (:mod:`spaceyard_runtime.netns`), then used like any other."""
+        key = (host, port, netns)
         if not fresh:
             idle = self._idle.get(key)
             while idle:
@@ -322,15 +330,21 @@ class UpstreamPool:
                     return conn
         loop = asyncio.get_running_loop()
         try:
-            _, protocol = await asyncio.wait_for(
-                loop.create_connection(lambda: UpstreamConnection(loop, self, key, self.idle_timeout), host, port),
-                self.connect_timeout,
-            )
+            _, protocol = await asyncio.wait_for(self._connect(loop, key), self.connect_timeout)
         except TimeoutError as exc:
             raise UpstreamTimeout(f"connecting to the app took over {self.connect_timeout:g} s") from exc
         except OSError as exc:
             raise UpstreamError(f"cannot connect to the app: {exc.strerror or exc}") from exc
         return protocol
+
+    async def _connect(
+        self, loop: asyncio.AbstractEventLoop, key: PoolKey
+    ) -> tuple[asyncio.BaseTransport, UpstreamConnection]:
+        host, port, token = key
+        factory = lambda: UpstreamConnection(loop, self, key, self.idle_timeout)  # noqa: E731
+        if token is None:
+            return await loop.create_connection(factory, host, port)
+        return await loop.create_connection(factory, sock=await netns.connect(host, port, token))
 
     def release(self, conn: UpstreamConnection) -> None:
         """Back to the pool if the exchange ended cleanly, else closed."""

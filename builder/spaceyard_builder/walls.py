@@ -1,0 +1,201 @@
+"""Walls around build-time code (the local engine's ``uv`` runs, and every ``setup.py`` they execute).
+
+:class:`BuildWalls` is the contract, chosen by ``BuilderSettings.build_sandbox``:
+
+* :meth:`BuildWalls.prepare` readies what a build may write (its environment directory, the uv cache)
+  for the user builds run as;
+* :meth:`BuildWalls.command` wraps one command line so that it runs inside the walls, with the commit's
+  directory as its working directory;
+* :meth:`BuildWalls.env` is the whole environment a build command gets: never the worker's own (no
+  ``SPACEYARD_*`` variable, no platform secret), only what uv needs and the operator's package-index and
+  proxy settings (:data:`PASSED_THROUGH`).
+
+:class:`BwrapBuildWalls` (``bwrap``, the default; needs root) runs the command under bubblewrap in new
+pid, IPC, UTS, mount and cgroup namespaces as the unprivileged :data:`BUILD_UID` (``setpriv``: no
+capabilities, ``no_new_privs``), seeing the system (``/usr``, a few files of ``/etc``), the interpreter
+and the uv binary, the commit read-only, and only its own environment directory and the uv cache
+writable: nothing else of ``DATA_DIR`` (no ``secret.key``, no database, no other Space). It keeps the
+host's network, since it must reach the package index: what else it may reach is the operator's
+firewall (``docs/security.md``). :class:`NoBuildWalls` (``none``) only cleans the environment.
+
+:func:`public_text` removes host paths from what a build prints, since the build log and ``BUILD_ERROR``
+are public for a public Space.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+BUILD_UID = 19_999_000
+"""The host uid (and gid) every sandboxed build runs as: no account, no Space's app (those start at
+20,000,000)."""
+PASSED_THROUGH = (
+    "UV_INDEX_URL",
+    "UV_EXTRA_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_INDEX",
+    "UV_NATIVE_TLS",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "SSL_CERT_FILE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+)
+"""The worker's variables a build gets: where the package index is and how to reach it (operator's)."""
+ETC_FILES = (
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/nsswitch.conf",
+    "/etc/host.conf",
+    "/etc/gai.conf",
+    "/etc/protocols",
+    "/etc/services",
+    "/etc/localtime",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/alternatives",
+)
+
+
+def public_text(text: str, paths: dict[str, str]) -> str:
+    """``text`` with each host path in ``paths`` (longest first) replaced by its public name."""
+    for path in sorted(paths, key=len, reverse=True):
+        if path:
+            text = text.replace(path, paths[path])
+    return text
+
+
+class BuildWalls(abc.ABC):
+    """Walls around build-time code. See the module docstring for the contract."""
+
+    name = "abstract"
+
+    def env(self, cache_dir: Path | None) -> dict[str, str]:
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": "/tmp",
+            "LANG": "C.UTF-8",
+            "TMPDIR": "/tmp",
+            "UV_PYTHON_DOWNLOADS": "never",
+            "UV_NO_PROGRESS": "1",
+            "NO_COLOR": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.update({k: v for k, v in os.environ.items() if k in PASSED_THROUGH})
+        if cache_dir is not None:
+            env["UV_CACHE_DIR"] = str(cache_dir)
+        return env
+
+    @abc.abstractmethod
+    def prepare(self, writable: list[Path], scratch: tuple[Path, ...] = ()) -> None:
+        """Make ``writable`` (recursively) and the directories of ``scratch`` (a tree of hard links: its
+        files stay as they are) the build user's."""
+
+    @abc.abstractmethod
+    def command(self, argv: list[str], *, cwd: Path, ro: list[Path], rw: list[Path]) -> list[str]: ...
+
+
+class NoBuildWalls(BuildWalls):
+    """Clean environment only; build-time code runs as the worker's user and sees its files."""
+
+    name = "none"
+
+    def env(self, cache_dir: Path | None) -> dict[str, str]:
+        env = super().env(cache_dir)
+        env["HOME"] = env["TMPDIR"] = os.environ.get("TMPDIR", "/tmp")
+        return env
+
+    def prepare(self, writable: list[Path], scratch: tuple[Path, ...] = ()) -> None:
+        for path in writable:
+            path.mkdir(parents=True, exist_ok=True)
+
+    def command(self, argv: list[str], *, cwd: Path, ro: list[Path], rw: list[Path]) -> list[str]:
+        return argv
+
+
+class BwrapBuildWalls(BuildWalls):
+    name = "bwrap"
+
+    def __init__(self) -> None:
+        self.bwrap = shutil.which("bwrap")
+        self.setpriv = shutil.which("setpriv")
+
+    def check(self) -> None:
+        from .errors import BuildFailed
+
+        if os.geteuid() != 0 or not self.bwrap or not self.setpriv:
+            raise BuildFailed(
+                "the build sandbox needs root, bubblewrap and setpriv on the build machine; set "
+                "SPACEYARD_BUILD_SANDBOX=none to build without walls (trusted Spaces only)"
+            )
+
+    def prepare(self, writable: list[Path], scratch: tuple[Path, ...] = ()) -> None:
+        self.check()
+        for path in writable:
+            path.mkdir(parents=True, exist_ok=True)
+            if path.stat().st_uid != BUILD_UID:
+                for root, dirs, files in os.walk(path):
+                    for entry in (root, *(os.path.join(root, n) for n in dirs + files)):
+                        with contextlib.suppress(OSError):
+                            os.lchown(entry, BUILD_UID, BUILD_UID)
+        for tree in scratch:
+            for root, _dirs, _files in os.walk(tree):
+                os.lchown(root, BUILD_UID, BUILD_UID)
+
+    def command(self, argv: list[str], *, cwd: Path, ro: list[Path], rw: list[Path]) -> list[str]:
+        assert self.bwrap and self.setpriv
+        args = [
+            self.bwrap,
+            "--die-with-parent",
+            "--new-session",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--hostname",
+            "build",
+            "--ro-bind",
+            "/usr",
+            "/usr",
+        ]
+        for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+            if os.path.islink(top):
+                args += ["--symlink", os.readlink(top), top]
+            elif os.path.isdir(top):
+                args += ["--ro-bind", top, top]
+        args += ["--perms", "0755", "--dir", "/etc"]
+        for etc in ETC_FILES:
+            args += ["--ro-bind-try", etc, etc]
+        args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm"]
+        args += ["--perms", "1777", "--tmpfs", "/tmp"]
+        made = {"/", "/usr", "/etc", "/proc", "/dev", "/tmp", "/bin", "/sbin", "/lib", "/lib64"}
+        binds = [("--ro-bind", p) for p in ro if not p.is_relative_to("/usr")] + [("--bind", p) for p in rw]
+        for _, bound in binds:
+            for parent in reversed(bound.parents):
+                if str(parent) not in made:
+                    made.add(str(parent))
+                    args += ["--perms", "0755", "--dir", str(parent)]
+        for flag, bound in binds:
+            args += [flag, str(bound), str(bound)]
+        args += ["--chdir", str(cwd), "--", self.setpriv, f"--reuid={BUILD_UID}", f"--regid={BUILD_UID}"]
+        args += ["--clear-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", *argv]
+        return args
+
+
+def create_walls(kind: str) -> BuildWalls:
+    """The one place that maps ``BuilderSettings.build_sandbox`` to a class."""
+    return NoBuildWalls() if kind == "none" else BwrapBuildWalls()
+
+
+__all__ = ["BUILD_UID", "BuildWalls", "BwrapBuildWalls", "NoBuildWalls", "create_walls", "public_text"]

@@ -1,0 +1,8 @@
+import gradio as gr
+
+
+def greet(name):
+    return "Hello " + name
+
+
+gr.Interface(greet, "text", "text").launch()
