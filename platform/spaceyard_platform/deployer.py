@@ -737,6 +737,7 @@ class Deployer:
                 else:
                     space = await asyncio.to_thread(self._get_space, state.pk)
                     handle = await self.runtime.start(await self._spec(space, serving), sink)
+                launched = time.monotonic()
                 try:
                     await self._await_ready(state.pk, handle, self._start_timeout(serving))
                 except asyncio.CancelledError:  # paused or deleted while waking
@@ -757,7 +758,10 @@ class Deployer:
                     route.touch()
                 fut.set_result(handle.endpoint)
                 metrics.WAKES.labels(space=state.space_id, mode=handle.start_mode).inc()
-                metrics.WAKE_SECONDS.labels(space=state.space_id).observe(time.monotonic() - started)
+                ready = time.monotonic()
+                metrics.WAKE_SECONDS.labels(space=state.space_id).observe(ready - started)
+                metrics.WAKE_PHASE_SECONDS.labels(phase="start", mode=handle.start_mode).observe(launched - started)
+                metrics.WAKE_PHASE_SECONDS.labels(phase="ready", mode=handle.start_mode).observe(ready - launched)
                 self._watch(state, handle)
                 await starting
                 saved = await self._save_stage(state.pk, "RUNNING", None, run_log_key=run_key)

@@ -23,6 +23,14 @@ WAKE_SECONDS = Histogram(
     buckets=(0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
     registry=REGISTRY,
 )
+WAKE_PHASE_SECONDS = Histogram(
+    "spaceyard_wake_phase_seconds",
+    "A wake split into its phases: 'start' (the runtime's start or resume returned: process fork or spawn, "
+    "container start, pod scheduled and created) and 'ready' (from there to the app answering its probe)",
+    ["phase", "mode"],
+    buckets=(0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
+    registry=REGISTRY,
+)
 SLEEPS = Counter("spaceyard_sleeps_total", "Spaces put to sleep after their idle time", ["space"], registry=REGISTRY)
 BUILDS = Counter("spaceyard_builds_total", "Finished builds", ["result"], registry=REGISTRY)
 BUILD_SECONDS = Histogram(

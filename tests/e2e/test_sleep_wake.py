@@ -112,6 +112,8 @@ def test_fifty_concurrent_first_requests_cause_one_wake(server: Server, sleepy: 
     assert wakes(server, SPACE) - before == 1
     metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
     assert re.search(r'spaceyard_wake_duration_seconds_count\{space="admin/sleepy"\} [1-9]', metrics)
+    for phase in ("start", "ready"):  # the wake's phases, each observed once per wake
+        assert re.search(rf'spaceyard_wake_phase_seconds_count\{{mode="[a-z_-]+",phase="{phase}"\}} [1-9]', metrics)
 
 
 def test_a_paused_space_stays_paused(server: Server, sleepy: Path) -> None:
