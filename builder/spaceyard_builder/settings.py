@@ -5,12 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class BuilderSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SPACEYARD_", extra="ignore")
+
+    @field_validator("data_dir", "env_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        """State paths are absolute from here on: the sandboxes bind-mount them and children change directory."""
+        return value.absolute() if value is not None else None
 
     data_dir: Path = Field(Path(".data"), description="Root of all state (shared with the platform).")
     build_engine: Literal["local", "docker"] = Field(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from spaceyard_builder.settings import BuilderSettings
@@ -23,6 +23,12 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address the server listens on.")
     port: int = Field(8000, description="Port the server listens on (spaceyard up --port).")
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        """State paths are absolute from here on: the sandboxes bind-mount them and children change directory."""
+        return value.absolute() if value is not None else None
+
     data_dir: Path = Field(Path(".data"), description="Directory that holds all state.")
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default sqlite:///DATA_DIR/spaceyard.db. PostgreSQL in production."

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,6 +15,12 @@ class RuntimeSettings(BaseSettings):
     runtime: Literal["local", "docker", "kubernetes"] = Field(
         "local", description="Where Spaces run: local processes, Docker containers, or Kubernetes."
     )
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        """State paths are absolute from here on: the sandboxes bind-mount them and children change directory."""
+        return value.absolute() if value is not None else None
+
     data_dir: Path = Field(Path(".data"), description="Root of all state (shared with the platform).")
     app_host: str = Field("127.0.0.1", description="Address local apps bind to.")
     readiness_interval: float = Field(0.05, description="Seconds between readiness probes (<= 0.05).")
