@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import os
 import shutil
 import subprocess
@@ -39,8 +40,9 @@ BASE_IMAGE = os.environ.get("SPACEYARD_BASE_IMAGE", "spaceyard/python:3.11-bookw
 
 # One program, one image tag per behaviour. It handles SIGTERM (PID 1 ignores it otherwise), runs as
 # any uid on a read-only root filesystem, and prints a line per request so log streaming can be seen.
+# ``GET /walls`` answers what the process sees from inside its pod (tests/security/test_kubernetes_walls.py).
 TEST_APP = r"""
-import http.server, os, signal, sys, time
+import errno, http.server, json, os, signal, socket, sys, time
 
 mode = sys.argv[1]
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -56,9 +58,41 @@ if mode == "slow":
 port = int(os.environ.get("PORT", "7860"))
 
 
+def write_error(path):
+    try:
+        with open(path, "w") as f:
+            f.write("x")
+        return None
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno, str(exc.errno))
+
+
+def connect(host, port):
+    with socket.socket() as s:
+        s.settimeout(2)
+        return s.connect_ex((host, port))
+
+
+def walls():
+    status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
+    return {
+        "uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(), "groups": os.getgroups(),
+        "write_usr": write_error("/usr/probe"), "write_root": write_error("/probe"),
+        "write_tmp": write_error("/tmp/probe"),
+        "root_mount": [line.split()[3].split(",") for line in open("/proc/self/mounts") if line.split()[1] == "/"],
+        "service_account": os.path.exists("/var/run/secrets/kubernetes.io"),
+        "env": dict(os.environ),
+        "status": {k: status[k].strip() for k in ("NoNewPrivs", "CapEff", "CapPrm", "CapBnd", "CapAmb", "Seccomp")},
+        "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+        "loopback": {p: connect("127.0.0.1", p) for p in (6379, 5432)},
+    }
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = f"{mode} {os.environ.get('GREETING', 'hello')} {os.environ.get('TOKEN', '-')}\n".encode()
+        if self.path == "/walls":
+            body = json.dumps(walls()).encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
@@ -106,7 +140,9 @@ def build_test_images(registry: str) -> dict[str, str]:
     if docker is None:
         pytest.fail("the cluster tests build their images with the Docker engine: docker is not installed")
     ensure_base_image(BASE_IMAGE)
-    images = {mode: f"{registry}/spaceyard-test/app:{mode}" for mode in MODES}
+    # The tag carries the program's hash: nodes pull ``IfNotPresent``, so a changed program needs a new tag.
+    digest = hashlib.sha256(TEST_APP.encode()).hexdigest()[:12]
+    images = {mode: f"{registry}/spaceyard-test/app:{mode}-{digest}" for mode in MODES}
     with tempfile.TemporaryDirectory() as tmp:
         ctx = Path(tmp)
         (ctx / "app.py").write_text(TEST_APP)
