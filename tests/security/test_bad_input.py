@@ -84,7 +84,8 @@ def files_under(root: Path) -> set[str]:
 
 # ------------------------------------------------------------------------------ git argument injection
 def test_revision_injection_reaches_no_git_option(srv: Server) -> None:
-    static_space(srv, "admin/inject")
+    sha = static_space(srv, "admin/inject")
+    srv.wait_stage("admin/inject", {"RUNNING"}, sha=sha)  # the build's own files are written before we look
     before = files_under(srv.data_dir)
     for path in (
         "/spaces/admin/inject/commits/--output=x.txt",
