@@ -27,7 +27,13 @@ from spaceyard_runtime.local import LocalRuntime
 from spaceyard_runtime.sandbox import space_uid
 from spaceyard_runtime.settings import RuntimeSettings
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the local sandbox needs root")
+
+@pytest.fixture(autouse=True)
+def _root() -> None:
+    """The walls need root (bubblewrap, setpriv, cgroups): without it this is a failure, never a skip."""
+    if os.geteuid() != 0:
+        pytest.fail("the sandbox needs root: run the tests as root, as .ci/test does")
+
 
 APP = textwrap.dedent(
     """

@@ -24,8 +24,14 @@ from tests.support import ADMIN_TOKEN, Server, git, push, read_sse, start_server
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the local sandbox needs root (bubblewrap, setpriv, cgroups)"),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _root() -> None:
+    """The walls need root (bubblewrap, setpriv, cgroups): without it this is a failure, never a skip."""
+    if os.geteuid() != 0:
+        pytest.fail("the sandbox needs root: run the tests as root, as .ci/test does")
 HERE = Path(__file__).resolve().parent
 PROBER, VICTIM = "admin/prober", "admin/victim"
 VICTIM_SECRET = "victim-secret-5b1e0c"
