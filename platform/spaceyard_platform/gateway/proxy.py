@@ -239,14 +239,17 @@ class Gateway:
                 route.gradio_state.remember(key, version)
 
     @staticmethod
-    def _follow_state(scope: Scope, route: Route, endpoint: Endpoint, path: str) -> Endpoint:
-        """A cookie-less follow-up naming Gradio state the replaced version holds goes there."""
-        if route.previous is None or endpoint == route.previous:
-            return endpoint
-        key = gs.state_key(scope["method"], path)
-        if key is not None and route.gradio_state.version_of(key) == route.previous_version:
-            route.previous_used = time.monotonic()
-            return route.previous
+    def _follow_state(scope: Scope, route: Route, endpoint: Endpoint, path: str, body: bytes | None) -> Endpoint:
+        """A cookie-less follow-up naming Gradio state the replaced version holds goes there; a session a
+        ``queue/join`` names is remembered with the version it is sent to."""
+        if route.previous is not None and endpoint != route.previous:
+            key = gs.state_key(scope["method"], path, scope.get("query_string") or b"", body)
+            if key is not None and route.gradio_state.version_of(key) == route.previous_version:
+                route.previous_used = time.monotonic()
+                endpoint = route.previous
+        version = route.previous_version if endpoint == route.previous else route.version
+        for key in gs.asked_keys(scope["method"], path, body):
+            route.gradio_state.remember(key, version)
         return endpoint
 
     def _allowed(self, scope: Scope, route: Route, match: _Match) -> bool:
@@ -458,13 +461,14 @@ class Gateway:
             )
             return
         navigation = route.upstream is None and _is_navigation(scope)
+        body, receive = await gs.held_body(scope["method"], match.path, scope["headers"], receive)
         try:
             endpoint = await self._endpoint(route, NAVIGATION_PATIENCE if navigation else None)
             if route.version:
                 endpoint, stamp = self._pin_version(scope, route, endpoint, match.prefix)
                 if stamp is not None:
                     extra = [*extra, stamp]
-                endpoint = self._follow_state(scope, route, endpoint, match.path)
+                endpoint = self._follow_state(scope, route, endpoint, match.path, body)
         except WakeRefused as exc:
             await pages.send_page(
                 send,
