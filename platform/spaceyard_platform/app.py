@@ -29,7 +29,7 @@ from spaceyard_builder.logstores import create_log_store
 from spaceyard_runtime.factory import create_runtime
 from spaceyard_runtime.flavors import load_flavors
 
-from . import githttp, metrics, oplog
+from . import githttp, hardware, metrics, oplog
 from .api import commits as commits_api
 from .api import files as files_api
 from .api import history as history_api
@@ -39,6 +39,7 @@ from .api import logs as logs_api
 from .api import repos as repos_api
 from .api import settings_api
 from .api import spaces as spaces_api
+from .api import storage as storage_api
 from .api import unsupported as unsupported_api
 from .api import users as users_api
 from .auth import can_read, create_token, ensure_user, resolve_token
@@ -131,6 +132,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     settings = settings or Settings()
     oplog.configure(settings.log_format)
     routes = RouteTable()
+    pages.TEMPLATES.env.globals["flavor_unavailable"] = hardware.for_page
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -228,6 +230,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         users_api.router,
         logs_api.router,
         lifecycle_api.router,
+        storage_api.router,
         spaces_api.router,
         pages.router,
         rawfiles.router,

@@ -38,7 +38,7 @@ from spaceyard_runtime.api import AppHandle, AppSpec, AppState, Endpoint, Flavor
 from spaceyard_runtime.errors import CapacityPending, RuntimeBackendError
 from spaceyard_runtime.idle import should_sleep
 
-from . import diskgc, hostpaths, metrics, oplog
+from . import diskgc, hostpaths, metrics, oplog, storage
 from .buildqueue import BuildQueue, BuildTimeout
 from .crypto import SecretBox
 from .db.models import Build, Space, SpaceSecret, SpaceVariable
@@ -495,6 +495,7 @@ class Deployer:
             app_port=serving.app_port,
             env=self._app_env(space, serving, secrets, variables),
             flavor=self.flavors.get(space.hardware) or Flavor(name=space.hardware),
+            storage=storage.spec_of(self.settings, space),  # persistent /data (storage.py)
         )
 
     def _run_sink(self, key: str) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from . import hardware
 from .api.common import find_space, iso, readable_space, writable_space
 from .api.repos import KeyValue, check_sleep_time, create_space, validate_key, validate_name
 from .auth import Principal
@@ -153,6 +154,7 @@ async def delete_variable(
 def check_flavor(svc: Services, flavor: str) -> None:
     if flavor not in svc.flavors:
         raise BadRequest(f"Invalid hardware flavor {flavor!r}. Valid flavors: {', '.join(svc.flavors)}")
+    hardware.check_available(svc, flavor)  # a GPU flavor without GPUs is refused with the reason
 
 
 async def set_hardware(

@@ -28,8 +28,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from .. import cancel
 from ..api import Artifact, BuildEngine, BuildLog, BuildRequest
 from ..errors import BuildFailed
 from ..lifeline import die_with_parent
@@ -125,6 +127,8 @@ class LocalEngine(BuildEngine):
 
     _deadline: float | None = None
     """``time.monotonic()`` by which the current build must be done (``build_timeout`` after it started)."""
+    _cancelled: Callable[[], bool] | None = None
+    """Whether the platform cancelled the current build (:mod:`spaceyard_builder.cancel`)."""
 
     def uv_cache(self) -> Path:
         """The uv cache builds use: ``uv_cache_dir``, else one next to the environments, owned by the build user
@@ -170,14 +174,23 @@ class LocalEngine(BuildEngine):
         )
         deadline = self._deadline if self._deadline is not None else time.monotonic() + self.settings.build_timeout
         expired = threading.Event()
+        cancelled = threading.Event()
+        done = threading.Event()
+        is_cancelled = self._cancelled
 
-        def expire() -> None:
-            expired.set()
-            proc.kill()
+        def watch() -> None:  # the deadline, and a cancel asked by the platform (the Space was deleted)
+            while not done.wait(min(cancel.POLL, max(0.0, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline:
+                    expired.set()
+                elif is_cancelled is not None and is_cancelled():
+                    cancelled.set()
+                else:
+                    continue
+                proc.kill()
+                return
 
-        timer = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
-        timer.daemon = True
-        timer.start()
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
         tail: list[str] = []
         assert proc.stdout is not None
         try:
@@ -187,7 +200,10 @@ class LocalEngine(BuildEngine):
                 tail = (tail + [line])[-15:]
             rc = proc.wait()
         finally:
-            timer.cancel()
+            done.set()
+            watcher.join()
+        if cancelled.is_set():
+            raise BuildFailed(f"{what}: {cancel.REASON}")
         if expired.is_set():
             raise BuildFailed(
                 f"{what} did not finish within the build deadline ({self.settings.build_timeout:g} s, "
@@ -273,6 +289,7 @@ class LocalEngine(BuildEngine):
                     "them, so the app gets this machine's packages. Use SPACEYARD_BUILD_ENGINE=docker to honour it."
                 )
         self._deadline = time.monotonic() + self.settings.build_timeout
+        self._cancelled = cancel.BuildCancel(self.settings).checker(request.build_id)
         python, python_version = self.resolve_python(config, log)
         resolved = self.resolution(config, source, python_version, log, refresh=request.no_cache)
         env_id = resolved.env_id

@@ -9,7 +9,7 @@ from fastapi import Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .. import lfsinfo
+from .. import lfsinfo, storage
 from ..auth import Principal, can_read, can_write
 from ..db.models import Space
 from ..deps import Services
@@ -66,7 +66,7 @@ def runtime_json(svc: Services, space: Space) -> dict[str, Any]:
             "current": None if static else (space.hardware if awake or (route and route.static_root) else None),
             "requested": None if static else space.hardware,
         },
-        "storage": None,
+        **storage.runtime_fields(space),
         "gcTimeout": None if static else gc,
         "replicas": {"requested": 1, "current": 1 if awake or static else 0},
         "devMode": False,

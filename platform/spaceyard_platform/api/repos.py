@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .. import names
+from .. import hardware as hardware_check
+from .. import names, spacecleanup
 from ..auth import Principal, can_write_namespace
 from ..db.models import Space, SpaceSecret, SpaceVariable
 from ..deps import PrincipalDep, Services, ServicesDep, SessionDep
@@ -118,6 +119,7 @@ def create_space(
     hardware = hardware or "cpu-basic"
     if hardware not in svc.flavors:
         raise BadRequest(f"Invalid hardware flavor {hardware!r}. Valid flavors: {', '.join(svc.flavors)}")
+    hardware_check.check_available(svc, hardware)
     if sleep_time is not None:
         check_sleep_time(sleep_time)
     if find_space(session, owner, name) is not None:
@@ -208,10 +210,12 @@ async def delete_repo(body: DeleteRepo, svc: ServicesDep, session: SessionDep, p
     owner = body.organization or (principal.name if principal else "")
     space = writable_space(session, principal, owner, body.name)
     pk = space.id
+    gone = spacecleanup.prepare(svc, session, space)  # notes its builds, cancels a running one
     session.delete(space)
     session.commit()
     await svc.deployer.delete(pk)
     await asyncio.to_thread(svc.repos.delete, owner, body.name)
+    await spacecleanup.purge(svc, gone)  # logs, HOME/TMP, /data, build files (spacecleanup.py)
     return JSONResponse("OK")
 
 
