@@ -23,6 +23,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -171,7 +172,13 @@ class LocalEngine(BuildEngine):
             text=True,
             bufsize=1,
             preexec_fn=die_with_parent(),  # installers die with the worker
+            process_group=0,  # ended as a group: what uv starts (build backends) goes with it
         )
+
+        def kill_group() -> None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
         deadline = self._deadline if self._deadline is not None else time.monotonic() + self.settings.build_timeout
         expired = threading.Event()
         cancelled = threading.Event()
@@ -186,7 +193,7 @@ class LocalEngine(BuildEngine):
                     cancelled.set()
                 else:
                     continue
-                proc.kill()
+                kill_group()
                 return
 
         watcher = threading.Thread(target=watch, daemon=True)
@@ -202,6 +209,7 @@ class LocalEngine(BuildEngine):
         finally:
             done.set()
             watcher.join()
+            kill_group()  # a step that ended (or was killed) leaves nothing of its own running
         if cancelled.is_set():
             raise BuildFailed(f"{what}: {cancel.REASON}")
         if expired.is_set():
