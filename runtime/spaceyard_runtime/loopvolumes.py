@@ -62,12 +62,15 @@ class LoopVolumes:
                     os.chown(mount, uid, uid)
                 return mount
             size = max(storage.size_bytes, MIN_BYTES)
-            if not image.exists():
+            fresh = not image.exists()
+            if fresh:
                 with open(image, "wb") as f:
                     f.truncate(size)
                 _run(["mkfs.ext4", "-q", "-F", "-m", "0", "-E", f"root_owner={uid}:{uid}", str(image)])
             if not os.path.ismount(mount):
                 _run(["mount", "-o", "loop,nosuid,nodev,noatime", str(image), str(mount)])
+            if fresh:  # an empty /data, as the app expects (e2fsck makes it again if it ever needs it)
+                shutil.rmtree(mount / "lost+found", ignore_errors=True)
             if image.stat().st_size < size:
                 self._grow(image, mount, size)
             if mount.stat().st_uid != uid:  # the Space's uid is derived from its id: a rename changes it
