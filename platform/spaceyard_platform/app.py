@@ -42,7 +42,7 @@ from .api import spaces as spaces_api
 from .api import unsupported as unsupported_api
 from .api import users as users_api
 from .auth import can_read, create_token, ensure_user, resolve_token
-from .buildqueue import BuildQueue
+from .buildqueue import CeleryBuildQueue
 from .crypto import SecretBox, hash_token, load_or_create_key, new_token
 from .db.models import Space, Token
 from .db.session import Database
@@ -150,7 +150,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         routes,
         create_runtime(settings.runtime()),
         log_store,
-        BuildQueue(builder_settings),
+        CeleryBuildQueue(builder_settings),
         secretbox,
         flavors,
         activity=activity,
