@@ -3,6 +3,7 @@ configuration error and bad input are not. Real git repository, engine doubles, 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ class Flaky(BuildEngine):
 @pytest.fixture
 def delays(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     waited: list[float] = []
-    monkeypatch.setattr(pipeline.time, "sleep", waited.append)  # the backoff, recorded instead of slept
+    monkeypatch.setattr(time, "sleep", waited.append)  # the backoff (pipeline.time.sleep), recorded, not slept
     return waited
 
 
