@@ -414,3 +414,30 @@ async def test_restart_recovery_deploys_a_build_that_finished_but_never_served(l
     await lab.deployer.start()
     await lab.until(Stage.RUNNING)
     assert lab.space().serving_build_id == built and lab.route().upstream is not None
+
+
+async def test_the_old_version_dying_after_a_failed_build_is_a_runtime_error(lab: Lab) -> None:
+    await lab.push_and_build("d4" * 20)
+    await lab.until(Stage.RUNNING)
+    await lab.deployer.request_build(lab.pk, "e5" * 20)
+    lab.queue.finish(lab.queue.submitted[-1], ok=False, stage="BUILD_ERROR", reason="pip failed")
+    await lab.until(Stage.BUILD_ERROR)
+    handle = lab.deployer.current_handle(lab.pk)
+    assert handle is not None  # the old version still serves
+    lab.runtime.exited.add(handle.backend_id)
+    space = await lab.until(Stage.RUNTIME_ERROR)
+    assert "killed" in (space.error_message or "") and lab.route().upstream is None
+
+
+async def test_restarting_a_static_space_after_a_failed_build(lab: Lab) -> None:
+    static = {"sdk": "static", "artifact": "static:site", "app_file": "index.html", "config": {"sdk": "static"}}
+    await lab.deployer.request_build(lab.pk, "f6" * 20)
+    lab.queue.finish(lab.queue.submitted[-1], **static)
+    await lab.until(Stage.RUNNING)
+    assert lab.route().static_root == Path("/src")
+    await lab.deployer.request_build(lab.pk, "a7" * 20)
+    lab.queue.finish(lab.queue.submitted[-1], ok=False, stage="CONFIG_ERROR", reason="bad README")
+    await lab.until(Stage.CONFIG_ERROR)
+    await lab.deployer.restart(lab.pk)  # serves the last good version again
+    assert lab.space().stage == Stage.RUNNING and lab.route().static_root == Path("/src")
+    assert lab.runtime.started == []  # static files need no app

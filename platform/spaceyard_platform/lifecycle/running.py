@@ -47,6 +47,8 @@ class Running(LifecycleCore):
             if serving.sdk == "static":
                 old = state.handle
                 state.serving, state.handle, state.suspended = serving, None, None
+                if not stages.allowed(state.stage, Stage.RUNNING):  # a restart after a failed build
+                    await self._save_stage(space.id, Stage.APP_STARTING, None)
                 self._publish_full(space, state, Stage.RUNNING)  # served at once; the stage is recorded next
                 await self._save_stage(space.id, Stage.RUNNING, None, serving_build_id=serving.build_id)
                 if old is not None:

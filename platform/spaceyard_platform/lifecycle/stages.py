@@ -12,9 +12,10 @@ new reason)::
     * -> CONFIG_ERROR | NO_APP_FILE | BUILD_ERROR       a build ended: recorded whatever happened meanwhile
     * -> APP_STARTING | RUNNING_APP_STARTING            a version starts (deploy, restart, wake)
     * -> PAUSED                                         the owner paused it
-    starting | building | build errors | SLEEPING -> SCHEDULING          a start waits for capacity
+    starting | building | errors | SLEEPING -> SCHEDULING                a start waits for capacity
     starting | building | serving | SLEEPING | PAUSED | RUNTIME_ERROR -> RUNNING   a version serves
-    starting | building | serving | SLEEPING -> RUNTIME_ERROR            a start failed, or the app died
+    starting | building | serving | build errors | SLEEPING -> RUNTIME_ERROR
+                                                        a start failed, or the serving app died
     starting | serving -> SLEEPING                      idle (and restart recovery: nothing runs any more)
 
 (``starting`` = APP_STARTING, RUNNING_APP_STARTING, SCHEDULING; ``serving`` = RUNNING, RUNNING_BUILDING,
@@ -22,7 +23,9 @@ RUNNING_APP_STARTING; ``building`` = BUILDING, RUNNING_BUILDING.) Refused, for e
 (``NO_APP_FILE``) or a failed build straight to ``RUNNING``; a paused Space to ``SLEEPING``,
 ``SCHEDULING`` or ``RUNTIME_ERROR``; anything to ``STOPPED`` or ``DELETING`` (Hub stages Spaceyard never
 writes). A wake records ``APP_STARTING`` off the visitors' critical path, so a capacity wait may be
-recorded before it: hence ``SLEEPING`` and the build errors -> ``SCHEDULING``.
+recorded before it: hence ``SLEEPING`` and the errors -> ``SCHEDULING``. An older version keeps serving
+through a failed build, so the app dying then is a build error -> ``RUNTIME_ERROR``. A static version
+needs no start: it goes to ``RUNNING`` at once, through ``APP_STARTING`` only from a failed build.
 """
 
 from __future__ import annotations
@@ -109,9 +112,9 @@ _TO: dict[Stage, frozenset[Stage]] = {
     Stage.APP_STARTING: _ANY,
     Stage.RUNNING_APP_STARTING: _ANY,
     Stage.PAUSED: _ANY,
-    Stage.SCHEDULING: STARTING | BUILDING | BUILD_ERRORS | {Stage.SLEEPING},
+    Stage.SCHEDULING: STARTING | BUILDING | ERRORS | {Stage.SLEEPING},
     Stage.RUNNING: STARTING | BUILDING | SERVING | {Stage.SLEEPING, Stage.PAUSED, Stage.RUNTIME_ERROR},
-    Stage.RUNTIME_ERROR: STARTING | BUILDING | SERVING | {Stage.SLEEPING},
+    Stage.RUNTIME_ERROR: STARTING | BUILDING | SERVING | BUILD_ERRORS | {Stage.SLEEPING},
     Stage.SLEEPING: STARTING | SERVING,
 }
 """Allowed transitions, by target stage (see the module docstring)."""
