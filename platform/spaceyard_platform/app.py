@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
 from spaceyard_builder.logstores import create_log_store
+from spaceyard_runtime.api import Runtime
 from spaceyard_runtime.factory import create_runtime
 from spaceyard_runtime.flavors import load_flavors
 
@@ -127,7 +128,10 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def create_app(settings: Settings | None = None) -> ASGIApp:
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> ASGIApp:
+    """The platform for ``settings`` (the one settings root; read from the environment when omitted).
+    ``runtime`` runs the Spaces instead of the backend ``settings.runtime().runtime`` names (a plugin, or a
+    test's instrumented runtime); the app closes it on shutdown as it would its own."""
     settings = settings or Settings()
     oplog.configure(settings.log_format)
     routes = RouteTable()
@@ -157,7 +161,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             db,
             repos,
             routes,
-            create_runtime(settings.runtime()),
+            runtime or create_runtime(settings.runtime()),
             log_store,
             BuildQueue(builder_settings),
             secretbox,

@@ -121,6 +121,13 @@ def hub_label(owner: str, name: str) -> str:
     return f"{label[:_LABEL_HEAD].rstrip('-')}-{label_digest(owner, name)}"
 
 
+def default_subdomain(space_id: str) -> str:
+    """``Owner/My_Space`` -> ``owner-my-space``: :func:`hub_label` of a Space id. Not injective: a Space's
+    address is its stored label (``Space.app_label``), this is only its first choice."""
+    owner, _, name = space_id.partition("/")
+    return hub_label(owner, name)
+
+
 def subdomain_candidates(owner: str, name: str) -> Iterator[str]:
     """The Hub label first, then the digest form (always at most 63 characters)."""
     first = hub_label(owner, name)
