@@ -38,7 +38,7 @@ from spaceyard_runtime.api import AppHandle, AppSpec, AppState, Endpoint, Flavor
 from spaceyard_runtime.errors import CapacityPending, RuntimeBackendError
 from spaceyard_runtime.idle import should_sleep
 
-from . import diskgc, hostpaths, metrics, oplog
+from . import diskgc, hostpaths, metrics, names, oplog
 from .buildqueue import BuildQueue, BuildTimeout
 from .crypto import SecretBox
 from .db.models import Build, Space, SpaceSecret, SpaceVariable
@@ -343,7 +343,8 @@ class Deployer:
             space_id=space.space_id,
             revision=revision,
             repo=str(self.repos.path(space.owner, space.name)),
-            log_key=f"build/{build_id}",
+            log_key=names.build_log_key(build_id),
+            source_folder=names.space_folder(space.space_id),
             variables=variables,
             # read by the worker, never queued; only asked for when the Space has secrets
             secrets_ref=space.id if space.sdk == "docker" and has_secrets else None,
@@ -495,6 +496,8 @@ class Deployer:
             app_port=serving.app_port,
             env=self._app_env(space, serving, secrets, variables),
             flavor=self.flavors.get(space.hardware) or Flavor(name=space.hardware),
+            slug=names.runtime_slug(space.space_id),
+            source_folder=names.space_folder(space.space_id),
         )
 
     def _run_sink(self, key: str) -> Any:
@@ -520,7 +523,7 @@ class Deployer:
             self._cancel_start(state)
             was_serving = state.handle is not None
             await self._save_stage(space.id, "RUNNING_APP_STARTING" if was_serving else "APP_STARTING", None)
-            run_key = f"run/{space.owner}--{space.name}/{serving.build_id}-{int(time.time() * 1000)}"
+            run_key = names.run_log_key(space.space_id, serving.build_id, int(time.time() * 1000))
             starting = self._spawn(self._start_version(space, state, serving, run_key))
             state.starting = starting
         try:
@@ -728,7 +731,7 @@ class Deployer:
                 serving = state.serving
                 assert serving is not None
                 owner, _, name = state.space_id.partition("/")
-                run_key = f"run/{owner}--{name}/{serving.build_id}-{int(time.time() * 1000)}"
+                run_key = names.run_log_key(f"{owner}/{name}", serving.build_id, int(time.time() * 1000))
                 sink = self._run_sink(run_key)
                 # Stage changes are recorded off the critical path: the held visitors wait for the app only.
                 starting = self._spawn(self._save_stage(state.pk, "APP_STARTING", None))
@@ -909,8 +912,7 @@ class Deployer:
             state.latest_build = None
         self.routes.remove(state.space_id)
         # its exported commits go with it (environments are shared by content: kept for other Spaces)
-        owner, _, name = state.space_id.partition("/")
-        sources = self.settings.data_dir / "sources" / f"{owner}--{name}"
+        sources = self.settings.data_dir / "sources" / names.space_folder(state.space_id)
         await asyncio.to_thread(shutil.rmtree, sources, True)
 
     def register(self, space: Space) -> None:

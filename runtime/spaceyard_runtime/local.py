@@ -413,7 +413,7 @@ class LocalRuntime(Runtime):
         if spec.app_dir is None:
             return Path(spec.artifact).resolve()
         app_dir = Path(spec.app_dir).resolve()
-        return app_dir.parent if app_dir.parent.name == spec.space_id.replace("/", "--") else app_dir
+        return app_dir.parent if app_dir.parent.name == spec.source_folder else app_dir
 
     def _fork_source(self, spec: AppSpec, plan: LaunchPlan) -> tuple[Zygote | None, str]:
         """A warm parent to fork this app from, or ``None`` and why not."""

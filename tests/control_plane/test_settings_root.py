@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
+from starlette.types import Message
 
 from spaceyard_builder.settings import BuilderSettings
 from spaceyard_platform.app import create_app
@@ -80,17 +80,20 @@ class ClosingRuntime(FakeRuntime):
 async def test_app_factory_takes_a_runtime_instance(tmp_path: Path) -> None:
     runtime = ClosingRuntime()
     app = create_app(Settings(data_dir=tmp_path, embedded_worker=False, gc_interval=0), runtime=runtime)
-    received: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    sent: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    received: asyncio.Queue[Message] = asyncio.Queue()
+    sent: asyncio.Queue[Message] = asyncio.Queue()
     await received.put({"type": "lifespan.startup"})
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         return await received.get()
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         await sent.put(message)
 
-    task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send))
+    async def serve() -> None:
+        await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+
+    task = asyncio.create_task(serve())
     assert (await asyncio.wait_for(sent.get(), 30))["type"] == "lifespan.startup.complete"
     assert not runtime.closed
     await received.put({"type": "lifespan.shutdown"})
