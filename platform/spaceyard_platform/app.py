@@ -58,9 +58,9 @@ from .gateway.timing import GatewayMetrics
 from .limits import BodyLimit
 from .private import prepare_data_dir
 from .repos import RepoStore
+from .sessions import resolve_session, resolve_session_ref
 from .settings import Settings
 from .web import appauth, editing, forms, pages, rawfiles
-from .web.sessions import resolve_session, resolve_session_ref
 from .xet import api as xet_api
 
 log = logging.getLogger("spaceyard")
