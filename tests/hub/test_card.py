@@ -16,6 +16,6 @@ def test_bom_and_crlf_readme_card_parses(server: Server, admin_api: HfApi) -> No
     admin_api.upload_file(path_or_fileobj=README, path_in_repo="README.md", repo_id=repo_id, repo_type="space")
     info = admin_api.space_info(repo_id)
     assert info.card_data is not None
-    card = info.card_data.to_dict()
+    card = info.card_data
     assert card["title"] == "Saved on Windows" and card["sdk"] == "static" and card["colorFrom"] == "red"
     admin_api.delete_repo(repo_id, repo_type="space")
