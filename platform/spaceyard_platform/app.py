@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
 from spaceyard_builder.logstores import create_log_store
+from spaceyard_runtime.api import Runtime
 from spaceyard_runtime.factory import create_runtime
 from spaceyard_runtime.flavors import load_flavors
 
@@ -58,9 +59,9 @@ from .gateway.timing import GatewayMetrics
 from .limits import BodyLimit
 from .private import prepare_data_dir
 from .repos import RepoStore
+from .sessions import resolve_session, resolve_session_ref
 from .settings import Settings
 from .web import appauth, editing, forms, pages, rawfiles
-from .web.sessions import resolve_session, resolve_session_ref
 from .xet import api as xet_api
 
 log = logging.getLogger("spaceyard")
@@ -128,7 +129,10 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def create_app(settings: Settings | None = None) -> ASGIApp:
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> ASGIApp:
+    """The platform for ``settings`` (the one settings root; read from the environment when omitted).
+    ``runtime`` runs the Spaces instead of the backend ``settings.runtime().runtime`` names (a plugin, or a
+    test's instrumented runtime); the app closes it on shutdown as it would its own."""
     settings = settings or Settings()
     oplog.configure(settings.log_format)
     # Everything is built here, wired explicitly; the lifespan only starts and stops it.
@@ -148,7 +152,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         db,
         repos,
         routes,
-        create_runtime(settings.runtime()),
+        runtime or create_runtime(settings.runtime()),
         log_store,
         CeleryBuildQueue(builder_settings),
         secretbox,

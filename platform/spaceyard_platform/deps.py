@@ -16,8 +16,8 @@ from .crypto import SecretBox
 from .db.session import Database
 from .gateway.routes import RouteTable
 from .repos import RepoStore
+from .sessions import CSRF_HEADER, SAFE_METHODS, csrf_ok, resolve_session, session_cookie_name
 from .settings import Settings
-from .web.sessions import CSRF_HEADER, SAFE_METHODS, csrf_ok, resolve_session, session_cookie_name
 
 if TYPE_CHECKING:
     from spaceyard_runtime.api import Flavor

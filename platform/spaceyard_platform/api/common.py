@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request
@@ -14,14 +13,7 @@ from ..auth import Principal, can_read, can_write
 from ..db.models import Space
 from ..deps import Services
 from ..errors import Forbidden, RepoNotFound, Unauthorized
-
-
-def iso(dt: datetime | None) -> str | None:
-    if dt is None:
-        return None
-    if dt.tzinfo is None:  # SQLite hands back naive datetimes; they are UTC
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+from ..timestamps import iso as iso  # also used by spaces_service (until it imports timestamps)
 
 
 def public_base(request: Request, svc: Services) -> str:

@@ -13,6 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from spaceyard_builder.spaceconfig import SDKS as SDKS  # the one list (web/pages imports it from here)
+
 from .. import names
 from ..auth import Principal, can_write_namespace
 from ..db.models import Space, SpaceSecret, SpaceVariable
@@ -22,7 +24,6 @@ from .common import find_space, public_base, writable_space
 
 router = APIRouter(prefix="/api/repos")
 
-SDKS = ("gradio", "streamlit", "docker", "static")
 
 
 class KeyValue(BaseModel):

@@ -130,7 +130,9 @@ class Build(Base):
 
     @property
     def log_key(self) -> str:
-        return f"build/{self.id}"
+        from ..names import build_log_key
+
+        return build_log_key(self.id)
 
 
 class SpaceSecret(Base):

@@ -35,8 +35,7 @@ from ..auth import (
 from ..db.models import Membership, Space, User
 from ..deps import ServicesDep, SessionDep, get_session
 from ..errors import Forbidden, PlatformError, RevisionNotFound
-from . import starters
-from .sessions import (
+from ..sessions import (
     SignedIn,
     clear_session_cookie,
     create_session,
@@ -48,6 +47,7 @@ from .sessions import (
     session_cookie_name,
     set_session_cookie,
 )
+from . import starters
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 STATIC_DIR = Path(__file__).parent / "static"
