@@ -23,7 +23,6 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address the server listens on.")
     port: int = Field(8000, description="Port the server listens on (spaceyard up --port).")
-
     @field_validator("data_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
