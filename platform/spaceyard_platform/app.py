@@ -59,7 +59,7 @@ from .limits import BodyLimit
 from .private import prepare_data_dir
 from .repos import RepoStore
 from .settings import Settings
-from .web import appauth, editing, forms, pages, rawfiles
+from .web import appauth, editing, explore, filepages, forms, newspace, rawfiles, render, repopages, signin, spacepages
 from .web.sessions import resolve_session, resolve_session_ref
 from .xet import api as xet_api
 
@@ -216,7 +216,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     def _health() -> dict[str, Any]:
         return {"ok": True}
 
-    app.mount("/static", StaticFiles(directory=str(pages.STATIC_DIR)), name="static")
+    app.mount("/static", StaticFiles(directory=str(render.STATIC_DIR)), name="static")
     for router in (
         unsupported_api.first_router,
         githttp.router,
@@ -232,12 +232,17 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         logs_api.router,
         lifecycle_api.router,
         spaces_api.router,
-        pages.router,
+        signin.router,
+        explore.router,
+        newspace.router,
+        spacepages.router,
+        filepages.router,
         rawfiles.router,
         editing.router,
         forms.router,
         appauth.router,
         unsupported_api.router,
+        repopages.router,  # last: a model's page is /OWNER/NAME
     ):
         app.include_router(router)
     return GatewayMetrics(Gateway(BodyLimit(app, settings), routes, settings))

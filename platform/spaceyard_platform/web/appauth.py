@@ -20,7 +20,7 @@ from ..auth import can_read
 from ..db.models import Space
 from ..deps import ServicesDep, SessionDep
 from ..gateway.access import AUTH_PATH
-from .pages import not_found, safe_next
+from .render import not_found, safe_next
 from .sessions import resolve_session, session_cookie_name, session_ref
 
 router = APIRouter(include_in_schema=False)
