@@ -241,6 +241,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         editing.router,
         forms.router,
         appauth.router,
+        hubrepos_api.late_router,
         unsupported_api.router,
         repopages.router,  # last: a model's page is /OWNER/NAME
     ):
