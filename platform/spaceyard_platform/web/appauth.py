@@ -21,7 +21,7 @@ from ..db.models import Space
 from ..deps import ServicesDep, SessionDep
 from ..gateway.access import AUTH_PATH
 from ..sessions import resolve_session, session_cookie_name, session_ref
-from .pages import not_found, safe_next
+from .render import not_found, safe_next
 
 router = APIRouter(include_in_schema=False)
 
