@@ -11,10 +11,12 @@ and shows ``SCHEDULING`` with the scheduler's reason while no GPU node is free.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .deps import Services
 from .errors import BadRequest
+
+if TYPE_CHECKING:
+    from .deps import Services
 
 
 def unavailable(svc: Services, name: str) -> str | None:

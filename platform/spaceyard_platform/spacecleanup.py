@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from spaceyard_builder.cancel import BuildCancel
 
+from . import names
 from .db.models import Build, Space
 from .deps import Services
 
@@ -52,8 +53,7 @@ class Gone:
 
     @property
     def slug(self) -> str:
-        owner, _, name = self.space_id.partition("/")
-        return f"{owner}--{name}"
+        return names.space_folder(self.space_id)
 
 
 def prepare(svc: Services, session: Session, space: Space) -> Gone:
@@ -73,7 +73,7 @@ def prepare(svc: Services, session: Session, space: Space) -> Gone:
 async def purge(svc: Services, gone: Gone) -> None:
     """Remove what :func:`prepare` noted, once the deployer has stopped the Space's apps."""
     runtime = svc.deployer.runtime
-    await runtime.purge(gone.space_id)
+    await runtime.purge(gone.space_id, names.runtime_slug(gone.space_id))
     await runtime.delete_volume(gone.pk)
     store = svc.log_store
     await asyncio.to_thread(store.delete_under, f"run/{gone.slug}")
@@ -111,5 +111,5 @@ def _forget_builds(svc: Services, gone: Gone) -> None:
     for build_id in gone.builds:
         if build_id in gone.unfinished and not cancel.started(build_id):
             continue  # still queued: the worker that takes it ends it at once and removes its files
-        svc.log_store.delete(f"build/{build_id}")
+        svc.log_store.delete(names.build_log_key(build_id))
         cancel.forget(build_id)

@@ -13,15 +13,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .api import AppSpec, StorageSpec
+from .api import StorageSpec
 from .loopvolumes import LoopVolumes
 from .sandbox import space_uid
 
 DATA_MOUNT = "/data"
-
-
-def slug_of(space_id: str) -> str:
-    return AppSpec(space_id=space_id, revision="", sdk="", artifact="").slug
 
 
 class SpaceFiles:
@@ -33,8 +29,8 @@ class SpaceFiles:
         """The host directory that is the Space's ``/data``: mounted, sized, owned by the Space's uid."""
         return self.volumes.ensure(storage, space_uid(space_id))
 
-    def purge(self, space_id: str) -> None:
-        shutil.rmtree(self.runtime_dir / "spaces" / slug_of(space_id), ignore_errors=True)
+    def purge(self, space_id: str, slug: str) -> None:
+        shutil.rmtree(self.runtime_dir / "spaces" / slug, ignore_errors=True)
         shutil.rmtree(self.runtime_dir / "sandbox" / str(space_uid(space_id)), ignore_errors=True)
 
     def delete_volume(self, volume: str) -> None:

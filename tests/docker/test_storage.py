@@ -48,7 +48,8 @@ async def test_data_volume_survives_sleep_and_redeploy_is_limited_and_deleted(
     assert _exec(docker_client, handle.backend_id, "open('/data/kept', 'w').write('x'); print('written')") == "written"
 
     await runtime.suspend(handle)  # sleep
-    handle = await runtime.resume(handle, [].append)
+    lines: list[str] = []
+    handle = await runtime.resume(handle, lines.append)
     await runtime.wait_ready(handle, 180)
     assert _exec(docker_client, handle.backend_id, "import os; print(os.listdir('/data'))") == "['kept']"
 

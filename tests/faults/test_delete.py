@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -25,7 +26,7 @@ from huggingface_hub import HfApi, Volume
 
 from tests.support import Server, commit_all, push, working_copy
 
-from .conftest import worker_pids
+from .conftest import Faulty, worker_pids
 from .helpers import build_log, wait_until
 
 APP = """import os
@@ -154,7 +155,9 @@ def _leftovers(data: Path, slug: str, build_ids: list[str]) -> list[str]:
     return found
 
 
-def test_kill_uv_kill_worker_then_delete_mid_build_leaves_nothing(faulty, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_kill_uv_kill_worker_then_delete_mid_build_leaves_nothing(
+    faulty: Callable[..., Faulty], tmp_path: Path
+) -> None:
     f = faulty(SPACEYARD_TEST_BUILD_SECONDS="0", SPACEYARD_STORAGE_TIERS='{"small": 16777216}')
     srv = f.start()
     api = HfApi(endpoint=srv.url, token=srv.token)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -16,6 +16,7 @@ from huggingface_hub import HfApi
 
 from tests.support import Server, commit_all, push, working_copy
 
+from .conftest import Faulty
 from .helpers import wait_until
 
 SPACE = "admin/keeps-data"
@@ -82,8 +83,8 @@ def unmount_after(tmp_path: Path) -> Iterator[None]:
 
 
 def test_data_survives_sleep_redeploy_restart_and_goes_with_the_space(
-    faulty, tmp_path: Path, unmount_after: None
-) -> None:  # type: ignore[no-untyped-def]
+    faulty: Callable[..., Faulty], tmp_path: Path, unmount_after: None
+) -> None:
     f = faulty(
         SPACEYARD_TEST_BUILD_SECONDS="0", SPACEYARD_STORAGE_TIERS=json.dumps({"small": 16 * MIB, "medium": 32 * MIB})
     )

@@ -6,11 +6,13 @@ second join of the same session, its heartbeat); new calls and new sessions go t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from .conftest import Faulty
 from .helpers import pushed_gradio, repush
 
 
@@ -34,7 +36,9 @@ def _fn_index(app: str, api_name: str) -> int:
     return next(i for i, dep in enumerate(config["dependencies"]) if dep.get("api_name") == api_name)
 
 
-def test_cookieless_follow_ups_reach_the_version_holding_their_state(faulty, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cookieless_follow_ups_reach_the_version_holding_their_state(
+    faulty: Callable[..., Faulty], tmp_path: Path
+) -> None:
     f = faulty(SPACEYARD_TEST_BUILD_SECONDS="0", SPACEYARD_VERSION_GRACE="60")
     srv = f.start()
     wc, v1 = pushed_gradio(srv, tmp_path, "admin/swap-state")

@@ -140,7 +140,9 @@ def test_hardware_and_sleep_time(server: Server, admin_api: HfApi, app: str) -> 
         admin_api.request_space_hardware(APP, SpaceHardware.T4_SMALL)
     assert admin_api.get_space_runtime(APP).requested_hardware != "t4-small"
     with pytest.raises(BadRequestError, match="not available on this deployment"):
-        admin_api.create_repo("admin/gpu-wish", repo_type="space", space_sdk="gradio", space_hardware="t4-small")
+        admin_api.create_repo(
+            "admin/gpu-wish", repo_type="space", space_sdk="gradio", space_hardware=SpaceHardware.T4_SMALL
+        )
     with pytest.raises(BadRequestError, match="cpu-upgrade"):
         admin_api.request_space_hardware(APP, "quantum-xl")  # type: ignore[arg-type]
     runtime = admin_api.request_space_hardware(APP, SpaceHardware.CPU_UPGRADE, sleep_time=3600)

@@ -47,7 +47,7 @@ def volume(dev_cluster: Cluster) -> Iterator[str]:
     dev_cluster.ensure_namespace(NAMESPACE)
     dev_cluster.reset(NAMESPACE)
     storage = k8s.StorageV1Api(dev_cluster.admin)
-    with_class = {
+    with_class: Any = {
         "apiVersion": "storage.k8s.io/v1",
         "kind": "StorageClass",
         "metadata": {"name": CLASS},
@@ -65,7 +65,7 @@ def volume(dev_cluster: Cluster) -> Iterator[str]:
     path = HOST_DIR / name
     path.mkdir(parents=True)
     shutil.chown(path, 1000, 1000)
-    pv = {
+    pv: Any = {
         "apiVersion": "v1",
         "kind": "PersistentVolume",
         "metadata": {"name": claim},
@@ -88,9 +88,8 @@ def volume(dev_cluster: Cluster) -> Iterator[str]:
 
 def _claim(cluster: Cluster, name: str) -> dict[str, Any] | None:
     try:
-        found: dict[str, Any] = cluster.admin.sanitize_for_serialization(
-            cluster.core.read_namespaced_persistent_volume_claim(name, NAMESPACE)
-        )
+        claim = cluster.core.read_namespaced_persistent_volume_claim(name, NAMESPACE)
+        found: dict[str, Any] = cluster.admin.sanitize_for_serialization(claim)  # type: ignore[no-untyped-call]
     except ApiException as exc:
         if exc.status == 404:
             return None

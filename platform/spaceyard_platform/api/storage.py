@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from .. import storage_service as storage
 from ..deps import PrincipalDep, ServicesDep, SessionDep
+from ..services import storage
 from .common import runtime_json
 
 router = APIRouter(prefix="/api/spaces")

@@ -12,7 +12,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from ..api import AppHandle, AppSpec, AppState, AppStatus, Endpoint, Flavor, LogSink, Runtime
+from ..api import AppHandle, AppSpec, AppState, AppStatus, Capabilities, Endpoint, Flavor, LogSink, Runtime
 from ..errors import AppCrashed, AppStartError, RuntimeBackendError
 from ..flavors import oom_message
 from ..output import startup_banner
@@ -45,6 +45,14 @@ class DockerRuntime(Runtime):
         self._client: docker.DockerClient | None = None
         self._apps: dict[str, DockerApp] = {}
         self._warned_route = False
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Containers outlive the platform (``load_state`` re-attaches), Docker restarts a crashed app
+        (``docker_restart_retries``), and a sleeping Space's stopped container is started again."""
+        return Capabilities(
+            reattach=True, restarts_crashed_apps=self.settings.docker_restart_retries > 0, wakes_in_place=True
+        )
 
     @property
     def client(self) -> docker.DockerClient:

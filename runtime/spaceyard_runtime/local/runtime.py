@@ -112,8 +112,8 @@ class LocalRuntime(Runtime):
         """End the Space's warm parents (and their sandboxes)."""
         await self.warm.forget(space_id)
 
-    async def purge(self, space_id: str) -> None:
-        await asyncio.to_thread(self.files.purge, space_id)
+    async def purge(self, space_id: str, slug: str) -> None:
+        await asyncio.to_thread(self.files.purge, space_id, slug)
 
     async def delete_volume(self, volume: str) -> None:
         await asyncio.to_thread(self.files.delete_volume, volume)

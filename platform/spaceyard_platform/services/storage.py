@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from .api.common import readable_space, writable_space
-from .auth import Principal
-from .db.models import Space
-from .deps import Services
-from .errors import BadRequest
-from .settings import Settings
-from .spaces_service import apply_env_change
-from .storage import DEFAULT_TIER, MOUNT, spec_of
+from ..auth import Principal
+from ..db.models import Space
+from ..errors import BadRequest
+from ..settings import Settings
+from ..storage import DEFAULT_TIER, MOUNT, spec_of
+from .lookup import readable_space, writable_space
+from .space_settings import apply_env_change
+
+if TYPE_CHECKING:
+    from ..deps import Services
 
 
 def _check_tier(settings: Settings, space: Space, tier: str) -> None:
