@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
+from kubernetes.stream import stream
 
 from spaceyard_runtime.api import AppSpec, Flavor, StorageSpec
 from spaceyard_runtime.kubernetes import objects, reconcile
@@ -104,19 +105,19 @@ async def runtime(dev_cluster: Cluster) -> AsyncIterator[KubernetesRuntime]:
     await rt.aclose()
 
 
-def _in_pod(kubeconfig: Path, code: str) -> str:
-    pods = subprocess.run(
-        ["kubectl", "--kubeconfig", str(kubeconfig), "-n", NAMESPACE, "get", "pods", "-o",
-         "jsonpath={range .items[?(@.status.phase=='Running')]}{.metadata.name}{'\\n'}{end}"],
-        capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
+def _in_pod(cluster: Cluster, code: str) -> str:
+    """Run ``python3 -c code`` in the Space's running pod (the API server's exec, no kubectl needed)."""
+    pods = [
+        p["metadata"]["name"]
+        for p in cluster.list("Pod", NAMESPACE)
+        if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+    ]
     assert len(pods) == 1, pods
-    out = subprocess.run(
-        ["kubectl", "--kubeconfig", str(kubeconfig), "-n", NAMESPACE, "exec", pods[0], "--", "python3", "-c", code],
-        capture_output=True, text=True, timeout=60,
+    out: str = stream(
+        client.CoreV1Api(cluster.client()).connect_get_namespaced_pod_exec,
+        pods[0], NAMESPACE, command=["python3", "-c", code], stderr=True, stdin=False, stdout=True, tty=False,
     )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
+    return out.strip()
 
 
 @pytest.mark.cluster
@@ -128,7 +129,7 @@ async def test_data_claim_survives_redeploy_and_sleep_and_goes_with_the_space(
                    flavor=Flavor(name="cpu-basic"), storage=storage)  # fmt: skip
     handle = await runtime.start(spec, lambda line: None)
     await runtime.wait_ready(handle, timeout=180)
-    assert _in_pod(dev_cluster.kubeconfig, "open('/data/kept', 'w').write('x'); print('ok')") == "ok"
+    assert _in_pod(dev_cluster, "open('/data/kept', 'w').write('x'); print('ok')") == "ok"
     claim = _claim(dev_cluster, objects.data_claim_name(volume))
     assert claim is not None and claim["status"]["phase"] == "Bound"
 
@@ -136,12 +137,12 @@ async def test_data_claim_survives_redeploy_and_sleep_and_goes_with_the_space(
     new = await runtime.start(AppSpec(**{**spec.__dict__, "revision": "2" * 40}), lambda line: None)
     await runtime.wait_ready(new, timeout=180)
     await runtime.stop(handle)
-    assert _in_pod(dev_cluster.kubeconfig, "import os; print(os.listdir('/data'))") == "['kept']"
+    assert _in_pod(dev_cluster, "import os; print(os.listdir('/data'))") == "['kept']"
 
     await runtime.suspend(new)  # asleep: no pod; the claim stays
     woken = await runtime.resume(new, lambda line: None)
     await runtime.wait_ready(woken, timeout=180)
-    assert _in_pod(dev_cluster.kubeconfig, "import os; print(os.listdir('/data'))") == "['kept']"
+    assert _in_pod(dev_cluster, "import os; print(os.listdir('/data'))") == "['kept']"
 
     # deleted with the Space: the apps, then the claim
     await runtime.remove(woken)
