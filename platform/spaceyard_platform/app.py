@@ -149,8 +149,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         )
         flavors = load_flavors(settings.flavors_file)
         repos = RepoStore(settings.data_dir / "repos")
-        for kind in ("space", "model", "dataset"):
-            await asyncio.to_thread((repos if kind == "space" else repo_store(repos, kind)).harden)
+        for store in (repos, repo_store(repos, "model"), repo_store(repos, "dataset")):
+            await asyncio.to_thread(store.harden)
         worker = EmbeddedWorker(settings, grace=settings.worker_stop_grace) if settings.embedded_worker else None
         if worker is not None:
             worker.start()
