@@ -19,9 +19,9 @@ from ..db.models import RepoRow
 from ..deps import Services, ServicesDep, SessionDep
 from ..errors import RevisionNotFound
 from ..repos import RepoStore
+from ..sessions import SignedIn
 from .render import MAX_TEXT_VIEW, WebUserDep, breadcrumbs, not_found, principal_of, render
 from .repopages import get_readable_repo, repo_context
-from .sessions import SignedIn
 from .spacepages import get_readable, space_context
 
 router = APIRouter(include_in_schema=False)

@@ -10,8 +10,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from ..deps import ServicesDep, SessionDep
 from ..errors import Forbidden, PlatformError
 from ..services.spaces import SDKS, create_space
+from ..sessions import csrf_ok
 from .render import WebUserDep, render, writable_namespaces
-from .sessions import csrf_ok
 
 router = APIRouter(include_in_schema=False)
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from ..auth import Principal, can_write_namespace, resolve_token, token_from_headers
 from ..db.models import Membership, User
 from ..deps import ServicesDep, get_session
-from .sessions import SignedIn, resolve_session, session_cookie_name
+from ..sessions import SignedIn, resolve_session, session_cookie_name
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 STATIC_DIR = Path(__file__).parent / "static"

@@ -20,8 +20,8 @@ from ..db.models import HubRepo
 from ..deps import Services, ServicesDep, SessionDep
 from ..services import hubrepos
 from ..services.lookup import find_repo
+from ..sessions import SignedIn
 from .render import MAX_TEXT_VIEW, WebUserDep, not_found, principal_of, render
-from .sessions import SignedIn
 
 router = APIRouter(include_in_schema=False)
 MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")

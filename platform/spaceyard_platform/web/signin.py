@@ -12,8 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from ..auth import resolve_token
 from ..deps import ServicesDep, SessionDep
 from ..errors import Forbidden
-from .render import WebUserDep, render, safe_next
-from .sessions import (
+from ..sessions import (
     clear_session_cookie,
     create_session,
     csrf_ok,
@@ -23,6 +22,7 @@ from .sessions import (
     session_cookie_name,
     set_session_cookie,
 )
+from .render import WebUserDep, render, safe_next
 
 router = APIRouter(include_in_schema=False)
 

@@ -14,9 +14,9 @@ from ..db.models import Space
 from ..deps import ServicesDep, SessionDep
 from ..services import space_settings
 from ..services.lookup import find_space
+from ..sessions import SignedIn
 from . import starters
 from .render import WebUserDep, not_found, principal_of, render, writable_namespaces
-from .sessions import SignedIn
 
 router = APIRouter(include_in_schema=False)
 
