@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 
 from spaceyard_builder.api import BuildRequest
 from spaceyard_builder.engines import compile_progress, sdklayer
-from spaceyard_builder.engines.local import LocalEngine, _uv
+from spaceyard_builder.engines.local import READY_MARKER, LocalEngine, _uv
 from spaceyard_builder.settings import BuilderSettings
 from spaceyard_builder.spaceconfig import SpaceConfig
 from tests.conftest import GRADIO_VERSION
@@ -39,27 +41,35 @@ def fingerprint(env: Path) -> dict[str, tuple[int, str]]:
 
 
 @pytest.fixture(scope="module")
-def space_env(gradio_env: Path, shared_env_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """The Space's environment, built on the layer (in the shared test cache: built once, then reused)."""
+def space_env(
+    gradio_env: Path, shared_env_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path, str]:
+    """(layer, the Space's environment built on it, build log) in a new environments directory whose layer
+    is a hard-link copy of ``gradio_env`` (so every run builds the Space's environment for real)."""
     tmp = tmp_path_factory.mktemp("layered")
-    engine = LocalEngine(BuilderSettings(data_dir=tmp, env_dir=shared_env_dir))
+    cache = LocalEngine(BuilderSettings(data_dir=tmp, env_dir=shared_env_dir)).uv_cache()
+    engine = LocalEngine(BuilderSettings(data_dir=tmp, env_dir=tmp / "envs", uv_cache_dir=cache))
+    layer = tmp / "envs" / gradio_env.name
+    layer.mkdir(parents=True)
+    sdklayer.link_copy(gradio_env, layer)
+    shutil.copy(gradio_env / READY_MARKER, layer / READY_MARKER)
+    shutil.copytree(shared_env_dir / ".resolutions", tmp / "envs" / ".resolutions")
     (tmp / "src").mkdir()
     (tmp / "src" / "requirements.txt").write_text(REQUIREMENTS)
     request = BuildRequest(build_id="layered", space_id="h18/layered", revision="0" * 40, repo="", log_key="x")
     log: list[str] = []
     artifact = engine.build(request, tmp / "src", CONFIG, log.append)
-    return Path(artifact.id), "\n".join(log)
+    return layer, Path(artifact.id), "\n".join(log)
 
 
 def test_a_space_environment_shares_the_layer_and_compiles_only_the_difference(
-    gradio_env: Path, space_env: tuple[Path, str]
+    space_env: tuple[Path, Path, str],
 ) -> None:
-    env, log = space_env
+    gradio_env, env, log = space_env
     assert env != gradio_env and env.parent == gradio_env.parent
-    if "Reusing environment" not in log:  # built by this run: the log shows the layer and the progress
-        assert f"Starting from the SDK layer {gradio_env.name}" in log
-        assert "files of the SDK layer in" in log
-        assert "already compiled)" in log and "Compiled bytecode of" in log
+    assert f"Starting from the SDK layer {gradio_env.name}" in log  # every long step says what it does
+    assert "files of the SDK layer in" in log and "RUN pip sync" in log
+    assert re.search(r"Compiled bytecode of \d+ files in [\d.]+s \(\d+ already compiled\)", log), log
     ours, layer = env / SITE, gradio_env / SITE
     assert (ours / "gradio" / "__init__.py").stat().st_ino == (layer / "gradio" / "__init__.py").stat().st_ino
     assert (ours / "tomlkit" / "api.py").stat().st_ino != (layer / "tomlkit" / "api.py").stat().st_ino
@@ -77,9 +87,9 @@ def test_a_space_environment_shares_the_layer_and_compiles_only_the_difference(
 
 
 def test_changing_one_environment_never_touches_the_layer_or_another(
-    gradio_env: Path, space_env: tuple[Path, str], tmp_path: Path
+    space_env: tuple[Path, Path, str], tmp_path: Path
 ) -> None:
-    env, _ = space_env
+    gradio_env, env, _ = space_env
     before = {gradio_env: fingerprint(gradio_env), env: fingerprint(env)}
     other = tmp_path / "other"
     other.mkdir()
