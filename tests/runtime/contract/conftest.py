@@ -118,13 +118,13 @@ def contract_cluster(contract_image: str) -> tuple[Any, str]:
     return cluster, ref
 
 
-def _local(request: pytest.FixtureRequest, tmp_path: Path, sandbox: str) -> Harness:
+def _local(request: pytest.FixtureRequest, tmp_path: Path, name: str, sandbox: str) -> Harness:
     from spaceyard_runtime.local import LocalRuntime
 
-    settings = RuntimeSettings(runtime="local", local_sandbox=sandbox, data_dir=tmp_path / "data", fast_wake=False)  # type: ignore[arg-type]
+    settings = RuntimeSettings(runtime="local", local_sandbox=sandbox, data_dir=tmp_path / "data", fast_wake=False)
     artifact: Path = request.getfixturevalue("local_artifact")
     return Harness(
-        f"local-{sandbox}",
+        name,
         LocalRuntime(settings),
         lambda: LocalRuntime(settings),
         str(artifact),
@@ -167,9 +167,9 @@ def _kubernetes(request: pytest.FixtureRequest) -> Harness:
 async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
     kind = str(request.param)
     if kind == "local-walls":
-        h = _local(request, tmp_path, "bwrap")
+        h = _local(request, tmp_path, kind, "bwrap")
     elif kind == "local-none":
-        h = _local(request, tmp_path, "none")
+        h = _local(request, tmp_path, kind, "none")
     elif kind == "docker":
         h = _docker(request, tmp_path)
     else:

@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable
 
@@ -88,6 +89,8 @@ async def test_start_is_prompt_then_ready_serves_logs_and_stop_is_idempotent(har
     status, body = await http_get(handle.endpoint, within=rt.capabilities.endpoint_delay)
     assert (status, body) == (200, "contract ok hi\n")
     assert (await rt.poll(handle)).state is AppState.RUNNING
+
+    assert re.fullmatch(r"===== Application Startup at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d =====", lines[0])
 
     async def logged(line: str) -> bool:
         return any(line in seen for seen in lines)
@@ -189,6 +192,7 @@ async def test_suspend_frees_the_app_and_resume_serves_the_same_spec(harness: Ha
     woken_lines: list[str] = []
     woken = await rt.resume(handle, woken_lines.append)
     harness.handles.append(woken)
+    assert woken_lines[0].startswith("===== Application Startup at ")
     assert woken.spec == spec
     assert (woken.backend_id == handle.backend_id) is rt.capabilities.wakes_in_place
     await ready(harness, woken)
