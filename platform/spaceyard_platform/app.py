@@ -42,7 +42,7 @@ from .api import spaces as spaces_api
 from .api import unsupported as unsupported_api
 from .api import users as users_api
 from .auth import can_read, create_token, ensure_user, resolve_token
-from .buildqueue import BuildQueue
+from .buildqueue import CeleryBuildQueue
 from .crypto import SecretBox, hash_token, load_or_create_key, new_token
 from .db.models import Space, Token
 from .db.session import Database
@@ -51,8 +51,9 @@ from .deps import Services
 from .embeddedworker import EmbeddedWorker
 from .errors import PlatformError, Unauthorized, header_value
 from .gateway.access import AppAccess, secure_origin
+from .gateway.activity import ActivityTable
 from .gateway.proxy import Gateway
-from .gateway.routes import RouteTable
+from .gateway.routes import InMemoryRouteTable
 from .gateway.timing import GatewayMetrics
 from .limits import BodyLimit
 from .private import prepare_data_dir
@@ -130,44 +131,44 @@ def _escape(text: str) -> str:
 def create_app(settings: Settings | None = None) -> ASGIApp:
     settings = settings or Settings()
     oplog.configure(settings.log_format)
-    routes = RouteTable()
+    # Everything is built here, wired explicitly; the lifespan only starts and stops it.
+    prepare_data_dir(settings)
+    db = Database(settings.resolved_database_url)
+    builder_settings = settings.builder()
+    log_store = create_log_store(builder_settings)
+    secret = load_or_create_key(settings.secret_key, settings.data_dir)
+    secretbox = SecretBox(secret)
+    access = AppAccess(secret, secure_origin=secure_origin(settings.resolved_public_url, settings.resolved_apps_domain))
+    flavors = load_flavors(settings.flavors_file)
+    repos = RepoStore(settings.data_dir / "repos")
+    routes = InMemoryRouteTable()
+    activity = ActivityTable()
+    deployer = Deployer(
+        settings,
+        db,
+        repos,
+        routes,
+        create_runtime(settings.runtime()),
+        log_store,
+        CeleryBuildQueue(builder_settings),
+        secretbox,
+        flavors,
+        activity=activity,
+    )
+    services = Services(settings, db, repos, routes, log_store, secretbox, deployer, flavors, access)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        prepare_data_dir(settings)
-        db = Database(settings.resolved_database_url)
         await asyncio.to_thread(db.migrate)
         admin_token = await asyncio.to_thread(bootstrap_admin, db, settings)
-        routes.authorizer = DbAuthorizer(db)
-        builder_settings = settings.builder()
-        log_store = create_log_store(builder_settings)
-        secret = load_or_create_key(settings.secret_key, settings.data_dir)
-        secretbox = SecretBox(secret)
-        routes.access = AppAccess(
-            secret, secure_origin=secure_origin(settings.resolved_public_url, settings.resolved_apps_domain)
-        )
-        flavors = load_flavors(settings.flavors_file)
-        repos = RepoStore(settings.data_dir / "repos")
         await asyncio.to_thread(repos.harden)
         worker = EmbeddedWorker(settings, grace=settings.worker_stop_grace) if settings.embedded_worker else None
         if worker is not None:
             worker.start()
-        deployer = Deployer(
-            settings,
-            db,
-            repos,
-            routes,
-            create_runtime(settings.runtime()),
-            log_store,
-            BuildQueue(builder_settings),
-            secretbox,
-            flavors,
-        )
-        app.state.services = Services(settings, db, repos, routes, log_store, secretbox, deployer, flavors)
+            worker.on_death = deployer.requeue
+        app.state.services = services
         app.state.admin_token = admin_token
         app.state.worker = worker
-        if worker is not None:
-            worker.on_death = deployer.requeue
         await deployer.start()
         try:
             yield
@@ -237,7 +238,16 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         unsupported_api.router,
     ):
         app.include_router(router)
-    return GatewayMetrics(Gateway(BodyLimit(app, settings), routes, settings))
+    gateway = Gateway(
+        BodyLimit(app, settings),
+        routes,
+        settings,
+        activity=activity,
+        waker=deployer,
+        authorizer=DbAuthorizer(db),
+        access=access,
+    )
+    return GatewayMetrics(gateway)
 
 
 def app_factory() -> ASGIApp:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from spaceyard_runtime.api import Flavor
 
     from .deployer import Deployer
+    from .gateway.access import AppAccess
 
 
 @dataclass
@@ -35,6 +36,8 @@ class Services:
     secretbox: SecretBox
     deployer: Deployer
     flavors: dict[str, Flavor]
+    access: AppAccess | None = None
+    """Tickets for the sign-in hop to private apps (the gateway checks what they become)."""
 
 
 def services_of(request: Request) -> Services:

@@ -132,8 +132,6 @@ def create_space(
         private=private,
         hardware=hardware,
         sleep_time=sleep_time,
-        stage="NO_APP_FILE",
-        error_message=None,
         card_data={},
         subdomain=label,
         created_at=now,

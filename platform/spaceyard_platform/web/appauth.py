@@ -40,7 +40,7 @@ def app_sign_in(
         here = "/auth/apps?" + urlencode({"space": space, "next": next})
         return RedirectResponse("/login?" + urlencode({"next": here}), status_code=303)
     route = svc.routes.by_subdomain(space) if space else None
-    access = svc.routes.access
+    access = svc.access
     row = None
     if route is not None:
         owner, _, name = route.space_id.partition("/")
