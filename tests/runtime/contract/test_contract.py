@@ -147,7 +147,8 @@ async def test_a_missing_artifact_is_an_app_start_error(harness: Harness) -> Non
 
 
 async def test_an_app_that_never_answers_is_a_start_timeout(harness: Harness) -> None:
-    handle = await harness.start(harness.spec("slow"), lambda line: None)
+    handle = await harness.start(harness.spec("slow"), lambda line: None)  # returned: start does not wait
+    assert (await harness.runtime.poll(handle)).state is AppState.STARTING
     with pytest.raises(AppStartTimeout):
         await harness.runtime.wait_ready(handle, timeout=2.0)
     assert (await harness.runtime.poll(handle)).state is not AppState.RUNNING
