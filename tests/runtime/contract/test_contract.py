@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from spaceyard_runtime.api import AppHandle, AppState, AppStatus, Endpoint, Runtime
+from spaceyard_runtime.api import AppHandle, AppState, Endpoint, Runtime
 from spaceyard_runtime.errors import AppCrashed, AppStartError, AppStartTimeout
 from spaceyard_runtime.netns import open_connection
 from tests.runtime.contract.conftest import Harness
@@ -68,10 +68,6 @@ async def gone(endpoint: Endpoint) -> bool:
     """The app no longer answers there (whatever else may: an address of a removed Docker network is
     routed to the host's default gateway)."""
     return not await serves(endpoint)
-
-
-async def state(runtime: Runtime, handle: AppHandle) -> AppStatus:
-    return await runtime.poll(handle)
 
 
 async def ready(h: Harness, handle: AppHandle, runtime: Runtime | None = None) -> None:
