@@ -80,10 +80,20 @@ class AppSpec:
     flavor: Flavor = field(default_factory=lambda: Flavor(name="cpu-basic"))
     preload_modules: tuple[str, ...] = ()
     """Heavy modules a warm parent may import ahead of time (fast wake)."""
+    slug: str = ""
+    """The Space's name in the local and Docker runtimes (``runtime/spaces/<slug>``, ``spaceyard-<slug>``),
+    given by the platform (``spaceyard_platform.names.runtime_slug``)."""
+    source_folder: str = ""
+    """The folder holding all exported commits of the Space (``sources/<folder>``), given by the platform
+    (``spaceyard_platform.names.space_folder``); a warm parent may see all of it when ``app_dir`` is in it."""
 
-    @property
-    def slug(self) -> str:
-        return self.space_id.replace("/", "-").replace("_", "-").lower()
+    def __post_init__(self) -> None:
+        """The one derivation of these names in the runtime package, for specs not made by the platform
+        (tests, benchmarks): the same rules as the platform's naming module, which it may not import."""
+        if not self.slug:
+            object.__setattr__(self, "slug", self.space_id.replace("/", "-").replace("_", "-").lower())
+        if not self.source_folder:
+            object.__setattr__(self, "source_folder", self.space_id.replace("/", "--"))
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,7 @@ def zygote_code(spec: AppSpec) -> Path:
     if spec.app_dir is None:
         return Path(spec.artifact).resolve()
     app_dir = Path(spec.app_dir).resolve()
-    return app_dir.parent if app_dir.parent.name == spec.space_id.replace("/", "--") else app_dir
+    return app_dir.parent if app_dir.parent.name == spec.source_folder else app_dir
 
 
 class WarmParents:
