@@ -22,8 +22,9 @@ CHUNK = 200
 
 
 def command(python: str, folder: Path) -> list[str]:
-    """The argv that compiles ``folder`` with ``python``, printing progress."""
-    return [python, str(Path(__file__).resolve()), str(folder)]
+    """The argv that compiles ``folder`` with ``python``, printing progress. ``-I -S``: no ``site``, so no
+    ``.pth`` file of an installed package runs (compiling executes nothing of the environment)."""
+    return [python, "-I", "-S", str(Path(__file__).resolve()), str(folder)]
 
 
 def _stale(path: str) -> bool:

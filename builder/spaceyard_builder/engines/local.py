@@ -143,9 +143,10 @@ class LocalEngine(BuildEngine):
             return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "uv"
         return self.settings.envs_root.resolve().parent / "uv-cache-build"
 
-    def _uv_env(self) -> dict[str, str]:
-        """A clean environment (never the worker's own: no platform variable or secret reaches a build)."""
-        return self.walls.env(self.uv_cache())
+    def _uv_env(self, cache: Path | None = None) -> dict[str, str]:
+        """A clean environment (never the worker's own: no platform variable or secret reaches a build), with
+        ``cache`` (default: the shared one) as uv's cache."""
+        return self.walls.env(cache or self.uv_cache())
 
     def _run(
         self,
@@ -157,6 +158,7 @@ class LocalEngine(BuildEngine):
         ro: list[Path] | None = None,
         rw: list[Path] | None = None,
         public: dict[str, str] | None = None,
+        cache: Path | None = None,
     ) -> None:
         """Run one build step inside the walls (cwd: the commit), its output to the log with host paths
         replaced by public names (``public``): the log and the error are public for a public Space."""
@@ -170,7 +172,7 @@ class LocalEngine(BuildEngine):
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=self._uv_env(),
+            env=self._uv_env(cache),
             cwd=workdir,
             text=True,
             bufsize=1,
@@ -401,10 +403,21 @@ class LocalEngine(BuildEngine):
         base: Path | None = None,
     ) -> None:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        private_cache: Path | None = None
         try:
             uv = _uv()
             python = os.path.realpath(python)
-            cache = self.uv_cache()
+            # A build that installs the requirements as written (``lock`` is None: local paths, URLs, options, a
+            # set not resolvable without building) runs the Space's own build code (a setup.py): it gets a uv
+            # cache of its own, so it can neither reach nor poison the shared cache, whose files every locked
+            # environment (and the SDK layer) shares by hard link. A locked build runs no Space code at all
+            # (wheels only, ``--no-build``; bytecode compiled with ``-I -S``, so no installed .pth runs).
+            private_cache = (
+                None
+                if lock is not None
+                else Path(tempfile.mkdtemp(prefix=f".{target.name}.uv-cache.", dir=target.parent))
+            )
+            cache = self.uv_cache() if private_cache is None else private_cache
             commit = source.resolve()
             source = scratch = _scratch_copy(commit)
             self.walls.prepare([tmp, cache], scratch=(scratch,))
@@ -412,6 +425,7 @@ class LocalEngine(BuildEngine):
                 "cwd": scratch,
                 "ro": [Path(python).parents[1], Path(uv), Path(compile_progress.__file__).resolve()],
                 "rw": [tmp, cache, scratch],
+                "cache": cache,
                 "public": {
                     str(tmp): "/env",
                     str(target): "/env",
@@ -433,7 +447,7 @@ class LocalEngine(BuildEngine):
                 # Exactly the resolved set: the environment is what its id says.
                 (tmp / "spaceyard-lock.txt").write_text(lock)
                 self._run(
-                    [uv, "pip", "sync", "--python", py, *no_cache, str(tmp / "spaceyard-lock.txt")],
+                    [uv, "pip", "sync", "--no-build", "--python", py, *no_cache, str(tmp / "spaceyard-lock.txt")],
                     log,
                     "Installing the resolved dependencies",
                     **walls,  # type: ignore[arg-type]
@@ -482,3 +496,5 @@ class LocalEngine(BuildEngine):
                 shutil.rmtree(tmp, ignore_errors=True)
             if "scratch" in locals():
                 shutil.rmtree(scratch, ignore_errors=True)
+            if private_cache is not None:
+                shutil.rmtree(private_cache, ignore_errors=True)
