@@ -162,10 +162,13 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         await asyncio.to_thread(db.migrate)
         admin_token = await asyncio.to_thread(bootstrap_admin, db, settings)
         await asyncio.to_thread(repos.harden)
-        worker = EmbeddedWorker(settings, grace=settings.worker_stop_grace) if settings.embedded_worker else None
+        worker = (
+            EmbeddedWorker(settings, grace=settings.worker_stop_grace, on_death=deployer.requeue)
+            if settings.embedded_worker
+            else None
+        )
         if worker is not None:
             worker.start()
-            worker.on_death = deployer.requeue
         app.state.services = services
         app.state.admin_token = admin_token
         app.state.worker = worker
