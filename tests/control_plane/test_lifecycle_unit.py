@@ -88,12 +88,14 @@ class Lab:
         assert route is not None
         return route
 
-    async def until(self, stage: Stage, timeout: float = 5.0) -> Space:
+    async def until(self, stage: Stage, timeout: float = 10.0) -> Space:
+        """Wait until ``stage`` is stored and published (the gateway's route says it too)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
             sp = self.space()
-            if sp.stage == stage:
+            route = self.routes.by_id(SPACE)
+            if sp.stage == stage and route is not None and route.stage == stage:
                 return sp
             await asyncio.sleep(0.01)
         raise AssertionError(f"stage {self.space().stage}, wanted {stage}")
