@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
 from spaceyard_builder.logstores import create_log_store
+from spaceyard_runtime.api import Runtime
 from spaceyard_runtime.factory import create_runtime
 from spaceyard_runtime.flavors import load_flavors
 
@@ -33,6 +34,7 @@ from . import githttp, metrics, oplog
 from .api import commits as commits_api
 from .api import files as files_api
 from .api import history as history_api
+from .api import hubrepos as hubrepos_api
 from .api import lfs as lfs_api
 from .api import lifecycle as lifecycle_api
 from .api import logs as logs_api
@@ -47,7 +49,7 @@ from .crypto import SecretBox, hash_token, load_or_create_key, new_token
 from .db.models import Space, Token
 from .db.session import Database
 from .deployer import Deployer
-from .deps import Services
+from .deps import Services, repo_store
 from .embeddedworker import EmbeddedWorker
 from .errors import PlatformError, Unauthorized, header_value
 from .gateway.access import AppAccess, secure_origin
@@ -58,9 +60,9 @@ from .gateway.timing import GatewayMetrics
 from .limits import BodyLimit
 from .private import prepare_data_dir
 from .repos import RepoStore
+from .sessions import resolve_session, resolve_session_ref
 from .settings import Settings
-from .web import appauth, editing, forms, pages, rawfiles
-from .web.sessions import resolve_session, resolve_session_ref
+from .web import appauth, editing, explore, filepages, forms, newspace, rawfiles, render, repopages, signin, spacepages
 from .xet import api as xet_api
 
 log = logging.getLogger("spaceyard")
@@ -128,7 +130,10 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def create_app(settings: Settings | None = None) -> ASGIApp:
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> ASGIApp:
+    """The platform for ``settings`` (the one settings root; read from the environment when omitted).
+    ``runtime`` runs the Spaces instead of the backend ``settings.runtime().runtime`` names (a plugin, or a
+    test's instrumented runtime); the app closes it on shutdown as it would its own."""
     settings = settings or Settings()
     oplog.configure(settings.log_format)
     # Everything is built here, wired explicitly; the lifespan only starts and stops it.
@@ -148,7 +153,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         db,
         repos,
         routes,
-        create_runtime(settings.runtime()),
+        runtime or create_runtime(settings.runtime()),
         log_store,
         CeleryBuildQueue(builder_settings),
         secretbox,
@@ -161,7 +166,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(db.migrate)
         admin_token = await asyncio.to_thread(bootstrap_admin, db, settings)
-        await asyncio.to_thread(repos.harden)
+        for store in (repos, repo_store(repos, "model"), repo_store(repos, "dataset")):
+            await asyncio.to_thread(store.harden)
         worker = (
             EmbeddedWorker(settings, grace=settings.worker_stop_grace, on_death=deployer.requeue)
             if settings.embedded_worker
@@ -218,13 +224,14 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     def _health() -> dict[str, Any]:
         return {"ok": True}
 
-    app.mount("/static", StaticFiles(directory=str(pages.STATIC_DIR)), name="static")
+    app.mount("/static", StaticFiles(directory=str(render.STATIC_DIR)), name="static")
     for router in (
         unsupported_api.first_router,
         githttp.router,
         xet_api.router,
         settings_api.router,
         files_api.router,
+        hubrepos_api.router,
         history_api.router,
         lfs_api.router,
         commits_api.router,
@@ -233,12 +240,18 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         logs_api.router,
         lifecycle_api.router,
         spaces_api.router,
-        pages.router,
+        signin.router,
+        explore.router,
+        newspace.router,
+        spacepages.router,
+        filepages.router,
         rawfiles.router,
         editing.router,
         forms.router,
         appauth.router,
+        hubrepos_api.late_router,
         unsupported_api.router,
+        repopages.router,  # last: a model's page is /OWNER/NAME
     ):
         app.include_router(router)
     gateway = Gateway(

@@ -11,6 +11,7 @@ import asyncio
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
@@ -432,7 +433,12 @@ async def test_the_old_version_dying_after_a_failed_build_is_a_runtime_error(lab
 
 
 async def test_restarting_a_static_space_after_a_failed_build(lab: Lab) -> None:
-    static = {"sdk": "static", "artifact": "static:site", "app_file": "index.html", "config": {"sdk": "static"}}
+    static: dict[str, Any] = {
+        "sdk": "static",
+        "artifact": "static:site",
+        "app_file": "index.html",
+        "config": {"sdk": "static"},
+    }
     await lab.deployer.request_build(lab.pk, "f6" * 20)
     lab.queue.finish(lab.queue.submitted[-1], **static)
     await lab.until(Stage.RUNNING)

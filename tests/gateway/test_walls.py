@@ -152,8 +152,8 @@ def test_over_https_platform_cookies_are_host_prefixed_so_no_app_can_plant_them(
     from starlette.responses import Response
 
     from spaceyard_platform.gateway import headers as hdr
+    from spaceyard_platform.sessions import login_csrf_cookie, session_cookie_name, set_session_cookie
     from spaceyard_platform.settings import Settings
-    from spaceyard_platform.web.sessions import login_csrf_cookie, session_cookie_name, set_session_cookie
 
     https = Settings(public_url="https://hub.example.com", apps_domain="spaces.example.com")
     assert session_cookie_name(https) == "__Host-spaceyard_session"

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-SESSION_COOKIE = "spaceyard_session"
+from ..sessions import SESSION_COOKIE as SESSION_COOKIE  # one definition, with the platform's sessions
+
 PLATFORM_COOKIES: frozenset[bytes] = frozenset(
     {
         b"spaceyard_session",

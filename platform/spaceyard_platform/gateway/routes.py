@@ -22,14 +22,13 @@ from typing import Protocol
 
 from spaceyard_runtime.api import Endpoint
 
-from ..names import hub_label
+from ..names import default_subdomain
 
 
 def subdomain_for(space_id: str) -> str:
     """``Owner/My_Space`` -> ``owner-my-space`` (the Hub's ``*.hf.space`` rule). Not injective: a Space's
     address is its stored label (``Space.app_label``, ``RouteSpec.label``), this is only its first choice."""
-    owner, _, name = space_id.partition("/")
-    return hub_label(owner, name)
+    return default_subdomain(space_id)
 
 
 class WakeRefused(Exception):

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from spaceyard_builder.api import BuildRequest, BuildResult
 
-from .. import metrics, oplog
+from .. import metrics, names, oplog
 from ..buildqueue import BuildTimeout
 from ..db.models import Build, Space
 from . import stages
@@ -80,7 +80,8 @@ class Builds(LifecycleCore):
             space_id=space.space_id,
             revision=revision,
             repo=str(self.repos.path(space.owner, space.name)),
-            log_key=f"build/{build_id}",
+            log_key=names.build_log_key(build_id),
+            source_folder=names.space_folder(space.space_id),
             variables=variables,
             # read by the worker, never queued; only asked for when the Space has secrets
             secrets_ref=space.id if space.sdk == "docker" and has_secrets else None,

@@ -18,7 +18,7 @@ from spaceyard_builder.logs import LogStore
 from spaceyard_builder.logwriter import LogWriter
 from spaceyard_runtime.api import AppSpec, Flavor, LogSink, Runtime
 
-from .. import hostpaths, metrics, oplog
+from .. import hostpaths, metrics, names, oplog
 from ..buildqueue import BuildQueue
 from ..crypto import SecretBox
 from ..db.models import Space, SpaceSecret, SpaceVariable
@@ -227,6 +227,8 @@ class LifecycleCore:
             app_port=serving.app_port,
             env=self._app_env(space, serving, secrets, variables),
             flavor=self.flavors.get(space.hardware) or Flavor(name=space.hardware),
+            slug=names.runtime_slug(space.space_id),
+            source_folder=names.space_folder(space.space_id),
         )
 
     def _run_sink(self, key: str) -> LogSink:
@@ -234,5 +236,4 @@ class LifecycleCore:
         return self.log_writer.sink(key)
 
     def _run_key(self, space_id: str, serving: Serving) -> str:
-        owner, _, name = space_id.partition("/")
-        return f"run/{owner}--{name}/{serving.build_id}-{int(time.time() * 1000)}"
+        return names.run_log_key(space_id, serving.build_id, int(time.time() * 1000))

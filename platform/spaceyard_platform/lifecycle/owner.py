@@ -7,6 +7,7 @@ import shutil
 
 from spaceyard_runtime.api import AppHandle
 
+from .. import names
 from ..db.models import Space
 from .builds import Builds
 from .sleeping import SleepWake
@@ -76,6 +77,5 @@ class OwnerActions(Builds, SleepWake):
             state.latest_build = None
         self.routes.remove_route(state.space_id)
         # its exported commits go with it (environments are shared by content: kept for other Spaces)
-        owner, _, name = state.space_id.partition("/")
-        sources = self.settings.data_dir / "sources" / f"{owner}--{name}"
+        sources = self.settings.data_dir / "sources" / names.space_folder(state.space_id)
         await asyncio.to_thread(shutil.rmtree, sources, True)
