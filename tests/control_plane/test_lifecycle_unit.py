@@ -119,6 +119,7 @@ def schema(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 async def lab(tmp_path: Path, schema: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Lab]:
     monkeypatch.setattr(running, "DRAIN", 0.0)  # a retired version stops at once
+    monkeypatch.setattr(running, "MONITOR_POLL", 0.05)  # a dying app is noticed at once
     w = Lab(tmp_path, schema)
     await w.deployer.start()
     w.deployer.register(w.space())
