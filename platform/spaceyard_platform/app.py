@@ -170,10 +170,13 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         admin_token = await asyncio.to_thread(bootstrap_admin, db, settings)
         for store in (repos, repo_store(repos, "model"), repo_store(repos, "dataset")):
             await asyncio.to_thread(store.harden)
-        worker = EmbeddedWorker(settings, grace=settings.worker_stop_grace) if settings.embedded_worker else None
+        worker = (
+            EmbeddedWorker(settings, grace=settings.worker_stop_grace, on_death=deployer.requeue)
+            if settings.embedded_worker
+            else None
+        )
         if worker is not None:
             worker.start()
-            worker.on_death = deployer.requeue
         app.state.services = services
         app.state.admin_token = admin_token
         app.state.worker = worker

@@ -105,12 +105,15 @@ def forget_delivered(settings: Settings) -> None:
 
 
 class EmbeddedWorker:
-    def __init__(self, settings: Settings, grace: float = 10.0) -> None:
+    def __init__(
+        self, settings: Settings, grace: float = 10.0, on_death: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self.settings = settings
         self.grace = grace
         self.pidfile = settings.data_dir / "worker.pid"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.on_death: Callable[[], Awaitable[None]] | None = None
+        self.on_death = on_death
+        """Called after the worker died and before it is started again (the deployer re-queues builds)."""
         self.restarts = 0
         self._monitor: asyncio.Task[None] | None = None
         self._stopping = False

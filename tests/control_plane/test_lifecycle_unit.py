@@ -89,12 +89,14 @@ class Lab:
         assert route is not None
         return route
 
-    async def until(self, stage: Stage, timeout: float = 5.0) -> Space:
+    async def until(self, stage: Stage, timeout: float = 10.0) -> Space:
+        """Wait until ``stage`` is stored and published (the gateway's route says it too)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
             sp = self.space()
-            if sp.stage == stage:
+            route = self.routes.by_id(SPACE)
+            if sp.stage == stage and route is not None and route.stage == stage:
                 return sp
             await asyncio.sleep(0.01)
         raise AssertionError(f"stage {self.space().stage}, wanted {stage}")
@@ -117,6 +119,7 @@ def schema(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 async def lab(tmp_path: Path, schema: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Lab]:
     monkeypatch.setattr(running, "DRAIN", 0.0)  # a retired version stops at once
+    monkeypatch.setattr(running, "MONITOR_POLL", 0.05)  # a dying app is noticed at once
     w = Lab(tmp_path, schema)
     await w.deployer.start()
     w.deployer.register(w.space())

@@ -89,8 +89,13 @@ class LifecycleCore:
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # a bug (an illegal transition...): said
+            log.error("lifecycle task %s failed", task.get_coro(), exc_info=task.exception())
 
     def _state(self, space: Space) -> SpaceState:
         return self.states.ensure(space.id, space.space_id, space.stage, space.error_message or "")

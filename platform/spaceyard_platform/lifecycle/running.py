@@ -31,6 +31,8 @@ DRAIN = 1.0
 """Seconds requests already sent to a retired version get to finish before it stops."""
 PENDING_POLL = 2.0
 """Seconds between polls of a start waiting for capacity (its reason may change)."""
+MONITOR_POLL = 1.0
+"""Seconds between polls of a serving app (one that dies becomes RUNTIME_ERROR)."""
 
 
 def _failure(exc: RuntimeBackendError) -> str:
@@ -207,7 +209,7 @@ class Running(LifecycleCore):
     async def _monitor(self, state: SpaceState, handle: AppHandle) -> None:
         """Turn an app that dies on its own into RUNTIME_ERROR with its last log lines."""
         while state.handle is handle:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(MONITOR_POLL)
             if state.handle is not handle:
                 return
             status = await self.runtime.poll(handle)

@@ -20,6 +20,7 @@ from .. import hardware
 from ..auth import Principal
 from ..db.models import Space, SpaceSecret, SpaceVariable
 from ..errors import BadRequest, Conflict, NotFound
+from ..lifecycle.stages import Stage
 from ..timestamps import iso
 from .lookup import find_space, readable_space, writable_space
 from .spaces import KeyValue, check_sleep_time, create_space, validate_key, validate_name
@@ -45,7 +46,7 @@ def check_key_free(session: Session, space: Space, key: str, kind: type[SpaceSec
 
 async def apply_env_change(svc: Services, space: Space) -> None:
     """Restart (or, for Docker, rebuild) a Space after its secrets or variables changed."""
-    if space.paused or space.stage == "PAUSED":
+    if space.paused or space.stage == Stage.PAUSED:
         return
     state = svc.deployer.states.get(space.id)
     if state is None or state.serving is None:

@@ -21,13 +21,14 @@ from sqlalchemy.orm import Session
 from ..auth import Principal, can_write_namespace, resolve_token, token_from_headers
 from ..db.models import Membership, User
 from ..deps import ServicesDep, get_session
+from ..lifecycle import stages
+from ..lifecycle.stages import Stage
 from ..sessions import SignedIn, resolve_session, session_cookie_name
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_TEXT_VIEW = 512 * 1024
 
-ERRORS = ("CONFIG_ERROR", "NO_APP_FILE", "BUILD_ERROR", "RUNTIME_ERROR")
 
 COLORS = {
     "red": "#b91c1c",
@@ -89,11 +90,11 @@ def iso(dt: datetime | None) -> str:
 
 
 def stage_class(stage: str) -> str:
-    if stage == "RUNNING":
+    if stage == Stage.RUNNING:
         return "ok"
-    if stage in ERRORS:
+    if stage in stages.ERRORS:
         return "error"
-    if stage in ("SLEEPING", "PAUSED", "STOPPED"):
+    if stage in (Stage.SLEEPING, Stage.PAUSED, Stage.STOPPED):
         return "idle"
     return "busy"
 

@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 from ..auth import Principal, can_write
 from ..db.models import Space
 from ..deps import ServicesDep, SessionDep
+from ..lifecycle import stages
+from ..lifecycle.stages import Stage
 from ..services import space_settings
 from ..services.lookup import find_space
 from ..sessions import SignedIn
@@ -20,7 +22,8 @@ from .render import WebUserDep, not_found, principal_of, render, writable_namesp
 
 router = APIRouter(include_in_schema=False)
 
-SERVING = ("RUNNING", "RUNNING_BUILDING", "RUNNING_APP_STARTING", "SLEEPING")
+SERVING = stages.SERVING | {Stage.SLEEPING}
+"""A version exists to show (serving, or asleep)."""
 
 
 def get_readable(session: Session, principal: Principal | None, owner: str, name: str) -> Space | None:
@@ -59,7 +62,7 @@ def space_context(
         "kind_label": "Space",
         "download_hint": f"hf download {space.space_id} --repo-type space",
         "public_url": svc.settings.resolved_public_url,
-        "serving": space.stage in SERVING or (space.serving_build_id is not None and space.stage not in ("PAUSED",)),
+        "serving": space.stage in SERVING or (space.serving_build_id is not None and space.stage != Stage.PAUSED),
         "disable_embedding": bool(card.get("disable_embedding", False)),
         "full_width": card.get("fullWidth", True) is not False,
         "mini_header": str(card.get("header") or "") == "mini",
