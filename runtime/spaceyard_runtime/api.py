@@ -21,6 +21,10 @@ A *runtime* turns an :class:`AppSpec` (what was built, how to run it) into a liv
 Every line the app prints (stdout and stderr) goes to the ``log`` sink given to ``start``/``resume``.
 Runtimes never see platform credentials: ``AppSpec.env`` is the whole environment the app gets
 beyond what the backend itself must set.
+
+Where backends legitimately differ, :attr:`Runtime.capabilities` says so (:class:`Capabilities`); the
+contract suite (``tests/runtime/contract``) checks every runtime against this docstring and reads only
+those flags, never a backend's name.
 """
 
 from __future__ import annotations
@@ -131,10 +135,34 @@ class AppHandle:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a runtime does where the contract allows a choice. The defaults are the plainest backend."""
+
+    reattach: bool = False
+    """``load_state`` re-attaches to an app that outlived the platform process (a container, a pod): the
+    handle it returns serves, and the app's new output reaches the new ``log`` sink. ``False``: it returns
+    ``None`` and what the previous process left running is ended (the platform starts a new app)."""
+    restarts_crashed_apps: bool = False
+    """Once ready, an app that exits is restarted by the backend itself (Docker's restart policy, the
+    kubelet) and serves again. ``False``: ``poll`` reports ``EXITED`` with the app's exit code."""
+    wakes_in_place: bool = False
+    """``resume`` starts the same backend object again (the stopped container, the scaled-down
+    Deployment): the new handle has the suspended one's ``backend_id``. ``False``: a new app."""
+    endpoint_delay: float = 0.0
+    """Seconds the endpoint may still refuse connections after ``wait_ready`` returned (Kubernetes:
+    kube-proxy routes the Service to a pod only once the kubelet saw it ready). 0: it answers at once."""
+
+
 class Runtime(abc.ABC):
     """Base class of every runtime backend. See the module docstring for the contract."""
 
     name: str = "abstract"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Where this backend differs within the contract (:class:`Capabilities`). Default: the plainest."""
+        return Capabilities()
 
     @classmethod
     def start_warnings(cls, settings: Any) -> list[str]:

@@ -36,10 +36,10 @@ class Authorizer:
 
 @pytest.fixture
 def access(gateway: GatewayServer) -> Iterator[AppAccess]:
-    gateway.routes.authorizer = Authorizer()
-    gateway.routes.access = AppAccess(b"k" * 44, secure_origin=True)
-    yield gateway.routes.access
-    gateway.routes.access = None
+    access = AppAccess(b"k" * 44, secure_origin=True)
+    gateway.configure(authorizer=Authorizer(), access=access)
+    yield access
+    gateway.without_access()
 
 
 def test_path_form_redirects_navigations_to_the_apps_origin(gateway: GatewayServer, upstream: Upstream) -> None:

@@ -129,7 +129,7 @@ async def test_cold_and_forked_apps_run_in_the_same_walls(
         assert info["uid"] == uid and info["hostname"] == "space"
         assert info["secret"] == "FileNotFoundError"  # the platform's directory is not in its world
         assert not any(str(k).startswith("SPACEYARD_") for k in info["env"])
-        box = runtime._apps[handle.backend_id].box
+        box = runtime.processes.apps[handle.backend_id].box
         assert box is not None
         memory = next(cg for cg in box.cgroups if "/memory/" in str(cg))
         assert int((memory / "memory.limit_in_bytes").read_text()) == 1 << 30  # 16 GiB x 0.0625
