@@ -56,6 +56,7 @@ KINDS: dict[str, _Kind] = {
     "NetworkPolicy": _Kind("networking", "network_policy"),
     "Job": _Kind("batch", "job"),
     "Lease": _Kind("coordination", "lease"),
+    "PersistentVolumeClaim": _Kind("core", "persistent_volume_claim"),
 }
 
 

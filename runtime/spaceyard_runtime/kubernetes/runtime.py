@@ -35,11 +35,12 @@ from kubernetes.client.exceptions import ApiException
 from ..api import AppHandle, AppSpec, AppState, AppStatus, Capabilities, Endpoint, Flavor, LogSink, Runtime
 from ..errors import AppCrashed, AppStartError, AppStartTimeout, CapacityPending
 from ..flavors import load_flavors
+from ..output import startup_banner
 from ..settings import RuntimeSettings
 from . import objects, slugs
 from .clients import KubeApi, make_api_client
 from .desired import ClusterConfig, DesiredSpace, SpaceStatus, Stage
-from .reconcile import IMAGE_ERRORS, apply_space, delete_space, observe_space, template_hash
+from .reconcile import IMAGE_ERRORS, apply_space, delete_data_claim, delete_space, observe_space, template_hash
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ def cluster_config(settings: RuntimeSettings) -> ClusterConfig:
         image_pull_secrets=tuple(settings.kubernetes_image_pull_secrets),
         runtime_class_name=settings.kubernetes_runtime_class,
         cluster_domain=settings.kubernetes_cluster_domain,
+        storage_class=settings.kubernetes_storage_class,
     )
 
 
@@ -147,6 +149,7 @@ class KubernetesRuntime(Runtime):
             app_port=spec.app_port,
             secrets=dict(spec.env),
             awake=awake,
+            storage=spec.storage,
         )
 
     def desired_spaces(self) -> list[DesiredSpace]:
@@ -192,6 +195,7 @@ class KubernetesRuntime(Runtime):
 
     async def start(self, spec: AppSpec, log: LogSink) -> AppHandle:
         desired = self.desired(spec)
+        log(startup_banner())
         await self._apply(desired)
         handle = await self._handle(spec, desired)
         self._pump(handle, log)
@@ -264,6 +268,7 @@ class KubernetesRuntime(Runtime):
 
     async def resume(self, handle: AppHandle, log: LogSink) -> AppHandle:
         desired = self.desired(handle.spec, awake=True)
+        log(startup_banner())
         await self._apply(desired)
         new = await self._handle(handle.spec, desired, mode="cold")
         self._pump(new, log)
@@ -277,6 +282,14 @@ class KubernetesRuntime(Runtime):
 
     async def remove(self, handle: AppHandle) -> None:
         await self.stop(handle)
+
+    def unavailable(self, flavor: Flavor) -> str | None:
+        return None  # GPU flavors are scheduled onto GPU nodes; SCHEDULING with the reason while none is free
+
+    async def delete_volume(self, volume: str) -> None:
+        """Delete the Space's ``/data`` claim; its data goes as the StorageClass's reclaim policy says
+        (``Delete`` for dynamically provisioned volumes)."""
+        await asyncio.to_thread(delete_data_claim, self.api, volume)
 
     def get_state(self, handle: AppHandle) -> dict[str, Any]:
         return {**super().get_state(handle), "template": handle.extra.get("template")}
