@@ -109,10 +109,14 @@ def secure_cookies(settings: Settings) -> bool:
     return settings.resolved_public_url.startswith("https://")
 
 
-def session_cookie_name(settings: Settings) -> str:
+def session_cookie_for(public_url: str) -> str:
     """``__Host-spaceyard_session`` over https: browsers refuse such a cookie from any other host or
     with a ``Domain``, so no app, even on a sibling subdomain, can plant a session (fixation)."""
-    return HOST_PREFIX + SESSION_COOKIE if secure_cookies(settings) else SESSION_COOKIE
+    return HOST_PREFIX + SESSION_COOKIE if public_url.startswith("https://") else SESSION_COOKIE
+
+
+def session_cookie_name(settings: Settings) -> str:
+    return session_cookie_for(settings.resolved_public_url)
 
 
 def login_csrf_cookie(settings: Settings) -> tuple[str, str]:

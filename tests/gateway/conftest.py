@@ -349,6 +349,7 @@ def upstream() -> Iterator[Upstream]:
     asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
+    loop.close()
 
 
 # -- a real Gradio app ------------------------------------------------------------------------------

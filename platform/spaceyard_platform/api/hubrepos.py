@@ -17,7 +17,7 @@ from ..deps import PrincipalDep, Services, ServicesDep, SessionDep
 from ..errors import NotFound, RepoNotFound
 from ..services import hubrepos
 from ..services.lookup import readable_repo
-from .common import iso
+from ..timestamps import iso
 from .files import raw_tail, resolve_rev, split_rev
 
 router = APIRouter()

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlencode
 
+from ..sessions import session_cookie_for
 from . import access as acc
 from . import headers as hdr
 from . import pages
@@ -48,7 +49,7 @@ class Gatekeeper:
         only to tokens."""
         self._public_url = public_url
         self._apps_domain = apps_domain
-        self._session_cookie = ("__Host-" if public_url.startswith("https://") else "") + hdr.SESSION_COOKIE
+        self._session_cookie = session_cookie_for(public_url)
         self._grants: dict[tuple[str, str | None, str | None], float] = {}
 
     def allowed(self, scope: Scope, route: RouteSpec, match: Match) -> bool:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from ..sessions import SESSION_COOKIE as SESSION_COOKIE  # one definition, with the platform's sessions
-
 PLATFORM_COOKIES: frozenset[bytes] = frozenset(
     {
         b"spaceyard_session",

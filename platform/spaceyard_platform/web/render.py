@@ -24,6 +24,7 @@ from ..deps import ServicesDep, get_session
 from ..lifecycle import stages
 from ..lifecycle.stages import Stage
 from ..sessions import SignedIn, resolve_session, session_cookie_name
+from ..timestamps import as_utc, iso_seconds
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 STATIC_DIR = Path(__file__).parent / "static"
@@ -71,22 +72,12 @@ def ago(dt: datetime | str | None) -> str:
         return ""
     if isinstance(dt, str):
         dt = datetime.fromisoformat(dt.replace("Z", "+00:00"))
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    seconds = max(0, int((datetime.now(UTC) - dt).total_seconds()))
+    seconds = max(0, int((datetime.now(UTC) - as_utc(dt)).total_seconds()))
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size:
             n = seconds // size
             return f"{n} {unit}{'s' if n != 1 else ''} ago"
     return "just now"
-
-
-def iso(dt: datetime | None) -> str:
-    if dt is None:
-        return ""
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.isoformat(timespec="seconds")
 
 
 def stage_class(stage: str) -> str:
@@ -108,7 +99,9 @@ def human_size(n: int) -> str:
     return f"{n} B"
 
 
-TEMPLATES.env.globals.update(gradient=gradient, ago=ago, iso=iso, stage_class=stage_class, human_size=human_size)
+TEMPLATES.env.globals.update(
+    gradient=gradient, ago=ago, iso=iso_seconds, stage_class=stage_class, human_size=human_size
+)
 TEMPLATES.env.filters["urlquote"] = lambda s: quote(str(s), safe="/")
 
 
