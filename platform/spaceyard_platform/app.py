@@ -54,6 +54,7 @@ from .gateway.access import AppAccess, secure_origin
 from .gateway.proxy import Gateway
 from .gateway.routes import RouteTable
 from .gateway.timing import GatewayMetrics
+from .hubrelay import HubRelay
 from .limits import BodyLimit
 from .private import prepare_data_dir
 from .repos import RepoStore
@@ -152,12 +153,14 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         worker = EmbeddedWorker(settings, grace=settings.worker_stop_grace) if settings.embedded_worker else None
         if worker is not None:
             worker.start()
+        runtime = create_runtime(settings.runtime())
+        runtime.attach_hub(HubRelay(control_plane, settings))
         deployer = Deployer(
             settings,
             db,
             repos,
             routes,
-            create_runtime(settings.runtime()),
+            runtime,
             log_store,
             BuildQueue(builder_settings),
             secretbox,
@@ -181,6 +184,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         title="Spaceyard", version="0.1.0", lifespan=lifespan, docs_url="/api/docs", openapi_url="/api/openapi.json"
     )
     app.add_exception_handler(PlatformError, platform_error_response)  # type: ignore[arg-type]
+    control_plane = BodyLimit(app, settings)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
@@ -237,7 +241,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         unsupported_api.router,
     ):
         app.include_router(router)
-    return GatewayMetrics(Gateway(BodyLimit(app, settings), routes, settings))
+    return GatewayMetrics(Gateway(control_plane, routes, settings))
 
 
 def app_factory() -> ASGIApp:

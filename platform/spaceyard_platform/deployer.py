@@ -38,7 +38,7 @@ from spaceyard_runtime.api import AppHandle, AppSpec, AppState, Endpoint, Flavor
 from spaceyard_runtime.errors import CapacityPending, RuntimeBackendError
 from spaceyard_runtime.idle import should_sleep
 
-from . import diskgc, hostpaths, metrics, oplog
+from . import diskgc, hostpaths, metrics, oplog, spacetokens
 from .buildqueue import BuildQueue, BuildTimeout
 from .crypto import SecretBox
 from .db.models import Build, Space, SpaceSecret, SpaceVariable
@@ -485,6 +485,9 @@ class Deployer:
 
     async def _spec(self, space: Space, serving: Serving) -> AppSpec:
         secrets, variables = await asyncio.to_thread(self._secrets_and_variables, space.id)
+        hub_token = await asyncio.to_thread(spacetokens.for_space, self.db, self.settings, space.id)
+        if hub_token and "HF_TOKEN" not in secrets and "HF_TOKEN" not in variables:  # the owner's own wins
+            variables = {**variables, "HF_TOKEN": hub_token}
         return AppSpec(
             space_id=space.space_id,
             revision=serving.revision,

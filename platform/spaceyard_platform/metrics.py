@@ -52,6 +52,13 @@ DISK = Gauge(
     registry=REGISTRY,
 )  # fmt: skip
 
+HUB_RELAY_REQUESTS = Counter(
+    "spaceyard_hub_relay_requests_total",
+    "Requests Spaces made to the Hub relay (HF_ENDPOINT inside a Space): passed (a read endpoint) or refused",
+    ["result"],
+    registry=REGISTRY,
+)
+
 
 PRIVATE_LABEL = "(private)"
 

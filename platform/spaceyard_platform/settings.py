@@ -126,6 +126,14 @@ class Settings(BaseSettings):
         description="Concurrent connections and requests the server accepts before answering 503 "
         "(uvicorn limit_concurrency). Unset = no limit.",
     )
+    hub_relay_port: int = Field(
+        7850,
+        description="Port of the Hub relay inside each Space's box (local runtime): the app's HF_ENDPOINT is "
+        "http://127.0.0.1:PORT there, serving only the Hub's read endpoints (docs/security.md).",
+    )
+    hub_relay_max_connections: int = Field(
+        16, description="Connections one Space may have open to its Hub relay at once (more get 503)."
+    )
     max_api_body: int = Field(
         1024 * 1024,
         description="Largest request body in bytes for the API and the web forms (JSON, form posts, "

@@ -55,8 +55,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import hubpath
 from .api import AppHandle, AppSpec, AppState, AppStatus, Endpoint, LogSink, Runtime
 from .errors import AppCrashed, AppStartError
+from .hubpath import HubPath
 from .readiness import probe_http, wait_for_http
 from .sandbox import Box, BoxSpec, Limits, NoSandbox, create_sandbox
 from .settings import RuntimeSettings
@@ -242,6 +244,9 @@ class LocalRuntime(Runtime):
         self.sandbox = create_sandbox(settings.local_sandbox, settings.data_dir, settings.runtime_dir)
         self.sandbox.cleanup()  # whatever a previous platform process on this DATA_DIR left running
 
+    def attach_hub(self, hub: HubPath) -> None:
+        self.hub = self.sandbox.hub = hub
+
     # ------------------------------------------------------------------ plan
 
     def space_dir(self, spec: AppSpec) -> Path:
@@ -269,6 +274,8 @@ class LocalRuntime(Runtime):
         }
         if port is not None:
             env.update(GRADIO_SERVER_PORT=str(port), PORT=str(port))
+        if self.hub is not None and self.sandbox.isolated:  # the relay on the box's loopback (sandbox.py)
+            env["HF_ENDPOINT"] = hubpath.endpoint("127.0.0.1", self.hub.port)
         if app_dir is not None:
             env["PYTHONPATH"] = str(Path(app_dir).resolve())
         return env

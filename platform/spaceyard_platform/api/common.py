@@ -29,7 +29,7 @@ def public_base(request: Request, svc: Services) -> str:
 
     huggingface_hub parses returned repo URLs against its own endpoint, so an unconfigured server
     answers on whatever host the client called (``localhost`` or ``127.0.0.1``)."""
-    if svc.settings.public_url:
+    if svc.settings.public_url and not request.scope.get("spaceyard.relay"):  # hubrelay: its own address
         return svc.settings.public_url.rstrip("/")
     return str(request.base_url).rstrip("/")
 
