@@ -25,6 +25,7 @@ from sqlalchemy import select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
+from spaceyard_builder.hubstore import HubStore
 from spaceyard_builder.logstores import create_log_store
 from spaceyard_runtime.factory import create_runtime
 from spaceyard_runtime.flavors import load_flavors
@@ -153,6 +154,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         worker = EmbeddedWorker(settings, grace=settings.worker_stop_grace) if settings.embedded_worker else None
         if worker is not None:
             worker.start()
+        hub_store = HubStore(settings.data_dir / "hubcache", builder_settings.hub_cache_max_bytes)
+        metrics.HUB_CACHE.stats = hub_store.stats
         runtime = create_runtime(settings.runtime())
         runtime.attach_hub(HubRelay(control_plane, settings))
         deployer = Deployer(

@@ -39,6 +39,8 @@ MODULE = "spaceyard_builder.worker"
 def worker_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env["SPACEYARD_DATA_DIR"] = str(settings.data_dir.resolve())
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    env.setdefault("SPACEYARD_HUB_URL", f"http://{host}:{settings.port}")  # preload_from_hub: same machine
     if settings.redis_url:
         env["SPACEYARD_REDIS_URL"] = settings.redis_url
     return env

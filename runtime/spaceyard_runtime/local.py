@@ -55,12 +55,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import hubpath
+from . import hubcache, hubpath
 from .api import AppHandle, AppSpec, AppState, AppStatus, Endpoint, LogSink, Runtime
 from .errors import AppCrashed, AppStartError
 from .hubpath import HubPath
 from .readiness import probe_http, wait_for_http
-from .sandbox import Box, BoxSpec, Limits, NoSandbox, create_sandbox
+from .sandbox import Box, BoxSpec, Limits, NoSandbox, create_sandbox, space_uid
 from .settings import RuntimeSettings
 from .zygote import fork_blockers
 from .zygote_client import ZYGOTE_SCRIPT, Zygote, ZygoteError
@@ -336,6 +336,9 @@ class LocalRuntime(Runtime):
         if self.sandbox.isolated:
             _readable(Path(plan.cwd))
         log(startup_banner())
+        uid = space_uid(spec.space_id) if self.sandbox.isolated else None
+        if added := await asyncio.to_thread(hubcache.install, spec.app_dir, self.space_dir(spec) / "home", uid):
+            log(f"Hub cache: {added} preloaded file(s) (preload_from_hub)")
         zygote, reason = self._fork_source(spec, plan)
         app: _App | None = None
         if zygote is not None:

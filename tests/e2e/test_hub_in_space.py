@@ -11,13 +11,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from gradio_client import Client
-from huggingface_hub import HfApi
+from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
 from tests.hub.conftest import cli_token
@@ -104,9 +102,9 @@ def api(server: Server, token: str) -> HfApi:
     return HfApi(endpoint=server.url, token=token)
 
 
-def app_source(server: Server, target: str) -> str:
+def app_source(server: Server, target: str, model: str = MODEL) -> str:
     return APP.format(
-        model=MODEL, data=DATA, model_type=MODEL_TYPE, data_type=DATA_TYPE, platform=("127.0.0.1", server.port)
+        model=model, data=DATA, model_type=MODEL_TYPE, data_type=DATA_TYPE, platform=("127.0.0.1", server.port)
     )
 
 
@@ -127,15 +125,17 @@ def repos(server: Server, tokens: dict[str, str]) -> Iterator[None]:
     yield
 
 
-def deploy(server: Server, hf: HfApi, space_id: str, target: str, extra_readme: str = "") -> Client:
-    from huggingface_hub import CommitOperationAdd
-
-    hf.create_repo(space_id, repo_type="space", space_sdk="gradio")
+def commit(hf: HfApi, space_id: str, readme_text: str, app: str) -> str:
     ops = [
-        CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=readme(extra_readme).encode()),
-        CommitOperationAdd(path_in_repo="app.py", path_or_fileobj=app_source(server, target).encode()),
+        CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=readme_text.encode()),
+        CommitOperationAdd(path_in_repo="app.py", path_or_fileobj=app.encode()),
     ]
-    sha = hf.create_commit(space_id, ops, commit_message="app", repo_type="space").oid
+    return str(hf.create_commit(space_id, ops, commit_message="app", repo_type="space").oid)
+
+
+def deploy(server: Server, hf: HfApi, space_id: str, target: str) -> Client:
+    hf.create_repo(space_id, repo_type="space", space_sdk="gradio")
+    sha = commit(hf, space_id, readme(), app_source(server, target))
     server.wait_stage(space_id, {"RUNNING"}, sha=sha)
     return Client(f"{server.url}/apps/{space_id}/", verbose=False)
 
@@ -157,15 +157,13 @@ def test_a_space_loads_its_owners_private_model_and_a_dataset_and_cannot_write(
     assert probe["platform_direct"] != "allowed", probe
 
 
-def test_another_users_space_cannot_read_the_private_model(
-    server: Server, tokens: dict[str, str], repos: None
-) -> None:
+def test_another_users_space_cannot_read_the_private_model(server: Server, tokens: dict[str, str], repos: None) -> None:
     client = deploy(server, api(server, tokens["bob"]), "hsbob/thief", MODEL)
     assert client.predict(2, api_name="/predict").startswith("not loaded: RepositoryNotFoundError")
     probe = json.loads(client.predict(MODEL, api_name="/probe"))
     assert probe["read_target"].startswith("RepositoryNotFoundError"), probe
     # the same relay serves bob's own private model to his Space
-    assert "allowed" == json.loads(client.predict(SECRET, api_name="/probe"))["read_target"]
+    assert json.loads(client.predict(SECRET, api_name="/probe"))["read_target"] == "allowed"
 
 
 def test_deleting_the_space_revokes_its_token(server: Server, tokens: dict[str, str], repos: None) -> None:
@@ -187,7 +185,47 @@ def test_deleting_the_space_revokes_its_token(server: Server, tokens: dict[str, 
     assert httpx.get(f"{server.url}/api/whoami-v2", headers={"authorization": f"Bearer {token}"}).status_code == 401
 
 
+def metric(server: Server, name: str) -> float:
+    for line in httpx.get(f"{server.url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name} at /metrics")
+
+
 def test_preload_from_hub_fills_the_space_at_build_time(server: Server, tokens: dict[str, str], repos: None) -> None:
-    preload = f"preload_from_hub:\n  - {MODEL} weights.json\n  - {DATA} train.csv\n"
-    del preload
-    pytest.skip("preload_from_hub lands in the next step")
+    """Offline (HF_HUB_OFFLINE=1): the app finds the files in its cache, put there at build time; the
+    dataset both Spaces preload is stored once in the shared cache; an unreadable repository fails the build."""
+    data = f"datasets/{DATA}" if DATA_TYPE == "dataset" else DATA
+    bob = api(server, tokens["bob"])
+    bob.create_repo("hsbob/preloaded", repo_type="space", space_sdk="gradio")
+    bob.add_space_variable("hsbob/preloaded", "HF_HUB_OFFLINE", "1")
+    stolen = readme(f"preload_from_hub:\n  - {MODEL} weights.json\n")
+    sha = commit(bob, "hsbob/preloaded", stolen, app_source(server, SECRET))
+    failed = server.wait_stage("hsbob/preloaded", {"BUILD_ERROR"}, sha=sha)
+    assert f"preload_from_hub: model {MODEL} (revision main) was not found" in failed["errorMessage"], failed
+    for space_id, hf, model in (
+        ("hsbob/preloaded", bob, SECRET),
+        ("hsalice/preloaded", api(server, tokens["alice"]), MODEL),
+    ):
+        if space_id == "hsalice/preloaded":
+            hf.create_repo(space_id, repo_type="space", space_sdk="gradio")
+            hf.add_space_variable(space_id, "HF_HUB_OFFLINE", "1")
+        good = readme(f"preload_from_hub:\n  - {model} weights.json\n  - {data} train.csv\n")
+        sha = commit(hf, space_id, good, app_source(server, SECRET, model))
+        server.wait_stage(space_id, {"RUNNING"}, sha=sha)
+        log = server.api("GET", f"/api/spaces/{space_id}/logs/build", timeout=10).text
+        assert f"preload_from_hub: {data.removeprefix('datasets/') if DATA_TYPE != 'dataset' else data}" in log
+    bobs = Client(f"{server.url}/apps/hsbob/preloaded/", verbose=False)
+    assert bobs.predict(2, api_name="/predict") == "42 (3 rows)"
+    alices = Client(f"{server.url}/apps/hsalice/preloaded/", verbose=False)
+    assert alices.predict(2, api_name="/predict") == "6.5 (3 rows)"
+    csv_copies = [
+        p
+        for p in (server.data_dir / "hubcache" / "objects").rglob("*")
+        if p.is_file() and p.read_bytes() == CSV.encode()
+    ]
+    assert len(csv_copies) == 1 and csv_copies[0].stat().st_nlink >= 3  # the store + one link per Space's build
+    assert csv_copies[0].stat().st_uid == 0 and csv_copies[0].stat().st_mode & 0o222 == 0
+    assert metric(server, "spaceyard_hub_cache_hits_total") >= 1
+    assert metric(server, "spaceyard_hub_cache_objects") >= 3
+    assert metric(server, "spaceyard_hub_cache_limit_bytes") == 20 * 1024**3
