@@ -9,7 +9,7 @@ from fastapi import Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .. import lfsinfo
+from .. import lfsinfo, spacelinks
 from ..auth import Principal, can_read, can_write
 from ..db.models import Space
 from ..deps import Services
@@ -120,8 +120,7 @@ def space_json(svc: Services, space: Space, *, siblings: bool = True, blobs: boo
         "runtime": runtime_json(svc, space),
         "subdomain": space.app_label,
         "host": app_host(svc, space),
-        "models": [],
-        "datasets": [],
+        **spacelinks.linked_repos(card),
     }
     if space.duplicated_from:
         data["duplicated_from"] = space.duplicated_from

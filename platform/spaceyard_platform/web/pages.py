@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from spaceyard_builder.lfs import parse_pointer
 
-from .. import history, lfsinfo, revisions, spaces_service
+from .. import history, lfsinfo, revisions, spacelinks, spaces_service
 from ..api.repos import SDKS, create_space
 from ..auth import (
     Principal,
@@ -147,6 +147,7 @@ def human_size(n: int) -> str:
 
 
 TEMPLATES.env.globals.update(gradient=gradient, ago=ago, iso=iso, stage_class=stage_class, human_size=human_size)
+TEMPLATES.env.globals["linked_repos"] = spacelinks.linked_repos
 TEMPLATES.env.filters["urlquote"] = lambda s: quote(str(s), safe="/")
 
 
