@@ -477,7 +477,7 @@ class Deployer:
             "GRADIO_ALLOW_FLAGGING": "never",
             "GRADIO_NUM_PORTS": "1",
             "HF_HUB_DISABLE_TELEMETRY": "1",
-            "HF_ENDPOINT": self.settings.resolved_public_url,
+            "HF_ENDPOINT": self.settings.space_hub_url or self.settings.resolved_public_url,
         }
         env.update(variables)
         env.update(secrets)

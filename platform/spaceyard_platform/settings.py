@@ -126,6 +126,12 @@ class Settings(BaseSettings):
         description="Concurrent connections and requests the server accepts before answering 503 "
         "(uvicorn limit_concurrency). Unset = no limit.",
     )
+    space_hub_url: str | None = Field(
+        None,
+        description="HF_ENDPOINT given to Spaces on runtimes without a Hub relay (Kubernetes: the platform's "
+        "in-cluster Service, e.g. http://spaceyard.spaceyard.svc:8000). Default: the public URL. The local "
+        "and Docker runtimes replace it with their relay's address.",
+    )
     hub_relay_port: int = Field(
         7850,
         description="Port of the Hub relay inside each Space's box (local runtime): the app's HF_ENDPOINT is "

@@ -47,7 +47,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,9 @@ import docker.errors
 from docker.types import DeviceRequest
 
 from .api import AppHandle, AppSpec, AppState, AppStatus, Endpoint, LogSink, Runtime
+from .docker_hub import DockerHubListeners
 from .errors import AppCrashed, AppStartError, CapacityPending, RuntimeBackendError
+from .hubpath import HubPath
 from .local import startup_banner
 from .readiness import wait_for_http
 from .settings import RuntimeSettings
@@ -168,6 +170,11 @@ class DockerRuntime(Runtime):
         self._client: docker.DockerClient | None = None
         self._apps: dict[str, _App] = {}
         self._warned_route = False
+        self.hub_listeners: DockerHubListeners | None = None
+
+    def attach_hub(self, hub: HubPath) -> None:
+        self.hub = hub
+        self.hub_listeners = DockerHubListeners(hub)
 
     @property
     def client(self) -> docker.DockerClient:
@@ -404,6 +411,10 @@ class DockerRuntime(Runtime):
         network = self.network_name(spec)
         gpus = self.gpus.allocate(name, spec.flavor.gpus)
         log(startup_banner())
+        if self.hub_listeners is not None:  # the Hub relay on the network's gateway (docker_hub.py)
+            await asyncio.to_thread(self._ensure_network, network, spec)
+            url = await self.hub_listeners.endpoint(self.client, network, spec.space_id)
+            spec = replace(spec, env={**spec.env, "HF_ENDPOINT": url})
 
         def create() -> tuple[str, str, float]:
             self._ensure_network(network, spec)
@@ -558,6 +569,8 @@ class DockerRuntime(Runtime):
                 await self.stop(handle, 0)
                 return await self.start(handle.spec, log)
         log(startup_banner())
+        if self.hub_listeners is not None:
+            await self.hub_listeners.endpoint(self.client, network, handle.spec.space_id)
         loop = asyncio.get_running_loop()
         since = time.time()
         try:
@@ -624,6 +637,8 @@ class DockerRuntime(Runtime):
         for app in self._apps.values():
             app.stopping.set()
         self._apps.clear()
+        if self.hub_listeners is not None:
+            self.hub_listeners.close()
         if self._client is not None:
             with contextlib.suppress(Exception):
                 self._client.close()
