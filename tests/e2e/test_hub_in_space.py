@@ -118,8 +118,7 @@ def repos(server: Server, tokens: dict[str, str]) -> Iterator[None]:
         (alice, DATA, DATA_TYPE, False, {"README.md": "---\nlicense: cc0-1.0\n---\n", "train.csv": CSV}),
         (bob, SECRET, MODEL_TYPE, True, {"README.md": card, "weights.json": json.dumps({"w": 0, "b": 42})}),
     ):
-        extra = {"space_sdk": "static"} if kind == "space" else {}
-        hf.create_repo(repo_id, repo_type=kind, private=private, **extra)
+        hf.create_repo(repo_id, repo_type=kind, private=private, space_sdk="static" if kind == "space" else None)
         for path, content in files.items():
             hf.upload_file(path_or_fileobj=content.encode(), path_in_repo=path, repo_id=repo_id, repo_type=kind)
     yield
