@@ -34,6 +34,7 @@ from . import githttp, metrics, oplog
 from .api import commits as commits_api
 from .api import files as files_api
 from .api import history as history_api
+from .api import hubrepos as hubrepos_api
 from .api import lfs as lfs_api
 from .api import lifecycle as lifecycle_api
 from .api import logs as logs_api
@@ -48,7 +49,7 @@ from .crypto import SecretBox, hash_token, load_or_create_key, new_token
 from .db.models import Space, Token
 from .db.session import Database
 from .deployer import Deployer
-from .deps import Services
+from .deps import Services, repo_store
 from .embeddedworker import EmbeddedWorker
 from .errors import PlatformError, Unauthorized, header_value
 from .gateway.access import AppAccess, secure_origin
@@ -150,7 +151,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         )
         flavors = load_flavors(settings.flavors_file)
         repos = RepoStore(settings.data_dir / "repos")
-        await asyncio.to_thread(repos.harden)
+        for kind in ("space", "model", "dataset"):
+            await asyncio.to_thread((repos if kind == "space" else repo_store(repos, kind)).harden)
         worker = EmbeddedWorker(settings, grace=settings.worker_stop_grace) if settings.embedded_worker else None
         if worker is not None:
             worker.start()
@@ -228,6 +230,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         xet_api.router,
         settings_api.router,
         files_api.router,
+        hubrepos_api.router,
         history_api.router,
         lfs_api.router,
         commits_api.router,

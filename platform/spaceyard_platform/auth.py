@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from . import spacetokens
 from .crypto import hash_token, new_token
-from .db.models import Membership, Space, Token, User
+from .db.models import Membership, RepoRow, Token, User
 from .errors import Conflict
 
 SESSION_COOKIE = "spaceyard_session"
@@ -122,9 +122,9 @@ def can_write_namespace(session: Session, principal: Principal | None, namespace
     return org_role(session, principal, namespace) in ("write", "admin")
 
 
-def can_read(session: Session, principal: Principal | None, space: Space) -> bool:
+def can_read(session: Session, principal: Principal | None, space: RepoRow) -> bool:
     return (not space.private) or can_read_namespace(session, principal, space.owner)
 
 
-def can_write(session: Session, principal: Principal | None, space: Space) -> bool:
+def can_write(session: Session, principal: Principal | None, space: RepoRow) -> bool:
     return can_write_namespace(session, principal, space.owner)

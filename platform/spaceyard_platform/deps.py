@@ -36,6 +36,16 @@ class Services:
     deployer: Deployer
     flavors: dict[str, Flavor]
 
+    def store(self, kind: str) -> RepoStore:
+        """The bare repositories of one kind (``space``, ``model``, ``dataset``): Spaces' under
+        ``DATA_DIR/repos/OWNER/NAME.git``, the others' under ``DATA_DIR/repos/.models/...`` and
+        ``.datasets/...`` (an owner name never starts with a dot)."""
+        return self.repos if kind == "space" else repo_store(self.repos, kind)
+
+
+def repo_store(spaces: RepoStore, kind: str) -> RepoStore:
+    return RepoStore(spaces.root / f".{kind}s")
+
 
 def services_of(request: Request) -> Services:
     svc: Services = request.app.state.services

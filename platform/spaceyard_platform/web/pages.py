@@ -22,8 +22,7 @@ from sqlalchemy.orm import Session
 
 from spaceyard_builder.lfs import parse_pointer
 
-from .. import history, lfsinfo, revisions, spacelinks, spaces_service
-from ..api.repos import SDKS, create_space
+from .. import history, lfsinfo, revisions, spacelinks
 from ..auth import (
     Principal,
     can_read,
@@ -35,6 +34,8 @@ from ..auth import (
 from ..db.models import Membership, Space, User
 from ..deps import ServicesDep, SessionDep, get_session
 from ..errors import Forbidden, PlatformError, RevisionNotFound
+from ..services import space_settings
+from ..services.spaces import SDKS, create_space
 from . import starters
 from .sessions import (
     SignedIn,
@@ -573,8 +574,8 @@ def settings_page(
         if user is None:
             return RedirectResponse(f"/login?next=/spaces/{owner}/{name}/settings", status_code=303)
         return render(request, "forbidden.html", user, status=403, tab="settings", **ctx)
-    secrets = list(spaces_service.list_secrets(session, principal, owner, name).values())
-    variables = list(spaces_service.variables_of(session, space).values())
+    secrets = list(space_settings.list_secrets(session, principal, owner, name).values())
+    variables = list(space_settings.variables_of(session, space).values())
     gc = space.sleep_time if space.sleep_time is not None else svc.settings.default_sleep_time
     return render(
         request,
