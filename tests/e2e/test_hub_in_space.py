@@ -30,6 +30,8 @@ MODEL_TYPE = KIND or "model"
 DATA_TYPE = KIND or "dataset"
 WEIGHTS = {"w": 3.0, "b": 0.5}
 CSV = "x,y\n1,3.5\n2,6.5\n3,9.5\n"
+DATASETS_REQUIREMENT = "datasets==5.2.0\n"
+"""One Space also loads the dataset with ``datasets.load_dataset`` (its environment: Gradio + datasets)."""
 
 APP = """
 import json, csv, os, socket
@@ -78,6 +80,12 @@ def probe(target: str) -> str:
                                  + os.environ["HF_TOKEN"]}}).status_code
     host, port = {platform!r}
     out["platform_direct"] = attempt(lambda: socket.create_connection((host, port), timeout=2).close())
+    try:
+        from datasets import load_dataset
+    except ImportError:
+        out["load_dataset"] = "not installed"
+    else:
+        out["load_dataset"] = attempt(lambda: out.update(rows=len(load_dataset(DATA, split="train"))))
     return json.dumps(out)
 
 
@@ -124,17 +132,19 @@ def repos(server: Server, tokens: dict[str, str]) -> Iterator[None]:
     yield
 
 
-def commit(hf: HfApi, space_id: str, readme_text: str, app: str) -> str:
+def commit(hf: HfApi, space_id: str, readme_text: str, app: str, requirements: str = "") -> str:
     ops = [
         CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=readme_text.encode()),
         CommitOperationAdd(path_in_repo="app.py", path_or_fileobj=app.encode()),
     ]
+    if requirements:
+        ops.append(CommitOperationAdd(path_in_repo="requirements.txt", path_or_fileobj=requirements.encode()))
     return str(hf.create_commit(space_id, ops, commit_message="app", repo_type="space").oid)
 
 
-def deploy(server: Server, hf: HfApi, space_id: str, target: str) -> Client:
+def deploy(server: Server, hf: HfApi, space_id: str, target: str, requirements: str = "") -> Client:
     hf.create_repo(space_id, repo_type="space", space_sdk="gradio")
-    sha = commit(hf, space_id, readme(), app_source(server, target))
+    sha = commit(hf, space_id, readme(), app_source(server, target), requirements)
     server.wait_stage(space_id, {"RUNNING"}, sha=sha)
     return Client(f"{server.url}/apps/{space_id}/", verbose=False)
 
@@ -142,7 +152,7 @@ def deploy(server: Server, hf: HfApi, space_id: str, target: str) -> Client:
 def test_a_space_loads_its_owners_private_model_and_a_dataset_and_cannot_write(
     server: Server, tokens: dict[str, str], repos: None
 ) -> None:
-    client = deploy(server, api(server, tokens["alice"]), "hsalice/predict", SECRET)
+    client = deploy(server, api(server, tokens["alice"]), "hsalice/predict", SECRET, DATASETS_REQUIREMENT)
     assert client.predict(2, api_name="/predict") == "6.5 (3 rows)"
     probe = json.loads(client.predict(SECRET, api_name="/probe"))
     assert probe["endpoint"] == "http://127.0.0.1:7850" and probe["token"].startswith("hf_sy_space_")
@@ -154,6 +164,9 @@ def test_a_space_loads_its_owners_private_model_and_a_dataset_and_cannot_write(
         assert probe[name] == 403, (name, probe)
     # and the box reaches nothing else: not the platform's own port
     assert probe["platform_direct"] != "allowed", probe
+    # datasets.load_dataset works unmodified too (the dataset's CSV, through the same relay)
+    if DATA_TYPE == "dataset":
+        assert probe["load_dataset"] == "allowed" and probe["rows"] == 3, probe
 
 
 def test_another_users_space_cannot_read_the_private_model(server: Server, tokens: dict[str, str], repos: None) -> None:
