@@ -36,7 +36,7 @@ DATASETS_REQUIREMENT = "datasets==5.2.0\n"
 APP = """
 import json, csv, os, socket
 import gradio as gr
-from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 
 MODEL, DATA = {model!r}, {data!r}
 MODEL_TYPE, DATA_TYPE = {model_type!r}, {data_type!r}
@@ -80,6 +80,10 @@ def probe(target: str) -> str:
                                  + os.environ["HF_TOKEN"]}}).status_code
     host, port = {platform!r}
     out["platform_direct"] = attempt(lambda: socket.create_connection((host, port), timeout=2).close())
+    try:
+        out["snapshot"] = sorted(os.listdir(snapshot_download(MODEL, repo_type=MODEL_TYPE)))
+    except Exception as exc:
+        out["snapshot"] = repr(exc)[:200]
     try:
         from datasets import load_dataset
     except ImportError:
@@ -142,9 +146,9 @@ def commit(hf: HfApi, space_id: str, readme_text: str, app: str, requirements: s
     return str(hf.create_commit(space_id, ops, commit_message="app", repo_type="space").oid)
 
 
-def deploy(server: Server, hf: HfApi, space_id: str, target: str, requirements: str = "") -> Client:
+def deploy(server: Server, hf: HfApi, space_id: str, target: str, requirements: str = "", card: str = "") -> Client:
     hf.create_repo(space_id, repo_type="space", space_sdk="gradio")
-    sha = commit(hf, space_id, readme(), app_source(server, target), requirements)
+    sha = commit(hf, space_id, readme(card), app_source(server, target), requirements)
     server.wait_stage(space_id, {"RUNNING"}, sha=sha)
     return Client(f"{server.url}/apps/{space_id}/", verbose=False)
 
@@ -152,7 +156,8 @@ def deploy(server: Server, hf: HfApi, space_id: str, target: str, requirements: 
 def test_a_space_loads_its_owners_private_model_and_a_dataset_and_cannot_write(
     server: Server, tokens: dict[str, str], repos: None
 ) -> None:
-    client = deploy(server, api(server, tokens["alice"]), "hsalice/predict", SECRET, DATASETS_REQUIREMENT)
+    uses = f"models:\n  - {MODEL}\ndatasets: {DATA}\n"
+    client = deploy(server, api(server, tokens["alice"]), "hsalice/predict", SECRET, DATASETS_REQUIREMENT, uses)
     assert client.predict(2, api_name="/predict") == "6.5 (3 rows)"
     probe = json.loads(client.predict(SECRET, api_name="/probe"))
     assert probe["endpoint"] == "http://127.0.0.1:7850" and probe["token"].startswith("hf_sy_space_")
@@ -164,6 +169,12 @@ def test_a_space_loads_its_owners_private_model_and_a_dataset_and_cannot_write(
         assert probe[name] == 403, (name, probe)
     # and the box reaches nothing else: not the platform's own port
     assert probe["platform_direct"] != "allowed", probe
+    assert probe["snapshot"] == ["README.md", "weights.json"], probe
+    # the README's models:/datasets: on the Space's page (linked) and in space_info, as on the Hub
+    info = api(server, tokens["alice"]).space_info("hsalice/predict")
+    assert (info.models, info.datasets) == ([MODEL], [DATA])
+    page = httpx.get(f"{server.url}/spaces/hsalice/predict", timeout=10).text
+    assert f'href="/{MODEL}"' in page and f'href="/datasets/{DATA}"' in page
     # datasets.load_dataset works unmodified too (the dataset's CSV, through the same relay)
     if DATA_TYPE == "dataset":
         assert probe["load_dataset"] == "allowed" and probe["rows"] == 3, probe
