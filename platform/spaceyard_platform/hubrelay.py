@@ -150,7 +150,7 @@ class HubRelay(HubPath):
             access_log=False,
             log_level="warning",
             timeout_keep_alive=int(settings.keep_alive_timeout),
-            limit_concurrency=self.max_connections,
+            limit_concurrency=self.max_connections + 1,  # uvicorn counts the connection asking too
         )
         self.config.load()
 

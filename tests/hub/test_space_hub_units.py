@@ -4,15 +4,21 @@ preloaded files into a (hostile) Space's HOME."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+from starlette.types import Receive, Scope, Send
 
 from spaceyard_builder.errors import ConfigError
 from spaceyard_builder.hubstore import HubStore, file_key
 from spaceyard_builder.preload import HUB_DIR, Entry, parse
-from spaceyard_platform.hubrelay import allowed
+from spaceyard_platform.hubrelay import HubRelay, allowed
+from spaceyard_platform.settings import Settings
 from spaceyard_platform.spacelinks import linked_repos
 from spaceyard_runtime import hubcache
 
@@ -120,3 +126,38 @@ def test_install_never_follows_what_the_space_planted(tmp_path: Path) -> None:
     linked = home / ".cache" / "huggingface" / "hub" / "models--alice--m"
     assert (linked / "snapshots" / ("c" * 40) / "w.json").read_bytes() == b"weights"
     assert (linked / "blobs" / "e1").stat().st_ino == (blobs / "e1").stat().st_ino
+
+
+async def test_the_relay_bounds_connections_and_bodies_and_passes_no_cookie(tmp_path: Path) -> None:
+    gate = asyncio.Event()
+    seen: list[dict[str, Any]] = []
+
+    async def control_plane(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(dict(scope))
+        await gate.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    relay = HubRelay(control_plane, Settings(data_dir=tmp_path, hub_relay_max_connections=2))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    sock.setblocking(False)
+    listener = await relay.serve(sock, "alice/space")
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    headers = {"cookie": "spaceyard_session=stolen", "x-forwarded-for": "1.2.3.4", "authorization": "Bearer t"}
+    try:
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=10) as client:
+            held = [asyncio.create_task(client.get("/api/models/alice/m")) for _ in range(2)]
+            while len(seen) < 2:
+                await asyncio.sleep(0.01)
+            assert (await client.get("/api/models/alice/m")).status_code == 503  # a third connection: refused
+            gate.set()
+            assert [(await t).status_code for t in held] == [200, 200]
+            big = await client.post("/api/models/alice/m/paths-info/main", content=b"x" * (2 << 20))
+            assert big.status_code == 413
+        passed = {k.decode() for k, _ in seen[0]["headers"]}
+        assert "cookie" not in passed and "x-forwarded-for" not in passed and "authorization" in passed
+        assert seen[0]["spaceyard.relay"] is True
+    finally:
+        listener.close()
