@@ -108,7 +108,7 @@ class BuilderSettings(BaseSettings):
     hub_url: str | None = Field(
         None,
         description="Where build workers reach this Spaceyard's Hub API (preload_from_hub). The embedded "
-        "worker gets the platform's public URL; external workers must set it.",
+        "worker gets the platform's own address on this machine; external workers must set it.",
     )
     hub_cache_max_bytes: int = Field(
         20 * 1024**3,

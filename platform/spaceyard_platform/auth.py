@@ -21,8 +21,6 @@ from .crypto import hash_token, new_token
 from .db.models import Membership, RepoRow, Token, User
 from .errors import Conflict
 
-SESSION_COOKIE = "spaceyard_session"
-
 
 @dataclass(frozen=True)
 class Principal:

@@ -86,6 +86,13 @@ SHELL_JOIN = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; 
 DESTROY_WAIT = 5.0
 
 
+def free_port(host: str) -> int:
+    """A port nobody listens on right now (the app binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 def space_uid(space_id: str) -> int:
     digest = hashlib.sha256(space_id.lower().encode()).digest()
     return UID_BASE + int.from_bytes(digest[:8], "big") % UID_RANGE
@@ -175,8 +182,6 @@ class Sandbox(abc.ABC):
         """The runtime shuts down (after destroying its boxes): remove what is left empty. Default: nothing."""
 
     def app_port(self, host: str) -> int:
-        from .local import free_port
-
         return free_port(host)
 
 

@@ -149,6 +149,22 @@ def test_private_model_is_invisible_to_others(hub: Server, tokens: dict[str, str
     clone = git(tmp_path, "clone", f"http://modbob:{tokens['bob']}@127.0.0.1:{hub.port}/modalice/secret-weights",
                 "stolen", check=False)  # fmt: skip
     assert clone.returncode != 0 and not (tmp_path / "stolen" / "w.bin").exists()
+    # Knowing the private file's sha256 does not let another user commit it into a model of theirs.
+    bob.create_repo("modbob/thief")
+    lines = [
+        {"key": "header", "value": {"summary": "take it"}},
+        {
+            "key": "lfsFile",
+            "value": {"path": "w.bin", "algo": "sha256", "oid": sha256(b"secret" * 2000), "size": 12000},
+        },
+    ]
+    stolen_commit = httpx.post(
+        f"{hub.url}/api/models/modbob/thief/commit/main",
+        content="".join(json.dumps(line) + "\n" for line in lines),
+        headers={"authorization": f"Bearer {tokens['bob']}", "content-type": "application/x-ndjson"},
+    )
+    assert stolen_commit.status_code == 400 and "was not uploaded" in stolen_commit.headers["x-error-message"]
+    assert bob.list_repo_files("modbob/thief") == []
     # Another user cannot write to, delete or move a model they can read.
     alice.create_repo("modalice/public-weights")
     with pytest.raises(HfHubHTTPError) as denied:
@@ -159,7 +175,7 @@ def test_private_model_is_invisible_to_others(hub: Server, tokens: dict[str, str
     assert alice.model_info("modalice/public-weights").id == "modalice/public-weights"
 
 
-def test_names_kinds_delete_and_move(hub: Server, tokens: dict[str, str]) -> None:
+def test_names_kinds_delete_and_move(hub: Server, tokens: dict[str, str], tmp_path: Path) -> None:
     alice = api(hub, tokens["alice"])
     alice.create_repo("modalice/Shared-Name")
     with pytest.raises(HfHubHTTPError) as clash:  # one model per name, ignoring case
@@ -181,6 +197,11 @@ def test_names_kinds_delete_and_move(hub: Server, tokens: dict[str, str]) -> Non
     with pytest.raises(RepositoryNotFoundError):
         alice.model_info("modalice/renamed")
     assert alice.space_info("modalice/Shared-Name").id == "modalice/Shared-Name"
+    # A Hub-style id without an owner (from_pretrained("gpt2")) is a clear "not found", not a crash.
+    with pytest.raises(RepositoryNotFoundError, match="OWNER/NAME"):
+        alice.model_info("gpt2")
+    with pytest.raises(RepositoryNotFoundError):
+        hf_hub_download("gpt2", "config.json", endpoint=hub.url, token=False, cache_dir=tmp_path)
 
 
 def test_dataset_upload_info_resolve(hub: Server, tokens: dict[str, str], tmp_path: Path) -> None:

@@ -10,10 +10,10 @@ from sqlalchemy.orm import Session
 
 from .. import lfsinfo, repokinds, spacelinks
 from ..auth import Principal
-from ..dates import iso
 from ..db.models import RepoRow, Space
 from ..deps import Services
 from ..services.lookup import find_space, readable_repo, readable_space, writable_repo, writable_space
+from ..timestamps import iso
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -31,8 +31,9 @@ from ..deps import PrincipalDep, Services, ServicesDep, SessionDep
 from ..errors import BadRequest, EntryNotFound, RevisionNotFound
 from ..ranges import object_response, parse_range, range_headers, skip_chunks
 from ..repos import RepoStore
+from ..timestamps import iso
 from ..xet import content as xet_content
-from .common import each_kind, iso, public_base, readable_row, readable_space, space_json
+from .common import each_kind, public_base, readable_row, readable_space, space_json
 
 router = APIRouter()
 TREE_PAGE = 1000

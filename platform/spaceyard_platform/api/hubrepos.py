@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from .. import lfsinfo, repokinds
 from ..db.models import HubRepo
 from ..deps import PrincipalDep, Services, ServicesDep, SessionDep
+from ..errors import NotFound, RepoNotFound
 from ..services import hubrepos
 from ..services.lookup import readable_repo
 from .common import iso
@@ -111,3 +112,21 @@ for _kind in repokinds.HOSTED:
     router.add_api_route(f"/api/{_kind.api}", list_repos, methods=["GET"])
     router.add_api_route(f"/api/{_kind.api}/{{owner}}/{{name}}", repo_info, methods=["GET"])
     router.add_api_route(f"/api/{_kind.api}/{{owner}}/{{name}}/revision/{{rest:path}}", repo_info, methods=["GET"])
+
+
+def no_namespace(name: str, request: Request) -> None:
+    """``gpt2``-style ids (no owner) name the Hub's legacy repositories: none exist here."""
+    kind = repokinds.of_path(request.url.path)
+    if name in repokinds.RESERVED:
+        raise NotFound(f"Spaceyard has no endpoint {request.method} {request.url.path[:200]}")
+    raise RepoNotFound(
+        f"Repository Not Found: {kind.prefix}{name[:100]} (repositories on Spaceyard are OWNER/NAME; "
+        "this server does not mirror the Hub)"
+    )
+
+
+late_router = APIRouter(include_in_schema=False)
+"""One-segment model and dataset ids; included after every other API router, before the unsupported ones."""
+for _kind in repokinds.HOSTED:
+    late_router.add_api_route(f"/api/{_kind.api}/{{name}}", no_namespace, methods=["GET"])
+    late_router.add_api_route(f"/{_kind.prefix}{{name}}/resolve/{{rest:path}}", no_namespace, methods=["GET", "HEAD"])

@@ -10,6 +10,8 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from ..lifecycle.stages import INITIAL
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -82,7 +84,8 @@ class Space(Base):
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     head_sha: Mapped[str | None] = mapped_column(String(40), default=None)
     card_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    stage: Mapped[str] = mapped_column(String(32), default="NO_APP_FILE")
+    stage: Mapped[str] = mapped_column(String(32), default=INITIAL.value)
+    """Written only by the deployer (:mod:`spaceyard_platform.lifecycle`); a new row starts at ``INITIAL``."""
     error_message: Mapped[str | None] = mapped_column(Text, default=None)
     serving_build_id: Mapped[str | None] = mapped_column(String(32), default=None)
     latest_build_id: Mapped[str | None] = mapped_column(String(32), default=None)
@@ -164,7 +167,9 @@ class Build(Base):
 
     @property
     def log_key(self) -> str:
-        return f"build/{self.id}"
+        from ..names import build_log_key
+
+        return build_log_key(self.id)
 
 
 class SpaceSecret(Base):

@@ -17,9 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..auth import Principal
-from ..dates import iso
 from ..db.models import Space, SpaceSecret, SpaceVariable
 from ..errors import BadRequest, Conflict, NotFound
+from ..timestamps import iso
 from .lookup import find_space, readable_space, writable_space
 from .spaces import KeyValue, check_sleep_time, create_space, validate_key, validate_name
 

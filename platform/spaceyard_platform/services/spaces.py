@@ -11,6 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from spaceyard_builder.spaceconfig import SDKS as SDKS  # the one list (the pages import it from here)
+
 from .. import names
 from ..auth import Principal, can_write_namespace
 from ..db.models import Space, SpaceSecret, SpaceVariable
@@ -19,8 +21,6 @@ from .lookup import find_space
 
 if TYPE_CHECKING:
     from ..deps import Services
-
-SDKS = ("gradio", "streamlit", "docker", "static")
 
 
 class KeyValue(BaseModel):

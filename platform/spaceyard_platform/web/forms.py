@@ -17,8 +17,8 @@ from fastapi.responses import RedirectResponse, Response
 from ..deps import ServicesDep, SessionDep
 from ..errors import Forbidden, PlatformError, Unauthorized
 from ..services import space_settings as service
-from .pages import WebUserDep
-from .sessions import SignedIn, csrf_ok
+from ..sessions import SignedIn, csrf_ok
+from .render import WebUserDep
 
 router = APIRouter(prefix="/spaces/{owner}/{name}/settings", include_in_schema=False)
 

@@ -18,7 +18,6 @@ import json
 import os
 import tempfile
 from collections.abc import AsyncIterator, Generator
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,8 @@ from .. import repokinds
 from ..deps import PrincipalDep, Services, ServicesDep, SessionDep
 from ..errors import BadRequest, Forbidden, NotFound, PlatformError, Unauthorized
 from . import cas, hashing, tokens
-from .store import CasStore, LocalCasStore
+from .content import store_of
+from .store import CasStore
 
 router = APIRouter()
 CAS = "/xet-cas"
@@ -42,15 +42,6 @@ class RangeError(PlatformError):
 
 class PayloadTooLarge(PlatformError):
     status = 413
-
-
-@lru_cache(maxsize=8)
-def _store_at(root: Path) -> CasStore:
-    return LocalCasStore(root)
-
-
-def store_of(svc: Services) -> CasStore:
-    return _store_at(svc.settings.data_dir.resolve() / "xet")
 
 
 def _base(request: Request, svc: Services) -> str:

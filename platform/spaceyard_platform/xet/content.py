@@ -14,13 +14,24 @@ import asyncio
 import os
 import tempfile
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 
 from .. import repokinds
 from ..db.models import RepoRow
 from ..deps import Services
 from . import cas, hashing
-from .api import store_of
+from .store import CasStore, LocalCasStore
+
+
+@lru_cache(maxsize=8)
+def _store_at(root: Path) -> CasStore:
+    return LocalCasStore(root)
+
+
+def store_of(svc: Services) -> CasStore:
+    """The Xet CAS store of this platform (``DATA_DIR/xet``), shared by the API and the commit path."""
+    return _store_at(svc.settings.data_dir.resolve() / "xet")
 
 
 async def commit_file(svc: Services, sha256: str, scope: str | None, add: Callable[[Path], None]) -> bool:

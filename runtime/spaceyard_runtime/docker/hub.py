@@ -1,6 +1,6 @@
 """The Hub relay for Docker apps: a listener on the gateway address of each Space network.
 
-A Space container reaches nothing outside its network's subnet (``docker.py``: no default route), but
+A Space container reaches nothing outside its network's subnet (``network.py``: no default route), but
 the network's gateway address is the host's own end of that bridge: :class:`DockerHubListeners` makes one
 listening socket per network there, served by the platform's relay (:class:`~.hubpath.HubPath`), and the
 app gets ``HF_ENDPOINT=http://<gateway>:<port>``. Only the containers of that network reach it; what
@@ -14,8 +14,8 @@ import contextlib
 import socket
 from typing import Any
 
-from .errors import AppStartError
-from .hubpath import HubListener, HubPath, endpoint
+from ..errors import AppStartError
+from ..hubpath import HubListener, HubPath, endpoint
 
 
 class DockerHubListeners:
