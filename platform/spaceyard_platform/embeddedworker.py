@@ -65,9 +65,6 @@ def worker_env(settings: Settings) -> dict[str, str]:
         else:
             env[key] = value
     env["SPACEYARD_DATA_DIR"] = str(settings.data_dir.resolve())
-    if not settings.builder().hub_url:  # preload_from_hub: the worker runs on this machine
-        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-        env["SPACEYARD_HUB_URL"] = f"http://{host}:{settings.port}"
     return env
 
 

@@ -224,12 +224,21 @@ class Settings(BaseSettings):
     def _hand_down(self) -> Settings:
         """The shared values are the platform's (see the module docstring)."""
         self.builder_settings = self.builder_settings.model_copy(
-            update={"data_dir": self.data_dir, "redis_url": self.redis_url}
+            update={"data_dir": self.data_dir, "redis_url": self.redis_url, "hub_url": self.builder_hub_url}
         )
         self.runtime_settings = self.runtime_settings.model_copy(
             update={"data_dir": self.data_dir, "flavors_file": self.flavors_file}
         )
         return self
+
+    @property
+    def builder_hub_url(self) -> str:
+        """Where this platform's build workers reach its Hub (``preload_from_hub``): the builder part's own
+        ``SPACEYARD_HUB_URL``, else this server's own address (the embedded worker runs on this machine)."""
+        if self.builder_settings.hub_url:
+            return self.builder_settings.hub_url
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def resolved_public_url(self) -> str:
