@@ -66,6 +66,17 @@ def install(app_dir: Path | None, home: Path, uid: int | None) -> int:
     return added
 
 
+def _same(entry: os.DirEntry[str], dest: int) -> bool:
+    """``entry`` is already at ``dest``: the same symlink, or a link to the same read-only inode."""
+    try:
+        there = os.stat(entry.name, dir_fd=dest, follow_symlinks=False)
+        if entry.is_symlink():
+            return os.readlink(entry.name, dir_fd=dest) == os.readlink(entry.path)
+        return there.st_ino == entry.inode() and not there.st_mode & 0o222
+    except OSError:
+        return False
+
+
 def _mirror(src: Path, dest: int, uid: int | None, seen: list[int]) -> int:
     added = 0
     for entry in os.scandir(src):
@@ -79,6 +90,8 @@ def _mirror(src: Path, dest: int, uid: int | None, seen: list[int]) -> int:
                     added += _mirror(Path(entry.path), fd, uid, seen)
                 finally:
                     os.close(fd)
+            elif _same(entry, dest):
+                continue  # there from an earlier start (a wake): nothing to do
             elif entry.is_symlink():
                 target = os.readlink(entry.path)
                 with contextlib.suppress(FileNotFoundError):

@@ -122,7 +122,8 @@ def test_install_never_follows_what_the_space_planted(tmp_path: Path) -> None:
     assert hubcache.install(app, home, None) == 0
     assert list(outside.iterdir()) == []
     (home / ".cache" / "huggingface" / "hub").unlink()
-    assert hubcache.install(app, home, None) == 1  # the blob (the snapshot link is recreated)
+    assert hubcache.install(app, home, None) == 1  # the blob (and the snapshot link)
+    assert hubcache.install(app, home, None) == 0  # a wake: all there already
     linked = home / ".cache" / "huggingface" / "hub" / "models--alice--m"
     assert (linked / "snapshots" / ("c" * 40) / "w.json").read_bytes() == b"weights"
     assert (linked / "blobs" / "e1").stat().st_ino == (blobs / "e1").stat().st_ino
