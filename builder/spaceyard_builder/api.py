@@ -95,6 +95,10 @@ class SecretSource(abc.ABC):
     @abc.abstractmethod
     def secrets(self, ref: str) -> dict[str, str]: ...
 
+    def hub_token(self, space_id: str) -> str | None:
+        """The Space's own read-only Hub token (``owner/name``), for ``preload_from_hub``; ``None``: none."""
+        return None
+
 
 class BuildEngine(abc.ABC):
     """Base class of build engines. See the module docstring for the contract."""

@@ -10,8 +10,10 @@ from pathlib import Path
 from .api import BuildEngine, BuildLog, BuildRequest, BuildResult
 from .engines import create_engine
 from .errors import BuilderError, BuildFailed, ConfigError, NoAppFileError, TransientBuildError
+from .hubstore import HubStore
 from .lfs import MissingObjects, smudge_tree
 from .logs import LogStore
+from .preload import preload
 from .settings import BuilderSettings
 from .source import TreeItem, export_commit, link_target, list_tree, read_blob, resolve_in_tree
 from .spaceconfig import README_PREFIX, SpaceConfig, parse_readme
@@ -121,6 +123,17 @@ def run_build(
         log_store.close(request.log_key)
 
 
+def _preload(
+    request: BuildRequest, settings: BuilderSettings, config: SpaceConfig, source: Path, log: BuildLog
+) -> None:
+    """``preload_from_hub`` into the export, with the Space's own read-only token (``preload.py``)."""
+    from .worker import make_secret_source
+
+    token = make_secret_source(settings).hub_token(request.space_id)
+    store = HubStore(settings.data_dir / "hubcache", settings.hub_cache_max_bytes)
+    preload(config.preload_from_hub, source, settings.hub_url, token, store, log)
+
+
 def _run_build(
     request: BuildRequest, settings: BuilderSettings, log_store: LogStore, engine: BuildEngine | None
 ) -> BuildResult:
@@ -141,6 +154,8 @@ def _run_build(
         check_build_inputs(request.repo, items, config.effective_app_file, log)
         check_app_file(config, app_files(request.repo, items))
         log(f"--> sdk: {config.sdk}" + (f" {config.sdk_version}" if config.sdk_version else ""))
+        if config.preload_from_hub:
+            _preload(request, settings, config, source, log)
         engine = engine or create_engine(settings)
         artifact = engine.build(request, source, config, log)
         duration = time.monotonic() - started

@@ -105,6 +105,16 @@ class BuilderSettings(BaseSettings):
         "(SPACEYARD_DATABASE_URL or DATA_DIR/spaceyard.db) with its secret key (SPACEYARD_SECRET_KEY or "
         "DATA_DIR/secret.key), so workers need both.",
     )
+    hub_url: str | None = Field(
+        None,
+        description="Where build workers reach this Spaceyard's Hub API (preload_from_hub). The embedded "
+        "worker gets the platform's own address on this machine; external workers must set it.",
+    )
+    hub_cache_max_bytes: int = Field(
+        20 * 1024**3,
+        description="Size limit of the shared Hub file cache (DATA_DIR/hubcache: preload_from_hub downloads, "
+        "stored once by content for every Space); least recently used files past it are evicted.",
+    )
     yaml_max_bytes: int = Field(
         64 * 1024,
         description="Largest YAML accepted from users (README front matter, /api/validate-yaml), in bytes; "

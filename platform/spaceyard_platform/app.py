@@ -25,6 +25,7 @@ from sqlalchemy import select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
+from spaceyard_builder.hubstore import HubStore
 from spaceyard_builder.logstores import create_log_store
 from spaceyard_runtime.api import Runtime
 from spaceyard_runtime.factory import create_runtime
@@ -58,6 +59,7 @@ from .gateway.activity import ActivityTable
 from .gateway.proxy import Gateway
 from .gateway.routes import InMemoryRouteTable
 from .gateway.timing import GatewayMetrics
+from .hubrelay import HubRelay
 from .limits import BodyLimit
 from .private import prepare_data_dir
 from .repos import RepoStore
@@ -150,12 +152,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     repos = RepoStore(settings.data_dir / "repos")
     routes = InMemoryRouteTable()
     activity = ActivityTable()
+    runtime = runtime or create_runtime(settings.runtime())
+    metrics.HUB_CACHE.stats = HubStore(settings.data_dir / "hubcache", builder_settings.hub_cache_max_bytes).stats
     deployer = Deployer(
         settings,
         db,
         repos,
         routes,
-        runtime or create_runtime(settings.runtime()),
+        runtime,
         log_store,
         CeleryBuildQueue(builder_settings),
         secretbox,
@@ -193,6 +197,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         title="Spaceyard", version="0.1.0", lifespan=lifespan, docs_url="/api/docs", openapi_url="/api/openapi.json"
     )
     app.add_exception_handler(PlatformError, platform_error_response)  # type: ignore[arg-type]
+    control_plane = BodyLimit(app, settings)
+    runtime.attach_hub(HubRelay(control_plane, settings))  # HF_ENDPOINT inside Spaces (hubrelay.py)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
@@ -258,7 +264,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     ):
         app.include_router(router)
     gateway = Gateway(
-        BodyLimit(app, settings),
+        control_plane,
         routes,
         settings,
         activity=activity,

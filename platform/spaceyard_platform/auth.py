@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from . import spacetokens
 from .crypto import hash_token, new_token
 from .db.models import Membership, RepoRow, Token, User
 from .errors import Conflict
@@ -61,8 +62,15 @@ def resolve_token(session: Session, token: str | None) -> Principal | None:
     if row is None:
         return None
     tok, user = row
+    if tok.role == spacetokens.SPACE_ROLE and not spacetokens.check(session, tok, user):
+        return None  # a Space's token dies with its Space
     return Principal(
-        user_id=user.id, name=user.name, role=tok.role, is_admin=user.is_admin, token_id=tok.id, token_name=tok.name
+        user_id=user.id,
+        name=user.name,
+        role=tok.role,
+        is_admin=user.is_admin and tok.role != spacetokens.SPACE_ROLE,
+        token_id=tok.id,
+        token_name=tok.name,
     )
 
 

@@ -9,8 +9,9 @@ from sqlalchemy import select
 from spaceyard_builder.api import SecretSource
 from spaceyard_builder.settings import BuilderSettings
 
+from . import spacetokens
 from .crypto import SecretBox, load_or_create_key
-from .db.models import SpaceSecret
+from .db.models import Space, SpaceSecret
 from .db.session import Database
 from .settings import Settings
 
@@ -27,5 +28,16 @@ class DatabaseSecretSource(SecretSource):
             with db.session() as session:
                 rows = session.scalars(select(SpaceSecret).where(SpaceSecret.space_pk == ref))
                 return {row.key: box.decrypt(row.value_encrypted) for row in rows}
+        finally:
+            db.engine.dispose()
+
+    def hub_token(self, space_id: str) -> str | None:
+        owner, _, name = space_id.partition("/")
+        db = Database(self.platform.resolved_database_url)
+        try:
+            with db.session() as session:
+                space = session.scalar(select(Space).where(Space.owner == owner, Space.name == name))
+                pk = space.id if space is not None else None
+            return spacetokens.for_space(db, self.platform, pk) if pk else None
         finally:
             db.engine.dispose()

@@ -24,11 +24,14 @@ from pathlib import Path
 
 from sqlalchemy import or_, select
 
+from spaceyard_builder.hubstore import HubStore
+from spaceyard_builder.settings import BuilderSettings
+
 from .db.models import Build, Space
 from .db.session import Database
 from .names import space_folder
 
-AREAS = ("repos", "sources", "envs", "logs", "queue", "lfs")
+AREAS = ("repos", "sources", "envs", "logs", "queue", "lfs", "hubcache")
 
 
 @dataclass
@@ -123,5 +126,7 @@ def collect(db: Database, data_dir: Path, envs_root: Path, *, envs: bool, keep_r
                 except BlockingIOError:
                     continue  # being (re)built right now
                 _free(env, out)
+    if (data_dir / "hubcache").is_dir():  # exports just freed may have been the last links to cached files
+        HubStore(data_dir / "hubcache", BuilderSettings(data_dir=data_dir).hub_cache_max_bytes).evict()
     out.usage = usage(data_dir, envs_root)
     return out

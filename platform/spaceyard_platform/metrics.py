@@ -10,8 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
+
+from spaceyard_builder.hubstore import Stats as HubStoreStats
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -51,6 +54,45 @@ DISK = Gauge(
     "spaceyard_disk_bytes", "Disk used per area of the data directory (at the last collection)", ["area"],
     registry=REGISTRY,
 )  # fmt: skip
+
+HUB_RELAY_REQUESTS = Counter(
+    "spaceyard_hub_relay_requests_total",
+    "Requests Spaces made to the Hub relay (HF_ENDPOINT inside a Space): passed (a read endpoint) or refused",
+    ["result"],
+    registry=REGISTRY,
+)
+
+
+class HubCacheCollector:
+    """The shared Hub file cache (``spaceyard_builder.hubstore``), read at each scrape from its folder."""
+
+    def __init__(self) -> None:
+        self.stats: Callable[[], HubStoreStats] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        if self.stats is None:
+            return
+        st = self.stats()
+        for name, doc, value in (
+            ("bytes", "Bytes in the shared Hub file cache (preload_from_hub, stored once by content)", st.bytes),
+            ("objects", "Files in the shared Hub file cache", st.objects),
+            ("limit_bytes", "Size limit of the shared Hub file cache (SPACEYARD_HUB_CACHE_MAX_BYTES)", st.limit),
+        ):
+            yield GaugeMetricFamily(f"spaceyard_hub_cache_{name}", doc, value=value)
+        for name, doc, value in (
+            ("hits", "Preloaded files found in the shared Hub file cache", st.hits),
+            ("misses", "Preloaded files downloaded into the shared Hub file cache", st.misses),
+            (
+                "evictions",
+                "Files evicted from the shared Hub file cache (least recently used, over the limit)",
+                st.evictions,
+            ),
+        ):
+            yield CounterMetricFamily(f"spaceyard_hub_cache_{name}", doc, value=value)
+
+
+HUB_CACHE = HubCacheCollector()
+REGISTRY.register(HUB_CACHE)  # type: ignore[arg-type]
 
 
 PRIVATE_LABEL = "(private)"

@@ -23,7 +23,9 @@ from starlette.responses import Response
 from .auth import Principal
 from .crypto import hash_token
 from .db.models import User, WebSession
+from .errors import Forbidden
 from .settings import Settings
+from .spacetokens import SPACE_ROLE
 
 SESSION_COOKIE = "spaceyard_session"
 """The session cookie's name (``__Host-`` in front of it when the platform is served over HTTPS)."""
@@ -42,6 +44,8 @@ class SignedIn:
 
 def create_session(session: Session, principal: Principal) -> str:
     """Store a new session for ``principal``; return the raw session id (the cookie's value)."""
+    if principal.role == SPACE_ROLE:
+        raise Forbidden("A Space's own token (HF_TOKEN inside a Space) cannot sign in to the web pages")
     raw = secrets.token_urlsafe(32)
     now = datetime.now(UTC)
     session.add(
@@ -84,7 +88,7 @@ def resolve_session_ref(session: Session, ref: str) -> SignedIn | None:
         user_id=user.id,
         name=user.name,
         role=web.role,
-        is_admin=user.is_admin,
+        is_admin=user.is_admin and web.role != SPACE_ROLE,
         token_id=web.token_id,
         token_name="web session",
     )

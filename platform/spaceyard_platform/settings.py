@@ -163,6 +163,20 @@ class Settings(BaseSettings):
         description="Concurrent connections and requests the server accepts before answering 503 "
         "(uvicorn limit_concurrency). Unset = no limit.",
     )
+    space_hub_url: str | None = Field(
+        None,
+        description="HF_ENDPOINT given to Spaces on runtimes without a Hub relay (Kubernetes: the platform's "
+        "in-cluster Service, e.g. http://spaceyard.spaceyard.svc:8000). Default: the public URL. The local "
+        "and Docker runtimes replace it with their relay's address.",
+    )
+    hub_relay_port: int = Field(
+        7850,
+        description="Port of the Hub relay inside each Space's box (local runtime): the app's HF_ENDPOINT is "
+        "http://127.0.0.1:PORT there, serving only the Hub's read endpoints (docs/security.md).",
+    )
+    hub_relay_max_connections: int = Field(
+        16, description="Connections one Space may have open to its Hub relay at once (more get 503)."
+    )
     max_api_body: int = Field(
         1024 * 1024,
         description="Largest request body in bytes for the API and the web forms (JSON, form posts, "
@@ -217,12 +231,21 @@ class Settings(BaseSettings):
     def _hand_down(self) -> Settings:
         """The shared values are the platform's (see the module docstring)."""
         self.builder_settings = self.builder_settings.model_copy(
-            update={"data_dir": self.data_dir, "redis_url": self.redis_url}
+            update={"data_dir": self.data_dir, "redis_url": self.redis_url, "hub_url": self.builder_hub_url}
         )
         self.runtime_settings = self.runtime_settings.model_copy(
             update={"data_dir": self.data_dir, "flavors_file": self.flavors_file}
         )
         return self
+
+    @property
+    def builder_hub_url(self) -> str:
+        """Where this platform's build workers reach its Hub (``preload_from_hub``): the builder part's own
+        ``SPACEYARD_HUB_URL``, else this server's own address (the embedded worker runs on this machine)."""
+        if self.builder_settings.hub_url:
+            return self.builder_settings.hub_url
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def resolved_public_url(self) -> str:

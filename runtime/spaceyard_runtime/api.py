@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .hubpath import HubPath
+
 LogSink = Callable[[str], None]
 """Receives one line of app output at a time, without the trailing newline."""
 
@@ -177,6 +179,12 @@ class Runtime(abc.ABC):
     """Base class of every runtime backend. See the module docstring for the contract."""
 
     name: str = "abstract"
+    hub: HubPath | None = None
+    """The platform's read-only Hub relay, if attached (:mod:`spaceyard_runtime.hubpath`)."""
+
+    def attach_hub(self, hub: HubPath) -> None:
+        """Serve ``hub`` to the apps where they can reach it (backends that can). Default: keep it."""
+        self.hub = hub
 
     @property
     def capabilities(self) -> Capabilities:

@@ -50,6 +50,7 @@ from pathlib import Path
 from . import netns
 from .errors import AppStartError
 from .flavors import oom_message
+from .hubpath import HubListener, HubPath
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +141,8 @@ class Box:
     """Host pid of the process the runtime spawned."""
     oom_base: int = 0
     destroyed: bool = False
+    hub: HubListener | None = None
+    """The Hub relay served inside the box's network (:mod:`spaceyard_runtime.hubpath`)."""
     _info_r: int | None = None
 
 
@@ -149,6 +152,8 @@ class Sandbox(abc.ABC):
     name = "abstract"
     isolated = False
     """Whether boxes have their own network (endpoints carry ``netns``) and their own pid namespace."""
+    hub: HubPath | None = None
+    """Served on ``127.0.0.1:hub.port`` inside each isolated box's network once it exists."""
 
     @abc.abstractmethod
     def create(self, spec: BoxSpec) -> Box: ...
@@ -425,6 +430,21 @@ class BwrapSandbox(Sandbox):
             box.netns = netns.register(box.init_pid)
         except (ValueError, KeyError, TypeError, OSError) as exc:
             raise AppStartError("the sandbox did not come up (see the log above)") from exc
+        if self.hub is not None:
+            box.hub = await self._serve_hub(box, self.hub)
+
+    @staticmethod
+    async def _serve_hub(box: Box, hub: HubPath) -> HubListener:
+        """A listening socket on the box's own loopback (made from outside: the box cannot reach out)."""
+        sock = netns.socket_in(box.netns)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", hub.port))
+            sock.listen(64)
+            return await hub.serve(sock, box.spec.space_id)
+        except BaseException:
+            sock.close()
+            raise
 
     # ------------------------------------------------------------------ signals, limits, teardown
 
@@ -472,6 +492,8 @@ class BwrapSandbox(Sandbox):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signals.SIGKILL)
             await asyncio.sleep(0.02)
+        if box.hub is not None:
+            box.hub.close()
         netns.release(box.netns)
         self._remove_cgroups(box)
         if box._info_r is not None:

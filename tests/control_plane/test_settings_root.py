@@ -65,7 +65,8 @@ def test_worker_gets_the_builder_part_by_value(monkeypatch: pytest.MonkeyPatch, 
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     seen = BuilderSettings()  # what the worker process reads at start
-    assert seen.model_dump() == {**part.model_dump(), "data_dir": tmp_path}
+    hub_url = "http://127.0.0.1:8000"  # handed down too: where the worker reaches this platform's Hub
+    assert seen.model_dump() == {**part.model_dump(), "data_dir": tmp_path, "hub_url": hub_url}
 
 
 class ClosingRuntime(FakeRuntime):

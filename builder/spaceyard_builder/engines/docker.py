@@ -55,6 +55,7 @@ import docker.errors
 
 from ..api import Artifact, BuildEngine, BuildLog, BuildRequest
 from ..errors import BuildFailed, EngineMisconfigured, TransientBuildError
+from ..preload import HUB_DIR
 from ..settings import BuilderSettings
 from ..spaceconfig import SpaceConfig
 
@@ -171,6 +172,10 @@ def generated_dockerfile(config: SpaceConfig, source: Path, settings: BuilderSet
             "--server.enableCORS", "false",
             "--browser.gatherUsageStats", "false",
         ]  # fmt: skip
+    if (source / HUB_DIR).is_dir():  # preload_from_hub: into the app's cache (a tmpfs) at each start
+        cache = "$HOME/.cache/huggingface/hub"
+        link = f"mkdir -p {cache} && cp -rs /home/user/app/{HUB_DIR}/. {cache}/"
+        cmd = ["sh", "-c", f'{link}; exec "$@"', "sh", *cmd]
     lines.append("CMD " + json.dumps(cmd))
     return "\n".join(lines) + "\n"
 

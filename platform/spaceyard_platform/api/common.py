@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session
 
-from .. import lfsinfo, repokinds, storage
+from .. import lfsinfo, repokinds, spacelinks, storage
 from ..auth import Principal
 from ..db.models import RepoRow, Space
 from ..deps import Services
@@ -25,7 +25,7 @@ def public_base(request: Request, svc: Services) -> str:
 
     huggingface_hub parses returned repo URLs against its own endpoint, so an unconfigured server
     answers on whatever host the client called (``localhost`` or ``127.0.0.1``)."""
-    if svc.settings.public_url:
+    if svc.settings.public_url and not request.scope.get("spaceyard.relay"):  # hubrelay: its own address
         return svc.settings.public_url.rstrip("/")
     return str(request.base_url).rstrip("/")
 
@@ -95,8 +95,7 @@ def space_json(svc: Services, space: Space, *, siblings: bool = True, blobs: boo
         "runtime": runtime_json(svc, space),
         "subdomain": space.app_label,
         "host": app_host(svc, space),
-        "models": [],
-        "datasets": [],
+        **spacelinks.linked_repos(card),
     }
     if space.duplicated_from:
         data["duplicated_from"] = space.duplicated_from

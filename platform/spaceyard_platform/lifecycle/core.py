@@ -18,7 +18,7 @@ from spaceyard_builder.logs import LogStore
 from spaceyard_builder.logwriter import LogWriter
 from spaceyard_runtime.api import AppSpec, Flavor, LogSink, Runtime
 
-from .. import hostpaths, metrics, names, oplog, storage
+from .. import hostpaths, metrics, names, oplog, spacetokens, storage
 from ..buildqueue import BuildQueue
 from ..crypto import SecretBox
 from ..db.models import Space, SpaceSecret, SpaceVariable
@@ -214,7 +214,7 @@ class LifecycleCore:
             "GRADIO_ALLOW_FLAGGING": "never",
             "GRADIO_NUM_PORTS": "1",
             "HF_HUB_DISABLE_TELEMETRY": "1",
-            "HF_ENDPOINT": self.settings.resolved_public_url,
+            "HF_ENDPOINT": self.settings.space_hub_url or self.settings.resolved_public_url,
         }
         env.update(variables)
         env.update(secrets)
@@ -222,6 +222,9 @@ class LifecycleCore:
 
     async def _spec(self, space: Space, serving: Serving) -> AppSpec:
         secrets, variables = await asyncio.to_thread(self._secrets_and_variables, space.id)
+        hub_token = await asyncio.to_thread(spacetokens.for_space, self.db, self.settings, space.id)
+        if hub_token and "HF_TOKEN" not in secrets and "HF_TOKEN" not in variables:  # the owner's own wins
+            variables = {**variables, "HF_TOKEN": hub_token}
         return AppSpec(
             space_id=space.space_id,
             revision=serving.revision,

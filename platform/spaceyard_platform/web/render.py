@@ -18,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .. import spacelinks
 from ..auth import Principal, can_write_namespace, resolve_token, token_from_headers
 from ..db.models import Membership, User
 from ..deps import ServicesDep, get_session
@@ -102,6 +103,7 @@ def human_size(n: int) -> str:
 TEMPLATES.env.globals.update(
     gradient=gradient, ago=ago, iso=iso_seconds, stage_class=stage_class, human_size=human_size
 )
+TEMPLATES.env.globals["linked_repos"] = spacelinks.linked_repos
 TEMPLATES.env.filters["urlquote"] = lambda s: quote(str(s), safe="/")
 
 

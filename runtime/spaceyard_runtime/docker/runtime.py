@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import secrets
 import time
+from dataclasses import replace
 from typing import Any
 
 import docker
@@ -15,12 +16,14 @@ import docker.errors
 from ..api import AppHandle, AppSpec, AppState, AppStatus, Capabilities, Endpoint, Flavor, LogSink, Runtime
 from ..errors import AppCrashed, AppStartError, RuntimeBackendError
 from ..flavors import oom_message
+from ..hubpath import HubPath
 from ..output import startup_banner
 from ..readiness import wait_for_http
 from ..settings import RuntimeSettings
 from ..spacefiles import SpaceFiles
 from . import containers, logs, network
 from .gpus import GpuAllocator
+from .hub import DockerHubListeners
 from .logs import DockerApp
 
 
@@ -45,6 +48,11 @@ class DockerRuntime(Runtime):
         self._client: docker.DockerClient | None = None
         self._apps: dict[str, DockerApp] = {}
         self._warned_route = False
+        self.hub_listeners: DockerHubListeners | None = None
+
+    def attach_hub(self, hub: HubPath) -> None:
+        self.hub = hub
+        self.hub_listeners = DockerHubListeners(hub)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -122,6 +130,10 @@ class DockerRuntime(Runtime):
         net = self.network_name(spec)
         gpus = self.gpus.allocate(name, spec.flavor.gpus)
         log(startup_banner())
+        if self.hub_listeners is not None:  # the Hub relay on the network's gateway (hub.py)
+            await asyncio.to_thread(network.ensure_network, self.client, net, spec)
+            url = await self.hub_listeners.endpoint(self.client, net, spec.space_id)
+            spec = replace(spec, env={**spec.env, "HF_ENDPOINT": url})
 
         def create() -> tuple[str, str, float]:
             network.ensure_network(self.client, net, spec)
@@ -276,6 +288,8 @@ class DockerRuntime(Runtime):
                 await self.stop(handle, 0)
                 return await self.start(handle.spec, log)
         log(startup_banner())
+        if self.hub_listeners is not None:
+            await self.hub_listeners.endpoint(self.client, net, handle.spec.space_id)
         loop = asyncio.get_running_loop()
         since = time.time()
         try:
@@ -342,6 +356,8 @@ class DockerRuntime(Runtime):
         for app in self._apps.values():
             app.stopping.set()
         self._apps.clear()
+        if self.hub_listeners is not None:
+            self.hub_listeners.close()
         if self._client is not None:
             with contextlib.suppress(Exception):
                 self._client.close()

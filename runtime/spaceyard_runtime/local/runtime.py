@@ -8,11 +8,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import hubcache, hubpath
 from ..api import AppHandle, AppSpec, AppStatus, Endpoint, LogSink, Runtime
 from ..errors import AppCrashed, AppStartError
+from ..hubpath import HubPath
 from ..output import startup_banner
 from ..readiness import wait_for_http
-from ..sandbox import NoSandbox, create_sandbox
+from ..sandbox import NoSandbox, create_sandbox, space_uid
 from ..settings import RuntimeSettings
 from ..spacefiles import SpaceFiles
 from ..zygote_client import ZygoteError
@@ -55,7 +57,13 @@ class LocalRuntime(Runtime):
         return launch.space_dir(self.settings, spec)
 
     def plan(self, spec: AppSpec, port: int) -> LaunchPlan:
-        return launch.plan(self.settings, spec, port)
+        plan = launch.plan(self.settings, spec, port)
+        if self.hub is not None and self.sandbox.isolated:  # the Hub relay on the box's loopback (sandbox.py)
+            plan.env["HF_ENDPOINT"] = hubpath.endpoint("127.0.0.1", self.hub.port)
+        return plan
+
+    def attach_hub(self, hub: HubPath) -> None:
+        self.hub = self.sandbox.hub = hub
 
     @staticmethod
     def zygote_key(spec: AppSpec) -> str:
@@ -71,6 +79,9 @@ class LocalRuntime(Runtime):
         if self.sandbox.isolated:
             launch.make_readable(Path(plan.cwd))
         log(startup_banner())
+        uid = space_uid(spec.space_id) if self.sandbox.isolated else None
+        if added := await asyncio.to_thread(hubcache.install, spec.app_dir, self.space_dir(spec) / "home", uid):
+            log(f"Hub cache: {added} preloaded file(s) (preload_from_hub)")
         zygote, reason = self.warm.source(spec, plan)
         app: LocalApp | None = None
         if zygote is not None:

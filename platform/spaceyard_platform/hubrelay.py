@@ -1,0 +1,171 @@
+"""The Hub relay: what a Space's app reaches at ``HF_ENDPOINT`` (the :class:`~spaceyard_runtime.hubpath.HubPath`).
+
+A Space is hostile code, so the relay is a narrow door into the control plane, not a tunnel:
+
+* it serves the control plane's FastAPI app *in process* (never the gateway: no app of any Space is
+  reachable through it, nor the platform's pages, metrics or git);
+* only the Hub's read endpoints pass (:data:`ALLOWED`): repository info and listings, trees,
+  ``paths-info`` (a POST that only reads), ``/resolve/`` downloads and the Xet read path (read token,
+  reconstructions, chunks). Every other request is refused ``403`` in the Hub's error shape, whatever
+  token it carries;
+* only a few request headers are passed (credentials, ranges, conditionals), none of the platform's
+  cookies, no ``X-Forwarded-*``; what the request may read is then decided by the control plane from its
+  token as for any client: the Space's own ``HF_TOKEN`` (``spacetokens``) reads what its owner may read;
+* each listener (one per Space box) accepts at most ``hub_relay_max_connections`` at once, request heads
+  are bounded as on the main server (``limits.http_protocol``), request bodies by ``MAX_BODY``.
+
+URLs the control plane returns through the relay (Xet's ``casUrl``) name the relay's own address
+(``scope["spaceyard.relay"]``, read by ``api.common.public_base``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import socket
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.server import ServerState
+
+from spaceyard_runtime.hubpath import HubListener, HubPath
+
+from . import metrics
+from .limits import http_protocol
+from .settings import Settings
+
+_REPO = r"(?:[^/]+/[^/]+|datasets/[^/]+/[^/]+|spaces/[^/]+/[^/]+)"
+_API_REPO = r"/api/(?:models|datasets|spaces)/[^/]+/[^/]+"
+ALLOWED: dict[str, tuple[re.Pattern[str], ...]] = {
+    "GET": (
+        re.compile(r"^/api/whoami-v2$"),
+        re.compile(r"^/api/(?:models|datasets|spaces)$"),
+        re.compile(_API_REPO + r"$"),
+        re.compile(_API_REPO + r"/(?:revision|tree|refs|treesize|xet-read-token)(?:/.*)?$"),
+        re.compile(r"^/" + _REPO + r"/resolve/.+$"),
+        re.compile(r"^/xet-cas/(?:v1|v2)/(?:reconstructions|chunks)(?:/.*)?$"),
+        re.compile(r"^/xet-cas/xorb/[^/]+$"),
+    ),
+    "POST": (re.compile(_API_REPO + r"/paths-info/.+$"),),
+}
+ALLOWED["HEAD"] = ALLOWED["GET"] + (re.compile(r"^/xet-cas/v1/files/[^/]+$"),)
+PASSED_HEADERS = frozenset(
+    {b"authorization", b"accept", b"accept-encoding", b"range", b"if-none-match", b"if-match", b"if-range",
+     b"user-agent", b"content-type", b"content-length", b"host"}
+)  # fmt: skip
+MAX_BODY = 1 << 20
+"""Request bodies (only ``paths-info`` has one) are at most 1 MiB."""
+REFUSED = (
+    "Spaceyard's Hub inside a Space serves only the Hub's read endpoints (repository info, files, downloads); "
+    "this request is not one of them"
+)
+
+
+def allowed(method: str, path: str) -> bool:
+    return any(p.match(path) for p in ALLOWED.get(method, ()))
+
+
+async def _refuse(send: Send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-error-code", b"Forbidden" if status == 403 else b"PayloadTooLarge"),
+                (b"x-error-message", message.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class RelayApp:
+    """ASGI: the filter in front of the control plane (module docstring)."""
+
+    def __init__(self, control_plane: ASGIApp) -> None:
+        self.control_plane = control_plane
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        method, path = scope["method"], scope["path"]
+        if not allowed(method, path):
+            metrics.HUB_RELAY_REQUESTS.labels(result="refused").inc()
+            await _refuse(send, 403, REFUSED)
+            return
+        headers = [(k, v) for k, v in scope["headers"] if k in PASSED_HEADERS]
+        length = next((v for k, v in headers if k == b"content-length"), b"0")
+        if not length.isdigit() or int(length) > MAX_BODY:
+            metrics.HUB_RELAY_REQUESTS.labels(result="refused").inc()
+            await _refuse(send, 413, f"request bodies through the Hub relay are at most {MAX_BODY} bytes")
+            return
+        metrics.HUB_RELAY_REQUESTS.labels(result="passed").inc()
+        inner: dict[str, Any] = {**scope, "headers": headers, "spaceyard.relay": True, "root_path": ""}
+        seen = 0
+
+        async def bounded_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > MAX_BODY:
+                    return {"type": "http.disconnect"}
+            return message
+
+        await self.control_plane(inner, bounded_receive, send)
+
+
+class _Listener(HubListener):
+    def __init__(self, server: asyncio.base_events.Server, state: ServerState) -> None:
+        self.server, self.state = server, state
+
+    def close(self) -> None:
+        self.server.close()
+        for connection in list(self.state.connections):
+            with contextlib.suppress(Exception):
+                connection.shutdown()
+
+
+class HubRelay(HubPath):
+    """Serves :class:`RelayApp` with uvicorn's HTTP protocol on sockets the runtime made."""
+
+    def __init__(self, control_plane: ASGIApp, settings: Settings) -> None:
+        self.settings = settings
+        self.port = settings.hub_relay_port
+        self.max_connections = settings.hub_relay_max_connections
+        self.config = uvicorn.Config(
+            RelayApp(control_plane),
+            lifespan="off",
+            proxy_headers=False,
+            server_header=False,
+            date_header=False,
+            access_log=False,
+            log_level="warning",
+            timeout_keep_alive=int(settings.keep_alive_timeout),
+            limit_concurrency=self.max_connections + 1,  # uvicorn counts the connection asking too
+        )
+        self.config.load()
+
+    async def serve(self, sock: socket.socket, space_id: str) -> HubListener:
+        # Per listener: limit_concurrency and the slow-head limit count this Space's connections only
+        # (every app connects from 127.0.0.1 of its own box).
+        state = ServerState()
+        protocol_class = http_protocol(self.settings)
+        config = self.config
+
+        def protocol() -> asyncio.Protocol:
+            return protocol_class(config=config, server_state=state, app_state={})  # type: ignore[arg-type]
+
+        server = await asyncio.get_running_loop().create_server(protocol, sock=sock, backlog=64)
+        return _Listener(server, state)
+
+
+__all__ = ["ALLOWED", "HubRelay", "RelayApp", "allowed"]

@@ -1,0 +1,47 @@
+"""The Hub inside a Space: how a runtime gives an app a path to the platform's read-only Hub relay.
+
+:class:`HubPath` is the contract between the platform (which implements it: the relay,
+``spaceyard_platform.hubrelay``) and the runtimes (which call it), given to a runtime with
+:meth:`spaceyard_runtime.api.Runtime.attach_hub`:
+
+* :attr:`HubPath.port` is the port the runtime listens on for the app (inside the app's own network
+  namespace on the local runtime, on the Space network's gateway address on Docker);
+* :meth:`HubPath.serve` takes a listening socket the runtime made where the app can reach it, and
+  serves the relay on it until the returned :class:`HubListener` is closed. The relay answers only the
+  Hub's read endpoints (repository info, trees, file downloads, Xet reads), with the credentials the
+  request carries (the Space's own read-only ``HF_TOKEN``), never the platform's pages, other Spaces'
+  apps or any write; at most a bounded number of connections per listener.
+
+A runtime that serves the relay sets ``HF_ENDPOINT`` in the app's environment to the relay's address as
+the app sees it (``http://127.0.0.1:PORT`` inside a local box); without one, ``HF_ENDPOINT`` stays what
+the platform put in ``AppSpec.env`` (its public URL, or the in-cluster Service on Kubernetes).
+"""
+
+from __future__ import annotations
+
+import abc
+import socket
+
+DEFAULT_PORT = 7850
+"""Where the relay listens inside a Space's box (beside the app's 7860)."""
+
+
+class HubListener(abc.ABC):
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop accepting, end the open connections. Idempotent."""
+
+
+class HubPath(abc.ABC):
+    port: int = DEFAULT_PORT
+
+    @abc.abstractmethod
+    async def serve(self, sock: socket.socket, space_id: str) -> HubListener:
+        """Serve the relay on ``sock`` (bound and listening, non-blocking) for the app of ``space_id``."""
+
+
+def endpoint(host: str, port: int) -> str:
+    return f"http://{host}:{port}"
+
+
+__all__ = ["DEFAULT_PORT", "HubListener", "HubPath", "endpoint"]
