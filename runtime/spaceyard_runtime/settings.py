@@ -126,9 +126,6 @@ class RuntimeSettings(BaseSettings):
         "the cluster), or its ClusterIP (the platform runs on a node or host that routes Service IPs but has "
         "no cluster DNS, like helm/dev-cluster.sh's host).",
     )
-    kubernetes_build_namespace: str = Field(
-        "spaceyard-builds", description="Namespace build Jobs (rootless BuildKit) run in, apart from the Spaces."
-    )
     kubernetes_lease_name: str = Field(
         "spaceyard-controller", description="Lease that elects the one active controller replica."
     )
