@@ -15,6 +15,7 @@ class RuntimeSettings(BaseSettings):
     runtime: Literal["local", "docker", "kubernetes"] = Field(
         "local", description="Where Spaces run: local processes, Docker containers, or Kubernetes."
     )
+
     @field_validator("data_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:

@@ -13,8 +13,9 @@ including waiting)``; ``already present on machine`` = 0).
 ``image_pull``      the kubelet's pull, from its ``Pulled`` event (0 when the image was present)
 ``container_start`` bound → the app container runs, less the pull (sandbox, network, container)
 ``app_ready``       running → the kubelet's readiness probe passes (``Ready``)
-``endpoints``       ready → the Service's EndpointSlice lists the pod ready (what the gateway's
-                    connection through the Service needs)
+``endpoints``       ready → the Service's EndpointSlice lists the pod ready and a connection to the
+                    Service is accepted (the node's service proxy programmed): what the gateway's
+                    first request through the Service needs
 ==================  ==========================================================================
 
 The gateway adds ``first_byte`` (ready → the first byte of the held request's response) on the

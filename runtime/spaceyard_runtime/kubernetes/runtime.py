@@ -24,7 +24,9 @@ reports crashes between the platform's polls.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import threading
 import time
 from typing import Any
@@ -223,7 +225,8 @@ class KubernetesRuntime(Runtime):
                 if cold.ready is None:
                     pod = await asyncio.to_thread(self.api.get, "Pod", status.pod)
                     cold.see(pod or {}, now)
-                await self._wait_routable(handle.spec.space_id, status.pod, cold, deadline)
+                if await self._wait_routable(handle.spec.space_id, status.pod, cold, deadline):
+                    await self._wait_connectable(handle, cold, deadline)
                 cold.pull = await asyncio.to_thread(self._pull_seconds, status.pod)
                 # cold-start metrics: the total, the part spent waiting for a node, and the phases (coldstart.py)
                 handle.extra["cold_start"] = {
@@ -259,9 +262,10 @@ class KubernetesRuntime(Runtime):
             if kind == "DELETED" or not ours or may_change_stage(pod):
                 return
 
-    async def _wait_routable(self, space_id: str, pod_name: str, cold: ColdStart, deadline: float) -> None:
+    async def _wait_routable(self, space_id: str, pod_name: str, cold: ColdStart, deadline: float) -> bool:
         """Wait until the Space's Service lists the ready pod in an EndpointSlice: before that, a connection
-        through the Service is refused. A cluster that does not let us read EndpointSlices skips the wait."""
+        through the Service is refused. A cluster that does not let us read EndpointSlices skips the wait
+        (False); True once the pod is listed."""
         selector = f"kubernetes.io/service-name={slugs.space_name(space_id)}"
         try:
             while True:
@@ -269,17 +273,39 @@ class KubernetesRuntime(Runtime):
                 slices = await asyncio.to_thread(self.api.list, "EndpointSlice", selector)
                 if slice_ready(slices, pod_name):
                     cold.routable = time.monotonic()
-                    return
+                    return True
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     log.warning("%s: pod %s is ready but not in its Service's endpoints yet", space_id, pod_name)
-                    return
+                    return False
                 seconds = max(1, int(min(remaining, 5.0) + 0.999))
                 await asyncio.to_thread(self._wait_for_slice_event, selector, seconds, since)
         except ApiException as exc:
             if exc.status not in (403, 404):
                 raise
             log.info("%s: not waiting for EndpointSlices (%s %s)", space_id, exc.status, exc.reason)
+            return False
+
+    async def _wait_connectable(self, handle: AppHandle, cold: ColdStart, deadline: float) -> None:
+        """After the EndpointSlice, kube-proxy (or the CNI's service proxy) programs the node a moment later:
+        until then a connection to the Service is refused, and the gateway's first request would fail. So
+        connect (TCP only, nothing sent) until it is accepted; an endpoint this process cannot resolve or
+        reach at all (a platform outside the cluster network) is not waited for."""
+        host, port = handle.endpoint.host, handle.endpoint.port
+        while time.monotonic() < deadline:
+            try:
+                _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2.0)
+            except socket.gaierror:
+                return
+            except (OSError, TimeoutError):
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            cold.routable = time.monotonic()
+            return
+        log.warning("%s: its Service at %s:%d did not accept a connection in time", handle.spec.space_id, host, port)
 
     def _wait_for_slice_event(self, selector: str, seconds: int, since: str) -> None:
         for _event in self.api.watch("EndpointSlice", selector, seconds, since):
