@@ -15,7 +15,7 @@ import copy
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -144,6 +144,11 @@ class KubeApi:
         extra = {"field_selector": fields} if fields else {}
         result = self._call("list", kind, self.namespace, label_selector=selector, **extra)
         return [self.to_dict(item) for item in result.items or []]
+
+    def list_with_version(self, kind: str, selector: str | None = None) -> tuple[str, Sequence[dict[str, Any]]]:
+        """The items and the list's resourceVersion (a watch from it sees only what happens afterwards)."""
+        result = self._call("list", kind, self.namespace, label_selector=selector)
+        return str(result.metadata.resource_version), [self.to_dict(item) for item in result.items or []]
 
     def resource_version(self, kind: str, selector: str | None = None) -> str:
         """The list's resourceVersion: a watch from it sees only what happens afterwards."""

@@ -220,7 +220,12 @@ class KubernetesRuntime(Runtime):
         cold = ColdStart(began=handle.extra.get("began", time.monotonic()))
         while True:
             # the list's resourceVersion first, then the look: a change in between is still seen by the watch
-            since = await asyncio.to_thread(self.api.resource_version, "Pod", selector)
+            since, pods = await asyncio.to_thread(self.api.list_with_version, "Pod", selector)
+            for pod in pods:  # a sighting of each step the watch did not show (it returns on stage changes)
+                if (pod.get("metadata") or {}).get("labels", {}).get(objects.LABEL_TEMPLATE) == handle.extra[
+                    "template"
+                ]:
+                    cold.see(pod, time.monotonic())
             status = await self.observe(handle)
             now = time.monotonic()
             if waiting_since is not None:
@@ -228,8 +233,8 @@ class KubernetesRuntime(Runtime):
             waiting_since = now if status.stage is Stage.WAITING_FOR_CAPACITY else None
             if status.stage is Stage.RUNNING and status.pod:
                 if cold.ready is None:
-                    pod = await asyncio.to_thread(self.api.get, "Pod", status.pod)
-                    cold.see(pod or {}, now)
+                    current = await asyncio.to_thread(self.api.get, "Pod", status.pod)
+                    cold.see(current or {}, now)
                 if await self._wait_routable(handle.spec.space_id, status.pod, cold, deadline):
                     await self._wait_connectable(handle, cold, deadline)
                 cold.pull = await asyncio.to_thread(self._pull_seconds, status.pod)
