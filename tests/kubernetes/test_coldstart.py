@@ -41,6 +41,14 @@ def test_a_pod_first_seen_ready_and_unseen_phases() -> None:
     cold = ColdStart(began=10.0)
     cold.see(_pod(node="n", running=True, ready=True), 12.0)
     assert cold.phases() == {"scheduling": 2.0, "container_start": 0.0, "app_ready": 0.0}
+
+
+def test_bound_and_running_at_once_are_split_by_the_pods_timestamps() -> None:
+    pod = _pod(node="n", running=True)  # started 10:00:00
+    pod["status"]["conditions"][0]["lastTransitionTime"] = "2026-12-02T09:59:58Z"
+    cold = ColdStart(began=10.0)
+    cold.see(pod, 15.0)
+    assert cold.phases() == {"scheduling": 3.0, "container_start": 2.0}
     cold.see(_pod("p2"), 13.0)  # a replacement pod starts the sightings over
     assert cold.phases() == {}
 

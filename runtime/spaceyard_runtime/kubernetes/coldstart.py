@@ -2,8 +2,10 @@
 
 Pod conditions and container states carry one-second timestamps, too coarse for starts that take a
 second or two (the Knative anchor: 0.8-4 s from zero). So the runtime times what it *observes*: every
-pod it sees through its watch is handed to :meth:`ColdStart.see` with this process's monotonic clock,
-and the first sighting of each step marks it. The image pull comes from the kubelet's own ``Pulled``
+pod it sees through its watch and its lists is handed to :meth:`ColdStart.see` with this process's
+monotonic clock, and the first sighting of each step marks it. When a pod is first seen already
+running (the kubelet reported binding and start in one go), the pod's own timestamps split the two.
+The image pull comes from the kubelet's own ``Pulled``
 event, whose message carries the pull's duration (``Successfully pulled image "x" in 1.234s (1.5s
 including waiting)``; ``already present on machine`` = 0).
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 PHASES = ("scheduling", "image_pull", "container_start", "app_ready", "endpoints")
@@ -70,6 +73,33 @@ def _app_running(pod: dict[str, Any]) -> bool:
     return False
 
 
+def _timestamp(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _started_after_scheduled(pod: dict[str, Any]) -> float | None:
+    """Seconds from the pod's ``PodScheduled`` transition to its app container's start (1 s resolution)."""
+    status = pod.get("status") or {}
+    scheduled = next(
+        (c.get("lastTransitionTime") for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), None
+    )
+    started = next(
+        (
+            ((cs.get("state") or {}).get("running") or {}).get("startedAt")
+            for cs in status.get("containerStatuses") or []
+            if cs.get("name") == "app"
+        ),
+        None,
+    )
+    a, b = _timestamp(scheduled), _timestamp(started)
+    return max(0.0, b - a) if a is not None and b is not None else None
+
+
 @dataclass
 class ColdStart:
     """First sightings (monotonic seconds) of one pod's steps; see the module docstring."""
@@ -97,6 +127,10 @@ class ColdStart:
             conditions.get("PodScheduled") == "True" or (pod.get("spec") or {}).get("nodeName") or self.running
         ):
             self.scheduled = now
+            if self.running == now:  # bound and running at once: split them by the pod's own (1 s) timestamps
+                gap = _started_after_scheduled(pod)
+                if gap is not None:
+                    self.scheduled = max(self.began, now - gap)
 
     def phases(self) -> dict[str, float]:
         """Seconds per phase that was seen (a phase not seen is left out, never guessed)."""
