@@ -12,6 +12,7 @@ woken pod answers; the client times the first byte, the platform's `/metrics` gi
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import sys
@@ -39,7 +40,7 @@ WHAT = {
     "image_pull": "the kubelet's pull (`Pulled` event; image already on the node after the first start)",
     "container_start": "bound → app container running (sandbox, CNI, container), less the pull",
     "app_ready": "running → readiness probe passes (Gradio imports and binds; probe every 2 s)",
-    "endpoints": "ready → the Service's EndpointSlice lists the pod (what `wait_ready` now waits for)",
+    "endpoints": "ready → the EndpointSlice lists the pod and the Service accepts a connection (`wait_ready`)",
     "first_byte": "wake done → first byte of the held request through the gateway (kube-proxy, app)",
 }
 
@@ -122,10 +123,12 @@ def main() -> None:
     ]
     summed = [sum(phases[p][i] for p in PHASES) for i in range(args.wakes)]
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load = os.getloadavg()[0]
     markdown = f"""`benchmarks/k8s_wake.py --wakes {args.wakes}`, {when}: a real `spaceyard up` with
 `SPACEYARD_RUNTIME=kubernetes` on the dev cluster (`helm/dev-cluster.sh`: one real kubelet + containerd, 2 CPUs
-shared with other sessions), sample `hello-gradio` built by the oci engine (first push to RUNNING:
-{build_and_start:.0f} s, build included). Each wake: the Space sleeps (no pod), `GET /config` through the
+shared with other sessions, load average {load:.0f} at the end), sample `hello-gradio` built by the oci engine
+(first push to RUNNING: {build_and_start:.0f} s, build included). Each wake: the Space sleeps (no pod),
+`GET /config` through the
 gateway is held until the new pod answers. Phases from `spaceyard_wake_phase_seconds{{phase=...}}` (how the
 runtime saw the pod start, `KubernetesRuntime.wait_ready`; see `runtime/.../kubernetes/coldstart.py`).
 
@@ -138,7 +141,9 @@ runtime saw the pod start, `KubernetesRuntime.wait_ready`; see `runtime/.../kube
 | Knative anchor | 0.8–4 s | | | scale-from-zero, as Knative reports it (queue-proxy, activator) |
 
 The client's time also holds what no phase covers: the gateway's and the deployer's own work before the
-scale request and after readiness.
+scale request and after readiness. Not near the Knative anchor on this machine: `scheduling` (API server,
+controllers and scheduler sharing 2 loaded cores) and `app_ready` (Gradio importing, then a readiness probe
+every 2 s) are most of it.
 """
     print(markdown)
     write_section("Wake on Kubernetes", markdown)
