@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -72,6 +73,10 @@ class LogStore(abc.ABC):
 
     @abc.abstractmethod
     def delete(self, key: str) -> None: ...
+
+    @abc.abstractmethod
+    def delete_under(self, folder: str) -> None:
+        """Delete every log whose key starts with ``folder/`` (a deleted Space's run logs)."""
 
     def tail(self, key: str, lines: int) -> list[LogEntry]:
         entries = self.read(key)
@@ -304,6 +309,11 @@ class FileLogStore(LogStore):
                 yield None
             if not entries:
                 await asyncio.sleep(self.poll_interval)
+
+    def delete_under(self, folder: str) -> None:
+        parts = [_SAFE_KEY.sub("_", p) for p in folder.split("/") if p not in ("", ".", "..")]
+        if parts:
+            shutil.rmtree(self.root.joinpath(*parts), ignore_errors=True)
 
     def delete(self, key: str) -> None:
         path = self._path(key)

@@ -115,6 +115,13 @@ class RedisLogStore(LogStore):
     def delete(self, key: str) -> None:
         self.redis.delete(self._stream(key), self._archive(key), self._closed(key))
 
+    def delete_under(self, folder: str) -> None:
+        base = folder.rstrip("/") + "/"
+        for kind in ("s", "a", "c"):
+            pattern = f"{self.prefix}{kind}:{base}*".replace("[", "\\[")
+            for name in self.redis.scan_iter(match=pattern, count=500):
+                self.redis.delete(name)
+
     # ------------------------------------------------------------------ readers
 
     @staticmethod

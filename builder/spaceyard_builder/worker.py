@@ -48,6 +48,7 @@ from celery.signals import worker_ready
 
 from . import embeddedqueue
 from .api import BuildEngine, BuildRequest, BuildResult, SecretSource
+from .cancel import REASON, BuildCancel
 from .engines.local import sweep_partial
 from .logstores import create_log_store
 from .pipeline import run_build
@@ -218,6 +219,13 @@ def make_celery(settings: BuilderSettings | None = None) -> Celery:
         stored = finished(self, req.build_id)
         if stored is not None:
             return stored
+        cancels = BuildCancel(settings)
+        if cancels.requested(req.build_id):  # its Space was deleted before the build started: nothing to keep
+            cancels.forget(req.build_id)
+            return BuildResult(
+                build_id=req.build_id, space_id=req.space_id, revision=req.revision, ok=False,
+                stage="BUILD_ERROR", reason=REASON,
+            ).model_dump()  # fmt: skip
         guard = BuildGuard(settings)
         tag = (getattr(self.request, "properties", None) or {}).get("delivery_tag")
         with guard.hold(req.build_id, str(tag) if tag else None):

@@ -30,7 +30,7 @@ from spaceyard_runtime.api import Runtime
 from spaceyard_runtime.factory import create_runtime
 from spaceyard_runtime.flavors import load_flavors
 
-from . import githttp, metrics, oplog
+from . import githttp, hardware, metrics, oplog
 from .api import commits as commits_api
 from .api import files as files_api
 from .api import history as history_api
@@ -41,6 +41,7 @@ from .api import logs as logs_api
 from .api import repos as repos_api
 from .api import settings_api
 from .api import spaces as spaces_api
+from .api import storage as storage_api
 from .api import unsupported as unsupported_api
 from .api import users as users_api
 from .auth import can_read, create_token, ensure_user, resolve_token
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     test's instrumented runtime); the app closes it on shutdown as it would its own."""
     settings = settings or Settings()
     oplog.configure(settings.log_format)
+    render.TEMPLATES.env.globals["flavor_unavailable"] = hardware.for_page
     # Everything is built here, wired explicitly; the lifespan only starts and stops it.
     prepare_data_dir(settings)
     db = Database(settings.resolved_database_url)
@@ -236,6 +238,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         users_api.router,
         logs_api.router,
         lifecycle_api.router,
+        storage_api.router,
         spaces_api.router,
         signin.router,
         explore.router,

@@ -59,6 +59,7 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address the server listens on.")
     port: int = Field(8000, description="Port the server listens on (spaceyard up --port).")
+
     @field_validator("data_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
@@ -194,6 +195,12 @@ class Settings(BaseSettings):
         10.0,
         description="Seconds a stopping platform lets the embedded worker's running build go on before killing "
         "it; a build cut off this way is started again by the next platform, not failed.",
+    )
+
+    storage_tiers: dict[str, int] = Field(
+        {"small": 20 * 1000**3, "medium": 150 * 1000**3, "large": 1000**4},
+        description="Persistent storage tiers a Space may request (request_space_storage), name -> size in "
+        "bytes of its /data: the Hub's small (20 GB), medium (150 GB), large (1 TB). JSON.",
     )
 
     builder_settings: BuilderSettings = Field(

@@ -15,6 +15,8 @@ A *runtime* turns an :class:`AppSpec` (what was built, how to run it) into a liv
 * :meth:`Runtime.suspend` / :meth:`Runtime.resume` are sleep and wake. Default: stop, then start a new
   app from the same spec. Backends that can keep something cheaper around override them (Docker keeps
   the stopped container, Kubernetes scales to zero, the local runtime forks from a warm parent).
+* :meth:`Runtime.purge` removes a deleted Space's files; :meth:`Runtime.delete_volume` its persistent
+  ``/data`` (:class:`StorageSpec`), which every start of the Space otherwise finds as it was left.
 * :meth:`Runtime.get_state` / :meth:`Runtime.load_state` persist what is needed to re-attach to a
   running app after the platform restarts (a JSON-able dict).
 
@@ -59,6 +61,19 @@ class Flavor:
 
 
 @dataclass(frozen=True)
+class StorageSpec:
+    """A Space's persistent storage: a directory at ``/data`` that outlives the app (restarts, sleeps,
+    rebuilds, redeploys, a platform restart) and is refused past ``size_bytes`` (``ENOSPC`` in the app).
+
+    ``volume`` names it for good (the Space's database id, so a renamed Space keeps it); it is deleted
+    only by :meth:`Runtime.delete_volume` (the Space or its storage deleted)."""
+
+    volume: str
+    size_bytes: int
+    tier: str = "small"
+
+
+@dataclass(frozen=True)
 class AppSpec:
     """Everything needed to run one built version of a Space."""
 
@@ -86,6 +101,8 @@ class AppSpec:
     source_folder: str = ""
     """The folder holding all exported commits of the Space (``sources/<folder>``), given by the platform
     (``spaceyard_platform.names.space_folder``); a warm parent may see all of it when ``app_dir`` is in it."""
+    storage: StorageSpec | None = None
+    """Persistent ``/data``, if the Space has storage."""
 
     def __post_init__(self) -> None:
         """The one derivation of these names in the runtime package, for specs not made by the platform
@@ -202,6 +219,30 @@ class Runtime(abc.ABC):
 
     async def forget(self, space_id: str) -> None:
         """The Space is deleted: end whatever was kept for it beyond its apps (warm parents). Default: nothing."""
+
+    def unavailable(self, flavor: Flavor) -> str | None:
+        """Why this backend cannot give an app ``flavor`` (shown to users, who are then refused it), or
+        ``None`` if it can. Default: flavors with GPUs are refused (only a backend that schedules onto GPU
+        nodes, Kubernetes, offers them; it answers ``SCHEDULING`` with the reason while none is free)."""
+        if flavor.gpus:
+            what = f"{flavor.gpus} GPU{'s' if flavor.gpus > 1 else ''}" + (
+                f" ({flavor.accelerator})" if flavor.accelerator else ""
+            )
+            return f"{flavor.name} needs {what}, and the {self.name} runtime of this deployment has no GPU"
+        return None
+
+    async def purge(self, space_id: str, slug: str) -> None:
+        """The Space is deleted for good (after :meth:`forget`): remove the files the runtime kept for it
+        (``HOME``, ``TMPDIR``; ``slug`` as in its specs), so a later Space of the same name starts empty.
+        Default: nothing."""
+
+    async def delete_volume(self, volume: str) -> None:
+        """Delete a Space's persistent storage (:class:`StorageSpec`) and everything in it; idempotent.
+        Default: nothing (a backend without storage)."""
+
+    async def volume_usage(self, volume: str) -> int | None:
+        """Bytes used in a Space's persistent storage, ``None`` if unknown or absent."""
+        return None
 
     def get_state(self, handle: AppHandle) -> dict[str, Any]:
         return {"backend_id": handle.backend_id, "host": handle.endpoint.host, "port": handle.endpoint.port}

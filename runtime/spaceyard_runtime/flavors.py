@@ -219,3 +219,10 @@ def hardware_info(flavor: Flavor) -> dict[str, Any]:
             "manufacturer": "Nvidia",
         }
     return info
+
+
+def oom_message(flavor_name: str, memory_bytes: int) -> str:
+    """What a Space that ran out of its flavor's memory shows (every runtime says it the same way)."""
+    gib = memory_bytes / 2**30
+    shown = f"{gib:.2f}".rstrip("0").rstrip(".") if gib < 10 else f"{gib:.0f}"
+    return f"out of memory (limit {shown} GiB of flavor {flavor_name})"

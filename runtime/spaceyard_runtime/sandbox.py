@@ -49,6 +49,7 @@ from pathlib import Path
 
 from . import netns
 from .errors import AppStartError
+from .flavors import oom_message
 
 logger = logging.getLogger(__name__)
 
@@ -107,9 +108,7 @@ class Limits:
     pids: int | None = None
 
     def oom_message(self) -> str:
-        gib = (self.memory_bytes or 0) / 2**30
-        shown = f"{gib:.2f}".rstrip("0").rstrip(".") if gib < 10 else f"{gib:.0f}"
-        return f"out of memory (limit {shown} GiB of flavor {self.flavor})"
+        return oom_message(self.flavor, self.memory_bytes or 0)
 
 
 @dataclass(frozen=True)
@@ -123,6 +122,8 @@ class BoxSpec:
     """Directories the box may write (created, owned by the Space's user)."""
     home: Path | None = None
     limits: Limits = field(default_factory=Limits)
+    mounts: tuple[tuple[Path, str], ...] = ()
+    """Host directories bound read-write at another path inside the box (the Space's ``/data``)."""
 
 
 @dataclass
@@ -396,6 +397,8 @@ class BwrapSandbox(Sandbox):
                     args += ["--perms", "0755", "--dir", str(parent)]
         for flag, bound in binds:
             args += [flag, str(bound), str(bound)]
+        for source, inside in box.spec.mounts:
+            args += ["--bind", str(source), inside]
         args += ["--chdir", cwd, "--"]
         args += [
             self.setpriv,

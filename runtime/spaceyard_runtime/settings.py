@@ -124,6 +124,11 @@ class RuntimeSettings(BaseSettings):
         None, description="RuntimeClass for Space pods (e.g. gvisor, kata) when the cluster offers a sandbox."
     )
     kubernetes_cluster_domain: str = Field("cluster.local", description="Cluster DNS domain of Service names.")
+    kubernetes_storage_class: str | None = Field(
+        None,
+        description="StorageClass of Spaces' persistent /data claims (one PersistentVolumeClaim per Space with "
+        "storage); unset: the cluster's default class. Size enforcement is the class's driver's.",
+    )
     kubernetes_endpoint: Literal["service-dns", "cluster-ip"] = Field(
         "service-dns",
         description="How the gateway addresses a Space's Service: its cluster DNS name (the platform runs in "

@@ -105,6 +105,17 @@ def test_delete(store: LogStore) -> None:
     assert not store.is_closed("k")
 
 
+def test_delete_under_removes_a_folder_of_logs_and_nothing_beside_it(store: LogStore) -> None:
+    for key in ("run/a--b/1-1", "run/a--b/2-2", "run/a--bc/3-3", "build/x"):
+        store.append(key, "line")
+    store.close("run/a--b/1-1")
+    store.delete_under("run/a--b")
+    assert store.read("run/a--b/1-1") == [] and store.read("run/a--b/2-2") == []
+    assert not store.is_closed("run/a--b/1-1")
+    assert [e.data for e in store.read("run/a--bc/3-3")] == ["line"]  # a Space whose name starts the same
+    assert [e.data for e in store.read("build/x")] == ["line"]
+
+
 async def test_follow_returns_after_close_and_drain(store: LogStore) -> None:
     for i in range(3):
         store.append("k", str(i))

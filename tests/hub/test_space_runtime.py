@@ -127,11 +127,22 @@ def test_logs_follow_and_not(admin_api: HfApi, app: str) -> None:
     assert run[0].startswith("===== Application Startup")
 
 
-def test_hardware_and_sleep_time(admin_api: HfApi, app: str) -> None:
-    names = [h.name for h in admin_api.list_spaces_hardware()]
-    assert names[0] == "cpu-basic" and "t4-small" in names
-    gpu = next(h for h in admin_api.list_spaces_hardware() if h.name == "t4-small")
-    assert gpu.accelerator is not None and gpu.accelerator.quantity == "1"
+def test_hardware_and_sleep_time(server: Server, admin_api: HfApi, app: str) -> None:
+    offered = admin_api.list_spaces_hardware()
+    assert offered[0].name == "cpu-basic" and "cpu-upgrade" in [h.name for h in offered]
+    # hardware honesty: this machine's runtime has no GPU, so no GPU flavor is offered or accepted
+    assert not [h.name for h in offered if h.accelerator is not None]
+    every = server.api("GET", "/api/spaces/hardware?all=true").json()
+    gpu = next(h for h in every if h["name"] == "t4-small")
+    assert gpu["available"] is False and gpu["accelerator"]["quantity"] == "1"
+    assert "t4-small needs 1 GPU" in gpu["unavailableReason"] and "no GPU" in gpu["unavailableReason"]
+    with pytest.raises(BadRequestError, match="not available on this deployment: t4-small needs 1 GPU"):
+        admin_api.request_space_hardware(APP, SpaceHardware.T4_SMALL)
+    assert admin_api.get_space_runtime(APP).requested_hardware != "t4-small"
+    with pytest.raises(BadRequestError, match="not available on this deployment"):
+        admin_api.create_repo(
+            "admin/gpu-wish", repo_type="space", space_sdk="gradio", space_hardware=SpaceHardware.T4_SMALL
+        )
     with pytest.raises(BadRequestError, match="cpu-upgrade"):
         admin_api.request_space_hardware(APP, "quantum-xl")  # type: ignore[arg-type]
     runtime = admin_api.request_space_hardware(APP, SpaceHardware.CPU_UPGRADE, sleep_time=3600)

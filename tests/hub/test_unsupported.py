@@ -26,7 +26,6 @@ CLIENT: dict[str, Callable[[HfApi], Any]] = {
     "Discussions and pull requests": lambda api: list(api.get_repo_discussions(SPACE, repo_type="space")),
     "Likes": lambda api: list(api.list_repo_likers(SPACE, repo_type="space")),
     "Dev Mode": lambda api: api.enable_space_dev_mode(SPACE),
-    "Persistent storage and volumes": lambda api: api.set_space_volumes(SPACE, volumes=[]),
     "Space templates": lambda api: api.list_space_templates(),
     "Semantic search": lambda api: list(api.search_spaces("demo")),
     "ZeroGPU": lambda api: api.get_zero_gpu_quota(),

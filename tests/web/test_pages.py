@@ -434,3 +434,33 @@ def test_pause_restart_and_sleep_time_from_settings(page: Page, base_url: str, s
     expect(page.locator("#stage")).to_have_text("RUNNING", timeout=BUILD_TIMEOUT)
     page.goto(f"{base_url}/spaces/{noembed}")
     assert greet_in(page, "iframe#app", "Again").startswith("Hello Again! ")
+
+
+def test_settings_offer_only_hardware_this_deployment_has_and_manage_storage(
+    page: Page, base_url: str, server: Server
+) -> None:
+    space = "admin/web-storage"
+    server.create_space(space)  # nothing pushed: nothing to restart
+    page.goto(f"{base_url}/spaces/{space}/settings")
+    gpu = page.locator('#flavor option[value="t4-small"]')
+    expect(gpu).to_be_disabled()
+    expect(gpu).to_contain_text("not available here")
+    expect(page.locator('#flavor option[value="cpu-upgrade"]')).to_be_enabled()
+    expect(page.locator("[data-storage]")).to_contain_text("No persistent storage")
+
+    page.locator("#storage-tier").select_option("small")
+    page.get_by_role("button", name="Add storage").click()
+    expect(page.locator("[data-storage]")).to_contain_text("tier small")
+    expect(page.locator("[data-storage-used]")).not_to_contain_text("…")  # asked the API for the use
+    assert server.runtime(space)["storage"] == "small"
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete storage").click()
+    expect(page.locator("[data-storage]")).to_contain_text("No persistent storage")
+    assert server.runtime(space)["storage"] is None
+    assert (
+        server.api(
+            "DELETE", "/api/repos/delete", json={"name": "web-storage", "organization": "admin", "type": "space"}
+        ).status_code
+        == 200
+    )

@@ -2,7 +2,8 @@
 
 ``python compile_progress.py DIR`` compiles every ``.py`` file under DIR (like ``compileall -q -j 0``,
 optimization level 0, errors in vendored test files ignored as compileall's exit code would not be)
-and prints one line about every 10% — ``Compiling bytecode: 2400/11873 files (20%)`` — so the build log
+that has no up-to-date bytecode (files shared with the SDK layer have theirs) and prints one line about
+every 10% — ``Compiling bytecode: 2400/11873 files (20%)`` — so the build log
 of a first build is never silent for the half minute this takes. It imports nothing from Spaceyard:
 the engine runs it with the environment's interpreter so the bytecode matches that interpreter.
 """
@@ -10,6 +11,7 @@ the engine runs it with the environment's interpreter so the bytecode matches th
 from __future__ import annotations
 
 import compileall
+import importlib.util
 import os
 import sys
 import time
@@ -24,6 +26,21 @@ def command(python: str, folder: Path) -> list[str]:
     return [python, str(Path(__file__).resolve()), str(folder)]
 
 
+def _stale(path: str) -> bool:
+    """Whether ``path`` lacks bytecode that matches it (the check ``compileall`` makes before compiling):
+    files a new environment shares with its SDK layer already have theirs."""
+    try:
+        with open(importlib.util.cache_from_source(path), "rb") as f:
+            header = f.read(16)
+        st = os.stat(path)
+    except OSError:
+        return True
+    mtime = int(st.st_mtime) & 0xFFFFFFFF
+    size = st.st_size & 0xFFFFFFFF
+    expected = importlib.util.MAGIC_NUMBER + bytes(4) + mtime.to_bytes(4, "little") + size.to_bytes(4, "little")
+    return header != expected
+
+
 def _compile(paths: list[str]) -> int:
     failed = 0
     for path in paths:
@@ -34,13 +51,16 @@ def _compile(paths: list[str]) -> int:
 
 def main(folder: str) -> int:
     started = time.monotonic()
-    files = [str(p) for p in Path(folder).rglob("*.py")]
+    sources = [str(p) for p in Path(folder).rglob("*.py")]
+    files = [p for p in sources if _stale(p)]
     total = len(files)
-    print(f"Compiling bytecode: {total} files", flush=True)
+    fresh = len(sources) - total
+    shared = f" ({fresh} already compiled)" if fresh else ""
+    print(f"Compiling bytecode: {total} files{shared}", flush=True)
     chunks = [files[i : i + CHUNK] for i in range(0, total, CHUNK)]
     done = failed = 0
     next_report = 10
-    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with ProcessPoolExecutor(max_workers=min(os.cpu_count() or 1, max(len(chunks), 1))) as pool:
         for chunk, bad in zip(chunks, pool.map(_compile, chunks), strict=True):
             done += len(chunk)
             failed += bad
@@ -49,7 +69,7 @@ def main(folder: str) -> int:
                 print(f"Compiling bytecode: {done}/{total} files ({percent}%)", flush=True)
                 next_report = percent // 10 * 10 + 10
     note = f", {failed} could not be compiled (kept as source)" if failed else ""
-    print(f"Compiled bytecode of {total} files in {time.monotonic() - started:.1f}s{note}", flush=True)
+    print(f"Compiled bytecode of {total} files in {time.monotonic() - started:.1f}s{note}{shared}", flush=True)
     return 0
 
 

@@ -4,7 +4,9 @@ The environment id is a hash of what it contains: the interpreter version and th
 from the SDK, its version and extras, ``pre-requirements.txt`` and ``requirements.txt`` (see
 ``resolution``); the environment is installed from that lock. A push that only changes app
 code, or a second Space with the same dependencies, finds the environment already built and installs
-nothing. Environments are built in a temporary directory and renamed into place, under a file lock, so
+nothing. A new environment with requirements of its own starts as a hard-link copy of its SDK layer (the
+plain SDK environment, built once per machine with its bytecode; see ``sdklayer``), so only the difference
+is installed and compiled. Environments are built in a temporary directory and renamed into place, under a file lock, so
 concurrent builds of the same environment coalesce and a crash never leaves a half-built one behind.
 
 What the local engine cannot do, and what it does instead (said in the build log):
@@ -23,17 +25,23 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from .. import cancel
 from ..api import Artifact, BuildEngine, BuildLog, BuildRequest
 from ..errors import BuildFailed
+from ..lifeline import die_with_parent
 from ..spaceconfig import SpaceConfig
-from ..walls import BuildWalls, create_walls
-from . import compile_progress, ffmpeg_tool, resolution, steps
+from ..walls import BuildWalls, create_walls, public_text
+from . import compile_progress, ffmpeg_tool, resolution, sdklayer
+from .resolution import Resolution
 
 ENGINE_VERSION = "3"
 SDK_PACKAGES = {"gradio": "gradio", "streamlit": "streamlit"}
@@ -123,6 +131,8 @@ class LocalEngine(BuildEngine):
 
     _deadline: float | None = None
     """``time.monotonic()`` by which the current build must be done (``build_timeout`` after it started)."""
+    _cancelled: Callable[[], bool] | None = None
+    """Whether the platform cancelled the current build (:mod:`spaceyard_builder.cancel`)."""
 
     def uv_cache(self) -> Path:
         """The uv cache builds use: ``uv_cache_dir``, else one next to the environments, owned by the build user
@@ -150,19 +160,69 @@ class LocalEngine(BuildEngine):
     ) -> None:
         """Run one build step inside the walls (cwd: the commit), its output to the log with host paths
         replaced by public names (``public``): the log and the error are public for a public Space."""
+        public = public or {}
+        shown = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(args))
+        log(public_text(f"--> RUN {shown.removeprefix('uv ')}", public))
         workdir = cwd or Path("/")
-        deadline = self._deadline if self._deadline is not None else time.monotonic() + self.settings.build_timeout
-        steps.run_step(
-            self.walls.command(args, cwd=workdir, ro=ro or [], rw=rw or []),
-            announce=steps.shown(args),
-            what=what,
-            log=log,
+        argv = self.walls.command(args, cwd=workdir, ro=ro or [], rw=rw or [])
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             env=self._uv_env(),
             cwd=workdir,
-            deadline=deadline,
-            timeout_setting=self.settings.build_timeout,
-            public=public,
+            text=True,
+            bufsize=1,
+            preexec_fn=die_with_parent(),  # installers die with the worker
+            process_group=0,  # ended as a group: what uv starts (build backends) goes with it
         )
+
+        def kill_group() -> None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+        deadline = self._deadline if self._deadline is not None else time.monotonic() + self.settings.build_timeout
+        expired = threading.Event()
+        cancelled = threading.Event()
+        done = threading.Event()
+        is_cancelled = self._cancelled
+
+        def watch() -> None:  # the deadline, and a cancel asked by the platform (the Space was deleted)
+            while not done.wait(min(cancel.POLL, max(0.0, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline:
+                    expired.set()
+                elif is_cancelled is not None and is_cancelled():
+                    cancelled.set()
+                else:
+                    continue
+                kill_group()
+                return
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        tail: list[str] = []
+        assert proc.stdout is not None
+        try:
+            for raw in proc.stdout:
+                line = public_text(raw.rstrip("\n"), public)
+                log(line)
+                tail = (tail + [line])[-15:]
+            rc = proc.wait()
+        finally:
+            done.set()
+            watcher.join()
+            kill_group()  # a step that ended (or was killed) leaves nothing of its own running
+        if cancelled.is_set():
+            raise BuildFailed(f"{what}: {cancel.REASON}")
+        if expired.is_set():
+            raise BuildFailed(
+                f"{what} did not finish within the build deadline ({self.settings.build_timeout:g} s, "
+                "SPACEYARD_BUILD_TIMEOUT)"
+            )
+        if rc != 0:
+            detail = "\n".join(t for t in tail if t.strip())
+            raise BuildFailed(f"{what} failed (exit {rc}):\n{detail}")
 
     def resolve_python(self, config: SpaceConfig, log: BuildLog) -> tuple[str, str]:
         """Return (interpreter path, version) for the Space's python_version, or the platform's own."""
@@ -186,11 +246,13 @@ class LocalEngine(BuildEngine):
         return own
 
     def resolution(
-        self, config: SpaceConfig, source: Path, python_version: str, log: BuildLog, refresh: bool = False
+        self, config: SpaceConfig, source: Path | None, python_version: str, log: BuildLog, refresh: bool = False
     ) -> resolution.Resolution:
+        """The Space's resolution; with ``source`` None, that of the plain SDK environment (its SDK layer)."""
+
         def read(name: str) -> str:
-            p = source / name
-            return p.read_text(encoding="utf-8", errors="replace") if p.exists() else ""
+            p = source / name if source is not None else None
+            return p.read_text(encoding="utf-8", errors="replace") if p is not None and p.exists() else ""
 
         sdk_version = config.sdk_version or self.settings.default_sdk_versions.get(config.sdk, "")
         return resolution.resolve(
@@ -240,6 +302,7 @@ class LocalEngine(BuildEngine):
                     "them, so the app gets this machine's packages. Use SPACEYARD_BUILD_ENGINE=docker to honour it."
                 )
         self._deadline = time.monotonic() + self.settings.build_timeout
+        self._cancelled = cancel.BuildCancel(self.settings).checker(request.build_id)
         python, python_version = self.resolve_python(config, log)
         resolved = self.resolution(config, source, python_version, log, refresh=request.no_cache)
         env_id = resolved.env_id
@@ -249,6 +312,52 @@ class LocalEngine(BuildEngine):
             log(f"--> Reusing environment {env_id} (Python {python_version}): nothing to install")
             ffmpeg_tool.provide(target, _uv(), root, _finder_env(), log)
             return Artifact(id=str(target), cache_hit=True)
+        base = None if request.no_cache else self._sdk_layer(config, source, python, python_version, resolved, log)
+        built = self._ensure(target, python, python_version, config, source, request, log, resolved.lock, base)
+        ffmpeg_tool.provide(target, _uv(), root, _finder_env(), log)
+        return Artifact(id=str(target), cache_hit=not built)
+
+    def _sdk_layer(
+        self,
+        config: SpaceConfig,
+        source: Path,
+        python: str,
+        python_version: str,
+        resolved: Resolution,
+        log: BuildLog,
+    ) -> Path | None:
+        """The SDK layer a new resolved environment starts from, built first if this machine has none;
+        None when there is nothing to share (no SDK, unresolved requirements, or it is the layer itself)."""
+        if resolved.lock is None or config.sdk not in SDK_PACKAGES:
+            return None
+        layer = self.resolution(config, None, python_version, lambda line: None)
+        if layer.lock is None or layer.env_id == resolved.env_id:
+            return None
+        path = self.settings.envs_root / layer.env_id
+        if not self.artifact_exists(str(path)):
+            log(
+                f"--> Building the SDK layer {layer.env_id} ({' '.join(self._sdk_specs(config))}, Python "
+                f"{python_version}) once for this machine: later Spaces on this SDK version start from it"
+            )
+            request = BuildRequest(build_id="sdk-layer", space_id="", revision="", repo="", log_key="")
+            self._ensure(path, python, python_version, config, source, request, log, layer.lock, None)
+        return path
+
+    def _ensure(
+        self,
+        target: Path,
+        python: str,
+        python_version: str,
+        config: SpaceConfig,
+        source: Path,
+        request: BuildRequest,
+        log: BuildLog,
+        lock_text: str | None,
+        base: Path | None,
+    ) -> bool:
+        """Build ``target`` unless it exists, coalescing with a concurrent build of it under its file lock;
+        returns whether this call built it."""
+        root, env_id = target.parent, target.name
         root.mkdir(parents=True, exist_ok=True)
         with open(root / f".{env_id}.lock", "w") as lock:
             try:
@@ -258,13 +367,26 @@ class LocalEngine(BuildEngine):
                 fcntl.flock(lock, fcntl.LOCK_EX)
             if self.artifact_exists(str(target)) and not request.no_cache:
                 log(f"--> Reusing environment {env_id}, built meanwhile")
-                ffmpeg_tool.provide(target, _uv(), root, _finder_env(), log)
-                return Artifact(id=str(target), cache_hit=True)
+                return False
             if remove_partial(root, env_id):
                 log(f"--> Removed a half-built copy of environment {env_id} left by a build that stopped")
-            self._create(target, python, python_version, config, source, request, log, resolved.lock)
-        ffmpeg_tool.provide(target, _uv(), root, _finder_env(), log)
-        return Artifact(id=str(target), cache_hit=False)
+            self._create(target, python, python_version, config, source, request, log, lock_text, base)
+        return True
+
+    def _start_from(self, base: Path, tmp: Path, log: BuildLog) -> bool:
+        """Make ``tmp`` a hard-link copy of the SDK layer ``base``; False (``tmp`` emptied again) if it cannot."""
+        started = time.monotonic()
+        log(f"--> Starting from the SDK layer {base.name} (hard links: nothing copied)")
+        try:
+            linked = sdklayer.link_copy(base, tmp)
+        except OSError as e:
+            log(f"--> Could not link the SDK layer ({e.strerror or e}): building the environment from scratch")
+            for entry in tmp.iterdir():
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+            return False
+        self.walls.prepare([], scratch=(tmp,))  # its directories the build user's; shared files as they are
+        log(f"--> Linked {linked} files of the SDK layer in {time.monotonic() - started:.1f}s")
+        return True
 
     def _create(
         self,
@@ -276,6 +398,7 @@ class LocalEngine(BuildEngine):
         request: BuildRequest,
         log: BuildLog,
         lock: str | None = None,
+        base: Path | None = None,
     ) -> None:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
@@ -299,7 +422,11 @@ class LocalEngine(BuildEngine):
                     python: "python",
                 },
             }
-            self._run([uv, "venv", "--quiet", "--python", python, str(tmp)], log, "Creating the environment", **walls)  # type: ignore[arg-type]
+            if base is not None and not self._start_from(base, tmp, log):
+                base = None
+            if base is None:
+                venv = [uv, "venv", "--quiet", "--python", python, str(tmp)]
+                self._run(venv, log, "Creating the environment", **walls)  # type: ignore[arg-type]
             py = str(tmp / "bin" / "python")
             no_cache = ["--no-cache"] if request.no_cache else []
             if lock is not None:
@@ -341,19 +468,13 @@ class LocalEngine(BuildEngine):
             (tmp / READY_MARKER).write_text(
                 json.dumps({"python": python_version, "sdk": config.sdk, "sdk_version": config.sdk_version})
             )
-            # venv scripts embed their own path: rewrite them for the final location before the rename.
-            for script in (tmp / "bin").iterdir():
+            # venv scripts embed their own path: rewrite them for the final location before the rename (as
+            # new files: one may be a hard link shared with the SDK layer).
+            for script in [tmp / "pyvenv.cfg", *(tmp / "bin").iterdir()]:
                 if script.is_file() and not script.is_symlink():
-                    try:
-                        text = script.read_text()
-                    except UnicodeDecodeError:
-                        continue
-                    if str(tmp) in text:
-                        script.write_text(text.replace(str(tmp), str(target)))
-            cfg = tmp / "pyvenv.cfg"
+                    sdklayer.replace_text(script, str(tmp), str(target))
             if target.exists():
                 shutil.rmtree(target)
-            cfg.write_text(cfg.read_text().replace(str(tmp), str(target)))
             tmp.chmod(0o755)  # mkdtemp made it 0700: apps run as their own users and must read it
             tmp.rename(target)
         finally:

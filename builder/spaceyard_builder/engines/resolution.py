@@ -86,6 +86,7 @@ def resolve(
     if not refresh and stored.exists():
         lock = stored.read_text()
     else:
+        log("--> Resolving the requirements with the SDK (uv pip compile --no-build)")
         try:
             proc = subprocess.run(
                 [

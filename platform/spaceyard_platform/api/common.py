@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session
 
-from .. import lfsinfo, repokinds
+from .. import lfsinfo, repokinds, storage
 from ..auth import Principal
 from ..db.models import RepoRow, Space
 from ..deps import Services
@@ -41,7 +41,7 @@ def runtime_json(svc: Services, space: Space) -> dict[str, Any]:
             "current": None if static else (space.hardware if awake or (route and route.static_root) else None),
             "requested": None if static else space.hardware,
         },
-        "storage": None,
+        **storage.runtime_fields(space),
         "gcTimeout": None if static else gc,
         "replicas": {"requested": 1, "current": 1 if awake or static else 0},
         "devMode": False,

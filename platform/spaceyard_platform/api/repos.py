@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from .. import names, repokinds
+from .. import names, repokinds, spacecleanup
 from ..auth import can_write_namespace
 from ..db.models import Space
 from ..deps import PrincipalDep, ServicesDep, SessionDep
@@ -87,10 +87,12 @@ async def delete_repo(body: DeleteRepo, svc: ServicesDep, session: SessionDep, p
         return JSONResponse("OK")
     space = writable_space(session, principal, owner, body.name)
     pk = space.id
+    gone = spacecleanup.prepare(svc, session, space)  # notes its builds, cancels a running one
     session.delete(space)
     session.commit()
     await svc.deployer.delete(pk)
     await asyncio.to_thread(svc.repos.delete, owner, body.name)
+    await spacecleanup.purge(svc, gone)  # logs, HOME/TMP, /data, build files (spacecleanup.py)
     return JSONResponse("OK")
 
 

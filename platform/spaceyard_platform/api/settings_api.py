@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from spaceyard_runtime.flavors import hardware_info
 
+from .. import hardware
 from ..deps import PrincipalDep, ServicesDep, SessionDep
 from ..errors import BadRequest, Conflict, header_value
 from ..services import space_settings as service
@@ -24,11 +25,17 @@ router = APIRouter(prefix="/api/spaces")
 
 
 @router.get("/hardware")
-def list_hardware(svc: ServicesDep) -> Any:
-    """Every flavor of the flavors file, in the Hub's ``GET /api/spaces/hardware`` shape."""
+def list_hardware(svc: ServicesDep, show_all: bool = Query(False, alias="all")) -> Any:
+    """The flavors of the flavors file this deployment can provide, in the Hub's ``GET /api/spaces/hardware``
+    shape; ``all=true`` adds the others with ``available: false`` and the reason (``hardware.py``)."""
     out = []
     for flavor in svc.flavors.values():
+        reason = hardware.unavailable(svc, flavor.name)
+        if reason is not None and not show_all:
+            continue
         info = hardware_info(flavor)
+        if show_all:
+            info.update(available=reason is None, unavailableReason=reason)
         if info.get("accelerator"):
             info["accelerator"].setdefault("type", "gpu")
         info.setdefault("ephemeralStorage", "N/A")

@@ -86,13 +86,6 @@ UNSUPPORTED: tuple[Unsupported, ...] = (
         ("POST", "/api/spaces/{space}/dev-mode"),
     ),
     Unsupported(
-        "Persistent storage and volumes",
-        "`set_space_volumes`, `delete_space_volumes` (and older clients' `request_space_storage`)",
-        ALL,
-        ("/api/spaces/{owner}/{name}/storage", "/api/spaces/{owner}/{name}/volumes"),
-        ("PUT", "/api/spaces/{space}/volumes"),
-    ),
-    Unsupported(
         "Space templates",
         "`list_space_templates`",
         ALL,

@@ -91,6 +91,10 @@ class Space(Base):
     latest_build_id: Mapped[str | None] = mapped_column(String(32), default=None)
     run_log_key: Mapped[str | None] = mapped_column(String(200), default=None)
     duplicated_from: Mapped[str | None] = mapped_column(String(200), default=None)
+    storage_tier: Mapped[str | None] = mapped_column(String(16), default=None)
+    """Persistent storage at ``/data`` (``small``, ``medium``, ``large``; ``storage.py``), or none."""
+    volumes: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
+    """The Hub's volumes list this storage was set with (``set_space_volumes``), as given; or none."""
     subdomain: Mapped[str | None] = mapped_column(String(63), unique=True, index=True, default=None)
     """The app's host label, chosen once when the Space is created or renamed (``names``); unique."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

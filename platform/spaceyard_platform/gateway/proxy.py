@@ -186,6 +186,7 @@ class Gateway:
             )
             return
         navigation = route.upstream is None and is_navigation(scope)
+        body, receive = await gs.held_body(scope["method"], match.path, scope["headers"], receive)  # a session's join
         try:
             endpoint = await self.wakes.endpoint(route, NAVIGATION_PATIENCE if navigation else None)
             if route.upstream is None:  # woken: the deployer published the route it serves now
@@ -196,7 +197,7 @@ class Gateway:
                 )
                 if stamp is not None:
                     extra = [*extra, stamp]
-                endpoint = versions.follow_state(scope, route, activity, endpoint, match.path)
+                endpoint = versions.follow_state(scope, route, activity, endpoint, match.path, body)
         except WakeRefused as exc:
             await pages.send_page(
                 send,

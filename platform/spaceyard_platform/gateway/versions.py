@@ -40,14 +40,20 @@ def pin_version(
     return endpoint, (b"set-cookie", cookie.encode("latin-1"))
 
 
-def follow_state(scope: Scope, route: RouteSpec, activity: SpaceActivity, endpoint: Endpoint, path: str) -> Endpoint:
-    """A cookie-less follow-up naming Gradio state the replaced version holds goes there."""
-    if route.previous is None or endpoint == route.previous:
-        return endpoint
-    key = gs.state_key(scope["method"], path)
-    if key is not None and activity.gradio_state.version_of(key) == route.previous_version:
-        activity.use_version(route.previous_version)
-        return route.previous
+def follow_state(
+    scope: Scope, route: RouteSpec, activity: SpaceActivity, endpoint: Endpoint, path: str, body: bytes | None = None
+) -> Endpoint:
+    """A cookie-less follow-up naming Gradio state the replaced version holds goes there; a queue session a
+    ``queue/join`` names (``body``: its held-back JSON, :func:`gradiostate.held_body`) is remembered with the
+    version it is sent to."""
+    if route.previous is not None and endpoint != route.previous:
+        key = gs.state_key(scope["method"], path, scope.get("query_string") or b"", body)
+        if key is not None and activity.gradio_state.version_of(key) == route.previous_version:
+            activity.use_version(route.previous_version)
+            endpoint = route.previous
+    version = route.previous_version if endpoint == route.previous else route.version
+    for key in gs.asked_keys(scope["method"], path, body):
+        activity.gradio_state.remember(key, version)
     return endpoint
 
 

@@ -18,7 +18,7 @@ from spaceyard_builder.logs import LogStore
 from spaceyard_builder.logwriter import LogWriter
 from spaceyard_runtime.api import AppSpec, Flavor, LogSink, Runtime
 
-from .. import hostpaths, metrics, names, oplog
+from .. import hostpaths, metrics, names, oplog, storage
 from ..buildqueue import BuildQueue
 from ..crypto import SecretBox
 from ..db.models import Space, SpaceSecret, SpaceVariable
@@ -229,6 +229,7 @@ class LifecycleCore:
             flavor=self.flavors.get(space.hardware) or Flavor(name=space.hardware),
             slug=names.runtime_slug(space.space_id),
             source_folder=names.space_folder(space.space_id),
+            storage=storage.spec_of(self.settings, space),  # persistent /data (storage.py)
         )
 
     def _run_sink(self, key: str) -> LogSink:

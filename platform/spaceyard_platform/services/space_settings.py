@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .. import hardware
 from ..auth import Principal
 from ..db.models import Space, SpaceSecret, SpaceVariable
 from ..errors import BadRequest, Conflict, NotFound
@@ -156,6 +157,7 @@ async def delete_variable(
 def check_flavor(svc: Services, flavor: str) -> None:
     if flavor not in svc.flavors:
         raise BadRequest(f"Invalid hardware flavor {flavor!r}. Valid flavors: {', '.join(svc.flavors)}")
+    hardware.check_available(svc, flavor)  # a GPU flavor without GPUs is refused with the reason
 
 
 async def set_hardware(

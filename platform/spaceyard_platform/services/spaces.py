@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from spaceyard_builder.spaceconfig import SDKS as SDKS  # the one list (the pages import it from here)
 
+from .. import hardware as hardware_check
 from .. import names
 from ..auth import Principal, can_write_namespace
 from ..db.models import Space, SpaceSecret, SpaceVariable
@@ -106,6 +107,7 @@ def create_space(
     hardware = hardware or "cpu-basic"
     if hardware not in svc.flavors:
         raise BadRequest(f"Invalid hardware flavor {hardware!r}. Valid flavors: {', '.join(svc.flavors)}")
+    hardware_check.check_available(svc, hardware)
     if sleep_time is not None:
         check_sleep_time(sleep_time)
     if find_space(session, owner, name) is not None:

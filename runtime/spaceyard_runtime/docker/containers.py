@@ -12,22 +12,27 @@ The container (:func:`container_kwargs`):
   (:class:`~.gpus.GpuAllocator`);
 * gets ``spec.env`` plus what the SDK needs (port, bind address) and nothing of the platform's own
   environment (:func:`app_env`);
-* on a per-Space network, a ``resolv.conf`` that fails lookups at once (:func:`resolv_conf`).
+* on a per-Space network, a ``resolv.conf`` that fails lookups at once (:func:`resolv_conf`);
+* with persistent storage, its ``/data`` volume (:func:`ensure_data_volume`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
 
+import docker
 from docker.types import DeviceRequest
 
 from ..api import AppSpec
 from ..settings import RuntimeSettings
+from ..spacefiles import DATA_MOUNT, SpaceFiles
 
 LABEL = "org.spaceyard"
 HOME = "/home/user"
+APP_UID = 1000
 HEALTH_PROBE = (
     "import sys, urllib.request, urllib.error\n"
     "try: urllib.request.urlopen('http://127.0.0.1:{port}/', timeout=10)\n"
@@ -127,4 +132,33 @@ def container_kwargs(
         kwargs["volumes"] = {str(resolv_conf(settings)): {"bind": "/etc/resolv.conf", "mode": "ro"}}
     if gpus:
         kwargs["device_requests"] = [DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])]
+    if spec.storage is not None:  # the Space's persistent /data: a named volume (made by ensure_data_volume)
+        kwargs.setdefault("volumes", {})[data_volume_name(spec.storage.volume)] = {"bind": DATA_MOUNT, "mode": "rw"}
     return kwargs
+
+
+def data_volume_name(volume: str) -> str:
+    return f"spaceyard-data-{volume}"
+
+
+def ensure_data_volume(client: Any, files: SpaceFiles, spec: AppSpec) -> None:
+    """The Space's ``/data`` as a named Docker volume bound to its size-limited loop mount on this host
+    (:mod:`..loopvolumes`; the Docker daemon must run on the platform's machine), owned by the app's uid."""
+    if spec.storage is None:
+        return
+    source = files.volumes.ensure(spec.storage, APP_UID)
+    name = data_volume_name(spec.storage.volume)
+    try:
+        client.volumes.get(name)
+    except docker.errors.NotFound:
+        client.volumes.create(
+            name=name,
+            driver="local",
+            driver_opts={"type": "none", "o": "bind", "device": str(source)},
+            labels={f"{LABEL}.space": spec.space_id, f"{LABEL}.volume": spec.storage.volume},
+        )
+
+
+def remove_data_volume(client: Any, volume: str) -> None:
+    with contextlib.suppress(docker.errors.NotFound):
+        client.volumes.get(data_volume_name(volume)).remove(force=True)

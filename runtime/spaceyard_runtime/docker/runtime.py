@@ -12,11 +12,13 @@ from typing import Any
 import docker
 import docker.errors
 
-from ..api import AppHandle, AppSpec, AppState, AppStatus, Capabilities, Endpoint, LogSink, Runtime
+from ..api import AppHandle, AppSpec, AppState, AppStatus, Capabilities, Endpoint, Flavor, LogSink, Runtime
 from ..errors import AppCrashed, AppStartError, RuntimeBackendError
+from ..flavors import oom_message
 from ..output import startup_banner
 from ..readiness import wait_for_http
 from ..settings import RuntimeSettings
+from ..spacefiles import SpaceFiles
 from . import containers, logs, network
 from .gpus import GpuAllocator
 from .logs import DockerApp
@@ -39,6 +41,7 @@ class DockerRuntime(Runtime):
     def __init__(self, settings: RuntimeSettings) -> None:
         self.settings = settings
         self.gpus = GpuAllocator(settings.docker_gpus)
+        self.files = SpaceFiles(settings.runtime_dir)
         self._client: docker.DockerClient | None = None
         self._apps: dict[str, DockerApp] = {}
         self._warned_route = False
@@ -89,7 +92,27 @@ class DockerRuntime(Runtime):
 
     # ------------------------------------------------------------------ contract
 
+    def unavailable(self, flavor: Flavor) -> str | None:
+        if flavor.gpus > len(self.settings.docker_gpus):
+            have = len(self.settings.docker_gpus)
+            return (
+                f"{flavor.name} needs {flavor.gpus} GPU{'s' if flavor.gpus > 1 else ''}, and this Docker host gives "
+                f"Spaces {have} (SPACEYARD_DOCKER_GPUS)"
+                if have
+                else super().unavailable(flavor)
+            )
+        return None
+
+    async def delete_volume(self, volume: str) -> None:
+        await asyncio.to_thread(containers.remove_data_volume, self.client, volume)
+        await asyncio.to_thread(self.files.delete_volume, volume)
+
+    async def volume_usage(self, volume: str) -> int | None:
+        return await asyncio.to_thread(self.files.volume_usage, volume)
+
     async def start(self, spec: AppSpec, log: LogSink) -> AppHandle:
+        if (why_not := self.unavailable(spec.flavor)) is not None:
+            raise AppStartError(why_not)
         if spec.sdk == "static":
             raise AppStartError("static Spaces need no container: the gateway serves their files")
         if spec.artifact.startswith("static:") or "/" not in spec.artifact and ":" not in spec.artifact:
@@ -102,6 +125,7 @@ class DockerRuntime(Runtime):
 
         def create() -> tuple[str, str, float]:
             network.ensure_network(self.client, net, spec)
+            containers.ensure_data_volume(self.client, self.files, spec)
             try:
                 container = self.client.containers.create(**self.container_kwargs(spec, name, net, gpus))
             except docker.errors.ImageNotFound as exc:
@@ -134,13 +158,22 @@ class DockerRuntime(Runtime):
             extra={"name": name, "network": net, "gpus": gpus},
         )
 
-    async def _crashed(self, container_id: str, code: int, when: str) -> AppCrashed:
+    async def _crashed(self, container_id: str, code: int, when: str, flavor: Flavor | None = None) -> AppCrashed:
         app = self._apps.get(container_id)
         if app is not None and app.follower is not None:
             await asyncio.to_thread(app.follower.join, 2.0)
             await asyncio.sleep(0)  # let the last call_soon_threadsafe lines land
         tail = await asyncio.to_thread(self._tail_lines, container_id)
-        return AppCrashed(f"the app exited with code {code} {when}", exit_code=code, log_tail=tail)
+        message = f"the app exited with code {code} {when}"
+        if flavor is not None and await asyncio.to_thread(self._oom_killed, container_id):
+            message = oom_message(flavor.name, flavor.memory_mib * 2**20)
+        return AppCrashed(message, exit_code=code, log_tail=tail)
+
+    def _oom_killed(self, container_id: str) -> bool:
+        try:
+            return bool(self.client.api.inspect_container(container_id)["State"].get("OOMKilled"))
+        except docker.errors.DockerException:
+            return False
 
     async def wait_ready(self, handle: AppHandle, timeout: float) -> None:
         app = self._apps.get(handle.backend_id)
@@ -152,7 +185,7 @@ class DockerRuntime(Runtime):
         host, port = handle.endpoint.host, handle.endpoint.port
         exited = app.exited
         if not await wait_for_http(host, port, exited, timeout, self.settings.readiness_interval):
-            raise await self._crashed(app.container_id, exited.result(), "before answering HTTP")
+            raise await self._crashed(app.container_id, exited.result(), "before answering HTTP", handle.spec.flavor)
         app.ready = True
         await asyncio.to_thread(self._arm_restarts, app.container_id)
 
@@ -187,7 +220,7 @@ class DockerRuntime(Runtime):
         code = state.get("ExitCode")
         message = f"exited with code {code}"
         if state.get("OOMKilled"):
-            message = f"Memory limit exceeded ({handle.spec.flavor.memory_mib} MiB)"
+            message = oom_message(handle.spec.flavor.name, handle.spec.flavor.memory_mib * 2**20)
         tail = await asyncio.to_thread(self._tail_lines, handle.backend_id)
         if tail and code:
             message += "\n" + tail

@@ -57,6 +57,7 @@ KINDS: dict[str, _Kind] = {
     "Deployment": _Kind("apps", "deployment"),
     "NetworkPolicy": _Kind("networking", "network_policy"),
     "Lease": _Kind("coordination", "lease"),
+    "PersistentVolumeClaim": _Kind("core", "persistent_volume_claim"),
 }
 
 

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
 
-from ..api import Flavor
+from ..api import Flavor, StorageSpec
 from ..flavors import get_flavor, load_flavors
 from . import objects, slugs
 from .clients import KubeApi, is_retryable
@@ -321,6 +321,7 @@ class ClusterRecordSource:
                         variables=json.loads(data.get("variables") or "{}"),
                         awake=data.get("awake") != "false",
                         paused=data.get("paused") == "true",
+                        storage=StorageSpec(**json.loads(data["storage"])) if data.get("storage") else None,
                     )
                 )
             except (KeyError, ValueError) as exc:  # UnknownFlavor is a KeyError: flavor removed from the file

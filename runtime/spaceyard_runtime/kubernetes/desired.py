@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..api import Flavor
+from ..api import Flavor, StorageSpec
 from ..settings import DEFAULT_BLOCKED_CIDRS, DEFAULT_BLOCKED_CIDRS_V6
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -41,6 +41,8 @@ class DesiredSpace:
     """False = asleep (replicas 0)."""
     paused: bool = False
     """Explicit pause by the owner: scale to zero even while waiting for capacity (an idle sleep waits)."""
+    storage: StorageSpec | None = None
+    """Persistent ``/data``: a PersistentVolumeClaim of its own, kept across versions, deleted with the Space."""
 
     def __post_init__(self) -> None:
         for kind, values in (("secret", self.secrets), ("variable", self.variables)):
@@ -77,6 +79,8 @@ class ClusterConfig:
     """sizeLimit of the writable emptyDir at /tmp (the root filesystem is read-only where possible)."""
     crash_restart_threshold: int = 3
     """Restarts after which a Space counts as crashed even between CrashLoopBackOff waits."""
+    storage_class: str | None = None
+    """StorageClass of the Spaces' ``/data`` claims; ``None``: the cluster's default class."""
 
 
 class Stage(enum.Enum):

@@ -25,6 +25,7 @@ without a Docker socket or privileges); nothing here runs builds.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -43,6 +44,9 @@ LABEL_TEMPLATE = f"{GROUP}/template-hash"
 ANNOTATION_SPACE_ID = f"{GROUP}/space-id"
 ANNOTATION_HASH = f"{GROUP}/spec-hash"
 ANNOTATION_SECRETS_HASH = f"{GROUP}/secrets-hash"
+ANNOTATION_FLAVOR = f"{GROUP}/flavor"
+LABEL_VOLUME = f"{GROUP}/volume"
+DATA_MOUNT = "/data"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "spaceyard"}
 GPU_RESOURCE = "nvidia.com/gpu"
 WRITABLE_SDKS = {"docker"}
@@ -109,6 +113,11 @@ def make_owner(space: DesiredSpace, cfg: ClusterConfig) -> Manifest:
                 "variables": json.dumps(dict(space.variables), sort_keys=True),
                 "awake": str(space.awake).lower(),
                 "paused": str(space.paused).lower(),
+                **(
+                    {"storage": json.dumps(dataclasses.asdict(space.storage), sort_keys=True)}
+                    if space.storage is not None
+                    else {}
+                ),
             },
         }
     )
@@ -205,6 +214,11 @@ def make_pod_template(space: DesiredSpace, cfg: ClusterConfig) -> Manifest:
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": cfg.tmp_size_limit}}],
     }
+    if space.storage is not None:
+        spec["volumes"].append(
+            {"name": "data", "persistentVolumeClaim": {"claimName": data_claim_name(space.storage.volume)}}
+        )
+        container["volumeMounts"].append({"name": "data", "mountPath": DATA_MOUNT})
     if flavor.node_selector:
         spec["nodeSelector"] = dict(flavor.node_selector)
     affinity = getattr(flavor, "affinity", None)
@@ -220,7 +234,11 @@ def make_pod_template(space: DesiredSpace, cfg: ClusterConfig) -> Manifest:
     template: Manifest = {
         "metadata": {
             "labels": labels,
-            "annotations": {ANNOTATION_SPACE_ID: space.space_id, ANNOTATION_SECRETS_HASH: secrets_hash},
+            "annotations": {
+                ANNOTATION_SPACE_ID: space.space_id,
+                ANNOTATION_SECRETS_HASH: secrets_hash,
+                ANNOTATION_FLAVOR: flavor.name,
+            },
         },
         "spec": spec,
     }
@@ -228,10 +246,37 @@ def make_pod_template(space: DesiredSpace, cfg: ClusterConfig) -> Manifest:
     return template
 
 
+def data_claim_name(volume: str) -> str:
+    return f"data-{slugs.safe_slug(volume)}" if not slugs.is_dns_label(volume) else f"data-{volume}"
+
+
+def make_data_claim(space: DesiredSpace, cfg: ClusterConfig) -> Manifest:
+    """The Space's ``/data``: a claim of its own, not owned by the Space's owner object, so that replacing,
+    stopping or pausing the app never touches it; deleted only with the Space (``delete_volume``)."""
+    assert space.storage is not None
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": str(space.storage.size_bytes)}},
+    }
+    if cfg.storage_class is not None:
+        spec["storageClassName"] = cfg.storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": data_claim_name(space.storage.volume),
+            "namespace": cfg.namespace,
+            "labels": {**MANAGED_BY, LABEL_VOLUME: data_claim_name(space.storage.volume)},
+            "annotations": {ANNOTATION_SPACE_ID: space.space_id},
+        },
+        "spec": spec,
+    }
+
+
 def make_deployment(space: DesiredSpace, cfg: ClusterConfig, owner: Mapping[str, Any] | None = None) -> Manifest:
     strategy: dict[str, Any] = (
         {"type": "Recreate"}
-        if space.flavor.gpus
+        if space.flavor.gpus or space.storage is not None  # a GPU or a ReadWriteOnce claim is not shared
         else {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     )
     obj: Manifest = {

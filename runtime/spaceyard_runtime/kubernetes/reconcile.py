@@ -24,6 +24,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from ..flavors import oom_message
 from . import objects, slugs
 from .clients import KubeApi, retry
 from .desired import ClusterConfig, DesiredSpace, SpaceStatus, Stage
@@ -43,6 +44,8 @@ def apply_space(api: KubeApi, space: DesiredSpace, cfg: ClusterConfig) -> dict[s
     """Create or update the owner, then everything it owns. Returns ``{kind: action}``."""
     owner_action, owner = retry(lambda: api.ensure(objects.make_owner(space, cfg)))
     actions = {"ConfigMap": owner_action}
+    if space.storage is not None:
+        actions["PersistentVolumeClaim"] = ensure_data_claim(api, space, cfg)
     for obj in objects.make_space_objects(space, cfg, owner):
         action, _ = retry(lambda obj=obj: api.ensure(obj))  # type: ignore[misc]
         actions[obj["kind"]] = action
@@ -50,6 +53,23 @@ def apply_space(api: KubeApi, space: DesiredSpace, cfg: ClusterConfig) -> dict[s
     if changed:
         log.info("space %s: %s", space.space_id, changed)
     return actions
+
+
+def ensure_data_claim(api: KubeApi, space: DesiredSpace, cfg: ClusterConfig) -> str:
+    """Create the Space's ``/data`` claim if it has none (a claim's spec is immutable: kept as it is)."""
+    claim = objects.make_data_claim(space, cfg)
+    if api.get("PersistentVolumeClaim", claim["metadata"]["name"]) is not None:
+        return "unchanged"
+    try:
+        retry(lambda: api.create(claim))
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    return "created"
+
+
+def delete_data_claim(api: KubeApi, volume: str) -> bool:
+    return bool(retry(lambda: api.delete("PersistentVolumeClaim", objects.data_claim_name(volume))))
 
 
 def _condition(pod: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -82,11 +102,31 @@ def _crash(pod: dict[str, Any], cfg: ClusterConfig) -> tuple[str, int | None, in
         if reason in IMAGE_ERRORS:
             return f"{reason}: {waiting.get('message') or 'the image could not be started'}", None, restarts
         if reason == "CrashLoopBackOff" or (restarts >= cfg.crash_restart_threshold and not cs.get("ready")):
+            if terminated.get("reason") == "OOMKilled":
+                return _oom(pod, cs.get("name")), exit_code, restarts
             code = f" with exit code {exit_code}" if exit_code is not None else ""
             return f"Container exited{code} and keeps restarting ({restarts} restarts)", exit_code, restarts
     if status.get("phase") == "Failed":
         return f"Pod failed: {status.get('reason') or status.get('message') or 'unknown reason'}", None, 0
     return None
+
+
+def _oom(pod: dict[str, Any], container: str | None) -> str:
+    """The Space ran out of its flavor's memory: the limit from the pod, the flavor from its label."""
+    flavor = (pod["metadata"].get("annotations") or {}).get(objects.ANNOTATION_FLAVOR, "?")
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        if c.get("name") == container:
+            limit = ((c.get("resources") or {}).get("limits") or {}).get("memory", "")
+            return oom_message(flavor, _bytes(str(limit)))
+    return f"out of memory (flavor {flavor})"
+
+
+def _bytes(quantity: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    for suffix, factor in units.items():
+        if quantity.endswith(suffix) and quantity[: -len(suffix)].isdigit():
+            return int(quantity[: -len(suffix)]) * factor
+    return int(quantity) if quantity.isdigit() else 0
 
 
 def _log_tail(api: KubeApi, pod_name: str) -> str:

@@ -43,7 +43,7 @@ from . import objects, slugs
 from .clients import KubeApi, make_api_client
 from .coldstart import ColdStart, may_change_stage, pull_seconds, slice_ready
 from .desired import ClusterConfig, DesiredSpace, SpaceStatus, Stage
-from .reconcile import IMAGE_ERRORS, apply_space, delete_space, observe_space, template_hash
+from .reconcile import IMAGE_ERRORS, apply_space, delete_data_claim, delete_space, observe_space, template_hash
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ def cluster_config(settings: RuntimeSettings) -> ClusterConfig:
         image_pull_secrets=tuple(settings.kubernetes_image_pull_secrets),
         runtime_class_name=settings.kubernetes_runtime_class,
         cluster_domain=settings.kubernetes_cluster_domain,
+        storage_class=settings.kubernetes_storage_class,
     )
 
 
@@ -151,6 +152,7 @@ class KubernetesRuntime(Runtime):
             app_port=spec.app_port,
             secrets=dict(spec.env),
             awake=awake,
+            storage=spec.storage,
         )
 
     def desired_spaces(self) -> list[DesiredSpace]:
@@ -373,6 +375,14 @@ class KubernetesRuntime(Runtime):
 
     async def remove(self, handle: AppHandle) -> None:
         await self.stop(handle)
+
+    def unavailable(self, flavor: Flavor) -> str | None:
+        return None  # GPU flavors are scheduled onto GPU nodes; SCHEDULING with the reason while none is free
+
+    async def delete_volume(self, volume: str) -> None:
+        """Delete the Space's ``/data`` claim; its data goes as the StorageClass's reclaim policy says
+        (``Delete`` for dynamically provisioned volumes)."""
+        await asyncio.to_thread(delete_data_claim, self.api, volume)
 
     def get_state(self, handle: AppHandle) -> dict[str, Any]:
         return {**super().get_state(handle), "template": handle.extra.get("template")}

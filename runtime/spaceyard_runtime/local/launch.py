@@ -18,6 +18,7 @@ from ..api import AppSpec
 from ..errors import AppStartError
 from ..sandbox import BoxSpec, Limits
 from ..settings import RuntimeSettings
+from ..spacefiles import DATA_MOUNT, SpaceFiles
 from ..zygote_client import ZYGOTE_SCRIPT
 
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -161,4 +162,12 @@ def box_spec(settings: RuntimeSettings, spec: AppSpec, kind: str, code: Path) ->
         rw=(space / "home", space / "tmp"),
         home=space / "home",
         limits=limits(settings, spec),
+        mounts=data_mounts(settings, spec),
     )
+
+
+def data_mounts(settings: RuntimeSettings, spec: AppSpec) -> tuple[tuple[Path, str], ...]:
+    """The Space's persistent storage at ``/data`` (:mod:`..loopvolumes`), if it has any."""
+    if spec.storage is None:
+        return ()
+    return ((SpaceFiles(settings.runtime_dir).data_dir(spec.space_id, spec.storage), DATA_MOUNT),)

@@ -14,6 +14,7 @@ from ..output import startup_banner
 from ..readiness import wait_for_http
 from ..sandbox import NoSandbox, create_sandbox
 from ..settings import RuntimeSettings
+from ..spacefiles import SpaceFiles
 from ..zygote_client import ZygoteError
 from . import launch
 from .launch import LaunchPlan
@@ -47,6 +48,7 @@ class LocalRuntime(Runtime):
         self.sandbox.cleanup()  # whatever a previous platform process on this DATA_DIR left running
         self.processes = Processes(self.sandbox)
         self.warm = WarmParents(settings, self.sandbox)
+        self.files = SpaceFiles(settings.runtime_dir)
 
     def space_dir(self, spec: AppSpec) -> Path:
         """Per-Space writable directory (holds the app's ``HOME`` and ``TMPDIR``)."""
@@ -62,6 +64,8 @@ class LocalRuntime(Runtime):
     # ------------------------------------------------------------------ start
 
     async def start(self, spec: AppSpec, log: LogSink) -> AppHandle:
+        if (why_not := self.unavailable(spec.flavor)) is not None:
+            raise AppStartError(why_not)  # never a GPU flavor run on the CPU as if it were one
         port = self.sandbox.app_port(self.settings.app_host)
         plan = self.plan(spec, port)
         if self.sandbox.isolated:
@@ -107,6 +111,15 @@ class LocalRuntime(Runtime):
     async def forget(self, space_id: str) -> None:
         """End the Space's warm parents (and their sandboxes)."""
         await self.warm.forget(space_id)
+
+    async def purge(self, space_id: str, slug: str) -> None:
+        await asyncio.to_thread(self.files.purge, space_id, slug)
+
+    async def delete_volume(self, volume: str) -> None:
+        await asyncio.to_thread(self.files.delete_volume, volume)
+
+    async def volume_usage(self, volume: str) -> int | None:
+        return await asyncio.to_thread(self.files.volume_usage, volume)
 
     # ------------------------------------------------------------------ lifecycle
 

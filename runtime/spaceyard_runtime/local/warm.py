@@ -65,7 +65,8 @@ def zygote_key(spec: AppSpec) -> str:
         build = os.stat(path).st_ino  # an environment rebuilt in place is a new directory
     except OSError:
         build = 0
-    ident = json.dumps([spec.space_id.lower(), str(path), build, preload_modules(spec)])
+    volume = spec.storage.volume if spec.storage else None  # forked apps see the parent's /data
+    ident = json.dumps([spec.space_id.lower(), str(path), build, preload_modules(spec), volume])
     return hashlib.sha256(ident.encode()).hexdigest()[:16]
 
 

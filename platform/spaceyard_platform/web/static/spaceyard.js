@@ -417,4 +417,16 @@
         .then(function () { if (button) button.disabled = false; });
     });
   });
+
+  // persistent storage: how much of /data is used (Settings tab)
+  document.querySelectorAll("[data-storage-used]").forEach(function (el) {
+    fetch(el.getAttribute("data-url"), { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (d) {
+        if (!d || d.usedBytes === null || d.usedBytes === undefined) { el.textContent = "use unknown"; return; }
+        var n = d.usedBytes, units = ["B", "KB", "MB", "GB", "TB"], i = 0;
+        while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+        el.textContent = "used: " + (i ? n.toFixed(1) : n) + " " + units[i];
+      }, function () {});
+  });
 })();
