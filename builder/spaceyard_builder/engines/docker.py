@@ -153,14 +153,27 @@ def generated_dockerfile(config: SpaceConfig, source: Path, settings: BuilderSet
             )
     sdk_specs = " ".join(s.format(version=version) for s in SDK_REQUIREMENTS[sdk])
     lines.append(f"RUN {ca_mount}{uv_cache}{uv} {sdk_specs}")
-    env = dict(HUB_ENV)
-    if sdk == "streamlit":
-        env.update({"STREAMLIT_SERVER_PORT": str(APP_PORT), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"})
+    env = hub_env(sdk)
     lines.append("ENV " + " ".join(f"{k}={v}" for k, v in env.items()))
     lines.append(f"EXPOSE {APP_PORT}")
     lines.append("COPY --chown=1000:1000 . /home/user/app")
+    lines.append("CMD " + json.dumps(hub_cmd(config, preloaded=(source / HUB_DIR).is_dir())))
+    return "\n".join(lines) + "\n"
+
+
+def hub_env(sdk: str) -> dict[str, str]:
+    """The environment the Hub's Gradio/Streamlit images set (also the oci engine's)."""
+    env = dict(HUB_ENV)
+    if sdk == "streamlit":
+        env.update({"STREAMLIT_SERVER_PORT": str(APP_PORT), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"})
+    return env
+
+
+def hub_cmd(config: SpaceConfig, *, preloaded: bool = False) -> list[str]:
+    """The command of a Gradio/Streamlit image (also the oci engine's). ``preloaded``: the export holds
+    ``preload_from_hub`` files, linked into the app's Hugging Face cache (a tmpfs) at each start."""
     app_file = config.effective_app_file
-    if sdk == "gradio":
+    if config.sdk == "gradio":
         cmd = ["python", app_file]
     else:
         cmd = [
@@ -172,12 +185,11 @@ def generated_dockerfile(config: SpaceConfig, source: Path, settings: BuilderSet
             "--server.enableCORS", "false",
             "--browser.gatherUsageStats", "false",
         ]  # fmt: skip
-    if (source / HUB_DIR).is_dir():  # preload_from_hub: into the app's cache (a tmpfs) at each start
+    if preloaded:
         cache = "$HOME/.cache/huggingface/hub"
         link = f"mkdir -p {cache} && cp -rs /home/user/app/{HUB_DIR}/. {cache}/"
         cmd = ["sh", "-c", f'{link}; exec "$@"', "sh", *cmd]
-    lines.append("CMD " + json.dumps(cmd))
-    return "\n".join(lines) + "\n"
+    return cmd
 
 
 @cache

@@ -94,6 +94,7 @@ class SleepWake(Running):
                 metrics.WAKE_SECONDS.labels(space=state.space_id).observe(done - started)
                 metrics.WAKE_PHASE_SECONDS.labels(phase="start", mode=handle.start_mode).observe(launched - started)
                 metrics.WAKE_PHASE_SECONDS.labels(phase="ready", mode=handle.start_mode).observe(done - launched)
+                metrics.observe_wake(state.space_id, handle.start_mode, handle.extra)
                 self._watch(state, handle)
                 await starting
                 saved = await self._save_stage(state.pk, Stage.RUNNING, None, run_log_key=run_key)
