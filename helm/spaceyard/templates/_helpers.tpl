@@ -108,3 +108,17 @@ capabilities:
       name: {{ include "spaceyard.fullname" . }}-urls
       key: database-url
 {{- end -}}
+
+{{/* Pod-level settings shared by every pod of the chart: no service links (they would inject
+SPACEYARD_PORT=tcp://... for a Service named "spaceyard", which the settings read as the port),
+and the optional DNS override. */}}
+{{- define "spaceyard.podCommon" -}}
+enableServiceLinks: false
+{{- with .Values.dnsPolicy }}
+dnsPolicy: {{ . }}
+{{- end }}
+{{- with .Values.dnsConfig }}
+dnsConfig:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
