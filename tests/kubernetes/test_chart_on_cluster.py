@@ -303,12 +303,15 @@ def installed(dev_cluster: Cluster) -> Iterator[tuple[Gateway, dict[str, Any]]]:
     create_volumes(dev_cluster)
     vals = values(images, dns)
     t0 = time.monotonic()
-    with helm_config(dev_cluster) as cfg:
-        release = cfg.install(CHART, RELEASE, vals, create_namespace=True, wait="watcher", timeout=900)
-    print(f"helm install (waited for every workload to be ready) in {time.monotonic() - t0:.0f} s")
-    assert release["status"] == "deployed" and release["revision"] == 1, release
-    gateway = Gateway(f"http://{dns}:{node_port(dev_cluster)}", lambda: pod_logs(dev_cluster))
     try:
+        with helm_config(dev_cluster) as cfg:
+            try:
+                release = cfg.install(CHART, RELEASE, vals, create_namespace=True, wait="watcher", timeout=600)
+            except helm.HelmError as exc:
+                raise AssertionError(f"helm install failed: {exc}\n{pod_logs(dev_cluster)}") from exc
+        print(f"helm install (waited for every workload to be ready) in {time.monotonic() - t0:.0f} s")
+        assert release["status"] == "deployed" and release["revision"] == 1, release
+        gateway = Gateway(f"http://{dns}:{node_port(dev_cluster)}", lambda: pod_logs(dev_cluster))
         yield gateway, {"images": images, "dns": dns}
     finally:
         if os.environ.get("SPACEYARD_CHART_TEST_KEEP") != "1":
