@@ -5,22 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class BuilderSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SPACEYARD_", extra="ignore")
 
-    @field_validator("data_dir", "env_dir", mode="after")
+    @field_validator("data_dir", "env_dir", "oci_cache_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         """State paths are absolute from here on: the sandboxes bind-mount them and children change directory."""
         return value.absolute() if value is not None else None
 
     data_dir: Path = Field(Path(".data"), description="Root of all state (shared with the platform).")
-    build_engine: Literal["local", "docker"] = Field(
-        "local", description="local: content-addressed uv environments; docker: container images."
+    build_engine: Literal["local", "docker", "oci"] = Field(
+        "local",
+        description="local: content-addressed uv environments; docker: container images built by a Docker "
+        "engine; oci: container images assembled without a daemon and pushed to SPACEYARD_REGISTRY (Kubernetes; "
+        "no Docker socket, no privileges; Gradio/Streamlit/static Spaces).",
     )
     redis_url: str | None = Field(
         None,
@@ -67,9 +70,23 @@ class BuilderSettings(BaseSettings):
         "python:3.11-slim",
         description="Base image for generated Gradio/Streamlit Dockerfiles (and BASE_IMAGE build arg of Docker "
         "Spaces); '{python_version}' in it is replaced by the README's python_version (default 3.11), e.g. "
-        "python:{python_version}-slim.",
+        "python:{python_version}-slim. The oci engine reads it from a registry: a name without a registry host "
+        "is looked up in SPACEYARD_REGISTRY (push or mirror it there).",
     )
     registry: str | None = Field(None, description="Registry to push images to (Kubernetes); none = local.")
+    registry_plain_http: bool = Field(
+        False, description="Talk plain HTTP to SPACEYARD_REGISTRY (oci engine; loopback registries always do)."
+    )
+    registry_username: str | None = Field(
+        None, description="oci engine: user for the registry (HTTP Basic, or to get a Bearer token); none = anonymous."
+    )
+    registry_password: SecretStr | None = Field(None, description="oci engine: password or token of registry_username.")
+    oci_cache_dir: Path | None = Field(
+        None,
+        description="oci engine: where the base image's unpacked filesystem and the uv cache live (default "
+        "DATA_DIR/oci). Shareable between workers of one machine; the index of built environment layers is in "
+        "the registry.",
+    )
     docker_cli: str | None = Field(
         None,
         description="docker CLI used for BuildKit builds (needs `docker buildx` or a CLI older than 23 with "
@@ -119,6 +136,10 @@ class BuilderSettings(BaseSettings):
     redis_log_maxlen: int = Field(
         100_000, description="Redis log store: a live log stream keeps at most about this many lines (XADD MAXLEN ~)."
     )
+
+    @property
+    def oci_root(self) -> Path:
+        return self.oci_cache_dir or (self.data_dir / "oci")
 
     @property
     def envs_root(self) -> Path:

@@ -105,6 +105,20 @@ class BuildWalls(abc.ABC):
     @abc.abstractmethod
     def command(self, argv: list[str], *, cwd: Path, ro: list[Path], rw: list[Path]) -> list[str]: ...
 
+    def image_command(
+        self, argv: list[str], *, root: Path, cwd: str, ro: dict[str, Path], rw: dict[str, Path]
+    ) -> list[str]:
+        """``argv`` run inside the walls with the directory ``root`` (a base image's filesystem) as ``/``,
+        read-only, and host paths bound at the given places inside it (``{place: host path}``; every place
+        must exist in ``root``). Used by the oci engine, whose build steps run with the image's own
+        interpreter. Walls that cannot change the root refuse with ``BuildFailed``."""
+        from .errors import BuildFailed
+
+        raise BuildFailed(
+            f"the {self.name!r} build sandbox cannot run build steps inside an image's filesystem; the oci "
+            "engine needs SPACEYARD_BUILD_SANDBOX=bwrap"
+        )
+
 
 class NoBuildWalls(BuildWalls):
     """Clean environment only; build-time code runs as the worker's user and sees its files."""
@@ -189,6 +203,26 @@ class BwrapBuildWalls(BuildWalls):
         for flag, bound in binds:
             args += [flag, str(bound), str(bound)]
         args += ["--chdir", str(cwd), "--", self.setpriv, f"--reuid={BUILD_UID}", f"--regid={BUILD_UID}"]
+        args += ["--clear-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", *argv]
+        return args
+
+    def image_command(
+        self, argv: list[str], *, root: Path, cwd: str, ro: dict[str, Path], rw: dict[str, Path]
+    ) -> list[str]:
+        assert self.bwrap and self.setpriv
+        args = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc"]
+        args += ["--unshare-uts", "--unshare-cgroup-try", "--hostname", "build", "--ro-bind", str(root), "/"]
+        args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm"]
+        args += ["--perms", "1777", "--tmpfs", "/tmp"]
+        for etc in ("/etc/resolv.conf", "/etc/hosts"):  # the network as the worker sees it
+            if (root / etc.lstrip("/")).exists():
+                args += ["--ro-bind-try", etc, etc]
+        for place, path in ro.items():
+            args += ["--ro-bind", str(path), place]
+        for place, path in rw.items():
+            args += ["--bind", str(path), place]
+        # the image's own setpriv (util-linux, essential in Debian-based images): no capabilities from here on
+        args += ["--chdir", cwd, "--", "setpriv", f"--reuid={BUILD_UID}", f"--regid={BUILD_UID}"]
         args += ["--clear-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", *argv]
         return args
 

@@ -10,6 +10,7 @@ from ..settings import BuilderSettings
 ENGINES: dict[str, str] = {
     "local": "spaceyard_builder.engines.local:LocalEngine",
     "docker": "spaceyard_builder.engines.docker:DockerEngine",
+    "oci": "spaceyard_builder.engines.oci:OciEngine",
 }
 
 

@@ -152,27 +152,36 @@ def generated_dockerfile(config: SpaceConfig, source: Path, settings: BuilderSet
             )
     sdk_specs = " ".join(s.format(version=version) for s in SDK_REQUIREMENTS[sdk])
     lines.append(f"RUN {ca_mount}{uv_cache}{uv} {sdk_specs}")
-    env = dict(HUB_ENV)
-    if sdk == "streamlit":
-        env.update({"STREAMLIT_SERVER_PORT": str(APP_PORT), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"})
+    env = hub_env(sdk)
     lines.append("ENV " + " ".join(f"{k}={v}" for k, v in env.items()))
     lines.append(f"EXPOSE {APP_PORT}")
     lines.append("COPY --chown=1000:1000 . /home/user/app")
-    app_file = config.effective_app_file
-    if sdk == "gradio":
-        cmd = ["python", app_file]
-    else:
-        cmd = [
-            "streamlit", "run", app_file,
-            "--server.port", str(APP_PORT),
-            "--server.address", "0.0.0.0",
-            "--server.headless", "true",
-            "--server.enableXsrfProtection", "false",
-            "--server.enableCORS", "false",
-            "--browser.gatherUsageStats", "false",
-        ]  # fmt: skip
-    lines.append("CMD " + json.dumps(cmd))
+    lines.append("CMD " + json.dumps(hub_cmd(config)))
     return "\n".join(lines) + "\n"
+
+
+def hub_env(sdk: str) -> dict[str, str]:
+    """The environment the Hub's Gradio/Streamlit images set (also the oci engine's)."""
+    env = dict(HUB_ENV)
+    if sdk == "streamlit":
+        env.update({"STREAMLIT_SERVER_PORT": str(APP_PORT), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"})
+    return env
+
+
+def hub_cmd(config: SpaceConfig) -> list[str]:
+    """The command of a Gradio/Streamlit image (also the oci engine's)."""
+    app_file = config.effective_app_file
+    if config.sdk == "gradio":
+        return ["python", app_file]
+    return [
+        "streamlit", "run", app_file,
+        "--server.port", str(APP_PORT),
+        "--server.address", "0.0.0.0",
+        "--server.headless", "true",
+        "--server.enableXsrfProtection", "false",
+        "--server.enableCORS", "false",
+        "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
 
 
 @cache

@@ -26,16 +26,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from ..api import Artifact, BuildEngine, BuildLog, BuildRequest
 from ..errors import BuildFailed
-from ..lifeline import die_with_parent
 from ..spaceconfig import SpaceConfig
-from ..walls import BuildWalls, create_walls, public_text
-from . import compile_progress, ffmpeg_tool, resolution
+from ..walls import BuildWalls, create_walls
+from . import compile_progress, ffmpeg_tool, resolution, steps
 
 ENGINE_VERSION = "3"
 SDK_PACKAGES = {"gradio": "gradio", "streamlit": "streamlit"}
@@ -152,50 +150,19 @@ class LocalEngine(BuildEngine):
     ) -> None:
         """Run one build step inside the walls (cwd: the commit), its output to the log with host paths
         replaced by public names (``public``): the log and the error are public for a public Space."""
-        public = public or {}
-        shown = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(args))
-        log(public_text(f"--> RUN {shown.removeprefix('uv ')}", public))
         workdir = cwd or Path("/")
-        argv = self.walls.command(args, cwd=workdir, ro=ro or [], rw=rw or [])
-        proc = subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+        deadline = self._deadline if self._deadline is not None else time.monotonic() + self.settings.build_timeout
+        steps.run_step(
+            self.walls.command(args, cwd=workdir, ro=ro or [], rw=rw or []),
+            announce=steps.shown(args),
+            what=what,
+            log=log,
             env=self._uv_env(),
             cwd=workdir,
-            text=True,
-            bufsize=1,
-            preexec_fn=die_with_parent(),  # installers die with the worker
+            deadline=deadline,
+            timeout_setting=self.settings.build_timeout,
+            public=public,
         )
-        deadline = self._deadline if self._deadline is not None else time.monotonic() + self.settings.build_timeout
-        expired = threading.Event()
-
-        def expire() -> None:
-            expired.set()
-            proc.kill()
-
-        timer = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
-        timer.daemon = True
-        timer.start()
-        tail: list[str] = []
-        assert proc.stdout is not None
-        try:
-            for raw in proc.stdout:
-                line = public_text(raw.rstrip("\n"), public)
-                log(line)
-                tail = (tail + [line])[-15:]
-            rc = proc.wait()
-        finally:
-            timer.cancel()
-        if expired.is_set():
-            raise BuildFailed(
-                f"{what} did not finish within the build deadline ({self.settings.build_timeout:g} s, "
-                "SPACEYARD_BUILD_TIMEOUT)"
-            )
-        if rc != 0:
-            detail = "\n".join(t for t in tail if t.strip())
-            raise BuildFailed(f"{what} failed (exit {rc}):\n{detail}")
 
     def resolve_python(self, config: SpaceConfig, log: BuildLog) -> tuple[str, str]:
         """Return (interpreter path, version) for the Space's python_version, or the platform's own."""

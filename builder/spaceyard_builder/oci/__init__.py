@@ -1,0 +1,1 @@
+"""Daemonless OCI images: a registry client (:mod:`.registry`) and reproducible layers (:mod:`.layers`)."""
