@@ -7,6 +7,8 @@
 # and the base image's id): when the registry already has that tag, nothing is built or pushed, so a
 # second CI run costs a few HTTP requests. Prints one line per image, e.g.
 #   SPACEYARD_IMAGE_PLATFORM=127.0.0.1:5000/spaceyard/platform:3f2a...
+# and pushes the base image itself (BASE_IMAGE, under its own name: the oci build engine reads it from
+# the registry), printed without the registry host: SPACEYARD_IMAGE_BASE=spaceyard/python:3.11-bookworm-r2
 # Environment: BASE_IMAGE (default spaceyard/python:3.11-bookworm-r2 when Docker has it, else
 # python:3.11-slim), IMAGE_PREFIX (default spaceyard), IMAGES (default "platform postgresql redis").
 set -euo pipefail
@@ -64,3 +66,14 @@ for target in $IMAGES; do
   var=SPACEYARD_IMAGE_$(echo "$target" | tr '[:lower:]' '[:upper:]')
   echo "$var=$ref"
 done
+
+# the base image of Space images, under its own name: the oci engine reads it from the registry
+# (worker.baseImage; a name without a registry host is looked up there)
+base_name=${BASE_IMAGE%:*} base_tag=${BASE_IMAGE##*:}
+[ "$base_name" = "$BASE_IMAGE" ] && base_tag=latest
+if ! in_registry "$base_name" "$base_tag"; then
+  log "docker push $REGISTRY/$base_name:$base_tag (the base of Space images)"
+  docker tag "$BASE_IMAGE" "$REGISTRY/$base_name:$base_tag"
+  docker push -q "$REGISTRY/$base_name:$base_tag" >/dev/null
+fi
+echo "SPACEYARD_IMAGE_BASE=$base_name:$base_tag"

@@ -58,7 +58,7 @@ KEPT = {("PersistentVolumeClaim", DATA_PVC), ("PersistentVolumeClaim", PG_PVC), 
 
 
 def chart_images(registry: str) -> dict[str, str]:
-    """``helm/images.sh REGISTRY``: ``{"platform": ref, "postgresql": ref, "redis": ref}``."""
+    """``helm/images.sh REGISTRY``: ``{"platform": ref, "postgresql": ref, "redis": ref, "base": name}``."""
     proc = subprocess.run(
         ["bash", str(ROOT / "helm" / "images.sh"), registry], capture_output=True, text=True, timeout=3000
     )
@@ -96,10 +96,16 @@ def values(images: dict[str, str], dns: str, **platform_extra: str) -> dict[str,
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}},
             "extraEnv": dict(platform_extra),
         },
-        "worker": {"resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}}},
+        "worker": {
+            "buildEngine": "oci",
+            "baseImage": images["base"],
+            # the registry (127.0.0.1:5000) and the package index are reachable from the node only
+            "hostNetwork": True,
+            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "3Gi"}},
+        },
         "controller": {"replicas": 2, "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}}},
         "spaces": {"namespace": SPACES_NS, "buildNamespace": BUILDS_NS},
-        "registry": {"url": "127.0.0.1:5000/h14chart", "insecure": True},
+        "registry": {"url": "127.0.0.1:5000", "repository": "h14chart/space", "insecure": True},
         "redis": {"image": images["redis"], "resources": {"requests": {"cpu": "20m", "memory": "32Mi"}}},
         "postgresql": {
             "image": images["postgresql"],
@@ -341,7 +347,7 @@ def test_the_chart_installed_for_real_serves_a_space_end_to_end(
     print(f"first build + start: {time.monotonic() - t0:.0f} s; stages {gateway.stages}")
     assert "BUILDING" in gateway.stages and gateway.stages.index("BUILDING") < gateway.stages.index("RUNNING")
     (space_pod,) = dev_cluster.list("Pod", SPACES_NS, selector=f"spaceyard.dev/space={SLUG}")
-    assert space_pod["spec"]["containers"][0]["image"].startswith("127.0.0.1:5000/h14chart/")
+    assert space_pod["spec"]["containers"][0]["image"].startswith("127.0.0.1:5000/h14chart/space:")
     assert space_pod["spec"]["nodeName"] == "cpu-0"
     app = gateway.app()
     assert app.predict("chart", api_name="/greet") == "Hello chart! (v1)"
