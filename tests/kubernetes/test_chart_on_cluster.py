@@ -332,8 +332,11 @@ def test_the_chart_installed_for_real_serves_a_space_end_to_end(
     pod = platform_pod(dev_cluster)
     assert not any((e.name or "").startswith("SPACEYARD_PORT") for e in pod.spec.containers[0].env or [])
     assert pod.spec.enable_service_links is False
-    lease = dev_cluster.get("Lease", SPACES_NS, "spaceyard-controller")
-    assert lease is not None and lease["spec"].get("holderIdentity"), "a controller replica holds the Lease"
+    def holder() -> Any:
+        lease = dev_cluster.get("Lease", SPACES_NS, "spaceyard-controller")
+        return lease and lease["spec"].get("holderIdentity")
+
+    eventually(holder, "a controller replica holds the Lease", timeout=120)
 
     # create + push: BUILDING (the worker in the cluster) -> RUNNING
     body = {"type": "space", "organization": "admin", "name": "hello", "sdk": "gradio"}
