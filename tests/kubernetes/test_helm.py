@@ -276,6 +276,9 @@ def exercise_controller(fake: FakeKubeAPI, flavors: dict[str, Flavor]) -> None:
         def desired_spaces(self) -> list[DesiredSpace]:
             return self.spaces
 
+        def desired_space(self, name: str) -> DesiredSpace | None:
+            return self.spaces[0] if name == "space-a--b" else None
+
     source = Source()
     api_client = client.ApiClient(client.Configuration(host=fake.url))
     ctl = Controller(api_client, ClusterConfig(namespace=NAMESPACE), source, identity="x", lease_duration=3)
