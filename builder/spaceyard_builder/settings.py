@@ -74,6 +74,11 @@ class BuilderSettings(BaseSettings):
         "is looked up in SPACEYARD_REGISTRY (push or mirror it there).",
     )
     registry: str | None = Field(None, description="Registry to push images to (Kubernetes); none = local.")
+    registry_push: str | None = Field(
+        None,
+        description="oci engine: host[:port] the worker pushes to when it reaches the registry by another name "
+        "than the nodes pull from (SPACEYARD_REGISTRY, the name in image references), e.g. a Service name.",
+    )
     registry_plain_http: bool = Field(
         False, description="Talk plain HTTP to SPACEYARD_REGISTRY (oci engine; loopback registries always do)."
     )

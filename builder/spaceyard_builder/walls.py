@@ -28,6 +28,7 @@ import abc
 import contextlib
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 BUILD_UID = 19_999_000
@@ -144,33 +145,70 @@ class BwrapBuildWalls(BuildWalls):
     def __init__(self) -> None:
         self.bwrap = shutil.which("bwrap")
         self.setpriv = shutil.which("setpriv")
+        self._userns_ok: bool | None = None
+
+    @property
+    def rootless(self) -> bool:
+        """Not root (a worker in a pod, as uid 1000): the walls are an unprivileged user namespace instead."""
+        return os.geteuid() != 0
 
     def check(self) -> None:
         from .errors import BuildFailed
 
-        if os.geteuid() != 0 or not self.bwrap or not self.setpriv:
+        if self.rootless:
+            if self._userns_ok is None:
+                probe = [self.bwrap or "bwrap", *self._userns_flags(), "--ro-bind", "/", "/", "true"]
+                self._userns_ok = bool(self.bwrap) and subprocess.run(probe, capture_output=True).returncode == 0
+            if not self._userns_ok:
+                raise BuildFailed(
+                    "the build sandbox needs root, or bubblewrap with unprivileged user namespaces when not root "
+                    "(in a Kubernetes pod: seccompProfile Unconfined, see docs/kubernetes.md); set "
+                    "SPACEYARD_BUILD_SANDBOX=none to build without walls (trusted Spaces only)"
+                )
+            return
+        if not self.bwrap or not self.setpriv:
             raise BuildFailed(
                 "the build sandbox needs root, bubblewrap and setpriv on the build machine; set "
                 "SPACEYARD_BUILD_SANDBOX=none to build without walls (trusted Spaces only)"
             )
 
+    @staticmethod
+    def _userns_flags() -> list[str]:
+        """Rootless: a new user namespace in which the build is BUILD_UID, with no capabilities and no way
+        to make further namespaces."""
+        uid = str(BUILD_UID)
+        return ["--unshare-user", "--uid", uid, "--gid", uid, "--disable-userns", "--cap-drop", "ALL"]
+
+    def _drop(self, setpriv: str) -> list[str]:
+        """What runs the command as the build user: ``setpriv`` as root; nothing more in a user namespace."""
+        if self.rootless:
+            return []
+        return [setpriv, f"--reuid={BUILD_UID}", f"--regid={BUILD_UID}", "--clear-groups", "--no-new-privs"] + [
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ]
+
     def prepare(self, writable: list[Path], scratch: tuple[Path, ...] = ()) -> None:
         self.check()
         for path in writable:
             path.mkdir(parents=True, exist_ok=True)
+            if self.rootless:
+                continue  # our own files: the user namespace maps BUILD_UID to us
             if path.stat().st_uid != BUILD_UID:
                 for root, dirs, files in os.walk(path):
                     for entry in (root, *(os.path.join(root, n) for n in dirs + files)):
                         with contextlib.suppress(OSError):
                             os.lchown(entry, BUILD_UID, BUILD_UID)
-        for tree in scratch:
+        for tree in scratch if not self.rootless else ():
             for root, _dirs, _files in os.walk(tree):
                 os.lchown(root, BUILD_UID, BUILD_UID)
 
     def command(self, argv: list[str], *, cwd: Path, ro: list[Path], rw: list[Path]) -> list[str]:
-        assert self.bwrap and self.setpriv
+        self.check()
+        assert self.bwrap
         args = [
             self.bwrap,
+            *(self._userns_flags() if self.rootless else []),
             "--die-with-parent",
             "--new-session",
             "--unshare-pid",
@@ -202,15 +240,16 @@ class BwrapBuildWalls(BuildWalls):
                     args += ["--perms", "0755", "--dir", str(parent)]
         for flag, bound in binds:
             args += [flag, str(bound), str(bound)]
-        args += ["--chdir", str(cwd), "--", self.setpriv, f"--reuid={BUILD_UID}", f"--regid={BUILD_UID}"]
-        args += ["--clear-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", *argv]
+        args += ["--chdir", str(cwd), "--", *self._drop(self.setpriv or "setpriv"), *argv]
         return args
 
     def image_command(
         self, argv: list[str], *, root: Path, cwd: str, ro: dict[str, Path], rw: dict[str, Path]
     ) -> list[str]:
-        assert self.bwrap and self.setpriv
-        args = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc"]
+        self.check()
+        assert self.bwrap
+        args = [self.bwrap, *(self._userns_flags() if self.rootless else []), "--die-with-parent", "--new-session"]
+        args += ["--unshare-pid", "--unshare-ipc"]
         args += ["--unshare-uts", "--unshare-cgroup-try", "--hostname", "build", "--ro-bind", str(root), "/"]
         args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm"]
         args += ["--perms", "1777", "--tmpfs", "/tmp"]
@@ -221,9 +260,8 @@ class BwrapBuildWalls(BuildWalls):
             args += ["--ro-bind", str(path), place]
         for place, path in rw.items():
             args += ["--bind", str(path), place]
-        # the image's own setpriv (util-linux, essential in Debian-based images): no capabilities from here on
-        args += ["--chdir", cwd, "--", "setpriv", f"--reuid={BUILD_UID}", f"--regid={BUILD_UID}"]
-        args += ["--clear-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", *argv]
+        # as root, the image's own setpriv (util-linux, essential in Debian-based images) drops to the build user
+        args += ["--chdir", cwd, "--", *self._drop("setpriv"), *argv]
         return args
 
 

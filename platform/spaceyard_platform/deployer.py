@@ -762,6 +762,7 @@ class Deployer:
                 metrics.WAKE_SECONDS.labels(space=state.space_id).observe(ready - started)
                 metrics.WAKE_PHASE_SECONDS.labels(phase="start", mode=handle.start_mode).observe(launched - started)
                 metrics.WAKE_PHASE_SECONDS.labels(phase="ready", mode=handle.start_mode).observe(ready - launched)
+                metrics.observe_wake(state.space_id, handle.start_mode, handle.extra)
                 self._watch(state, handle)
                 await starting
                 saved = await self._save_stage(state.pk, "RUNNING", None, run_log_key=run_key)

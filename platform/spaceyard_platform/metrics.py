@@ -7,7 +7,9 @@ without it, /metrics is open and shows :class:`PublicView` (private Spaces summe
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
@@ -26,11 +28,43 @@ WAKE_SECONDS = Histogram(
 WAKE_PHASE_SECONDS = Histogram(
     "spaceyard_wake_phase_seconds",
     "A wake split into its phases: 'start' (the runtime's start or resume returned: process fork or spawn, "
-    "container start, pod scheduled and created) and 'ready' (from there to the app answering its probe)",
+    "container start, pod scheduled and created) and 'ready' (from there to the app answering its probe); "
+    "on Kubernetes also 'scheduling', 'image_pull', 'container_start', 'app_ready' and 'endpoints' (as the "
+    "runtime saw the pod start); for every runtime 'first_byte' (ready to the first response byte through "
+    "the gateway)",
     ["phase", "mode"],
     buckets=(0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
     registry=REGISTRY,
 )
+
+
+class FirstByteClock:
+    """The ``first_byte`` phase of a wake: from the app being ready to the gateway's first response start
+    for that Space. One writer arms it (the deployer, when a wake is ready), one reader fires it (the
+    gateway's timing, at every response start: a dict lookup when nothing is armed)."""
+
+    def __init__(self) -> None:
+        self._armed: dict[str, tuple[float, str]] = {}
+
+    def arm(self, space: str, mode: str) -> None:
+        self._armed[space] = (time.monotonic(), mode)
+
+    def fire(self, space: str) -> None:
+        armed = self._armed.pop(space, None)
+        if armed is not None:
+            WAKE_PHASE_SECONDS.labels(phase="first_byte", mode=armed[1]).observe(time.monotonic() - armed[0])
+
+
+FIRST_BYTE = FirstByteClock()
+
+
+def observe_wake(space: str, mode: str, extra: dict[str, Any]) -> None:
+    """A finished wake: the runtime's own phases (``extra["cold_start"]["phases"]``, Kubernetes) into
+    ``spaceyard_wake_phase_seconds``, and the first-byte clock armed."""
+    phases = (extra.get("cold_start") or {}).get("phases") or {}
+    for phase, seconds in phases.items():
+        WAKE_PHASE_SECONDS.labels(phase=phase, mode=mode).observe(float(seconds))
+    FIRST_BYTE.arm(space, mode)
 SLEEPS = Counter("spaceyard_sleeps_total", "Spaces put to sleep after their idle time", ["space"], registry=REGISTRY)
 BUILDS = Counter("spaceyard_builds_total", "Finished builds", ["result"], registry=REGISTRY)
 BUILD_SECONDS = Histogram(

@@ -15,6 +15,7 @@ class RuntimeSettings(BaseSettings):
     runtime: Literal["local", "docker", "kubernetes"] = Field(
         "local", description="Where Spaces run: local processes, Docker containers, or Kubernetes."
     )
+
     @field_validator("data_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
@@ -125,9 +126,6 @@ class RuntimeSettings(BaseSettings):
         description="How the gateway addresses a Space's Service: its cluster DNS name (the platform runs in "
         "the cluster), or its ClusterIP (the platform runs on a node or host that routes Service IPs but has "
         "no cluster DNS, like helm/dev-cluster.sh's host).",
-    )
-    kubernetes_build_namespace: str = Field(
-        "spaceyard-builds", description="Namespace build Jobs (rootless BuildKit) run in, apart from the Spaces."
     )
     kubernetes_lease_name: str = Field(
         "spaceyard-controller", description="Lease that elects the one active controller replica."

@@ -76,6 +76,12 @@ def test_extract_applies_whiteouts_and_refuses_escapes(tmp_path: Path) -> None:
     with (tmp_path / "evil.tgz").open("rb") as f, pytest.raises(ValueError, match="leaves the root"):
         layers.extract_layer(f, root)
     assert not (tmp_path / "outside").exists()
+    link = tarfile.TarInfo("etc/up")
+    link.type, link.linkname = tarfile.SYMTYPE, str(tmp_path)
+    layers.write_layer([(link, None), layers.file_member("etc/up/outside", b"x")], tmp_path / "via-link.tgz")
+    with (tmp_path / "via-link.tgz").open("rb") as f, pytest.raises(ValueError, match="through a link"):
+        layers.extract_layer(f, root)
+    assert not (tmp_path / "outside").exists()
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import httpx
 import pytest
 import yaml
 from kubernetes import client, config
@@ -305,3 +306,18 @@ def eventually(predicate: Callable[[], Any], what: str, timeout: float = 90, int
         if time.monotonic() > deadline:
             raise AssertionError(f"never happened within {timeout:g} s: {what}")
         time.sleep(interval)
+
+
+def push_base_image(registry: str, tag: str) -> str:
+    """``tag`` (the debootstrapped base) in ``registry``, pushed with docker once (the registry keeps it),
+    the way an operator puts a base image where an in-cluster builder reads it. Returns ``tag``."""
+    name, _, version = tag.partition(":")
+    accept = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"
+    url = f"http://{registry}/v2/{name}/manifests/{version}"
+    if httpx.head(url, headers={"Accept": accept}, timeout=10).status_code != 200:
+        ensure_base_image(tag)
+        for cmd in (["docker", "tag", tag, f"{registry}/{tag}"], ["docker", "push", "-q", f"{registry}/{tag}"]):
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+            if proc.returncode != 0:
+                pytest.fail(f"{' '.join(cmd)} failed:\n{proc.stdout}{proc.stderr}", pytrace=False)
+    return tag

@@ -24,14 +24,7 @@ OWNER_UID = "6f1d2c1e-0000-4000-8000-000000000001"
 def all_objects(space: DesiredSpace, cfg: ClusterConfig) -> list[dict[str, Any]]:
     owner = objects.make_owner(space, cfg)
     owner["metadata"]["uid"] = OWNER_UID
-    build = objects.BuildJobSpec(
-        space_id=space.space_id,
-        revision=space.revision,
-        repo_url="http://spaceyard.spaceyard.svc:8000/spaces/alice/demo.git",
-        image=space.image,
-        cache_ref="registry.local/spaces/cache:alice--demo",
-    )
-    return [owner, *objects.make_space_objects(space, cfg, owner), objects.make_build_job(build, cfg)]
+    return [owner, *objects.make_space_objects(space, cfg, owner)]
 
 
 @pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
@@ -177,32 +170,3 @@ def test_service_points_at_the_app_port(space: Callable[..., DesiredSpace], cfg:
     service = objects.make_service(space(app_port=8501), cfg)
     assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
     assert objects.service_host("alice/demo", cfg) == "space-alice--demo.spaceyard-spaces.svc.cluster.local"
-
-
-def test_build_job_is_rootless_and_daemonless(space: Callable[..., DesiredSpace], cfg: ClusterConfig) -> None:
-    job = all_objects(space(), cfg)[-1]
-    pod = job["spec"]["template"]["spec"]
-    assert job["spec"]["backoffLimit"] == 0 and pod["restartPolicy"] == "Never"
-    (builder,) = pod["containers"]
-    assert builder["command"] == ["buildctl-daemonless.sh"]
-    assert "rootless" in builder["image"]
-    assert builder["securityContext"]["runAsUser"] == 1000 and builder["securityContext"]["runAsNonRoot"]
-    assert "privileged" not in builder["securityContext"]
-    assert not any("hostPath" in v for v in pod["volumes"])
-    assert "docker.sock" not in str(job)
-    args = builder["args"]
-    assert f"type=image,name={space().image},push=true" in args
-    assert "type=registry,ref=registry.local/spaces/cache:alice--demo,mode=max" in args
-    assert pod["automountServiceAccountToken"] is False
-
-
-def test_image_refs_are_lowercase_and_tagged_by_revision() -> None:
-    sha = "0123456789abcdef0123456789abcdef01234567"
-    assert objects.image_ref("registry.local/spaces/", "alice/demo", sha) == f"registry.local/spaces/alice--demo:{sha}"
-    ref = objects.image_ref("r.example", "Alice/My_Space", "main")
-    assert ref.startswith("r.example/alice-my-space-") and ref.endswith(":main") and ref == ref.lower()
-
-
-def test_build_job_namespace(space: Callable[..., DesiredSpace], cfg: ClusterConfig) -> None:
-    build = objects.BuildJobSpec(space_id="a/b", revision="1", repo_url="u", image="i", namespace="spaceyard-builds")
-    assert objects.make_build_job(build, cfg)["metadata"]["namespace"] == "spaceyard-builds"

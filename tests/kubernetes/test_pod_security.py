@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -23,10 +24,15 @@ def test_space_pods_are_admitted_at_restricted(
 
 
 def test_the_checker_catches_what_restricted_forbids(space: Callable[..., DesiredSpace], cfg: ClusterConfig) -> None:
-    build = objects.make_build_job(objects.BuildJobSpec(space_id="a/b", revision="1", repo_url="u", image="i"), cfg)
-    problems = restricted_violations(build["spec"]["template"]["spec"])
+    pod = copy.deepcopy(objects.make_deployment(space(), cfg)["spec"]["template"]["spec"])
+    container = pod["containers"][0]["securityContext"]
+    container["seccompProfile"] = {"type": "Unconfined"}  # what user namespaces need under containerd
+    container["appArmorProfile"] = {"type": "Unconfined"}
+    problems = restricted_violations(pod)
     assert any("seccompProfile" in p for p in problems) and any("appArmorProfile" in p for p in problems)
-    assert not any("privileged" in p or "runAsUser 0" in p for p in problems)  # rootless, not privileged
+    assert not any("privileged" in p or "runAsUser 0" in p for p in problems)
+    container["privileged"] = True
+    assert any("privileged" in p for p in restricted_violations(pod))
 
 
 @pytest.mark.parametrize("values", list(VALUES))

@@ -163,7 +163,7 @@ class OciEngine(BuildEngine):
             raise BuildFailed("the oci engine pushes images to a registry: set SPACEYARD_REGISTRY (host[:port])")
         password = self.settings.registry_password
         return Registry(
-            self.settings.registry.rstrip("/"),
+            (self.settings.registry_push or self.settings.registry).rstrip("/"),
             plain_http=self.settings.registry_plain_http,
             username=self.settings.registry_username,
             password=password.get_secret_value() if password else None,
@@ -221,9 +221,28 @@ class OciEngine(BuildEngine):
     ) -> Artifact:
         base = self.base_ref(config)
         log(f"--> Base image {base}")
-        manifest, base_digest = registry.manifest(base)
-        base_config: dict[str, Any] = json.loads(registry.blob(base.repository, manifest["config"]["digest"]))
-        root, python, python_version = self._base_root(registry, base, manifest, log, deadline)
+        # a base named in another registry is read from there (anonymously), its layers copied, not mounted
+        origin = registry if base.host == self.target("x").host else Registry(base.host)
+        try:
+            return self._assemble(request, source, config, log, registry, deadline, origin, base)
+        finally:
+            if origin is not registry:
+                origin.close()
+
+    def _assemble(
+        self,
+        request: BuildRequest,
+        source: Path,
+        config: SpaceConfig,
+        log: BuildLog,
+        registry: Registry,
+        deadline: float,
+        origin: Registry,
+        base: ImageRef,
+    ) -> Artifact:
+        manifest, base_digest = origin.manifest(base)
+        base_config: dict[str, Any] = json.loads(origin.blob(base.repository, manifest["config"]["digest"]))
+        root, python, python_version = self._base_root(origin, base, manifest, log, deadline)
         if config.python_version and not python_version.startswith(config.python_version):
             log(
                 f"WARNING: python_version {config.python_version} asked for; the base image has Python "
@@ -256,7 +275,9 @@ class OciEngine(BuildEngine):
                 )
                 app = layers.write_layer(self._app_members(source), work / "app.tar.gz")
                 log(f"--> App layer {app.digest[7:19]} ({app.size / 1e6:.1f} MB)")
-                self._push(registry, base, manifest, base_config, image_config, [user, env, app], work, ref, log)
+                self._push(
+                    registry, origin, base, manifest, base_config, image_config, [user, env, app], work, ref, log
+                )
                 stats = registry.stats
                 log(
                     f"--> Pushed {ref}: {stats.uploaded_blobs} blobs uploaded ({stats.uploaded_bytes / 1e6:.1f} MB), "
@@ -593,6 +614,7 @@ class OciEngine(BuildEngine):
     def _push(
         self,
         registry: Registry,
+        origin: Registry,
         base: ImageRef,
         manifest: dict[str, Any],
         base_config: dict[str, Any],
@@ -605,11 +627,11 @@ class OciEngine(BuildEngine):
         descriptors = []
         for layer in manifest["layers"]:
             digest = layer["digest"]
-            if not registry.blob_exists(ref.repository, digest) and not registry.mount_blob(
-                ref.repository, digest, base.repository
+            if not registry.blob_exists(ref.repository, digest) and not (
+                origin is registry and registry.mount_blob(ref.repository, digest, base.repository)
             ):
                 blob = work / "base-layer"
-                with registry.blob_stream(base.repository, digest) as chunks, blob.open("wb") as f:
+                with origin.blob_stream(base.repository, digest) as chunks, blob.open("wb") as f:
                     for chunk in chunks:
                         f.write(chunk)
                 registry.upload_blob(ref.repository, digest, blob)

@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 
-from ..metrics import REGISTRY
+from ..metrics import FIRST_BYTE, REGISTRY
 from .asgi import Message, Receive, Scope, Send
 from .proxy import Gateway
 
@@ -60,6 +60,7 @@ class GatewayMetrics:
         async def timed_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 self._observe(space, int(message.get("status", 0)), time.perf_counter() - started)
+                FIRST_BYTE.fire(space)
             await send(message)
 
         await self.gateway(scope, receive, timed_send)

@@ -52,9 +52,10 @@ KINDS: dict[str, _Kind] = {
     "Secret": _Kind("core", "secret"),
     "Service": _Kind("core", "service"),
     "Pod": _Kind("core", "pod"),
+    "Event": _Kind("core", "event"),
+    "EndpointSlice": _Kind("discovery", "endpoint_slice"),
     "Deployment": _Kind("apps", "deployment"),
     "NetworkPolicy": _Kind("networking", "network_policy"),
-    "Job": _Kind("batch", "job"),
     "Lease": _Kind("coordination", "lease"),
 }
 
@@ -115,8 +116,8 @@ class KubeApi:
             "core": client.CoreV1Api(api_client),
             "apps": client.AppsV1Api(api_client),
             "networking": client.NetworkingV1Api(api_client),
-            "batch": client.BatchV1Api(api_client),
             "coordination": client.CoordinationV1Api(api_client),
+            "discovery": client.DiscoveryV1Api(api_client),
         }
 
     def _call(self, verb: str, kind: str, *args: Any, **kwargs: Any) -> Any:
@@ -139,8 +140,9 @@ class KubeApi:
                 return None
             raise
 
-    def list(self, kind: str, selector: str | None = None) -> list[dict[str, Any]]:
-        result = self._call("list", kind, self.namespace, label_selector=selector)
+    def list(self, kind: str, selector: str | None = None, fields: str | None = None) -> list[dict[str, Any]]:
+        extra = {"field_selector": fields} if fields else {}
+        result = self._call("list", kind, self.namespace, label_selector=selector, **extra)
         return [self.to_dict(item) for item in result.items or []]
 
     def resource_version(self, kind: str, selector: str | None = None) -> str:

@@ -18,8 +18,8 @@ an outage. A Deployment with ``maxSurge: 1, maxUnavailable: 0`` keeps the old ve
 the new one is ready. GPU flavors use ``Recreate`` instead: a surge pod would need a second GPU and
 could wait forever for it. Both scale to 0 and back the same way, which is all sleep/wake needs.
 
-Build Jobs (:func:`make_build_job`) run BuildKit *rootless and daemonless* (``buildctl-daemonless.sh``)
-as uid 1000: no node Docker socket, no privileged container; the image is pushed to the registry.
+Images are built by the build worker (``spaceyard_builder``'s oci engine pushes them to the registry
+without a Docker socket or privileges); nothing here runs builds.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from ..flavors import ClusterFlavor
@@ -334,158 +333,3 @@ def make_space_objects(space: DesiredSpace, cfg: ClusterConfig, owner: Mapping[s
 
 def service_host(space_id: str, cfg: ClusterConfig) -> str:
     return f"{slugs.space_name(space_id)}.{cfg.namespace}.svc.{cfg.cluster_domain}"
-
-
-# --------------------------------------------------------------------------------------------- builds
-
-
-def image_ref(registry: str, space_id: str, revision: str) -> str:
-    """Where the build of ``space_id`` at ``revision`` is pushed: ``<registry>/<owner--name>:<revision>``.
-
-    Repository names must be lowercase (OCI), so the Space's slug is used; tags allow 128 characters of
-    ``[A-Za-z0-9_.-]``, enough for a git SHA.
-    """
-    tag = revision if slugs.is_dns_label(revision) else slugs.safe_slug(revision)
-    return f"{registry.rstrip('/')}/{slugs.safe_slug(space_id)}:{tag}"
-
-
-@dataclass(frozen=True)
-class BuildJobSpec:
-    """One image build: clone ``repo_url`` at ``revision``, build ``dockerfile``, push ``image``."""
-
-    space_id: str
-    revision: str
-    repo_url: str
-    image: str
-    dockerfile: str = "Dockerfile"
-    registry_secret: str | None = "spaceyard-registry"
-    """A ``kubernetes.io/dockerconfigjson`` Secret with push credentials, mounted as docker config."""
-    cache_ref: str | None = None
-    """Registry ref for BuildKit's layer cache (``type=registry``), e.g. ``registry/spaces/cache:owner--name``."""
-    builder_image: str = "moby/buildkit:v0.18.2-rootless"
-    git_image: str = "alpine/git:2.47.2"
-    timeout_seconds: int = 1800
-    cpu: str = "2"
-    memory: str = "4Gi"
-    insecure_registry: bool = False
-    namespace: str | None = None
-    """Namespace of the Job (the chart's ``spaceyard-builds``); default: ``cfg.namespace``."""
-
-
-def make_build_job(build: BuildJobSpec, cfg: ClusterConfig) -> Manifest:
-    """A Job that builds and pushes one Space image with rootless BuildKit (never a Docker socket)."""
-    name = slugs.job_name(build.space_id, build.revision)
-    labels = {**space_labels(build.space_id), LABEL_COMPONENT: "build"}
-    output = f"type=image,name={build.image},push=true"
-    if build.insecure_registry:
-        output += ",registry.insecure=true"
-    args = [
-        "build",
-        "--frontend",
-        "dockerfile.v0",
-        "--local",
-        "context=/workspace/src",
-        "--local",
-        "dockerfile=/workspace/src",
-        "--opt",
-        f"filename={build.dockerfile}",
-        "--output",
-        output,
-    ]
-    if build.cache_ref:
-        args += ["--export-cache", f"type=registry,ref={build.cache_ref},mode=max"]
-        args += ["--import-cache", f"type=registry,ref={build.cache_ref}"]
-    mounts: list[dict[str, Any]] = [
-        {"name": "workspace", "mountPath": "/workspace"},
-        {"name": "buildkitd", "mountPath": "/home/user/.local"},
-    ]
-    volumes: list[dict[str, Any]] = [
-        {"name": "workspace", "emptyDir": {}},
-        {"name": "buildkitd", "emptyDir": {}},
-    ]
-    if build.registry_secret:
-        mounts.append({"name": "docker-config", "mountPath": "/home/user/.docker", "readOnly": True})
-        volumes.append(
-            {
-                "name": "docker-config",
-                "secret": {
-                    "secretName": build.registry_secret,
-                    "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
-                },
-            }
-        )
-    unconfined = {"seccompProfile": {"type": "Unconfined"}, "appArmorProfile": {"type": "Unconfined"}}
-    obj: Manifest = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": name,
-            "namespace": build.namespace or cfg.namespace,
-            "labels": {**labels, LABEL_REVISION: slugs.safe_slug(build.revision)},
-            "annotations": {ANNOTATION_SPACE_ID: build.space_id, f"{GROUP}/revision": build.revision},
-        },
-        "spec": {
-            "backoffLimit": 0,
-            "activeDeadlineSeconds": build.timeout_seconds,
-            "ttlSecondsAfterFinished": 3600,
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 1000,
-                        "runAsGroup": 1000,
-                        "fsGroup": 1000,
-                    },
-                    "initContainers": [
-                        {
-                            "name": "fetch",
-                            "image": build.git_image,
-                            "command": ["sh", "-ec"],
-                            "args": [
-                                "git init -q /workspace/src && cd /workspace/src"
-                                ' && git fetch -q --depth 1 "$REPO" "$REV" && git checkout -q FETCH_HEAD'
-                            ],
-                            "env": [
-                                {"name": "REPO", "value": build.repo_url},
-                                {"name": "REV", "value": build.revision},
-                                {"name": "HOME", "value": "/workspace"},
-                            ],
-                            "volumeMounts": [{"name": "workspace", "mountPath": "/workspace"}],
-                            "securityContext": _container_security(True),
-                            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
-                        }
-                    ],
-                    "containers": [
-                        {
-                            "name": "buildkit",
-                            "image": build.builder_image,
-                            "command": ["buildctl-daemonless.sh"],
-                            "args": args,
-                            "env": [
-                                {"name": "BUILDKITD_FLAGS", "value": "--oci-worker-no-process-sandbox"},
-                                {"name": "DOCKER_CONFIG", "value": "/home/user/.docker"},
-                            ],
-                            "volumeMounts": mounts,
-                            "securityContext": {
-                                **unconfined,
-                                "allowPrivilegeEscalation": True,
-                                "runAsNonRoot": True,
-                                "runAsUser": 1000,
-                                "runAsGroup": 1000,
-                            },
-                            "resources": {
-                                "requests": {"cpu": "500m", "memory": "1Gi"},
-                                "limits": {"cpu": build.cpu, "memory": build.memory},
-                            },
-                        }
-                    ],
-                    "volumes": volumes,
-                },
-            },
-        },
-    }
-    return with_hash(obj)

@@ -24,7 +24,9 @@ reports crashes between the platform's polls.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import threading
 import time
 from typing import Any
@@ -37,6 +39,7 @@ from ..flavors import load_flavors
 from ..settings import RuntimeSettings
 from . import objects, slugs
 from .clients import KubeApi, make_api_client
+from .coldstart import ColdStart, may_change_stage, pull_seconds, slice_ready
 from .desired import ClusterConfig, DesiredSpace, SpaceStatus, Stage
 from .reconcile import apply_space, delete_space, observe_space, template_hash
 
@@ -161,14 +164,21 @@ class KubernetesRuntime(Runtime):
             host = str(cluster_ip)
         return Endpoint(host, self.cfg.service_port)
 
-    async def _handle(self, spec: AppSpec, desired: DesiredSpace, mode: str = "cold") -> AppHandle:
+    async def _handle(
+        self, spec: AppSpec, desired: DesiredSpace, mode: str = "cold", began: float | None = None
+    ) -> AppHandle:
+        """``began``: ``time.monotonic()`` when the start was asked for (before the objects were written)."""
         return AppHandle(
             spec=spec,
             endpoint=await self._endpoint(spec.space_id),
             backend_id=slugs.space_name(spec.space_id),
             started_at=time.time(),
             start_mode=mode,
-            extra={"template": template_hash(desired, self.cfg), "namespace": self.cfg.namespace},
+            extra={
+                "template": template_hash(desired, self.cfg),
+                "namespace": self.cfg.namespace,
+                "began": began if began is not None else time.monotonic(),
+            },
         )
 
     async def _apply(self, desired: DesiredSpace) -> None:
@@ -189,9 +199,10 @@ class KubernetesRuntime(Runtime):
     # -- Runtime -----------------------------------------------------------------------------------
 
     async def start(self, spec: AppSpec, log: LogSink) -> AppHandle:
+        began = time.monotonic()
         desired = self.desired(spec)
         await self._apply(desired)
-        handle = await self._handle(spec, desired)
+        handle = await self._handle(spec, desired, began=began)
         self._pump(handle, log)
         return handle
 
@@ -204,6 +215,7 @@ class KubernetesRuntime(Runtime):
         deadline = time.monotonic() + timeout
         selector = objects.space_selector(handle.spec.space_id)
         capacity_wait, waiting_since = 0.0, None
+        cold = ColdStart(began=handle.extra.get("began", time.monotonic()))
         while True:
             # the list's resourceVersion first, then the look: a change in between is still seen by the watch
             since = await asyncio.to_thread(self.api.resource_version, "Pod", selector)
@@ -212,11 +224,18 @@ class KubernetesRuntime(Runtime):
             if waiting_since is not None:
                 capacity_wait += now - waiting_since
             waiting_since = now if status.stage is Stage.WAITING_FOR_CAPACITY else None
-            if status.stage is Stage.RUNNING:
-                # cold-start metrics: what the platform can export (total, and the part spent waiting for a node)
+            if status.stage is Stage.RUNNING and status.pod:
+                if cold.ready is None:
+                    pod = await asyncio.to_thread(self.api.get, "Pod", status.pod)
+                    cold.see(pod or {}, now)
+                if await self._wait_routable(handle.spec.space_id, status.pod, cold, deadline):
+                    await self._wait_connectable(handle, cold, deadline)
+                cold.pull = await asyncio.to_thread(self._pull_seconds, status.pod)
+                # cold-start metrics: the total, the part spent waiting for a node, and the phases (coldstart.py)
                 handle.extra["cold_start"] = {
                     "seconds": round(time.time() - handle.started_at, 3),
                     "capacity_wait_seconds": round(capacity_wait, 3),
+                    "phases": cold.phases(),
                 }
                 return
             if status.stage is Stage.RUNTIME_ERROR:
@@ -228,13 +247,81 @@ class KubernetesRuntime(Runtime):
                 if status.stage is Stage.WAITING_FOR_CAPACITY:
                     raise CapacityPending(status.message)
                 raise AppStartTimeout(f"The app did not become ready within {timeout:g} seconds")
-            await asyncio.to_thread(self._wait_for_pod_event, selector, since, remaining)
+            await asyncio.to_thread(
+                self._wait_for_pod_event, selector, since, remaining, cold, handle.extra["template"]
+            )
 
-    def _wait_for_pod_event(self, selector: str, since: str, remaining: float) -> None:
-        """Block until the Space's pods change after ``since`` (a watch event) or ``remaining`` (max 5 s) passes."""
+    def _wait_for_pod_event(
+        self, selector: str, since: str, remaining: float, cold: ColdStart | None = None, template: str | None = None
+    ) -> None:
+        """Block until the Space's pods change after ``since`` in a way that may change its stage (a watch
+        event), or ``remaining`` (max 5 s) passes. Every pod of ``template`` in the events is a sighting for
+        ``cold``; steps on the way to ready (bound, creating, running) are only sighted, not returned for."""
         seconds = max(1, int(min(remaining, 5.0) + 0.999))
-        for _event in self.api.watch("Pod", selector, seconds, since):
+        for kind, pod in self.api.watch("Pod", selector, seconds, since):
+            ours = (pod.get("metadata") or {}).get("labels", {}).get(objects.LABEL_TEMPLATE) == template
+            if cold is not None and ours:
+                cold.see(pod, time.monotonic())
+            if kind == "DELETED" or not ours or may_change_stage(pod):
+                return
+
+    async def _wait_routable(self, space_id: str, pod_name: str, cold: ColdStart, deadline: float) -> bool:
+        """Wait until the Space's Service lists the ready pod in an EndpointSlice: before that, a connection
+        through the Service is refused. A cluster that does not let us read EndpointSlices skips the wait
+        (False); True once the pod is listed."""
+        selector = f"kubernetes.io/service-name={slugs.space_name(space_id)}"
+        try:
+            while True:
+                since = await asyncio.to_thread(self.api.resource_version, "EndpointSlice", selector)
+                slices = await asyncio.to_thread(self.api.list, "EndpointSlice", selector)
+                if slice_ready(slices, pod_name):
+                    cold.routable = time.monotonic()
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    log.warning("%s: pod %s is ready but not in its Service's endpoints yet", space_id, pod_name)
+                    return False
+                seconds = max(1, int(min(remaining, 5.0) + 0.999))
+                await asyncio.to_thread(self._wait_for_slice_event, selector, seconds, since)
+        except ApiException as exc:
+            if exc.status not in (403, 404):
+                raise
+            log.info("%s: not waiting for EndpointSlices (%s %s)", space_id, exc.status, exc.reason)
+            return False
+
+    async def _wait_connectable(self, handle: AppHandle, cold: ColdStart, deadline: float) -> None:
+        """After the EndpointSlice, kube-proxy (or the CNI's service proxy) programs the node a moment later:
+        until then a connection to the Service is refused, and the gateway's first request would fail. So
+        connect (TCP only, nothing sent) until it is accepted; an endpoint this process cannot resolve or
+        reach at all (a platform outside the cluster network) is not waited for."""
+        host, port = handle.endpoint.host, handle.endpoint.port
+        while time.monotonic() < deadline:
+            try:
+                _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2.0)
+            except socket.gaierror:
+                return
+            except (OSError, TimeoutError):
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            cold.routable = time.monotonic()
             return
+        log.warning("%s: its Service at %s:%d did not accept a connection in time", handle.spec.space_id, host, port)
+
+    def _wait_for_slice_event(self, selector: str, seconds: int, since: str) -> None:
+        for _event in self.api.watch("EndpointSlice", selector, seconds, since):
+            return
+
+    def _pull_seconds(self, pod_name: str) -> float | None:
+        """The image pull of the pod's app container, from the kubelet's ``Pulled`` event (None: not known)."""
+        try:
+            events = self.api.list("Event", fields=f"involvedObject.name={pod_name}")
+        except ApiException as exc:
+            log.debug("events of %s: %s", pod_name, exc.reason)
+            return None
+        return pull_seconds(events, pod_name)
 
     async def poll(self, handle: AppHandle) -> AppStatus:
         status = await self.observe(handle)
@@ -259,9 +346,10 @@ class KubernetesRuntime(Runtime):
             await self._apply(self.desired(handle.spec, awake=False))
 
     async def resume(self, handle: AppHandle, log: LogSink) -> AppHandle:
+        began = time.monotonic()
         desired = self.desired(handle.spec, awake=True)
         await self._apply(desired)
-        new = await self._handle(handle.spec, desired, mode="cold")
+        new = await self._handle(handle.spec, desired, mode="cold", began=began)
         self._pump(new, log)
         return new
 

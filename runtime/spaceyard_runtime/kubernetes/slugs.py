@@ -67,9 +67,3 @@ def safe_slug(text: str, max_length: int = MAX_LABEL) -> str:
 def space_name(space_id: str, prefix: str = "space-") -> str:
     """The name shared by all of a Space's objects (Deployment, Service, Secret, ...)."""
     return prefix + safe_slug(space_id, MAX_LABEL - len(prefix))
-
-
-def job_name(space_id: str, revision: str) -> str:
-    """Name of the build Job of ``space_id`` at ``revision`` (<= 63: Job names end up in pod labels)."""
-    rev = _clean(revision)[:12] or short_hash(revision)
-    return f"build-{safe_slug(space_id, MAX_LABEL - len('build-') - len(rev) - 1)}-{rev}"

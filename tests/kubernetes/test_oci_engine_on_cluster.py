@@ -1,0 +1,173 @@
+"""Builds for the cluster with the oci engine: no Docker engine, no daemon, no privileges.
+
+A real ``spaceyard up`` with ``SPACEYARD_BUILD_ENGINE=oci`` and ``SPACEYARD_RUNTIME=kubernetes`` on the dev
+cluster: a push of ``sample_spaces/hello-gradio`` is assembled into an image (uv inside the base image's
+filesystem, in the build walls; layers written and pushed over the OCI distribution API to the cluster's
+registry), run as a pod by ``KubernetesRuntime`` and served through the platform's gateway. A no-change
+rebuild sends nothing to the registry (its own access log says so); a failing requirement is a
+``BUILD_ERROR`` with the installer's lines; a hostile ``setup.py`` finds nothing of the platform.
+
+The base image (``spaceyard/python:3.11-bookworm-r2``) gets into the registry the way an operator's
+would: ``docker push`` by the test harness (the engine itself never talks to Docker).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client import Client
+
+from spaceyard_builder.baseimage import DEFAULT_TAG
+from tests.conftest import free_port
+from tests.kubernetes.cluster import Cluster, eventually, push_base_image
+from tests.support import ADMIN_TOKEN, Server, git, push, read_sse, start_server, working_copy
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(1500)]
+NAMESPACE = "h14build-spaces"
+REPOSITORY = "h14build/space"
+REGISTRY_LOG = Path("/var/lib/spaceyard-k8s/logs/registry.log")
+HOSTILE = Path(__file__).resolve().parents[1] / "security" / "spaces" / "hostile-build"
+
+
+@pytest.fixture(scope="module")
+def base_in_registry(dev_cluster: Cluster) -> str:
+    return push_base_image(dev_cluster.registry, DEFAULT_TAG)
+
+
+@pytest.fixture(scope="module")
+def platform(
+    dev_cluster: Cluster,
+    base_in_registry: str,
+    shared_env_dir: Path,
+    test_cache: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Server]:
+    dev_cluster.ensure_namespace(NAMESPACE)
+    dev_cluster.reset(NAMESPACE)
+    extra = {
+        "SPACEYARD_BUILD_ENGINE": "oci",
+        "SPACEYARD_REGISTRY": dev_cluster.registry,
+        "SPACEYARD_DOCKER_BASE_IMAGE": base_in_registry,
+        "SPACEYARD_DOCKER_IMAGE_REPOSITORY": REPOSITORY,
+        # the unpacked base image and the uv cache outlive the session (the layer index with them)
+        "SPACEYARD_OCI_CACHE_DIR": str(test_cache / "oci"),
+        "SPACEYARD_RUNTIME": "kubernetes",
+        "SPACEYARD_KUBERNETES_KUBECONFIG": str(dev_cluster.kubeconfig),
+        "SPACEYARD_KUBERNETES_NAMESPACE": NAMESPACE,
+        "SPACEYARD_KUBERNETES_ENDPOINT": "cluster-ip",
+    }
+    server = start_server(tmp_path_factory.mktemp("h14build-platform"), free_port(), shared_env_dir, extra)
+    yield server
+    server.stop()
+    dev_cluster.reset(NAMESPACE)
+
+
+def _build_log(server: Server, space_id: str) -> str:
+    return "\n".join(read_sse(f"{server.url}/api/spaces/{space_id}/logs/build"))
+
+
+def _registry_writes(since: int) -> list[str]:
+    """Requests that would send something to our repository, from the registry's own access log."""
+    text = REGISTRY_LOG.read_bytes()[since:].decode(errors="replace")
+    return re.findall(rf'"(?:POST|PUT|PATCH) /v2/{REPOSITORY}/[^"]*"', text)
+
+
+def test_a_gradio_space_built_without_docker_runs_in_a_pod_and_a_no_change_rebuild_uploads_nothing(
+    platform: Server, dev_cluster: Cluster, tmp_path: Path
+) -> None:
+    space = "admin/h14build-hello"
+    platform.create_space(space, sdk="gradio")
+    wc = working_copy(tmp_path, "hello-gradio")
+    push(platform, wc, space)
+    sha = git(wc, "rev-parse", "HEAD").stdout.strip()
+    platform.wait_stage(space, {"RUNNING"}, sha=sha, timeout=900)
+
+    (pod,) = dev_cluster.list("Pod", NAMESPACE)
+    image = pod["spec"]["containers"][0]["image"]
+    assert image.startswith(f"{dev_cluster.registry}/{REPOSITORY}:"), image
+    assert pod["spec"]["nodeName"] == "cpu-0" and pod["status"]["phase"] == "Running"
+    log = _build_log(platform, space)
+    assert f"Pushed {image}" in log or f"Reusing image {image}" in log, log[-2000:]
+    client = Client(f"{platform.url}/apps/{space}/", verbose=False)
+    assert client.predict("cluster", api_name="/greet") == "Hello cluster! (v1)"
+
+    # the same files again (a new commit, same tree): the image exists, nothing is built or sent
+    mark = REGISTRY_LOG.stat().st_size
+    git(wc, "commit", "-q", "--allow-empty", "-m", "no change")
+    push(platform, wc, space)
+    again = git(wc, "rev-parse", "HEAD").stdout.strip()
+    platform.wait_stage(space, {"RUNNING"}, sha=again, timeout=300)
+    assert "nothing to build or upload" in _build_log(platform, space)
+    assert _registry_writes(mark) == []
+    (pod,) = eventually(lambda: dev_cluster.list("Pod", NAMESPACE), "the Space's pod")
+    assert pod["spec"]["containers"][0]["image"] == image
+
+    # an app-only change: the environment layer is reused, only the small app layer, config and manifest go
+    mark = REGISTRY_LOG.stat().st_size
+    app = wc / "app.py"
+    # (a fresh line each run: the registry outlives test sessions, and this must be new to it)
+    changed = app.read_text().replace('"HELLO_VERSION", "v1"', '"HELLO_VERSION", "v2"')
+    app.write_text(f"{changed}\n# run {uuid.uuid4().hex}\n")
+    git(wc, "commit", "-qam", "v2")
+    push(platform, wc, space)
+    platform.wait_stage(space, {"RUNNING"}, sha=git(wc, "rev-parse", "HEAD").stdout.strip(), timeout=300)
+    log = _build_log(platform, space)
+    reused = re.search(r"Reusing environment layer ([0-9a-f]{12}) \(\d+ MB\): .* not installed, not uploaded", log)
+    assert reused, log[-2000:]
+    sent = re.search(r"Pushed \S+: (\d) blobs uploaded \((\d+\.\d) MB\)", log)
+    assert sent and 1 <= int(sent.group(1)) <= 2 and float(sent.group(2)) < 1.0, log[-2000:]  # config (+ app layer)
+    puts = [w for w in _registry_writes(mark) if w.startswith('"PUT') and "/blobs/uploads/" in w]
+    assert len(puts) == int(sent.group(1)) and not [w for w in puts if reused.group(1) in w], puts
+    assert client.predict("cluster", api_name="/greet") == "Hello cluster! (v2)"
+
+    # a wake from zero: the request is held, and the cold start is split into phases in /metrics
+    assert platform.api("POST", f"/api/spaces/{space}/sleeptime", json={"seconds": 1}).status_code == 200
+    platform.wait_stage(space, {"SLEEPING"}, timeout=120)
+    eventually(lambda: dev_cluster.list("Pod", NAMESPACE) == [], "no pod while asleep")
+    assert platform.api("POST", f"/api/spaces/{space}/sleeptime", json={"seconds": 3600}).status_code == 200
+    assert platform.app_get(space, "/config").status_code == 200
+    metrics = httpx.get(f"{platform.url}/metrics", timeout=30).text
+    for phase in ("scheduling", "image_pull", "container_start", "app_ready", "endpoints", "first_byte"):
+        count = re.search(rf'spaceyard_wake_phase_seconds_count\{{mode="cold",phase="{phase}"\}} (\S+)', metrics)
+        assert count and float(count.group(1)) >= 1, (phase, [m for m in metrics.splitlines() if "phase" in m])
+
+
+def test_a_failing_requirement_is_a_build_error_with_the_installers_lines(platform: Server, tmp_path: Path) -> None:
+    space = "admin/h14build-badreq"
+    platform.create_space(space, sdk="gradio")
+    wc = working_copy(tmp_path, "hello-gradio")
+    (wc / "requirements.txt").write_text("spaceyard-h14build-no-such-package==9.9.9\n")
+    git(wc, "commit", "-qam", "a requirement nobody publishes")
+    push(platform, wc, space)
+    rt = platform.wait_stage(space, {"BUILD_ERROR"}, timeout=300)
+    message = rt["errorMessage"]
+    assert "Installing requirements.txt failed" in message, message
+    assert "spaceyard-h14build-no-such-package" in message, message  # uv's own words about it
+    assert "spaceyard-h14build-no-such-package" in _build_log(platform, space)
+
+
+def test_a_hostile_build_step_sees_nothing_of_the_platform(
+    platform: Server, dev_cluster: Cluster, tmp_path: Path
+) -> None:
+    space = "admin/h14build-evil"
+    platform.create_space(space, sdk="gradio")
+    push(platform, working_copy(tmp_path, HOSTILE), space)
+    rt = platform.wait_stage(space, {"BUILD_ERROR"}, timeout=300)
+    message, log = rt["errorMessage"], _build_log(platform, space)
+    key = (platform.data_dir / "secret.key").read_bytes().strip().decode(errors="replace")
+    # the build-time code ran, in the commit inside the base image's filesystem ...
+    assert "EVIL cwd=/home/user/app" in log and "EVIL done" in message, message
+    for text in (message, log):
+        # ... with nothing of the platform: no variable, no token, no key, no database, no host path
+        assert "SPACEYARD_" not in text and ADMIN_TOKEN not in text and key not in text
+        assert "EVIL read" not in text, [line for line in text.splitlines() if "EVIL read" in line]
+        assert str(platform.data_dir) not in text and str(dev_cluster.kubeconfig) not in text
+    env_keys = {line.split("=", 1)[0].removeprefix("EVIL env ") for line in log.splitlines() if "EVIL env " in line}
+    assert env_keys and not any(k.startswith(("SPACEYARD", "KUBE", "HF_", "CELERY")) for k in env_keys), env_keys
+    environs = [line for line in log.splitlines() if "EVIL environ" in line]
+    assert environs and all(ADMIN_TOKEN not in line and "KUBECONFIG" not in line for line in environs)
