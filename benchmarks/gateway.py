@@ -108,13 +108,13 @@ def serve_gateway(port: int, upstream_port: int) -> None:
     from fastapi import FastAPI
 
     from spaceyard_platform.gateway.proxy import Gateway
-    from spaceyard_platform.gateway.routes import Route, RouteTable
+    from spaceyard_platform.gateway.routes import InMemoryRouteTable, RouteSpec
     from spaceyard_platform.settings import Settings
     from spaceyard_runtime.api import Endpoint
 
     settings = Settings(port=port)
-    routes = RouteTable()
-    routes.set(Route(space_id="bench/hello", stage="RUNNING", upstream=Endpoint("127.0.0.1", upstream_port)))
+    routes = InMemoryRouteTable()
+    routes.add_route(RouteSpec(space_id="bench/hello", stage="RUNNING", upstream=Endpoint("127.0.0.1", upstream_port)))
     uvicorn.run(
         Gateway(FastAPI(), routes, settings),
         host="127.0.0.1",

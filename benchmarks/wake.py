@@ -202,7 +202,7 @@ async def main() -> None:
                     call_ms=[1000 * c for c in calls[label]],
                 )
             )
-        zygote_pid = (await fork._zygotes[fork.zygote_key(spec)]).pid
+        zygote_pid = (await fork.warm.tasks[fork.zygote_key(spec)]).pid
         assert zygote_pid is not None
         zygote_mem = memory_mb(zygote_pid)
     finally:

@@ -46,6 +46,12 @@ class BuildRequest(BaseModel):
         None, description="Whose secrets the build gets (the Space's id); resolved by the worker's SecretSource."
     )
     no_cache: bool = False
+    source_folder: str = Field(
+        "",
+        description="Folder of the Space's exported commits under DATA_DIR/sources, named by the platform "
+        "(spaceyard_platform.names.space_folder); '' (a request queued by an older platform): derived from "
+        "space_id by the same rule.",
+    )
 
     def queue_message(self) -> dict[str, Any]:
         """What crosses the queue (and rests in the broker): everything but the secret values."""

@@ -20,8 +20,10 @@ BUILD_INPUTS = ("requirements.txt", "pre-requirements.txt", "packages.txt", "Doc
 """Files the engines read from the export: they must be regular files, or links inside the commit."""
 
 
-def _slug(space_id: str) -> str:
-    return space_id.replace("/", "--")
+def source_folder(request: BuildRequest) -> str:
+    """The folder the platform named; the builder's one derivation of it (``OWNER--NAME``, the platform's
+    rule) serves requests that carry none: queued by an older platform, or made by hand."""
+    return request.source_folder or request.space_id.replace("/", "--")
 
 
 def read_readme(repo: str, items: dict[str, TreeItem]) -> str | None:
@@ -132,7 +134,7 @@ def _run_build(
     base = {"build_id": request.build_id, "space_id": request.space_id, "revision": request.revision}
     config: SpaceConfig | None = None
     try:
-        source = export_commit(request.repo, request.revision, settings.data_dir / "sources" / _slug(request.space_id))
+        source = export_commit(request.repo, request.revision, settings.data_dir / "sources" / source_folder(request))
         checkout_lfs(source, request, settings, log)
         items = {item.path: item for item in list_tree(request.repo, request.revision)}
         config = parse_readme(read_readme(request.repo, items))

@@ -31,7 +31,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import TransientBuildError
+from .errors import BuildFailed, TransientBuildError
 
 COMPLETE = ".spaceyard-complete"
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -67,7 +67,7 @@ class TreeItem:
 
 def _check_sha(revision: str) -> str:
     if not _SHA.fullmatch(revision):
-        raise TransientBuildError(f"not a commit id: {revision[:80]!r}")
+        raise BuildFailed(f"not a commit id: {revision[:80]!r}")  # bad input: retrying cannot help
     return revision
 
 

@@ -183,17 +183,25 @@ def make_secret_source(settings: BuilderSettings) -> SecretSource:
     return source
 
 
-def with_secrets(req: BuildRequest, settings: BuilderSettings) -> BuildRequest:
-    """The request with its secrets read from the SecretSource (only when it names a Space)."""
+def with_secrets(req: BuildRequest, settings: BuilderSettings, source: SecretSource | None = None) -> BuildRequest:
+    """The request with its secrets read from ``source`` (default: a new one of ``settings.secret_source``),
+    only when it names a Space."""
     if not req.secrets_ref:
         return req
-    return req.model_copy(update={"secrets": make_secret_source(settings).secrets(req.secrets_ref)})
+    source = source or make_secret_source(settings)
+    return req.model_copy(update={"secrets": source.secrets(req.secrets_ref)})
 
 
 def make_celery(settings: BuilderSettings | None = None) -> Celery:
     settings = settings or BuilderSettings()
     celery = Celery("spaceyard")
     celery.conf.update(celery_config(settings))
+    secret_sources: list[SecretSource] = []  # made at the first build that needs it, then kept
+
+    def secret_source() -> SecretSource:
+        if not secret_sources:
+            secret_sources.append(make_secret_source(settings))
+        return secret_sources[0]
 
     def finished(task: Any, build_id: str) -> dict[str, Any] | None:
         meta = task.backend.get_task_meta(build_id)
@@ -235,7 +243,7 @@ def make_celery(settings: BuilderSettings | None = None) -> Celery:
                     req.log_key, f"--> Build restarted (attempt {attempt}): the previous worker stopped mid-build"
                 )
             try:
-                req = with_secrets(req, settings)
+                req = with_secrets(req, settings, secret_source())
             except Exception as exc:  # the build must still end with a reason
                 log_store.append(req.log_key, f"--> BUILD_ERROR: could not read the Space's secrets: {exc}")
                 log_store.close(req.log_key)
@@ -260,10 +268,15 @@ def sweep(settings: BuilderSettings) -> int:
     return removed
 
 
+SETTINGS = BuilderSettings()
+"""The worker process's settings, read once at start (the embedded worker's environment carries the
+platform's values: ``spaceyard_platform.embeddedworker.worker_env``)."""
+
+
 @worker_ready.connect(weak=False)  # type: ignore[untyped-decorator]
 def _sweep_on_start(**_: Any) -> None:
     with contextlib.suppress(OSError):
-        sweep(BuilderSettings())
+        sweep(SETTINGS)
 
 
-app = make_celery()
+app = make_celery(SETTINGS)

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
 from spaceyard_builder.logstores import create_log_store
+from spaceyard_runtime.api import Runtime
 from spaceyard_runtime.factory import create_runtime
 from spaceyard_runtime.flavors import load_flavors
 
@@ -33,6 +34,7 @@ from . import githttp, metrics, oplog
 from .api import commits as commits_api
 from .api import files as files_api
 from .api import history as history_api
+from .api import hubrepos as hubrepos_api
 from .api import lfs as lfs_api
 from .api import lifecycle as lifecycle_api
 from .api import logs as logs_api
@@ -42,24 +44,25 @@ from .api import spaces as spaces_api
 from .api import unsupported as unsupported_api
 from .api import users as users_api
 from .auth import can_read, create_token, ensure_user, resolve_token
-from .buildqueue import BuildQueue
+from .buildqueue import CeleryBuildQueue
 from .crypto import SecretBox, hash_token, load_or_create_key, new_token
 from .db.models import Space, Token
 from .db.session import Database
 from .deployer import Deployer
-from .deps import Services
+from .deps import Services, repo_store
 from .embeddedworker import EmbeddedWorker
 from .errors import PlatformError, Unauthorized, header_value
 from .gateway.access import AppAccess, secure_origin
+from .gateway.activity import ActivityTable
 from .gateway.proxy import Gateway
-from .gateway.routes import RouteTable
+from .gateway.routes import InMemoryRouteTable
 from .gateway.timing import GatewayMetrics
 from .limits import BodyLimit
 from .private import prepare_data_dir
 from .repos import RepoStore
+from .sessions import resolve_session, resolve_session_ref
 from .settings import Settings
-from .web import appauth, editing, forms, pages, rawfiles
-from .web.sessions import resolve_session, resolve_session_ref
+from .web import appauth, editing, explore, filepages, forms, newspace, rawfiles, render, repopages, signin, spacepages
 from .xet import api as xet_api
 
 log = logging.getLogger("spaceyard")
@@ -127,47 +130,51 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def create_app(settings: Settings | None = None) -> ASGIApp:
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> ASGIApp:
+    """The platform for ``settings`` (the one settings root; read from the environment when omitted).
+    ``runtime`` runs the Spaces instead of the backend ``settings.runtime().runtime`` names (a plugin, or a
+    test's instrumented runtime); the app closes it on shutdown as it would its own."""
     settings = settings or Settings()
     oplog.configure(settings.log_format)
-    routes = RouteTable()
+    # Everything is built here, wired explicitly; the lifespan only starts and stops it.
+    prepare_data_dir(settings)
+    db = Database(settings.resolved_database_url)
+    builder_settings = settings.builder()
+    log_store = create_log_store(builder_settings)
+    secret = load_or_create_key(settings.secret_key, settings.data_dir)
+    secretbox = SecretBox(secret)
+    access = AppAccess(secret, secure_origin=secure_origin(settings.resolved_public_url, settings.resolved_apps_domain))
+    flavors = load_flavors(settings.flavors_file)
+    repos = RepoStore(settings.data_dir / "repos")
+    routes = InMemoryRouteTable()
+    activity = ActivityTable()
+    deployer = Deployer(
+        settings,
+        db,
+        repos,
+        routes,
+        runtime or create_runtime(settings.runtime()),
+        log_store,
+        CeleryBuildQueue(builder_settings),
+        secretbox,
+        flavors,
+        activity=activity,
+    )
+    services = Services(settings, db, repos, routes, log_store, secretbox, deployer, flavors, access)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        prepare_data_dir(settings)
-        db = Database(settings.resolved_database_url)
         await asyncio.to_thread(db.migrate)
         admin_token = await asyncio.to_thread(bootstrap_admin, db, settings)
-        routes.authorizer = DbAuthorizer(db)
-        builder_settings = settings.builder()
-        log_store = create_log_store(builder_settings)
-        secret = load_or_create_key(settings.secret_key, settings.data_dir)
-        secretbox = SecretBox(secret)
-        routes.access = AppAccess(
-            secret, secure_origin=secure_origin(settings.resolved_public_url, settings.resolved_apps_domain)
-        )
-        flavors = load_flavors(settings.flavors_file)
-        repos = RepoStore(settings.data_dir / "repos")
-        await asyncio.to_thread(repos.harden)
+        for store in (repos, repo_store(repos, "model"), repo_store(repos, "dataset")):
+            await asyncio.to_thread(store.harden)
         worker = EmbeddedWorker(settings, grace=settings.worker_stop_grace) if settings.embedded_worker else None
         if worker is not None:
             worker.start()
-        deployer = Deployer(
-            settings,
-            db,
-            repos,
-            routes,
-            create_runtime(settings.runtime()),
-            log_store,
-            BuildQueue(builder_settings),
-            secretbox,
-            flavors,
-        )
-        app.state.services = Services(settings, db, repos, routes, log_store, secretbox, deployer, flavors)
+            worker.on_death = deployer.requeue
+        app.state.services = services
         app.state.admin_token = admin_token
         app.state.worker = worker
-        if worker is not None:
-            worker.on_death = deployer.requeue
         await deployer.start()
         try:
             yield
@@ -214,13 +221,14 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     def _health() -> dict[str, Any]:
         return {"ok": True}
 
-    app.mount("/static", StaticFiles(directory=str(pages.STATIC_DIR)), name="static")
+    app.mount("/static", StaticFiles(directory=str(render.STATIC_DIR)), name="static")
     for router in (
         unsupported_api.first_router,
         githttp.router,
         xet_api.router,
         settings_api.router,
         files_api.router,
+        hubrepos_api.router,
         history_api.router,
         lfs_api.router,
         commits_api.router,
@@ -229,15 +237,30 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         logs_api.router,
         lifecycle_api.router,
         spaces_api.router,
-        pages.router,
+        signin.router,
+        explore.router,
+        newspace.router,
+        spacepages.router,
+        filepages.router,
         rawfiles.router,
         editing.router,
         forms.router,
         appauth.router,
+        hubrepos_api.late_router,
         unsupported_api.router,
+        repopages.router,  # last: a model's page is /OWNER/NAME
     ):
         app.include_router(router)
-    return GatewayMetrics(Gateway(BodyLimit(app, settings), routes, settings))
+    gateway = Gateway(
+        BodyLimit(app, settings),
+        routes,
+        settings,
+        activity=activity,
+        waker=deployer,
+        authorizer=DbAuthorizer(db),
+        access=access,
+    )
+    return GatewayMetrics(gateway)
 
 
 def app_factory() -> ASGIApp:

@@ -17,10 +17,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .crypto import hash_token, new_token
-from .db.models import Membership, Space, Token, User
+from .db.models import Membership, RepoRow, Token, User
 from .errors import Conflict
-
-SESSION_COOKIE = "spaceyard_session"
 
 
 @dataclass(frozen=True)
@@ -114,9 +112,9 @@ def can_write_namespace(session: Session, principal: Principal | None, namespace
     return org_role(session, principal, namespace) in ("write", "admin")
 
 
-def can_read(session: Session, principal: Principal | None, space: Space) -> bool:
+def can_read(session: Session, principal: Principal | None, space: RepoRow) -> bool:
     return (not space.private) or can_read_namespace(session, principal, space.owner)
 
 
-def can_write(session: Session, principal: Principal | None, space: Space) -> bool:
+def can_write(session: Session, principal: Principal | None, space: RepoRow) -> bool:
     return can_write_namespace(session, principal, space.owner)

@@ -1,12 +1,15 @@
-"""Submitting builds to the Celery queue and awaiting their results without blocking the event loop.
+"""The build queue: how the deployer hands a build to a worker and learns its result.
 
-Waiting is bounded: a build may wait ``build_queue_timeout`` seconds for a worker to take it, then
+:class:`BuildQueue` is the contract (the deployer's only view of the queue); :class:`CeleryBuildQueue`
+submits to Celery (the embedded SQLite broker, or Redis) and awaits results without blocking the event
+loop. Waiting is bounded: a build may wait ``build_queue_timeout`` seconds for a worker to take it, then
 ``build_timeout`` (+ a minute) seconds once one runs it; :meth:`BuildQueue.result` raises
 :class:`BuildTimeout` with the reason after that, so no Space stays ``BUILDING`` forever.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import time
 
@@ -25,7 +28,32 @@ class BuildTimeout(Exception):
     """The build did not finish in time; ``str()`` says why, for the Space's ``errorMessage``."""
 
 
-class BuildQueue:
+class BuildQueue(abc.ABC):
+    """Contract of a build queue.
+
+    * :meth:`submit` enqueues a build, at most once per build id (a retried submit is the same build);
+      it raises when the queue refuses it (broker down): the deployer then records ``BUILD_ERROR``.
+    * :meth:`requeue` sends again a build whose worker may have died with it, and restarts its deadline;
+      safe when the build is in fact still queued or running; returns whether it sent anything (a
+      broker that re-delivers by itself sends nothing).
+    * :meth:`result` awaits a build's :class:`~spaceyard_builder.api.BuildResult` (which may have been
+      ready long ago) without blocking the event loop; a worker's crash is a failed result, never an
+      exception; waiting too long raises :class:`BuildTimeout` with the reason.
+    """
+
+    @abc.abstractmethod
+    def submit(self, request: BuildRequest) -> None: ...
+
+    @abc.abstractmethod
+    def requeue(self, request: BuildRequest) -> bool: ...
+
+    @abc.abstractmethod
+    async def result(self, build_id: str) -> BuildResult: ...
+
+
+class CeleryBuildQueue(BuildQueue):
+    """Builds as Celery tasks named ``spaceyard.build``, the task id being the build id."""
+
     def __init__(self, settings: BuilderSettings, poll_interval: float = 0.1) -> None:
         self.settings = settings
         self.celery: Celery = make_celery(settings)

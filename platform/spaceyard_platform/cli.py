@@ -182,9 +182,8 @@ def up(
         f"  push:        git push http://admin:$TOKEN@localhost:{settings.port}/spaces/admin/NAME main", markup=False
     )
     from spaceyard_runtime.factory import runtime_class
-    from spaceyard_runtime.settings import RuntimeSettings
 
-    runtime_settings = RuntimeSettings()
+    runtime_settings = settings.runtime()
     for warning in runtime_class(runtime_settings.runtime).start_warnings(runtime_settings):
         console.print(f"WARNING: {warning}", highlight=False, markup=False, soft_wrap=True)
     sys.stdout.flush()

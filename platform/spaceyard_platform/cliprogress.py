@@ -19,8 +19,10 @@ import httpx
 from rich.console import Console
 from rich.text import Text
 
-ERROR_STAGES = frozenset({"CONFIG_ERROR", "NO_APP_FILE", "BUILD_ERROR", "RUNTIME_ERROR"})
-SETTLED_STAGES = frozenset({"RUNNING", "SLEEPING", "PAUSED"}) | ERROR_STAGES
+from .lifecycle.stages import ERRORS, SETTLED
+
+ERROR_STAGES = frozenset(s.value for s in ERRORS)
+SETTLED_STAGES = frozenset(s.value for s in SETTLED)
 
 
 def sse_lines(resp: httpx.Response) -> Iterator[tuple[str, str]]:

@@ -16,13 +16,14 @@ from .crypto import SecretBox
 from .db.session import Database
 from .gateway.routes import RouteTable
 from .repos import RepoStore
+from .sessions import CSRF_HEADER, SAFE_METHODS, csrf_ok, resolve_session, session_cookie_name
 from .settings import Settings
-from .web.sessions import CSRF_HEADER, SAFE_METHODS, csrf_ok, resolve_session, session_cookie_name
 
 if TYPE_CHECKING:
     from spaceyard_runtime.api import Flavor
 
     from .deployer import Deployer
+    from .gateway.access import AppAccess
 
 
 @dataclass
@@ -35,6 +36,18 @@ class Services:
     secretbox: SecretBox
     deployer: Deployer
     flavors: dict[str, Flavor]
+    access: AppAccess | None = None
+    """Tickets for the sign-in hop to private apps (the gateway checks what they become)."""
+
+    def store(self, kind: str) -> RepoStore:
+        """The bare repositories of one kind (``space``, ``model``, ``dataset``): Spaces' under
+        ``DATA_DIR/repos/OWNER/NAME.git``, the others' under ``DATA_DIR/repos/.models/...`` and
+        ``.datasets/...`` (an owner name never starts with a dot)."""
+        return self.repos if kind == "space" else repo_store(self.repos, kind)
+
+
+def repo_store(spaces: RepoStore, kind: str) -> RepoStore:
+    return RepoStore(spaces.root / f".{kind}s")
 
 
 def services_of(request: Request) -> Services:

@@ -26,6 +26,7 @@ from sqlalchemy import or_, select
 
 from .db.models import Build, Space
 from .db.session import Database
+from .names import space_folder
 
 AREAS = ("repos", "sources", "envs", "logs", "queue", "lfs")
 
@@ -74,7 +75,7 @@ def _in_use(db: Database, keep_recent: float) -> InUse:
         ids = {i for sp in spaces for i in (sp.serving_build_id, sp.latest_build_id) if i}
         recent = or_(Build.status == "queued", Build.created_at >= since.replace(tzinfo=None), Build.id.in_(ids))
         builds = list(s.scalars(select(Build).where(recent)))
-        slug_of = {sp.id: f"{sp.owner}--{sp.name}" for sp in spaces}
+        slug_of = {sp.id: space_folder(sp.space_id) for sp in spaces}
     revisions: dict[str, set[str]] = {slug: set() for slug in slug_of.values()}
     for b in builds:
         if b.space_pk in slug_of:

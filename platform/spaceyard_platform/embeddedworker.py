@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -27,6 +28,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from pydantic_settings import BaseSettings
+
 from spaceyard_builder.lifeline import die_with_parent
 
 from .private import private_file
@@ -36,11 +39,32 @@ log = logging.getLogger("spaceyard.worker")
 MODULE = "spaceyard_builder.worker"
 
 
+def as_environment(part: BaseSettings) -> dict[str, str | None]:
+    """``part``'s fields as the variables that read them back (``None``: unset), so a child process builds
+    the same settings: the platform's root hands the worker its builder part by value."""
+    prefix = str(part.model_config.get("env_prefix", ""))
+    out: dict[str, str | None] = {}
+    for name in type(part).model_fields:
+        value = getattr(part, name)
+        key = f"{prefix}{name}".upper()
+        if value is None:
+            out[key] = None
+        elif isinstance(value, str | Path):
+            out[key] = str(value)
+        else:  # numbers, booleans, lists and dicts: JSON, as pydantic-settings parses them
+            out[key] = json.dumps(value)
+    return out
+
+
 def worker_env(settings: Settings) -> dict[str, str]:
+    """The worker's environment: this process's, with the builder part of ``settings`` written over it."""
     env = dict(os.environ)
+    for key, value in as_environment(settings.builder()).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     env["SPACEYARD_DATA_DIR"] = str(settings.data_dir.resolve())
-    if settings.redis_url:
-        env["SPACEYARD_REDIS_URL"] = settings.redis_url
     return env
 
 

@@ -1,8 +1,9 @@
-"""Git smart HTTP (protocol v0/v2 over stateless RPC) for ``/spaces/OWNER/NAME(.git)``.
+"""Git smart HTTP (protocol v0/v2 over stateless RPC) for ``/spaces/OWNER/NAME(.git)``, models at
+``/OWNER/NAME(.git)`` and datasets at ``/datasets/OWNER/NAME(.git)``, as on the Hub.
 
 The real ``git upload-pack`` / ``git receive-pack`` do the work; this module authenticates, streams
-request and response bodies without holding them in memory, and tells the deployer when ``main``
-moved so the pushed commit gets built.
+request and response bodies without holding them in memory, and tells the deployer when a Space's
+``main`` moved so the pushed commit gets built (a model's or dataset's new head is only recorded).
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select
 
-from . import gitsafe
+from . import gitsafe, repokinds
 from .auth import Principal, can_read, can_write, resolve_token, token_from_headers
-from .db.models import Space
+from .db.models import RepoRow
 from .deps import services_of
 from .errors import Forbidden, RepoNotFound, Unauthorized
+from .services.hubrepos import after_push
+from .services.lookup import find_repo
 
 router = APIRouter(include_in_schema=False)
 
@@ -34,9 +36,11 @@ def _pkt(line: str) -> bytes:
     return f"{len(data) + 4:04x}".encode() + data
 
 
-def _authorize(request: Request, owner: str, repo: str, service: str) -> tuple[Space, Principal | None]:
+def _authorize(request: Request, owner: str, repo: str, service: str) -> tuple[RepoRow, Principal | None]:
     svc = services_of(request)
     name = repo.removesuffix(".git")
+    kind = repokinds.of_path(request.url.path)
+    where = f"{kind.prefix}{owner}/{name}"
     token = token_from_headers(request.headers.get("authorization"))
     with svc.db.session() as session:
         principal = resolve_token(session, token)
@@ -44,21 +48,20 @@ def _authorize(request: Request, owner: str, repo: str, service: str) -> tuple[S
             raise Unauthorized(
                 "Invalid credentials: use your Spaceyard access token as the password", headers=CHALLENGE
             )
-        space = session.scalar(select(Space).where(Space.owner == owner, Space.name == name))
+        space = find_repo(session, kind.name, owner, name)
         visible = space is not None and can_read(session, principal, space)
         if not visible:
             if principal is None:
                 raise Unauthorized("Authentication required", headers=CHALLENGE)
-            raise RepoNotFound(f"Repository not found: spaces/{owner}/{name}")
+            raise RepoNotFound(f"Repository not found: {where}")
         assert space is not None
         if service == "git-receive-pack" and not can_write(session, principal, space):
             if principal is None:
                 raise Unauthorized("Authentication required to push", headers=CHALLENGE)
-            raise Forbidden(f"You do not have write access to spaces/{owner}/{name}")
+            raise Forbidden(f"You do not have write access to {where}")
         return space, principal
 
 
-@router.get("/spaces/{owner}/{repo}/info/refs")
 async def info_refs(request: Request, owner: str, repo: str, service: str = "") -> Response:
     if service not in SERVICES:
         raise Forbidden("Only the smart HTTP protocol is supported (git >= 1.6.6)")
@@ -68,7 +71,7 @@ async def info_refs(request: Request, owner: str, repo: str, service: str = "") 
         service.removeprefix("git-"),
         "--stateless-rpc",
         "--advertise-refs",
-        str(svc.repos.path(space.owner, space.name).absolute()),
+        str(svc.store(space.kind).path(space.owner, space.name).absolute()),
     ]
     env = _git_env(request)
     proc = await asyncio.create_subprocess_exec(
@@ -106,13 +109,14 @@ async def _request_body(request: Request) -> AsyncIterator[bytes]:
             yield tail
 
 
-@router.post("/spaces/{owner}/{repo}/{service}")
-async def rpc(request: Request, owner: str, repo: str, service: str) -> Response:
+async def rpc(request: Request, owner: str, repo: str) -> Response:
+    service = request.url.path.rsplit("/", 1)[-1]
     if service not in SERVICES:
         raise RepoNotFound("Not found")
     space, principal = await asyncio.to_thread(_authorize, request, owner, repo, service)
     svc = services_of(request)
-    before = await asyncio.to_thread(svc.repos.head, space.owner, space.name)
+    repos = svc.store(space.kind)
+    before = await asyncio.to_thread(repos.head, space.owner, space.name)
     # git clients send the whole request before reading the answer: take it all first (memory-bounded),
     # so that reading the body never races with the streaming response listening for disconnects.
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - closed by feed()
@@ -123,7 +127,7 @@ async def rpc(request: Request, owner: str, repo: str, service: str) -> Response
         "git",
         service.removeprefix("git-"),
         "--stateless-rpc",
-        str(svc.repos.path(space.owner, space.name).absolute()),
+        str(repos.path(space.owner, space.name).absolute()),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
@@ -157,10 +161,17 @@ async def rpc(request: Request, owner: str, repo: str, service: str) -> Response
                 proc.kill()
                 await proc.wait()
             if service == "git-receive-pack":
-                after = await asyncio.to_thread(svc.repos.head, space.owner, space.name)
+                after = await asyncio.to_thread(repos.head, space.owner, space.name)
                 if after and after != before:
-                    await svc.deployer.on_push(space.id, after, pusher=principal.name if principal else None)
+                    await after_push(svc, space, after, principal.name if principal else None)
 
     return StreamingResponse(
         body(), media_type=f"application/x-{service}-result", headers={"Cache-Control": "no-cache, max-age=0"}
     )
+
+
+# Spaces first: their literal /spaces/ prefix wins over a model's /{owner}/{repo}.
+for _kind in (repokinds.SPACE, repokinds.DATASET, repokinds.MODEL):
+    router.add_api_route(f"/{_kind.prefix}{{owner}}/{{repo}}/info/refs", info_refs, methods=["GET"])
+    for _service in SERVICES:
+        router.add_api_route(f"/{_kind.prefix}{{owner}}/{{repo}}/{_service}", rpc, methods=["POST"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
-from .db.models import Space
+from .db.models import RepoRow
 from .errors import Conflict
 from .repos import GitError, RepoStore
 
@@ -65,25 +65,25 @@ def _parse_commits(out: bytes, sep: str, record: str) -> list[Commit]:
     return commits
 
 
-def count(repos: RepoStore, space: Space, sha: str) -> int:
+def count(repos: RepoStore, space: RepoRow, sha: str) -> int:
     return int(repos.git(space.owner, space.name, "rev-list", "--count", revs=[sha]).strip() or 0)
 
 
-def commits(repos: RepoStore, space: Space, sha: str, skip: int = 0, limit: int = 50) -> list[Commit]:
+def commits(repos: RepoStore, space: RepoRow, sha: str, skip: int = 0, limit: int = 50) -> list[Commit]:
     """Commits reachable from ``sha``, newest first (git's order), ``limit`` of them after ``skip``."""
     fmt, sep, record = _format()
     out = repos.git(space.owner, space.name, "log", fmt, f"--skip={max(0, skip)}", f"-{max(1, limit)}", revs=[sha])
     return _parse_commits(out, sep, record)
 
 
-def commit(repos: RepoStore, space: Space, sha: str) -> Commit | None:
+def commit(repos: RepoStore, space: RepoRow, sha: str) -> Commit | None:
     fmt, sep, record = _format()
     out = repos.git(space.owner, space.name, "log", "-1", fmt, revs=[sha], check=False)
     found = _parse_commits(out, sep, record)
     return found[0] if found else None
 
 
-def refs(repos: RepoStore, space: Space, kind: str) -> list[Ref]:
+def refs(repos: RepoStore, space: RepoRow, kind: str) -> list[Ref]:
     """Branches (``heads``) or tags (``tags``) with the commit each points to (annotated tags peeled)."""
     out = repos.git(
         space.owner,
@@ -99,7 +99,7 @@ def refs(repos: RepoStore, space: Space, kind: str) -> list[Ref]:
     return sorted(found, key=lambda r: r.name)
 
 
-def create_ref(repos: RepoStore, space: Space, ref: str, sha: str, message: str | None = None) -> None:
+def create_ref(repos: RepoStore, space: RepoRow, ref: str, sha: str, message: str | None = None) -> None:
     """Create ``ref`` at ``sha``; Conflict when it exists. Tags with a message are annotated."""
     if repos.resolve(space.owner, space.name, ref) is not None:
         raise Conflict(f"Reference already exists: {ref}")
@@ -115,7 +115,7 @@ def create_ref(repos: RepoStore, space: Space, ref: str, sha: str, message: str 
         raise Conflict(f"Reference already exists or conflicts with another one: {ref}") from exc
 
 
-def delete_ref(repos: RepoStore, space: Space, ref: str) -> bool:
+def delete_ref(repos: RepoStore, space: RepoRow, ref: str) -> bool:
     current = repos.git(space.owner, space.name, "rev-parse", "--verify", "--quiet", revs=[ref], check=False).strip()
     if not current:
         return False
@@ -127,7 +127,7 @@ MAX_DIFF_LINES = 3000
 MAX_DIFF_FILES = 100  # files whose patch is shown (one git process each); the others get their counts only
 
 
-def diff(repos: RepoStore, space: Space, c: Commit) -> list[FileDiff]:
+def diff(repos: RepoStore, space: RepoRow, c: Commit) -> list[FileDiff]:
     """Per-file changes of ``c`` against its first parent (or the empty tree for a root commit)."""
     base = c.parents[0] if c.parents else "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's empty tree
     stat = repos.git(space.owner, space.name, "diff-tree", "-r", "-z", "-M", "--numstat", revs=[base, c.id])

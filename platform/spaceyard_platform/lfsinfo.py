@@ -14,7 +14,7 @@ from typing import Any
 from spaceyard_builder.lfs import POINTER_MAX, Pointer, parse_pointer
 
 from . import gitsafe
-from .db.models import Space
+from .db.models import RepoRow
 from .repos import RepoStore, TreeEntry
 
 KINDS = {"blob": "file", "tree": "directory", "commit": "submodule"}
@@ -31,7 +31,7 @@ class PathInfo:
     path: str
 
 
-def _batch(repos: RepoStore, space: Space, oids: list[str]) -> dict[str, bytes]:
+def _batch(repos: RepoStore, space: RepoRow, oids: list[str]) -> dict[str, bytes]:
     if not oids:
         return {}
     argv = gitsafe.git_argv("cat-file", "--batch", git_dir=repos.path(space.owner, space.name))
@@ -49,7 +49,7 @@ def _batch(repos: RepoStore, space: Space, oids: list[str]) -> dict[str, bytes]:
     return found
 
 
-def pointers(repos: RepoStore, space: Space, blobs: list[tuple[str, int]]) -> dict[str, Pointer]:
+def pointers(repos: RepoStore, space: RepoRow, blobs: list[tuple[str, int]]) -> dict[str, Pointer]:
     """The LFS pointers among ``(blob id, size)`` pairs, by blob id."""
     result: dict[str, Pointer] = {}
     todo = []
@@ -80,7 +80,7 @@ def lfs_json(pointer: Pointer) -> dict[str, Any]:
     return {"oid": pointer.oid, "size": pointer.size, "pointerSize": pointer.pointer_size}
 
 
-def ls_paths(repos: RepoStore, space: Space, sha: str, paths: list[str]) -> list[PathInfo]:
+def ls_paths(repos: RepoStore, space: RepoRow, sha: str, paths: list[str]) -> list[PathInfo]:
     """Each existing path of ``paths`` at commit ``sha`` (files, folders, submodules; any depth), in request
     order. A path that cannot be in a tree is :class:`~spaceyard_platform.gitsafe.InvalidPath` (400)."""
     clean: list[str] = []
@@ -102,7 +102,7 @@ def ls_paths(repos: RepoStore, space: Space, sha: str, paths: list[str]) -> list
     return found
 
 
-def siblings(repos: RepoStore, space: Space, sha: str | None, blobs: bool) -> list[dict[str, Any]]:
+def siblings(repos: RepoStore, space: RepoRow, sha: str | None, blobs: bool) -> list[dict[str, Any]]:
     """``siblings`` of repo info: every file, with ``size``, ``blobId`` and ``lfs`` when ``blobs``."""
     entries: list[TreeEntry] = repos.list_tree(space.owner, space.name, sha) if sha else []
     files = [e for e in entries if e.type == "file"]

@@ -1,5 +1,9 @@
-"""Names users choose: Space ids (``OWNER/NAME``), owners, secret and variable keys, and the one mapping
-from a Space id to its app subdomain. Pure functions; the database enforces uniqueness (below).
+"""Names users choose: Space ids (``OWNER/NAME``), owners, secret and variable keys, and every name derived
+from a Space id — its app subdomain, its folders, its log keys and the names the runtime gives its objects.
+Pure functions; the database enforces uniqueness (below). The platform computes these names here and hands
+them down by value (``BuildRequest.source_folder``, ``AppSpec.slug`` and ``AppSpec.source_folder``): the
+builder and the runtime keep a fallback derivation only for callers other than the platform (see
+:func:`space_folder`, :func:`runtime_slug`).
 
 Contract:
 
@@ -26,6 +30,17 @@ Contract:
   chooses again. A Space whose Hub label is taken by another Space is refused (409, saying which label
   collides) — see :func:`subdomain_conflict_message`; the digest form exists for ids longer than a DNS
   label and for the one-time migration of Spaces that collided before labels were stored.
+
+Derived names that are stored (folders on disk, log keys in the database) must never change:
+
+* :func:`space_folder` — ``OWNER--NAME``: the folder of a Space's exported commits (``DATA_DIR/sources``)
+  and of its run logs. Injective, because a checked name cannot contain ``--``.
+* :func:`build_log_key` — ``build/<build id>``; :func:`run_log_key` — ``run/OWNER--NAME/<build id>-<ms>``,
+  one per start of an app (stored as ``spaces.run_log_key``).
+* :func:`runtime_slug` — lowercase, ``/`` and ``_`` become ``-``: a Space's name in the local and Docker
+  runtimes (``runtime/spaces/<slug>``, network ``spaceyard-<slug>``). Kubernetes object names are the
+  runtime's own (``spaceyard_runtime.kubernetes.slugs``): they follow Kubernetes' rules and the in-cluster
+  controller recomputes them from the id alone.
 """
 
 from __future__ import annotations
@@ -121,6 +136,13 @@ def hub_label(owner: str, name: str) -> str:
     return f"{label[:_LABEL_HEAD].rstrip('-')}-{label_digest(owner, name)}"
 
 
+def default_subdomain(space_id: str) -> str:
+    """``Owner/My_Space`` -> ``owner-my-space``: :func:`hub_label` of a Space id. Not injective: a Space's
+    address is its stored label (``Space.app_label``), this is only its first choice."""
+    owner, _, name = space_id.partition("/")
+    return hub_label(owner, name)
+
+
 def subdomain_candidates(owner: str, name: str) -> Iterator[str]:
     """The Hub label first, then the digest form (always at most 63 characters)."""
     first = hub_label(owner, name)
@@ -135,3 +157,23 @@ def subdomain_conflict_message(space_id: str, label: str, holder: str) -> str:
         f"Cannot use the name {space_id}: its app address {label} is already used by {holder} "
         "(names that differ only in case, or in '-', '_' and '.', share one address); choose another name"
     )
+
+
+def space_folder(space_id: str) -> str:
+    """``owner/name`` -> ``owner--name`` (stored: the folder of exports and run logs)."""
+    owner, _, name = space_id.partition("/")
+    return f"{owner}--{name}"
+
+
+def build_log_key(build_id: str) -> str:
+    return f"build/{build_id}"
+
+
+def run_log_key(space_id: str, build_id: str, started_ms: int) -> str:
+    """The log of one start of ``build_id``'s app, ``started_ms`` milliseconds after the epoch."""
+    return f"run/{space_folder(space_id)}/{build_id}-{started_ms}"
+
+
+def runtime_slug(space_id: str) -> str:
+    """``Owner/My_Space`` -> ``owner-my-space``: the Space's name in the local and Docker runtimes."""
+    return space_id.replace("/", "-").replace("_", "-").lower()

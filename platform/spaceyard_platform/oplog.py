@@ -20,9 +20,10 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
+from .lifecycle import stages
 from .metrics import REGISTRY
 
-ERROR_STAGES = frozenset({"CONFIG_ERROR", "NO_APP_FILE", "BUILD_ERROR", "RUNTIME_ERROR"})
+ERROR_STAGES = frozenset(s.value for s in stages.ERRORS)
 
 ERRORS = Counter("spaceyard_errors_total", "Entries into an error stage", ["stage"], registry=REGISTRY)
 STAGE_CHANGES = Counter("spaceyard_stage_changes_total", "Stage changes, by new stage", ["stage"], registry=REGISTRY)

@@ -8,12 +8,12 @@ One place so that validation is uniform (the API, the pages and git all ask the 
 from __future__ import annotations
 
 from . import gitsafe
-from .db.models import Space
+from .db.models import RepoRow
 from .errors import BadRequest, RevisionNotFound
 from .repos import BRANCH, RepoStore
 
 
-def resolve(repos: RepoStore, space: Space, rev: str) -> str | None:
+def resolve(repos: RepoStore, space: RepoRow, rev: str) -> str | None:
     """The commit ``rev`` names; None for ``main`` of an empty repository; RevisionNotFound otherwise."""
     gitsafe.check_revision(rev)
     sha = repos.resolve(space.owner, space.name, rev)
@@ -24,7 +24,7 @@ def resolve(repos: RepoStore, space: Space, rev: str) -> str | None:
     return sha
 
 
-def commit_branch(repos: RepoStore, space: Space, rev: str) -> str:
+def commit_branch(repos: RepoStore, space: RepoRow, rev: str) -> str:
     """The branch a commit to ``rev`` goes to: ``main`` or another existing branch (not a tag or sha)."""
     name = rev.removeprefix("refs/heads/")
     if name == BRANCH:

@@ -4,22 +4,58 @@ The embedded default needs nothing else: SQLite under ``DATA_DIR``, an embedded 
 local runtime. Each production service is one variable: ``SPACEYARD_DATABASE_URL`` (PostgreSQL),
 ``SPACEYARD_REDIS_URL`` (Celery broker + Redis Streams logs), ``SPACEYARD_RUNTIME=docker|kubernetes``
 and ``SPACEYARD_BUILD_ENGINE=docker``. ``docs/settings.md`` lists every field.
+
+**One root.** :class:`Settings` is the only settings object of a platform process: it is built once (by
+``spaceyard up``, ``create_app`` or a test) and passed down explicitly. It holds the builder's and the
+runtime's settings (:meth:`Settings.builder`, :meth:`Settings.runtime`), read from the same environment
+at the same moment, or given in code (``Settings(runtime_settings=RuntimeSettings(runtime="docker"))``).
+The values both sides share — ``data_dir``, ``redis_url``, ``flavors_file`` — are the platform's: they are
+copied into the parts, so one value reaches every layer. Builder and runtime never import the platform;
+they receive their part by value (the embedded worker process through its environment,
+:func:`spaceyard_platform.embeddedworker.worker_env`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from spaceyard_builder.settings import BuilderSettings
 from spaceyard_runtime.settings import RuntimeSettings
 
+from .names import default_subdomain
+
+COMPOSED = ("builder_settings", "runtime_settings")
+"""Fields holding another package's settings: given in code or built from the same variables, never
+read as one variable themselves."""
+
+
+class _FlatEnv(EnvSettingsSource):
+    """The environment, minus the composed parts (their own fields are read from the same variables)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        if field_name in COMPOSED:
+            return None, field_name, False
+        return super().get_field_value(field, field_name)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SPACEYARD_", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _FlatEnv(settings_cls), dotenv_settings, file_secret_settings
 
     host: str = Field("127.0.0.1", description="Address the server listens on.")
     port: int = Field(8000, description="Port the server listens on (spaceyard up --port).")
@@ -160,6 +196,27 @@ class Settings(BaseSettings):
         "it; a build cut off this way is started again by the next platform, not failed.",
     )
 
+    builder_settings: BuilderSettings = Field(
+        default_factory=BuilderSettings,
+        description="The builder's settings (its own SPACEYARD_* variables, listed below), or given in code.",
+    )
+    runtime_settings: RuntimeSettings = Field(
+        default_factory=RuntimeSettings,
+        description="The runtime's settings (its own SPACEYARD_* variables, listed below), or given in code: "
+        "RuntimeSettings(runtime='docker') chooses the backend without the environment.",
+    )
+
+    @model_validator(mode="after")
+    def _hand_down(self) -> Settings:
+        """The shared values are the platform's (see the module docstring)."""
+        self.builder_settings = self.builder_settings.model_copy(
+            update={"data_dir": self.data_dir, "redis_url": self.redis_url}
+        )
+        self.runtime_settings = self.runtime_settings.model_copy(
+            update={"data_dir": self.data_dir, "flavors_file": self.flavors_file}
+        )
+        return self
+
     @property
     def resolved_public_url(self) -> str:
         return (self.public_url or f"http://localhost:{self.port}").rstrip("/")
@@ -175,18 +232,18 @@ class Settings(BaseSettings):
     def app_url(self, space_id: str, style: str | None = None, label: str | None = None) -> str:
         """Where a Space's app is served; ``style`` overrides host_style (``subdomain`` for browsers);
         ``label`` is the Space's stored subdomain (``Space.app_label``)."""
-        from .gateway.routes import subdomain_for
-
         style = style or self.host_style
         if style == "auto":
             style = "path" if self.resolved_apps_domain.split(":")[0] == "localhost" else "subdomain"
         if style == "path":
             return f"{self.resolved_public_url}/apps/{space_id}"
         scheme = self.resolved_public_url.split("://")[0]
-        return f"{scheme}://{label or subdomain_for(space_id)}.{self.resolved_apps_domain}"
+        return f"{scheme}://{label or default_subdomain(space_id)}.{self.resolved_apps_domain}"
 
     def builder(self) -> BuilderSettings:
-        return BuilderSettings(data_dir=self.data_dir, redis_url=self.redis_url)
+        """The builder's part of this root (the same object every call)."""
+        return self.builder_settings
 
     def runtime(self) -> RuntimeSettings:
-        return RuntimeSettings(data_dir=self.data_dir)
+        """The runtime's part of this root (the same object every call)."""
+        return self.runtime_settings

@@ -21,6 +21,10 @@ A *runtime* turns an :class:`AppSpec` (what was built, how to run it) into a liv
 Every line the app prints (stdout and stderr) goes to the ``log`` sink given to ``start``/``resume``.
 Runtimes never see platform credentials: ``AppSpec.env`` is the whole environment the app gets
 beyond what the backend itself must set.
+
+Where backends legitimately differ, :attr:`Runtime.capabilities` says so (:class:`Capabilities`); the
+contract suite (``tests/runtime/contract``) checks every runtime against this docstring and reads only
+those flags, never a backend's name.
 """
 
 from __future__ import annotations
@@ -74,10 +78,20 @@ class AppSpec:
     flavor: Flavor = field(default_factory=lambda: Flavor(name="cpu-basic"))
     preload_modules: tuple[str, ...] = ()
     """Heavy modules a warm parent may import ahead of time (fast wake)."""
+    slug: str = ""
+    """The Space's name in the local and Docker runtimes (``runtime/spaces/<slug>``, ``spaceyard-<slug>``),
+    given by the platform (``spaceyard_platform.names.runtime_slug``)."""
+    source_folder: str = ""
+    """The folder holding all exported commits of the Space (``sources/<folder>``), given by the platform
+    (``spaceyard_platform.names.space_folder``); a warm parent may see all of it when ``app_dir`` is in it."""
 
-    @property
-    def slug(self) -> str:
-        return self.space_id.replace("/", "-").replace("_", "-").lower()
+    def __post_init__(self) -> None:
+        """The one derivation of these names in the runtime package, for specs not made by the platform
+        (tests, benchmarks): the same rules as the platform's naming module, which it may not import."""
+        if not self.slug:
+            object.__setattr__(self, "slug", self.space_id.replace("/", "-").replace("_", "-").lower())
+        if not self.source_folder:
+            object.__setattr__(self, "source_folder", self.space_id.replace("/", "--"))
 
 
 @dataclass(frozen=True)
@@ -121,10 +135,34 @@ class AppHandle:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a runtime does where the contract allows a choice. The defaults are the plainest backend."""
+
+    reattach: bool = False
+    """``load_state`` re-attaches to an app that outlived the platform process (a container, a pod): the
+    handle it returns serves, and the app's new output reaches the new ``log`` sink. ``False``: it returns
+    ``None`` and what the previous process left running is ended (the platform starts a new app)."""
+    restarts_crashed_apps: bool = False
+    """Once ready, an app that exits is restarted by the backend itself (Docker's restart policy, the
+    kubelet) and serves again. ``False``: ``poll`` reports ``EXITED`` with the app's exit code."""
+    wakes_in_place: bool = False
+    """``resume`` starts the same backend object again (the stopped container, the scaled-down
+    Deployment): the new handle has the suspended one's ``backend_id``. ``False``: a new app."""
+    endpoint_delay: float = 0.0
+    """Seconds the endpoint may still refuse connections after ``wait_ready`` returned (Kubernetes:
+    kube-proxy routes the Service to a pod only once the kubelet saw it ready). 0: it answers at once."""
+
+
 class Runtime(abc.ABC):
     """Base class of every runtime backend. See the module docstring for the contract."""
 
     name: str = "abstract"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Where this backend differs within the contract (:class:`Capabilities`). Default: the plainest."""
+        return Capabilities()
 
     @classmethod
     def start_warnings(cls, settings: Any) -> list[str]:

@@ -1,6 +1,6 @@
 """Errors raised by runtimes.
 
-RuntimeBackendError            base of everything in this package
+RuntimeBackendError            base of everything in this package (``log_tail``: the app's last lines, or "")
 ├── AppStartError              the app could not be started at all (bad artifact, no port)
 ├── AppCrashed                 the app exited before or after becoming ready
 │                              (``exit_code``, ``log_tail``)
@@ -15,6 +15,10 @@ from __future__ import annotations
 
 class RuntimeBackendError(Exception):
     """Base class of runtime errors; the message is user-facing."""
+
+    log_tail: str = ""
+    """The app's last output lines when the backend has them (a crash), else empty."""
+    exit_code: int | None = None
 
 
 class AppStartError(RuntimeBackendError):

@@ -42,6 +42,7 @@ import logging
 import os
 import shutil
 import signal as signals
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,13 @@ CONTROLLERS = ("memory", "cpu", "pids")
 SHELL_JOIN = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"'
 """``sh -c`` script: move itself into the box's control groups (``cgroup.procs`` paths), then exec the rest."""
 DESTROY_WAIT = 5.0
+
+
+def free_port(host: str) -> int:
+    """A port nobody listens on right now (the app binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
 def space_uid(space_id: str) -> int:
@@ -169,8 +177,6 @@ class Sandbox(abc.ABC):
         """The runtime shuts down (after destroying its boxes): remove what is left empty. Default: nothing."""
 
     def app_port(self, host: str) -> int:
-        from .local import free_port
-
         return free_port(host)
 
 

@@ -8,6 +8,17 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The ranges a Space must not reach: RFC 1918, CGNAT (many pod/service CIDRs), link-local (cloud
+# metadata at 169.254.169.254) and their IPv6 counterparts. Operators add their own cluster ranges.
+DEFAULT_BLOCKED_CIDRS: tuple[str, ...] = (
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "169.254.0.0/16",
+)
+DEFAULT_BLOCKED_CIDRS_V6: tuple[str, ...] = ("fc00::/7", "fe80::/10")
+
 
 class RuntimeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SPACEYARD_", extra="ignore")
@@ -103,15 +114,7 @@ class RuntimeSettings(BaseSettings):
         description="Labels of the gateway pods, the only ones allowed to connect to Spaces (JSON in the environment).",
     )
     kubernetes_blocked_cidrs: list[str] = Field(
-        default_factory=lambda: [
-            "10.0.0.0/8",
-            "172.16.0.0/12",
-            "192.168.0.0/16",
-            "100.64.0.0/10",
-            "169.254.0.0/16",
-            "fc00::/7",
-            "fe80::/10",
-        ],
+        default_factory=lambda: [*DEFAULT_BLOCKED_CIDRS, *DEFAULT_BLOCKED_CIDRS_V6],
         description="Address ranges Spaces may not reach (cluster, private, metadata); the internet stays open.",
     )
     kubernetes_image_pull_secrets: list[str] = Field(

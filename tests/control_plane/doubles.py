@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from spaceyard_builder.api import BuildRequest, BuildResult
+from spaceyard_platform.buildqueue import BuildQueue
 from spaceyard_runtime.api import AppHandle, AppSpec, AppState, AppStatus, Endpoint, LogSink, Runtime
 from spaceyard_runtime.errors import AppCrashed, CapacityPending
 
@@ -23,6 +24,9 @@ class FakeRuntime(Runtime):
         self.exited: set[str] = set()
         self.pending_polls = 0
         self.crash_on_start = False
+        self.gate: asyncio.Event | None = None
+        """Set: ``wait_ready`` holds every start until the test sets the event."""
+        self.removed: list[str] = []
         self._next = 0
 
     async def start(self, spec: AppSpec, log: LogSink) -> AppHandle:
@@ -37,6 +41,8 @@ class FakeRuntime(Runtime):
         )
 
     async def wait_ready(self, handle: AppHandle, timeout: float) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
         if self.crash_on_start:
             raise AppCrashed("the app exited with code 1", exit_code=1, log_tail="Traceback: boom")
         if self.pending_polls > 0:  # each wait consumes one round of waiting for a node
@@ -47,6 +53,10 @@ class FakeRuntime(Runtime):
     async def stop(self, handle: AppHandle, grace: float = 5.0) -> None:
         self.stopped.append(handle.backend_id)
 
+    async def remove(self, handle: AppHandle) -> None:
+        self.removed.append(handle.backend_id)
+        await self.stop(handle)
+
     async def poll(self, handle: AppHandle) -> AppStatus:
         if handle.backend_id in self.exited:
             return AppStatus(AppState.EXITED, exit_code=137, message="killed")
@@ -55,15 +65,24 @@ class FakeRuntime(Runtime):
         return AppStatus(AppState.RUNNING)
 
 
-class FakeQueue:
+class FakeQueue(BuildQueue):
     """A build queue whose results the test releases by hand, in any order."""
 
     def __init__(self) -> None:
         self.submitted: list[BuildRequest] = []
+        self.requeued: list[BuildRequest] = []
         self.results: dict[str, asyncio.Future[BuildResult]] = {}
+        self.refuse: Exception | None = None
+        """Set: the next submits raise it (a broker that is down)."""
 
     def submit(self, request: BuildRequest) -> None:
+        if self.refuse is not None:
+            raise self.refuse
         self.submitted.append(request)
+
+    def requeue(self, request: BuildRequest) -> bool:
+        self.requeued.append(request)
+        return True
 
     def _future(self, build_id: str) -> asyncio.Future[BuildResult]:
         if build_id not in self.results:
@@ -88,3 +107,34 @@ class FakeQueue:
         }
         fields.update(kw)
         self._future(request.build_id).set_result(BuildResult(**fields))
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeActivity:
+    """What the gateway would have counted, set by the test (an ``ActivityReader``)."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, float] = {}
+        self.open: dict[str, int] = {}
+        self.used: dict[tuple[str, str], float] = {}
+
+    def last_activity(self, space_id: str) -> float | None:
+        return self.last.get(space_id)
+
+    def in_flight(self, space_id: str) -> int:
+        return self.open.get(space_id, 0)
+
+    def version_used(self, space_id: str, version: str) -> float | None:
+        return self.used.get((space_id, version))

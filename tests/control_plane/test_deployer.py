@@ -13,7 +13,7 @@ from spaceyard_platform.crypto import SecretBox
 from spaceyard_platform.db.models import Space
 from spaceyard_platform.db.session import Database
 from spaceyard_platform.deployer import Deployer
-from spaceyard_platform.gateway.routes import RouteTable
+from spaceyard_platform.gateway.routes import InMemoryRouteTable
 from spaceyard_platform.repos import RepoStore
 from spaceyard_platform.settings import Settings
 from spaceyard_runtime.flavors import load_flavors
@@ -27,7 +27,7 @@ class World:
         self.db.migrate()
         self.runtime = FakeRuntime()
         self.queue = FakeQueue()
-        self.routes = RouteTable()
+        self.routes = InMemoryRouteTable()
         self.deployer = self.make_deployer()
         with self.db.session() as s:
             space = Space(owner="o", name="s", sdk="gradio", card_data={})
@@ -45,7 +45,7 @@ class World:
             self.routes,
             self.runtime,
             FileLogStore(self.settings.data_dir / "logs"),
-            self.queue,  # type: ignore[arg-type]
+            self.queue,
             SecretBox(Fernet.generate_key()),
             load_flavors(None),
         )
@@ -135,14 +135,16 @@ async def test_after_a_platform_restart_serving_spaces_sleep_until_visited(world
     world.queue.finish(world.queue.submitted[0])
     await world.until("RUNNING")
     await world.deployer.aclose()
-    world.routes = RouteTable()
+    world.routes = InMemoryRouteTable()
     world.runtime.started.clear()
     world.deployer = world.make_deployer()
     await world.deployer.start()
     assert world.space().stage == "SLEEPING"
     route = world.routes.by_id("o/s")
     assert route is not None and route.upstream is None
-    endpoint = await world.deployer.wake(route)
+    endpoint = await world.deployer.wake(route.space_id)
+    route = world.routes.by_id("o/s")  # the deployer published the awake route (a new value)
+    assert route is not None
     assert endpoint.port > 0 and route.upstream == endpoint  # visitors are released at once
     await world.until("RUNNING")  # the stage is recorded just after
     assert [s.revision for s in world.runtime.started] == ["9" * 40]

@@ -51,7 +51,8 @@ async def test_gradio_sample_runs_and_answers_its_api(
         with urllib.request.urlopen(req, timeout=30) as resp:
             event_id = json.loads(resp.read())["event_id"]
         with urllib.request.urlopen(f"{handle.endpoint.url}/gradio_api/call/greet/{event_id}", timeout=30) as resp:
-            return resp.read().decode()
+            body: bytes = resp.read()
+            return body.decode()
 
     stream = await asyncio.to_thread(call)
     assert "event: complete" in stream and "Hello Docker!" in stream

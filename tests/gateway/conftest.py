@@ -1,7 +1,9 @@
 """Gateway fixtures: the gateway under a real uvicorn (uvloop + httptools), real upstream apps.
 
-* ``gateway``: ``Gateway(FastAPI app, RouteTable, Settings)`` served by uvicorn in a thread; tests
-  put routes into ``gateway.routes`` (each test its own Space names) and talk to ``gateway.port``.
+* ``gateway``: ``Gateway(FastAPI app, routes, settings, ...)`` served by uvicorn in a thread; tests
+  publish routes into ``gateway.routes`` (each test its own Space names) and talk to ``gateway.port``.
+  ``gateway.configure(waker=..., authorizer=..., access=...)`` serves a new ``Gateway`` built with those
+  collaborators (the others kept), as the platform builds its one gateway with its own.
 * ``upstream``: a small aiohttp.web app with the special behaviours tests need (header echo,
   streaming with disconnect tracking, websocket echo, big bodies, dying mid-stream).
 * ``gradio_app``: a real Gradio 6.31 app from ``gradio_env``, started once per module.
@@ -29,8 +31,11 @@ import uvicorn
 from aiohttp import web
 from fastapi import FastAPI
 
+from spaceyard_platform.gateway.access import AppAccess
+from spaceyard_platform.gateway.activity import ActivityTable
+from spaceyard_platform.gateway.asgi import Message, Receive, Scope, Send
 from spaceyard_platform.gateway.proxy import Gateway
-from spaceyard_platform.gateway.routes import Route, RouteTable
+from spaceyard_platform.gateway.routes import Authorizer, InMemoryRouteTable, RouteSpec, Waker
 from spaceyard_platform.settings import Settings
 from spaceyard_runtime.api import Endpoint
 from tests.conftest import free_port
@@ -38,14 +43,60 @@ from tests.conftest import free_port
 # -- the gateway --------------------------------------------------------------------------------
 
 
+class Served:
+    """The ASGI app uvicorn serves: whichever gateway the test configured last."""
+
+    def __init__(self, target: Gateway) -> None:
+        self.target = target
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.loop = asyncio.get_running_loop()
+        if scope["type"] != "lifespan":
+            await self.target(scope, receive, send)
+            return
+        first = self.target
+
+        async def at_shutdown(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete" and self.target is not first:
+                await self.target.aclose()  # the gateway serving at the end (the first one closes itself)
+            await send(message)
+
+        await first(scope, receive, at_shutdown)
+
+    def replace(self, target: Gateway) -> None:
+        """Serve ``target`` from now on; the gateway it replaces closes its upstream connections."""
+        old, self.target = self.target, target
+        if self.loop is not None:
+            asyncio.run_coroutine_threadsafe(old.aclose(), self.loop).result(10)
+
+
+@dataclass(frozen=True)
+class RouteView:
+    """What a test holds after publishing a route: its spec, and the gateway's activity for it."""
+
+    spec: RouteSpec
+    activity: ActivityTable
+    published_at: float
+
+    @property
+    def last_activity(self) -> float:
+        seen = self.activity.last_activity(self.spec.space_id)
+        return self.published_at if seen is None else max(seen, self.published_at)
+
+
 @dataclass
 class GatewayServer:
     port: int
-    routes: RouteTable
+    routes: InMemoryRouteTable
+    activity: ActivityTable
     settings: Settings
+    served: Served
+    app: Any
     server: uvicorn.Server
     thread: threading.Thread
     lifespan_events: list[str]
+    collaborators: dict[str, Any] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -54,10 +105,28 @@ class GatewayServer:
     def host(self, label: str) -> str:
         return f"{label}.localhost:{self.port}"
 
-    def add(self, space_id: str, upstream: Endpoint | None, **kwargs: Any) -> Route:
-        route = Route(space_id=space_id, stage="RUNNING", upstream=upstream, **kwargs)
-        self.routes.set(route)
-        return route
+    def add(self, space_id: str, upstream: Endpoint | None, **kwargs: Any) -> RouteView:
+        spec = RouteSpec(space_id=space_id, stage="RUNNING", upstream=upstream, **kwargs)
+        self.routes.add_route(spec)
+        return RouteView(spec, self.activity, time.monotonic())
+
+    def configure(
+        self, *, waker: Waker | None = None, authorizer: Authorizer | None = None, access: AppAccess | None = None
+    ) -> None:
+        """Serve a gateway built with these collaborators (those not named stay as they were)."""
+        changes = {"waker": waker, "authorizer": authorizer, "access": access}
+        self.collaborators.update({k: v for k, v in changes.items() if v is not None})
+        self.served.replace(make_gateway(self.app, self.routes, self.settings, self.activity, **self.collaborators))
+
+    def without_access(self) -> None:
+        self.collaborators.pop("access", None)
+        self.served.replace(make_gateway(self.app, self.routes, self.settings, self.activity, **self.collaborators))
+
+
+def make_gateway(
+    app: Any, routes: InMemoryRouteTable, settings: Settings, activity: ActivityTable, **collaborators: Any
+) -> Gateway:
+    return Gateway(app, routes, settings, activity=activity, **collaborators)
 
 
 def platform_app(events: list[str]) -> FastAPI:
@@ -108,10 +177,13 @@ def serve_in_thread(app: Any, port: int) -> tuple[uvicorn.Server, threading.Thre
 def gateway() -> Iterator[GatewayServer]:
     port = free_port()
     settings = Settings(port=port, wake_timeout=2.0, upstream_connect_timeout=2.0, stream_idle_timeout=30.0)
-    routes = RouteTable()
+    routes = InMemoryRouteTable()
+    activity = ActivityTable()
     events: list[str] = []
-    server, thread = serve_in_thread(Gateway(platform_app(events), routes, settings), port)
-    yield GatewayServer(port, routes, settings, server, thread, events)
+    app = platform_app(events)
+    served = Served(make_gateway(app, routes, settings, activity))
+    server, thread = serve_in_thread(served, port)
+    yield GatewayServer(port, routes, activity, settings, served, app, server, thread, events)
     server.should_exit = True
     thread.join(10)
 
@@ -355,4 +427,4 @@ def rss_kib(pid: int | None = None) -> int:
     raise RuntimeError("no VmRSS")
 
 
-__all__ = ["GatewayServer", "Upstream", "json", "rss_kib", "sys"]
+__all__ = ["GatewayServer", "RouteView", "Upstream", "json", "rss_kib", "sys"]

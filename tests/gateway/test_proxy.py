@@ -7,12 +7,13 @@ import hashlib
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
 
-from spaceyard_platform.gateway.routes import Route, WakeRefused
+from spaceyard_platform.gateway.routes import RouteTable, WakeRefused
 from spaceyard_runtime.api import Endpoint
 from tests.conftest import free_port
 
@@ -80,7 +81,7 @@ def test_route_changes_apply_on_next_request(gateway: GatewayServer, upstream: U
     assert httpx.get(f"{gateway.url}/apps/carol/moving/headers").status_code == 404
     gateway.add("carol/moving", upstream.endpoint)
     assert httpx.get(f"{gateway.url}/apps/carol/moving/headers").status_code == 200
-    gateway.routes.remove("carol/moving")
+    gateway.routes.remove_route("carol/moving")
     assert httpx.get(f"{gateway.url}/apps/carol/moving/headers").status_code == 404
 
 
@@ -155,7 +156,7 @@ class Authorizer:
 
 def test_private_space(gateway: GatewayServer, upstream: Upstream) -> None:
     authorizer = Authorizer()
-    gateway.routes.authorizer = authorizer
+    gateway.configure(authorizer=authorizer)
     gateway.add("frank/secret", upstream.endpoint, private=True)
     url = f"{gateway.url}/apps/frank/secret/headers"
     unknown = httpx.get(f"{gateway.url}/apps/frank/nothing/headers")
@@ -199,25 +200,36 @@ def test_private_space(gateway: GatewayServer, upstream: Upstream) -> None:
 
 
 class Waker:
-    def __init__(self, endpoint: Endpoint | None, delay: float = 0.3, refuse: WakeRefused | None = None) -> None:
+    """Wakes like the deployer: publishes the route with its upstream, then returns it."""
+
+    def __init__(
+        self,
+        routes: RouteTable,
+        endpoint: Endpoint | None,
+        delay: float = 0.3,
+        refuse: WakeRefused | None = None,
+    ) -> None:
+        self.routes = routes
         self.endpoint = endpoint
         self.delay = delay
         self.refuse = refuse
         self.calls = 0
 
-    async def wake(self, route: Route) -> Endpoint:
+    async def wake(self, space_id: str) -> Endpoint:
         self.calls += 1
         await asyncio.sleep(self.delay)
         if self.refuse is not None:
             raise self.refuse
         assert self.endpoint is not None
-        route.upstream = self.endpoint
+        route = self.routes.by_id(space_id)
+        assert route is not None
+        self.routes.add_route(replace(route, upstream=self.endpoint))
         return self.endpoint
 
 
 def test_sleeping_space_is_woken_and_requests_held(gateway: GatewayServer, upstream: Upstream) -> None:
-    waker = Waker(upstream.endpoint, delay=0.5)
-    gateway.routes.waker = waker
+    waker = Waker(gateway.routes, upstream.endpoint, delay=0.5)
+    gateway.configure(waker=waker)
     gateway.add("gina/sleepy", None)
     results: list[int] = []
 
@@ -238,7 +250,8 @@ def test_sleeping_space_is_woken_and_requests_held(gateway: GatewayServer, upstr
 
 
 def test_wake_refused_page(gateway: GatewayServer) -> None:
-    gateway.routes.waker = Waker(None, delay=0, refuse=WakeRefused("The build failed: no app.py", 500, "BUILD_ERROR"))
+    refuse = WakeRefused("The build failed: no app.py", 500, "BUILD_ERROR")
+    gateway.configure(waker=Waker(gateway.routes, None, delay=0, refuse=refuse))
     gateway.add("gina/broken", None)
     r = httpx.get(f"{gateway.url}/apps/gina/broken/", headers={"Accept": "text/html,*/*"})
     assert r.status_code == 500
@@ -250,10 +263,10 @@ def test_wake_refused_page(gateway: GatewayServer) -> None:
 
 def test_waker_bug_is_a_clear_503(gateway: GatewayServer) -> None:
     class Broken:
-        async def wake(self, route: Route) -> Endpoint:
+        async def wake(self, space_id: str) -> Endpoint:
             raise RuntimeError("boom")
 
-    gateway.routes.waker = Broken()
+    gateway.configure(waker=Broken())
     gateway.add("gina/buggy", None)
     r = httpx.get(f"{gateway.url}/apps/gina/buggy/", headers={"Accept": "application/json"})
     assert r.status_code == 503
@@ -261,7 +274,7 @@ def test_waker_bug_is_a_clear_503(gateway: GatewayServer) -> None:
 
 
 def test_wake_timeout_is_503_with_retry_after(gateway: GatewayServer, upstream: Upstream) -> None:
-    gateway.routes.waker = Waker(upstream.endpoint, delay=60)
+    gateway.configure(waker=Waker(gateway.routes, upstream.endpoint, delay=60))
     gateway.add("gina/slow", None)
     started = time.monotonic()
     r = httpx.get(f"{gateway.url}/apps/gina/slow/", timeout=30)

@@ -11,7 +11,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from spaceyard_platform.gateway.proxy import Gateway
-from spaceyard_platform.gateway.routes import Route, RouteTable
+from spaceyard_platform.gateway.routes import InMemoryRouteTable, RouteSpec
 from spaceyard_platform.settings import Settings
 from tests.conftest import free_port
 
@@ -22,8 +22,8 @@ from .conftest import Upstream, platform_app, serve_in_thread
 def impatient(upstream: Upstream) -> Iterator[int]:
     """A second gateway with a 0.5 s idle timeout."""
     port = free_port()
-    routes = RouteTable()
-    routes.set(Route(space_id="quiet/app", stage="RUNNING", upstream=upstream.endpoint))
+    routes = InMemoryRouteTable()
+    routes.add_route(RouteSpec(space_id="quiet/app", stage="RUNNING", upstream=upstream.endpoint))
     settings = Settings(port=port, stream_idle_timeout=0.5)
     server, thread = serve_in_thread(Gateway(platform_app([]), routes, settings), port)
     yield port

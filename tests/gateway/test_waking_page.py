@@ -14,8 +14,8 @@ BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8", "Sec-Fetch-Mod
 
 
 def test_navigation_gets_a_self_reloading_page_then_the_app(gateway: GatewayServer, upstream: Upstream) -> None:
-    waker = Waker(upstream.endpoint, delay=2.5)
-    gateway.routes.waker = waker
+    waker = Waker(gateway.routes, upstream.endpoint, delay=2.5)
+    gateway.configure(waker=waker)
     gateway.add("wendy/slow-wake", None)
     started = time.monotonic()
     # browsers navigate on the app's own origin (the path form redirects them there)
@@ -35,7 +35,7 @@ def test_navigation_gets_a_self_reloading_page_then_the_app(gateway: GatewayServ
 
 
 def test_api_clients_are_held_until_ready(gateway: GatewayServer, upstream: Upstream) -> None:
-    gateway.routes.waker = Waker(upstream.endpoint, delay=1.5)
+    gateway.configure(waker=Waker(gateway.routes, upstream.endpoint, delay=1.5))
     gateway.add("wendy/api-wake", None)
     r = httpx.get(f"{gateway.url}/apps/wendy/api-wake/headers", headers={"Accept": "application/json"}, timeout=30)
     assert r.status_code == 200

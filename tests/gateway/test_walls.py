@@ -36,10 +36,10 @@ class Authorizer:
 
 @pytest.fixture
 def access(gateway: GatewayServer) -> Iterator[AppAccess]:
-    gateway.routes.authorizer = Authorizer()
-    gateway.routes.access = AppAccess(b"k" * 44, secure_origin=True)
-    yield gateway.routes.access
-    gateway.routes.access = None
+    access = AppAccess(b"k" * 44, secure_origin=True)
+    gateway.configure(authorizer=Authorizer(), access=access)
+    yield access
+    gateway.without_access()
 
 
 def test_path_form_redirects_navigations_to_the_apps_origin(gateway: GatewayServer, upstream: Upstream) -> None:
@@ -152,8 +152,8 @@ def test_over_https_platform_cookies_are_host_prefixed_so_no_app_can_plant_them(
     from starlette.responses import Response
 
     from spaceyard_platform.gateway import headers as hdr
+    from spaceyard_platform.sessions import login_csrf_cookie, session_cookie_name, set_session_cookie
     from spaceyard_platform.settings import Settings
-    from spaceyard_platform.web.sessions import login_csrf_cookie, session_cookie_name, set_session_cookie
 
     https = Settings(public_url="https://hub.example.com", apps_domain="spaces.example.com")
     assert session_cookie_name(https) == "__Host-spaceyard_session"

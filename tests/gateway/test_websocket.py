@@ -89,7 +89,7 @@ def test_private_space_websocket(gateway: GatewayServer, upstream: Upstream) -> 
         def can_read_grant(self, space_id: str, session_ref: str) -> bool:
             return False
 
-    gateway.routes.authorizer = Authorizer()
+    gateway.configure(authorizer=Authorizer())
     route = gateway.add("wendy/private", upstream.endpoint, private=True)
     url = f"ws://127.0.0.1:{gateway.port}/apps/wendy/private/ws"
     with pytest.raises(InvalidStatus) as info:

@@ -29,11 +29,11 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 import yaml
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from spaceyard_builder.baseimage import ensure_base_image
-from spaceyard_runtime.kubernetes.clients import KubeApi
+from spaceyard_runtime.kubernetes.clients import KubeApi, config
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "helm" / "dev-cluster.sh"
@@ -176,14 +176,15 @@ class Cluster:
     def client(self) -> Any:
         """A new official client on the cluster; its writes are recorded in :attr:`writes`."""
         api_client = client.ApiClient(copy.deepcopy(self.configuration))  # its own host, pools, headers
-        request = api_client.rest_client.request
+        rest: Any = api_client.rest_client  # untyped (urllib3 underneath)
+        request: Callable[..., Any] = rest.request
 
         def recording(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
             if method not in ("GET", "HEAD", "OPTIONS"):
                 self.writes.append((method, urlparse(url).path))
             return request(method, url, *args, **kwargs)
 
-        api_client.rest_client.request = recording
+        rest.request = recording
         return api_client
 
     def api(self, namespace: str) -> KubeApi:
@@ -197,7 +198,7 @@ class Cluster:
         return f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
 
     def _raw(self, method: str, path: str, body: Any = None, query: list[tuple[str, Any]] | None = None) -> Any:
-        response = self.admin.call_api(
+        response: Any = self.admin.call_api(  # an untyped urllib3 response
             *self.admin.param_serialize(
                 method,
                 path,
@@ -239,13 +240,13 @@ class Cluster:
     def add_gpu_node(self, name: str, gpus: int = 1) -> None:
         """A kwok node of the GPU pool (what a cluster autoscaler would add)."""
         capacity = {"cpu": "8", "memory": "32Gi", "pods": "110", "nvidia.com/gpu": str(gpus)}
-        node = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": name,
-                "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-                "labels": {
+        node = client.V1Node(
+            api_version="v1",
+            kind="Node",
+            metadata=client.V1ObjectMeta(
+                name=name,
+                annotations={"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                labels={
                     "kubernetes.io/hostname": name,
                     "kubernetes.io/os": "linux",
                     "type": "kwok",
@@ -253,10 +254,10 @@ class Cluster:
                     "nvidia.com/gpu.present": "true",
                     "nvidia.com/gpu.product": "Tesla-T4",
                 },
-            },
-            "spec": {"taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]},
-            "status": {"capacity": capacity, "allocatable": capacity},
-        }
+            ),
+            spec=client.V1NodeSpec(taints=[client.V1Taint(key="nvidia.com/gpu", value="present", effect="NoSchedule")]),
+            status=client.V1NodeStatus(capacity=capacity, allocatable=capacity),
+        )
         self.core.create_node(node)
 
     def remove_node(self, name: str) -> None:
@@ -269,11 +270,11 @@ class Cluster:
     # -- between tests -----------------------------------------------------------------------------
 
     def ensure_namespace(self, name: str, pod_security: str = "restricted") -> None:
-        body = {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": name, "labels": {"pod-security.kubernetes.io/enforce": pod_security}},
-        }
+        body = client.V1Namespace(
+            api_version="v1",
+            kind="Namespace",
+            metadata=client.V1ObjectMeta(name=name, labels={"pod-security.kubernetes.io/enforce": pod_security}),
+        )
         try:
             self.core.create_namespace(body)
         except ApiException as exc:
@@ -286,8 +287,9 @@ class Cluster:
             self._raw("DELETE", self._path(kind, namespace))
         self._raw("DELETE", self._path("Pod", namespace), query=[("gracePeriodSeconds", 0)])
         for node in self.core.list_node(label_selector="type=kwok").items:
-            if node.metadata.name != "gpu-0":
-                self.remove_node(node.metadata.name)
+            name = node.metadata.name if node.metadata else None
+            if name and name != "gpu-0":
+                self.remove_node(name)
         deadline = time.monotonic() + timeout
         while self._raw("GET", self._path("Pod", namespace))["items"]:
             if time.monotonic() > deadline:

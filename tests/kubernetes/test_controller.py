@@ -519,6 +519,7 @@ def test_the_controller_entry_point_repairs_and_releases_on_sigterm(
 def test_watch_resumes_from_a_real_resource_version(kube: Cluster, kube_api: KubeApi) -> None:
     """A watch from a list's resourceVersion sees a later write (the real server's watch cache)."""
     since = kube_api.resource_version("ConfigMap")
-    client.CoreV1Api(kube.admin).create_namespaced_config_map(NAMESPACE, {"metadata": {"name": "watched"}})
+    watched = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="watched"))
+    client.CoreV1Api(kube.admin).create_namespaced_config_map(NAMESPACE, watched)
     seen = [(kind, obj["metadata"]["name"]) for kind, obj in kube_api.watch("ConfigMap", None, 3, since)]
     assert ("ADDED", "watched") in seen

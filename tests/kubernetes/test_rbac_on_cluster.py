@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -32,13 +32,13 @@ RELEASE_NAMESPACE = "spaceyard"
 def apply(kube: Cluster, doc: dict[str, Any]) -> None:
     rbac = client.RbacAuthorizationV1Api(kube.admin)
     namespace = doc["metadata"].get("namespace", RELEASE_NAMESPACE)
-    create = {
+    creators: dict[str, Callable[..., object]] = {  # each takes (namespace, manifest): plain dicts are accepted
         "ServiceAccount": kube.core.create_namespaced_service_account,
         "Role": rbac.create_namespaced_role,
         "RoleBinding": rbac.create_namespaced_role_binding,
-    }[doc["kind"]]
+    }
     try:
-        create(namespace, doc)
+        creators[doc["kind"]](namespace, doc)
     except ApiException as exc:
         if exc.status != 409:
             raise
@@ -46,9 +46,10 @@ def apply(kube: Cluster, doc: dict[str, Any]) -> None:
 
 def client_as(kube: Cluster, service_account: str) -> Any:
     """An official client that authenticates as ``service_account`` of the release namespace."""
-    token = kube.core.create_namespaced_service_account_token(
-        service_account, RELEASE_NAMESPACE, {"spec": {"expirationSeconds": 3600}}
-    ).status.token
+    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))
+    status = kube.core.create_namespaced_service_account_token(service_account, RELEASE_NAMESPACE, request).status
+    assert status is not None
+    token = status.token
     configuration = client.Configuration(host=kube.url, api_key={"authorization": f"Bearer {token}"})
     configuration.ssl_ca_cert = kube.configuration.ssl_ca_cert
     return client.ApiClient(configuration)

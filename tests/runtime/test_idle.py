@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
 from spaceyard_runtime.idle import effective_sleep_time, next_check, should_sleep, sleep_at
@@ -66,18 +68,18 @@ def test_activity_resets_the_clock_and_future_activity_never_sleeps() -> None:
 
 
 def test_next_check() -> None:
-    kw = {"sleep_time": 300, "default_sleep_time": DEFAULT, "stage": "RUNNING"}
-    assert next_check(now=100.0, last_activity=0.0, **kw) == 60.0  # capped by max_interval
-    assert next_check(now=100.0, last_activity=0.0, max_interval=1000, **kw) == 200.0
-    assert next_check(now=300.0, last_activity=0.0, **kw) == 0.0
-    assert next_check(now=900.0, last_activity=0.0, **kw) == 0.0
+    running = partial(next_check, sleep_time=300, default_sleep_time=DEFAULT, stage="RUNNING")
+    assert running(now=100.0, last_activity=0.0) == 60.0  # capped by max_interval
+    assert running(now=100.0, last_activity=0.0, max_interval=1000) == 200.0
+    assert running(now=300.0, last_activity=0.0) == 0.0
+    assert running(now=900.0, last_activity=0.0) == 0.0
     assert next_check(now=0.0, last_activity=0.0, sleep_time=-1, default_sleep_time=DEFAULT, stage="RUNNING") == 60.0
     assert next_check(now=0.0, last_activity=0.0, sleep_time=1, default_sleep_time=DEFAULT, stage="PENDING") == 60.0
 
 
 def test_open_requests_hold_a_space_awake_up_to_the_busy_maximum() -> None:
-    base = {"last_activity": 0.0, "sleep_time": 10, "default_sleep_time": 100, "stage": "RUNNING"}
-    assert should_sleep(now=11.0, **base)
-    assert not should_sleep(now=11.0, in_flight=1, busy_max=60.0, **base)
-    assert not should_sleep(now=69.0, in_flight=2, busy_max=60.0, **base)
-    assert should_sleep(now=70.0, in_flight=1, busy_max=60.0, **base)
+    base = partial(should_sleep, last_activity=0.0, sleep_time=10, default_sleep_time=100, stage="RUNNING")
+    assert base(now=11.0)
+    assert not base(now=11.0, in_flight=1, busy_max=60.0)
+    assert not base(now=69.0, in_flight=2, busy_max=60.0)
+    assert base(now=70.0, in_flight=1, busy_max=60.0)

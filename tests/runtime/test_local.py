@@ -359,7 +359,7 @@ async def test_forked_app_outlives_its_warm_parent(runtime: LocalRuntime, gradio
     handle = await runtime.start(make_spec(gradio_env, app_dir), lambda _: None)
     assert handle.start_mode == "fork"
     await runtime.wait_ready(handle, timeout=60)
-    zygote_pid = (await runtime._zygotes[runtime.zygote_key(handle.spec)]).pid
+    zygote_pid = (await runtime.warm.tasks[runtime.zygote_key(handle.spec)]).pid
     assert zygote_pid is not None and zygote_pid != handle.extra["pid"]
     os.kill(zygote_pid, 9)
     for _ in range(100):
@@ -404,7 +404,7 @@ async def test_warm_parent_keeps_no_copy_of_an_apps_secrets(
         if "up" in lines:
             break
         await asyncio.sleep(0.02)
-    zygote = await runtime._zygotes[runtime.zygote_key(handle.spec)]
+    zygote = await runtime.warm.tasks[runtime.zygote_key(handle.spec)]
     assert zygote.pid is not None
     assert memory_count(handle.extra["pid"], secret.encode()) > 0  # the app has it (the scan works)
     assert memory_count(zygote.pid, secret.encode()) == 0

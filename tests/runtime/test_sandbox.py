@@ -17,6 +17,7 @@ import textwrap
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -74,7 +75,7 @@ async def runtime(tmp_path: Path) -> AsyncIterator[LocalRuntime]:
     await rt.aclose()
 
 
-async def call_info(handle: AppHandle) -> dict[str, object]:
+async def call_info(handle: AppHandle) -> dict[str, Any]:
     server = await netns.forward(handle.endpoint.host, handle.endpoint.port, handle.endpoint.netns)
     port = server.sockets[0].getsockname()[1]
     try:
@@ -83,7 +84,7 @@ async def call_info(handle: AppHandle) -> dict[str, object]:
             body = (await client.get(f"/gradio_api/call/info/{event}")).text
     finally:
         server.close()
-    result: dict[str, object] = json.loads(json.loads(body.split("data: ")[-1])[0])
+    result: dict[str, Any] = json.loads(json.loads(body.split("data: ")[-1])[0])
     return result
 
 
@@ -127,8 +128,8 @@ async def test_cold_and_forked_apps_run_in_the_same_walls(
         info = await call_info(handle)
         assert info["uid"] == uid and info["hostname"] == "space"
         assert info["secret"] == "FileNotFoundError"  # the platform's directory is not in its world
-        assert not any(str(k).startswith("SPACEYARD_") for k in info["env"])  # type: ignore[union-attr]
-        box = runtime._apps[handle.backend_id].box
+        assert not any(str(k).startswith("SPACEYARD_") for k in info["env"])
+        box = runtime.processes.apps[handle.backend_id].box
         assert box is not None
         memory = next(cg for cg in box.cgroups if "/memory/" in str(cg))
         assert int((memory / "memory.limit_in_bytes").read_text()) == 1 << 30  # 16 GiB x 0.0625

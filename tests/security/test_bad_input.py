@@ -385,9 +385,10 @@ def test_app_traffic_is_not_capped_like_the_api(srv: Server) -> None:
 
 # ----------------------------------------------------------------------------------------- names
 def test_names_are_checked_whole_and_addresses_never_collide(srv: Server) -> None:
-    create = lambda owner, name: srv.api(  # noqa: E731
-        "POST", "/api/repos/create", json={"name": name, "organization": owner, "type": "space", "sdk": "static"}
-    )
+    def create(owner: str, name: str) -> httpx.Response:
+        body = {"name": name, "organization": owner, "type": "space", "sdk": "static"}
+        return srv.api("POST", "/api/repos/create", json=body)
+
     for bad in ("demo\n", "-demo", "de--mo", "a..b", "x.git", "a" * 97, "naïve", "a/b", ""):
         r = create("admin", bad)
         assert r.status_code in (400, 422), (bad, r.status_code)
@@ -437,7 +438,9 @@ def test_build_secrets_never_rest_in_the_queue_and_data_dir_is_private(srv: Serv
     # The worker reads them by reference, from the database, with the platform's key.
     source = DatabaseSecretSource(BuilderSettings(data_dir=srv.data_dir))
     assert source.secrets(space["id"]) == {"API_KEY": SECRET_VALUE}
-    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    def mode(p: Path) -> int:
+        return stat.S_IMODE(p.stat().st_mode)
+
     assert mode(srv.data_dir) == 0o700
     for name in ("spaceyard.db", "secret.key", "worker.log", "queue/broker.db", "queue/results.db"):
         assert mode(srv.data_dir / name) == 0o600, name

@@ -12,6 +12,7 @@ import json
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -65,10 +66,10 @@ print(json.dumps({
 """
 
 
-def probe(client: docker.DockerClient, container_id: str, paths: list[str], other: str | None) -> dict[str, object]:
+def probe(client: docker.DockerClient, container_id: str, paths: list[str], other: str | None) -> dict[str, Any]:
     code = f"PATHS = {paths!r}\nOTHER = {other!r}\n" + PROBE
     out = client.containers.get(container_id).exec_run(["python3", "-c", code])
-    result: dict[str, object] = json.loads(bytes(out.output).decode().strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(bytes(out.output).decode().strip().splitlines()[-1])
     return result
 
 
@@ -88,9 +89,9 @@ async def test_a_space_container_sees_nothing_of_the_host_or_other_spaces(
     assert found["uid"] != 0
     assert found["write_usr"] is False and found["write_root"] is False  # read-only root filesystem
     assert found["paths"] == dict.fromkeys(host_paths, False), found["paths"]
-    environs = "\n".join(found["environs"])  # type: ignore[arg-type]
+    environs = "\n".join(found["environs"])
     assert "SPACEYARD_" not in environs and "walls/b" not in environs
-    assert all(code != 0 for code in found["loopback"].values()), found["loopback"]  # type: ignore[union-attr]
+    assert all(code != 0 for code in found["loopback"].values()), found["loopback"]
     assert found["other"] != 0  # space-b's reload port (and everything else of it) is out of reach
     # The host (the gateway) does reach the app; nothing is published on the host's own addresses.
     with socket.socket() as s:

@@ -44,7 +44,7 @@ def test_colliding_spaces_get_distinct_addresses_oldest_first(tmp_path: Path) ->
             )
     _upgrade(db, "head")
     with db.engine.connect() as conn:
-        labels = dict(conn.execute(sa.text("SELECT id, subdomain FROM spaces")).fetchall())
+        labels: dict[str, str] = dict(conn.execute(sa.text("SELECT id, subdomain FROM spaces")).fetchall())
     assert labels["a" * 24] == "team-ml-demo"
     assert labels["c" * 24] == "admin-caps"
     assert labels["e" * 24] == "solo-space"

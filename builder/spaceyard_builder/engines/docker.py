@@ -54,7 +54,7 @@ import docker
 import docker.errors
 
 from ..api import Artifact, BuildEngine, BuildLog, BuildRequest
-from ..errors import BuildFailed, TransientBuildError
+from ..errors import BuildFailed, EngineMisconfigured, TransientBuildError
 from ..settings import BuilderSettings
 from ..spaceconfig import SpaceConfig
 
@@ -200,7 +200,7 @@ def _buildkit_cli(preferred: str | None) -> list[str]:
         m = re.match(r"(\d+)\.", ver)
         if m and int(m.group(1)) < 23:  # the classic CLI embeds a BuildKit client (DOCKER_BUILDKIT=1)
             return [cli, "build"]
-    raise TransientBuildError(
+    raise EngineMisconfigured(
         "no docker CLI able to run BuildKit builds: install the buildx plugin, or set SPACEYARD_DOCKER_CLI "
         "to a docker CLI older than 23 (e.g. Debian's /usr/bin/docker)"
     )

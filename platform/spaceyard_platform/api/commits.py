@@ -32,15 +32,16 @@ from sqlalchemy.orm import Session
 
 from spaceyard_builder import lfs
 
-from .. import gitsafe, revisions
+from .. import gitsafe, repokinds, revisions
 from ..auth import Principal
-from ..db.models import Space
+from ..db.models import RepoRow
 from ..deps import PrincipalDep, Services, ServicesDep, SessionDep
 from ..errors import BadRequest, EntryNotFound, PlatformError
 from ..limits import BodyTooLarge
 from ..repos import BRANCH
+from ..services.hubrepos import after_push
 from ..xet import content as xet_content
-from .common import public_base, writable_space
+from .common import each_kind, public_base, writable_row
 from .files import json_object, raw_tail, split_rev
 
 router = APIRouter()
@@ -54,9 +55,9 @@ class PreconditionFailed(PlatformError):
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def branch_of(space: Space, svc: Services, rev: str) -> str:
+def branch_of(space: RepoRow, svc: Services, rev: str) -> str:
     """The branch a commit goes to; revisions that are not branches are RevisionNotFound."""
-    return revisions.commit_branch(svc.repos, space, rev)
+    return revisions.commit_branch(svc.store(space.kind), space, rev)
 
 
 def lfs_dir(svc: Services) -> Path:
@@ -69,7 +70,7 @@ def lfs_path(svc: Services, oid: str) -> Path:
     return lfs.object_path(svc.settings.data_dir, oid)
 
 
-def _lock(space: Space) -> asyncio.Lock:
+def _lock(space: RepoRow) -> asyncio.Lock:
     return _locks.setdefault(space.id, asyncio.Lock())
 
 
@@ -86,16 +87,17 @@ def _check_no_pr(request: Request) -> None:
 
 
 # ----------------------------------------------------------------------------------------- preupload
-@router.post("/api/spaces/{owner}/{name}/preupload/{rest:path}")
+@each_kind(router, "/api/<api>/{owner}/{name}/preupload/{rest:path}", ["POST"])
 async def preupload(
     owner: str, name: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> Any:
     _check_no_pr(request)
     body = json_object(await request.body())
-    space = writable_space(session, principal, owner, name)
+    space = writable_row(session, principal, request, owner, name)
+    repos = svc.store(space.kind)
     rev, _ = split_rev(raw_tail(request, owner, name, "preupload"))
     branch = branch_of(space, svc, rev)
-    head = svc.repos.resolve(space.owner, space.name, f"refs/heads/{branch}")
+    head = repos.resolve(space.owner, space.name, f"refs/heads/{branch}")
     files = body.get("files") or []
     if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
         raise BadRequest("files must be a list of objects with a path and a size")
@@ -103,7 +105,7 @@ async def preupload(
     oids: dict[str, str] = {}
     if head and paths:
         out = await asyncio.to_thread(
-            svc.repos.git, space.owner, space.name, "ls-tree", "-z", revs=[head], paths=paths, check=False
+            repos.git, space.owner, space.name, "ls-tree", "-z", revs=[head], paths=paths, check=False
         )
         for rec in out.decode(errors="replace").split("\0"):
             meta, _, path = rec.partition("\t")
@@ -318,27 +320,28 @@ async def apply_operations(
 
 
 def _open_for_commit(
-    svc: Services, session: Session, principal: Principal | None, owner: str, name: str, rev: str
-) -> tuple[Space, str]:
-    space = writable_space(session, principal, owner, name)
+    svc: Services, session: Session, principal: Principal | None, request: Request, owner: str, name: str, rev: str
+) -> tuple[RepoRow, str]:
+    space = writable_row(session, principal, request, owner, name)
     return space, branch_of(space, svc, rev)
 
 
-@router.post("/api/spaces/{owner}/{name}/commit/{rest:path}")
+@each_kind(router, "/api/<api>/{owner}/{name}/commit/{rest:path}", ["POST"])
 async def commit(
     owner: str, name: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> Any:
     _check_no_pr(request)
     rev, _ = split_rev(raw_tail(request, owner, name, "commit"))
-    space, branch = _open_for_commit(svc, session, principal, owner, name, rev)
+    space, branch = _open_for_commit(svc, session, principal, request, owner, name, rev)
     pk, space_id = space.id, space.space_id
+    repos = svc.store(space.kind)
     session.commit()
     if not request.headers.get("content-type", "").startswith("application/x-ndjson"):
         raise BadRequest("Send the commit as application/x-ndjson (huggingface_hub does)")
     async with _lock(space):
-        parent = svc.repos.resolve(space.owner, space.name, f"refs/heads/{branch}")
+        parent = repos.resolve(space.owner, space.name, f"refs/heads/{branch}")
         writer = await asyncio.to_thread(
-            GitWriter, svc.repos.path(space.owner, space.name), parent, principal.name if principal else "anonymous"
+            GitWriter, repos.path(space.owner, space.name), parent, principal.name if principal else "anonymous"
         )
         try:
             max_line = svc.settings.inline_upload_limit * 4 // 3 + (1 << 20)
@@ -358,10 +361,10 @@ async def commit(
         finally:
             writer.close()
     if branch == BRANCH:
-        await svc.deployer.on_push(pk, new, pusher=principal.name if principal else None)
+        await after_push(svc, space, new, principal.name if principal else None)
     return {
         "success": True,
         "commitOid": new,
-        "commitUrl": f"{public_base(request, svc)}/spaces/{space_id}/commit/{new}",
+        "commitUrl": f"{public_base(request, svc)}/{repokinds.named(space.kind).prefix}{space_id}/commit/{new}",
         "hookOutput": "",
     }

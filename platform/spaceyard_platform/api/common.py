@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from fastapi import Request
-from sqlalchemy import select
+from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session
 
-from .. import lfsinfo
-from ..auth import Principal, can_read, can_write
-from ..db.models import Space
+from .. import lfsinfo, repokinds
+from ..auth import Principal
+from ..db.models import RepoRow, Space
 from ..deps import Services
-from ..errors import Forbidden, RepoNotFound, Unauthorized
+from ..services.lookup import find_space, readable_repo, readable_space, writable_repo, writable_space
+from ..timestamps import iso
 
+F = TypeVar("F", bound=Callable[..., Any])
 
-def iso(dt: datetime | None) -> str | None:
-    if dt is None:
-        return None
-    if dt.tzinfo is None:  # SQLite hands back naive datetimes; they are UTC
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+__all__ = ["find_space", "iso", "readable_space", "writable_space"]
 
 
 def public_base(request: Request, svc: Services) -> str:
@@ -32,27 +28,6 @@ def public_base(request: Request, svc: Services) -> str:
     if svc.settings.public_url:
         return svc.settings.public_url.rstrip("/")
     return str(request.base_url).rstrip("/")
-
-
-def find_space(session: Session, owner: str, name: str) -> Space | None:
-    return session.scalar(select(Space).where(Space.owner == owner, Space.name == name))
-
-
-def readable_space(session: Session, principal: Principal | None, owner: str, name: str) -> Space:
-    """The Space, or RepoNotFound — also when it is private and the caller may not see it."""
-    space = find_space(session, owner, name)
-    if space is None or not can_read(session, principal, space):
-        raise RepoNotFound(f"Repository Not Found for url: /api/spaces/{owner}/{name}.")
-    return space
-
-
-def writable_space(session: Session, principal: Principal | None, owner: str, name: str) -> Space:
-    space = readable_space(session, principal, owner, name)
-    if principal is None:
-        raise Unauthorized("Authentication required")
-    if not can_write(session, principal, space):
-        raise Forbidden(f"You don't have the rights to manage spaces/{owner}/{name}")
-    return space
 
 
 def runtime_json(svc: Services, space: Space) -> dict[str, Any]:
@@ -128,3 +103,31 @@ def space_json(svc: Services, space: Space, *, siblings: bool = True, blobs: boo
     if siblings:
         data["siblings"] = lfsinfo.siblings(svc.repos, space, sha, blobs)
     return data
+
+
+def kind_of(request: Request) -> repokinds.RepoKind:
+    """The kind of repository a request's path addresses (``/api/models/...``, ``/datasets/...``, ...)."""
+    return repokinds.of_path(request.url.path)
+
+
+def each_kind(
+    router: APIRouter, pattern: str, methods: list[str], kinds: tuple[repokinds.RepoKind, ...] = repokinds.KINDS
+) -> Callable[[F], F]:
+    """Register the decorated handler at ``pattern`` for each kind (``<api>``/``<prefix>`` filled in,
+    :func:`repokinds.paths`); the handler finds its kind with :func:`kind_of`. Spaces first, so their
+    literal ``/spaces/`` paths win over a model's ``/{owner}/{name}``."""
+
+    def register(handler: F) -> F:
+        for path in repokinds.paths(pattern, tuple(sorted(kinds, key=lambda k: k.prefix == ""))):
+            router.add_api_route(path, handler, methods=methods)
+        return handler
+
+    return register
+
+
+def readable_row(session: Session, principal: Principal | None, request: Request, owner: str, name: str) -> RepoRow:
+    return readable_repo(session, principal, kind_of(request).name, owner, name)
+
+
+def writable_row(session: Session, principal: Principal | None, request: Request, owner: str, name: str) -> RepoRow:
+    return writable_repo(session, principal, kind_of(request).name, owner, name)

@@ -24,15 +24,16 @@ from sqlalchemy.orm import Session
 from spaceyard_builder import lfs
 from spaceyard_builder.lfs import Pointer
 
-from .. import lfsinfo, revisions
+from .. import lfsinfo, repokinds, revisions
 from ..auth import Principal
-from ..db.models import Space
+from ..db.models import RepoRow
 from ..deps import PrincipalDep, Services, ServicesDep, SessionDep
 from ..errors import BadRequest, EntryNotFound, RevisionNotFound
 from ..ranges import object_response, parse_range, range_headers, skip_chunks
 from ..repos import RepoStore
+from ..timestamps import iso
 from ..xet import content as xet_content
-from .common import iso, public_base, readable_space, space_json
+from .common import each_kind, public_base, readable_row, readable_space, space_json
 
 router = APIRouter()
 TREE_PAGE = 1000
@@ -58,14 +59,14 @@ def split_rev(parts: list[str]) -> tuple[str, str]:
     return "/".join(parts[:n]), "/".join(p for p in parts[n:] if p)
 
 
-def resolve_rev(repos: RepoStore, space: Space, rev: str) -> str | None:
+def resolve_rev(repos: RepoStore, space: RepoRow, rev: str) -> str | None:
     """The commit ``rev`` names, None for ``main`` of an empty repository; RevisionNotFound otherwise."""
     return revisions.resolve(repos, space, rev)
 
 
 def entry_json(
     repos: RepoStore,
-    space: Space,
+    space: RepoRow,
     sha: str,
     kind: str,
     oid: str,
@@ -91,11 +92,11 @@ def hub_date(git_iso: str) -> str | None:
     return iso(datetime.fromisoformat(git_iso).astimezone(UTC))
 
 
-def _last_commit(repos: RepoStore, space: Space, sha: str, path: str) -> dict[str, str] | None:
+def _last_commit(repos: RepoStore, space: RepoRow, sha: str, path: str) -> dict[str, str] | None:
     return repos.last_commit(space.owner, space.name, sha, path)
 
 
-def ls_paths(repos: RepoStore, space: Space, sha: str, paths: list[str]) -> list[tuple[str, str, int, str]]:
+def ls_paths(repos: RepoStore, space: RepoRow, sha: str, paths: list[str]) -> list[tuple[str, str, int, str]]:
     """(kind, oid, size, path) for each existing path (files and directories, not recursive)."""
     return [(i.kind, i.oid, i.size, i.path) for i in lfsinfo.ls_paths(repos, space, sha, paths)]
 
@@ -136,7 +137,7 @@ def space_info_at(
 
 
 # ------------------------------------------------------------------------------------------- tree
-@router.get("/api/spaces/{owner}/{name}/tree/{rest:path}")
+@each_kind(router, "/api/<api>/{owner}/{name}/tree/{rest:path}", ["GET"])
 def tree(
     owner: str,
     name: str,
@@ -149,23 +150,24 @@ def tree(
     cursor: int = 0,
     limit: int | None = None,
 ) -> Any:
-    space = readable_space(session, principal, owner, name)
+    space = readable_row(session, principal, request, owner, name)
+    repos = svc.store(space.kind)
     rev, path = split_rev(raw_tail(request, owner, name, "tree"))
-    sha = resolve_rev(svc.repos, space, rev)
+    sha = resolve_rev(repos, space, rev)
     if sha is None:
         if path:
             raise EntryNotFound(f"{path} does not exist on {rev}")
         return []
-    if path and not any(k == "directory" for k, *_ in ls_paths(svc.repos, space, sha, [path])):
+    if path and not any(k == "directory" for k, *_ in ls_paths(repos, space, sha, [path])):
         raise EntryNotFound(f"{path} is not a directory on {rev}")
     entries = [
-        e for e in svc.repos.list_tree(space.owner, space.name, sha, path, recursive=recursive) if e.type != "submodule"
+        e for e in repos.list_tree(space.owner, space.name, sha, path, recursive=recursive) if e.type != "submodule"
     ]
     entries.sort(key=lambda e: e.path)
     page_size = min(limit or TREE_PAGE, TREE_PAGE_EXPANDED if expand else TREE_PAGE)
     page = entries[cursor : cursor + page_size]
-    lfs = lfsinfo.pointers(svc.repos, space, [(e.oid, e.size) for e in page if e.type == "file"])
-    body = [entry_json(svc.repos, space, sha, e.type, e.oid, e.size, e.path, expand, lfs.get(e.oid)) for e in page]
+    lfs = lfsinfo.pointers(repos, space, [(e.oid, e.size) for e in page if e.type == "file"])
+    body = [entry_json(repos, space, sha, e.type, e.oid, e.size, e.path, expand, lfs.get(e.oid)) for e in page]
     headers = {}
     if cursor + page_size < len(entries):
         url = request.url.include_query_params(cursor=str(cursor + page_size))
@@ -174,7 +176,7 @@ def tree(
 
 
 # ------------------------------------------------------------------------------------- paths-info
-@router.post("/api/spaces/{owner}/{name}/paths-info/{rest:path}")
+@each_kind(router, "/api/<api>/{owner}/{name}/paths-info/{rest:path}", ["POST"])
 async def paths_info(
     owner: str, name: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> Any:
@@ -189,45 +191,46 @@ async def paths_info(
         form_qs = parse_qs(raw.decode(errors="replace"), keep_blank_values=True)
         paths = form_qs.get("paths", [])
         expand = (form_qs.get("expand") or ["false"])[0].lower() in ("1", "true")
-    space = readable_space(session, principal, owner, name)
+    space = readable_row(session, principal, request, owner, name)
+    repos = svc.store(space.kind)
     rev, _ = split_rev(raw_tail(request, owner, name, "paths-info"))
-    sha = resolve_rev(svc.repos, space, rev)
+    sha = resolve_rev(repos, space, rev)
     if sha is None:
         return []
-    found = [f for f in await asyncio.to_thread(ls_paths, svc.repos, space, sha, paths) if f[0] != "submodule"]
-    lfs = lfsinfo.pointers(svc.repos, space, [(oid, size) for k, oid, size, _ in found if k == "file"])
-    return [entry_json(svc.repos, space, sha, k, oid, size, p, expand, lfs.get(oid)) for k, oid, size, p in found]
+    found = [f for f in await asyncio.to_thread(ls_paths, repos, space, sha, paths) if f[0] != "submodule"]
+    lfs = lfsinfo.pointers(repos, space, [(oid, size) for k, oid, size, _ in found if k == "file"])
+    return [entry_json(repos, space, sha, k, oid, size, p, expand, lfs.get(oid)) for k, oid, size, p in found]
 
 
 # ------------------------------------------------------------------------------------------ resolve
 def _resolve_file(
-    svc: Services, session: Session, principal: Principal | None, owner: str, name: str, parts: list[str]
-) -> tuple[Space, str, str, str, int]:
-    space = readable_space(session, principal, owner, name)
-    rev, path = split_rev(parts)
+    svc: Services, session: Session, principal: Principal | None, request: Request, owner: str, name: str
+) -> tuple[RepoRow, str, str, str, int]:
+    space = readable_row(session, principal, request, owner, name)
+    repos = svc.store(space.kind)
+    rev, path = split_rev(raw_tail(request, owner, name, "resolve"))
     if not path:
         raise BadRequest("A file path is required")
-    sha = resolve_rev(svc.repos, space, rev)
-    found = ls_paths(svc.repos, space, sha, [path]) if sha else []
+    sha = resolve_rev(repos, space, rev)
+    found = ls_paths(repos, space, sha, [path]) if sha else []
     if found and found[0][0] == "submodule":
         raise BadRequest(
             f"{path} is a git submodule (commit {found[0][1][:12]}), not a file: Spaceyard does not fetch "
-            "submodules; add the files to the Space itself",
+            "submodules; add the files to the repository itself",
             code="EntryNotFound",
         )
     if sha is None or not found or found[0][0] != "file":
-        raise EntryNotFound(f"{path} does not exist on {rev} of spaces/{space.space_id}")
+        raise EntryNotFound(f"{path} does not exist on {rev} of {repokinds.named(space.kind).prefix}{space.repo_id}")
     _, oid, size, _ = found[0]
     return space, sha, path, oid, size
 
 
-@router.api_route("/spaces/{owner}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"])
+@each_kind(router, "/<prefix>{owner}/{name}/resolve/{rest:path}", ["GET", "HEAD"])
 def resolve(
     owner: str, name: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> Response:
-    space, sha, path, oid, size = _resolve_file(
-        svc, session, principal, owner, name, raw_tail(request, owner, name, "resolve")
-    )
+    space, sha, path, oid, size = _resolve_file(svc, session, principal, request, owner, name)
+    repos = svc.store(space.kind)
     etag = f'"{oid}"'
     headers = {
         "X-Repo-Commit": sha,
@@ -251,22 +254,23 @@ def resolve(
     if span:
         headers.update(range_headers(span, size))
     if size <= STREAM_ABOVE:
-        content = svc.repos.read_file(space.owner, space.name, sha, path) or b""
+        content = repos.read_file(space.owner, space.name, sha, path) or b""
         return Response(content[start : start + length], status, headers, media_type="application/octet-stream")
     headers["Content-Length"] = str(length)
-    chunks = blob_chunks(str(svc.repos.path(space.owner, space.name)), oid)
+    chunks = blob_chunks(str(repos.path(space.owner, space.name)), oid)
     if span:
         chunks = skip_chunks(chunks, start, length)
     return StreamingResponse(chunks, status, headers, media_type="application/octet-stream")
 
 
 def _lfs_object(
-    svc: Services, space: Space, oid: str, size: int, headers: dict[str, str]
+    svc: Services, space: RepoRow, oid: str, size: int, headers: dict[str, str]
 ) -> tuple[Path | None, int, str]:
     """For an LFS pointer whose object this Space holds: the object, its size and ETag (the sha256), and
     the Hub's ``X-Linked-Size`` / ``X-Linked-Etag`` headers. Other files: (None, size, blob ETag)."""
-    pointer = lfsinfo.pointers(svc.repos, space, [(oid, size)]).get(oid)
-    obj = lfs.available(svc.settings.data_dir, svc.repos.path(space.owner, space.name), pointer) if pointer else None
+    repos = svc.store(space.kind)
+    pointer = lfsinfo.pointers(repos, space, [(oid, size)]).get(oid)
+    obj = lfs.available(svc.settings.data_dir, repos.path(space.owner, space.name), pointer) if pointer else None
     if pointer is None or obj is None:
         return None, size, headers["ETag"]
     etag = f'"{pointer.oid}"'

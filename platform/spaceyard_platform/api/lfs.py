@@ -38,17 +38,17 @@ from typing import Any
 from cryptography.fernet import InvalidToken
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from spaceyard_builder import lfs
 
+from .. import repokinds
 from ..auth import Principal
-from ..db.models import Space
+from ..db.models import HubRepo, RepoRow, Space
 from ..deps import PrincipalDep, Services, ServicesDep, SessionDep, services_of
 from ..errors import BadRequest, Forbidden, NotFound, PlatformError, Unauthorized
 from ..ranges import object_response
-from .common import public_base, readable_space, writable_space
+from .common import each_kind, public_base, readable_row, writable_row
 from .files import json_object
 
 router = APIRouter(include_in_schema=False)
@@ -87,13 +87,15 @@ async def answer(work: Callable[[], Awaitable[Any]]) -> Response:
     return result if isinstance(result, Response) else lfs_response(result)
 
 
-def _space_for(session: Session, principal: Principal | None, owner: str, repo: str, write: bool) -> Space:
+def _space_for(
+    session: Session, principal: Principal | None, request: Request, owner: str, repo: str, write: bool
+) -> RepoRow:
     name = repo.removesuffix(".git")
     try:
         return (
-            writable_space(session, principal, owner, name)
+            writable_row(session, principal, request, owner, name)
             if write
-            else readable_space(session, principal, owner, name)
+            else readable_row(session, principal, request, owner, name)
         )
     except NotFound:
         if principal is None:  # private Spaces are invisible: let git retry with its credentials
@@ -101,11 +103,11 @@ def _space_for(session: Session, principal: Principal | None, owner: str, repo: 
         raise
 
 
-def git_dir(svc: Services, space: Space) -> Path:
-    return svc.repos.path(space.owner, space.name)
+def git_dir(svc: Services, space: RepoRow) -> Path:
+    return svc.store(space.kind).path(space.owner, space.name)
 
 
-def sign(svc: Services, space: Space, action: str, oid: str, size: int) -> str:
+def sign(svc: Services, space: RepoRow, action: str, oid: str, size: int) -> str:
     claims = {"s": space.id, "a": action, "o": oid, "n": size, "e": int(time.time()) + ACTION_TTL}
     return svc.secretbox.encrypt(json.dumps(claims))
 
@@ -122,22 +124,22 @@ def check_signature(svc: Services, token: str, action: str, oid: str) -> dict[st
     return claims
 
 
-def _space_by_id(svc: Services, space_id: str) -> Space:
+def _space_by_id(svc: Services, space_id: str) -> RepoRow:
     with svc.db.session() as session:
-        space = session.scalar(select(Space).where(Space.id == space_id))
+        space: RepoRow | None = session.get(Space, space_id) or session.get(HubRepo, space_id)
         if space is None:
             raise NotFound("The Space of this upload no longer exists")
         session.expunge(space)
         return space
 
 
-def stored(svc: Services, space: Space, oid: str, size: int) -> Path | None:
+def stored(svc: Services, space: RepoRow, oid: str, size: int) -> Path | None:
     """The object file if this Space may read it and it has ``size`` bytes."""
     return lfs.available(svc.settings.data_dir, git_dir(svc, space), lfs.Pointer(oid, size, 0))
 
 
 # ----------------------------------------------------------------------------------------------- batch
-@router.post("/spaces/{owner}/{repo}/info/lfs/objects/batch")
+@each_kind(router, "/<prefix>{owner}/{repo}/info/lfs/objects/batch", ["POST"])
 async def batch(
     owner: str, repo: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> Response:
@@ -146,7 +148,7 @@ async def batch(
         operation = body.get("operation")
         if operation not in ("upload", "download"):
             raise Unprocessable(f"Unknown operation {operation!r}: expected upload or download")
-        space = _space_for(session, principal, owner, repo, write=operation == "upload")
+        space = _space_for(session, principal, request, owner, repo, write=operation == "upload")
         transfers = body.get("transfers") or ["basic"]
         if "basic" not in transfers:
             raise Unprocessable("Spaceyard supports the 'basic' LFS transfer only")
@@ -159,7 +161,7 @@ async def batch(
     return await answer(work)
 
 
-def _batch_object(svc: Services, space: Space, operation: str, obj: Any, base: str) -> dict[str, Any]:
+def _batch_object(svc: Services, space: RepoRow, operation: str, obj: Any, base: str) -> dict[str, Any]:
     oid = str(obj.get("oid", "")) if isinstance(obj, dict) else ""
     raw_size = obj.get("size") if isinstance(obj, dict) else None
     if not lfs.is_oid(oid):
@@ -177,7 +179,10 @@ def _batch_object(svc: Services, space: Space, operation: str, obj: Any, base: s
                 "verify": {"href": f"{base}/api/lfs/objects/{oid}/verify?token={verify}", "expires_in": ACTION_TTL},
             }
     elif here is None:
-        entry["error"] = {"code": 404, "message": f"Object {oid} does not exist in spaces/{space.space_id}"}
+        entry["error"] = {
+            "code": 404,
+            "message": f"Object {oid} does not exist in {repokinds.named(space.kind).prefix}{space.repo_id}",
+        }
     else:
         token = sign(svc, space, "download", oid, size)
         entry["actions"] = {
@@ -232,26 +237,28 @@ async def verify_signed(oid: str, request: Request, token: str = "") -> Response
     return await answer(work)
 
 
-@router.post("/spaces/{owner}/{repo}/info/lfs/objects/verify")
+@each_kind(router, "/<prefix>{owner}/{repo}/info/lfs/objects/verify", ["POST"])
 async def verify(
     owner: str, repo: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> Response:
     """Verify with the caller's own credentials (older batch answers pointed here)."""
 
     async def work() -> Any:
-        space = _space_for(session, principal, owner, repo, write=True)
+        space = _space_for(session, principal, request, owner, repo, write=True)
         return await _verify(svc, space, request, None)
 
     return await answer(work)
 
 
-async def _verify(svc: Services, space: Space, request: Request, oid: str | None) -> Any:
+async def _verify(svc: Services, space: RepoRow, request: Request, oid: str | None) -> Any:
     body = json_object((await request.body()).strip() or b"{}")
     got, size = str(body.get("oid", "")), body.get("size")
     if oid is not None and got != oid:
         raise BadRequest(f"This verify URL is for object {oid}, not {got}")
     if not lfs.is_oid(got) or not isinstance(size, int) or stored(svc, space, got, size) is None:
-        raise NotFound(f"Object {got} of size {size} was not uploaded to spaces/{space.space_id}")
+        raise NotFound(
+            f"Object {got} of size {size} was not uploaded to {repokinds.named(space.kind).prefix}{space.repo_id}"
+        )
     return {"message": "ok"}
 
 
@@ -266,7 +273,7 @@ async def download(oid: str, request: Request, token: str = "") -> Response:
         size = int(claims.get("n", -1))
         path = stored(svc, space, oid, size)
         if path is None:
-            raise NotFound(f"Object {oid} does not exist in spaces/{space.space_id}")
+            raise NotFound(f"Object {oid} does not exist in {repokinds.named(space.kind).prefix}{space.repo_id}")
         return object_response(path, size, request.headers.get("range"), {})
 
     return await answer(work)
@@ -321,12 +328,12 @@ def _page(locks: list[dict[str, Any]], cursor: str, limit: int) -> tuple[list[di
     return page, (str(start + size) if start + size < len(locks) else None)
 
 
-@router.get("/spaces/{owner}/{repo}/info/lfs/locks")
+@each_kind(router, "/<prefix>{owner}/{repo}/info/lfs/locks", ["GET"])
 async def list_locks(
     owner: str, repo: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> Response:
     async def work() -> Any:
-        space = _space_for(session, principal, owner, repo, write=False)
+        space = _space_for(session, principal, request, owner, repo, write=False)
         q = request.query_params
         locks = await asyncio.to_thread(_read_locks, git_dir(svc, space))
         locks = [
@@ -340,12 +347,12 @@ async def list_locks(
     return await answer(work)
 
 
-@router.post("/spaces/{owner}/{repo}/info/lfs/locks")
+@each_kind(router, "/<prefix>{owner}/{repo}/info/lfs/locks", ["POST"])
 async def create_lock(
     owner: str, repo: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> Response:
     async def work() -> Any:
-        space = _space_for(session, principal, owner, repo, write=True)
+        space = _space_for(session, principal, request, owner, repo, write=True)
         assert principal is not None
         body = json_object((await request.body()).strip() or b"{}")
         path = str(body.get("path") or "")
@@ -372,12 +379,12 @@ async def create_lock(
     return await answer(work)
 
 
-@router.post("/spaces/{owner}/{repo}/info/lfs/locks/verify")
+@each_kind(router, "/<prefix>{owner}/{repo}/info/lfs/locks/verify", ["POST"])
 async def verify_locks(
     owner: str, repo: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> Response:
     async def work() -> Any:
-        space = _space_for(session, principal, owner, repo, write=True)
+        space = _space_for(session, principal, request, owner, repo, write=True)
         assert principal is not None
         body = json_object((await request.body()).strip() or b"{}")
         locks = await asyncio.to_thread(_read_locks, git_dir(svc, space))
@@ -389,7 +396,7 @@ async def verify_locks(
     return await answer(work)
 
 
-@router.post("/spaces/{owner}/{repo}/info/lfs/locks/{lock_id}/unlock")
+@each_kind(router, "/<prefix>{owner}/{repo}/info/lfs/locks/{lock_id}/unlock", ["POST"])
 async def unlock(
     owner: str,
     repo: str,
@@ -400,7 +407,7 @@ async def unlock(
     principal: PrincipalDep,
 ) -> Response:
     async def work() -> Any:
-        space = _space_for(session, principal, owner, repo, write=True)
+        space = _space_for(session, principal, request, owner, repo, write=True)
         assert principal is not None
         force = bool((json_object((await request.body()).strip() or b"{}")).get("force"))
 

@@ -9,8 +9,8 @@ from pydantic import BaseModel
 
 from ..deps import PrincipalDep, ServicesDep, SessionDep
 from ..errors import BadRequest
+from ..services.spaces import check_sleep_time
 from .common import runtime_json, writable_space
-from .repos import check_sleep_time
 
 router = APIRouter(prefix="/api/spaces")
 

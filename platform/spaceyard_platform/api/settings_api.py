@@ -1,6 +1,6 @@
 """Space settings over the Hub API: hardware, secrets, variables, visibility, duplication.
 
-The domain logic lives in :mod:`spaceyard_platform.spaces_service` (the web Settings tab uses it too);
+The domain logic lives in :mod:`spaceyard_platform.services.space_settings` (the web Settings tab uses it too);
 these handlers only translate the Hub's request and response shapes.
 """
 
@@ -14,11 +14,11 @@ from pydantic import BaseModel, Field
 
 from spaceyard_runtime.flavors import hardware_info
 
-from .. import spaces_service as service
 from ..deps import PrincipalDep, ServicesDep, SessionDep
 from ..errors import BadRequest, Conflict, header_value
+from ..services import space_settings as service
+from ..services.spaces import KeyValue
 from .common import public_base, runtime_json
-from .repos import KeyValue
 
 router = APIRouter(prefix="/api/spaces")
 

@@ -6,9 +6,8 @@
 
 * Features Spaceyard lacks answer ``501`` with ``X-Error-Message: ... is not supported by Spaceyard``
   (the client raises ``HfHubHTTPError`` showing it).
-* Model, dataset and kernel repositories answer ``404 RepoNotFound`` with a message saying Spaceyard
-  hosts Spaces only, so ``hf_hub_download`` and ``model_info`` raise ``RepositoryNotFoundError`` with it
-  (a 5xx would make ``hf_hub_download`` say "check your connection").
+* Kernel repositories answer ``404 RepoNotFound`` with a message saying Spaceyard hosts models, datasets
+  and Spaces only, so ``kernel_info`` raises ``RepositoryNotFoundError`` with it.
 * Any other ``/api/...`` path answers ``404`` with an ``X-Error-Message`` naming it (not a bare
   ``{"detail": "Not Found"}``), so a typo is told apart from a missing feature.
 """
@@ -25,7 +24,7 @@ from ..errors import NotFound, PlatformError, RepoNotFound
 DOC_BEGIN = "<!-- unsupported-table:begin (generated from api/unsupported.py; tests check it) -->"
 DOC_END = "<!-- unsupported-table:end -->"
 ALL = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
-SPACES_ONLY = "Spaceyard hosts Spaces only: {kind} repositories are not supported (use repo_type='space' for a Space)"
+HOSTED_ONLY = "Spaceyard hosts models, datasets and Spaces: {kind} repositories are not supported"
 
 
 class NotSupported(PlatformError):
@@ -59,7 +58,7 @@ def _repos(kind: str, prefix: str, calls: str, example: str) -> Unsupported:
         (f"/api/{prefix}/{{rest:path}}",),
         ("GET", example),
         status=404,
-        message=SPACES_ONLY.format(kind=kind),
+        message=HOSTED_ONLY.format(kind=kind),
     )
 
 
@@ -136,44 +135,7 @@ UNSUPPORTED: tuple[Unsupported, ...] = (
         ("/api/spaces/{owner}/{name}/user-access-request/{rest:path}",),
         ("GET", "/api/spaces/{space}/user-access-request/pending"),
     ),
-    Unsupported(
-        "Listing models",
-        "`list_models`",
-        ALL,
-        ("/api/models", "/api/models-tags-by-type"),
-        ("GET", "/api/models"),
-        message="Spaceyard hosts Spaces only: there are no models to list",
-    ),
-    _repos(
-        "model",
-        "models",
-        "`model_info`, `list_repo_files`, `upload_file`, ... (repo_type model)",
-        "/api/models/{space}",
-    ),
-    Unsupported(
-        "Listing datasets",
-        "`list_datasets`",
-        ALL,
-        ("/api/datasets", "/api/datasets-tags-by-type"),
-        ("GET", "/api/datasets"),
-        message="Spaceyard hosts Spaces only: there are no datasets to list",
-    ),
-    _repos("dataset", "datasets", "`dataset_info`, ... (repo_type dataset)", "/api/datasets/{space}"),
     _repos("kernel", "kernels", "`kernel_info`, ... (repo_type kernel)", "/api/kernels/{space}"),
-    Unsupported(
-        "Model and dataset downloads",
-        "`hf_hub_download` / `snapshot_download` without `repo_type='space'`, `git clone` of a model URL",
-        ("GET", "HEAD", "POST"),
-        (
-            "/{owner}/{name}/resolve/{rest:path}",
-            "/datasets/{owner}/{name}/resolve/{rest:path}",
-            "/{owner}/{name}/info/{rest:path}",
-            "/datasets/{owner}/{name}/info/{rest:path}",
-        ),
-        ("HEAD", "/{space}/resolve/main/README.md"),
-        status=404,
-        message=SPACES_ONLY.format(kind="model and dataset"),
-    ),
     Unsupported(
         "Buckets",
         "`create_bucket`, `list_buckets`, `list_bucket_tree`, ...",

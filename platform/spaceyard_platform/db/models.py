@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from ..lifecycle.stages import INITIAL
 
 
 def utcnow() -> datetime:
@@ -70,6 +72,7 @@ class Token(Base):
 class Space(Base):
     __tablename__ = "spaces"
     __table_args__ = (UniqueConstraint("owner", "name"),)
+    kind: ClassVar[str] = "space"
 
     id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_id)
     owner: Mapped[str] = mapped_column(String(96), index=True)
@@ -81,7 +84,8 @@ class Space(Base):
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     head_sha: Mapped[str | None] = mapped_column(String(40), default=None)
     card_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    stage: Mapped[str] = mapped_column(String(32), default="NO_APP_FILE")
+    stage: Mapped[str] = mapped_column(String(32), default=INITIAL.value)
+    """Written only by the deployer (:mod:`spaceyard_platform.lifecycle`); a new row starts at ``INITIAL``."""
     error_message: Mapped[str | None] = mapped_column(Text, default=None)
     serving_build_id: Mapped[str | None] = mapped_column(String(32), default=None)
     latest_build_id: Mapped[str | None] = mapped_column(String(32), default=None)
@@ -97,11 +101,47 @@ class Space(Base):
         return f"{self.owner}/{self.name}"
 
     @property
+    def repo_id(self) -> str:
+        return self.space_id
+
+    @property
     def app_label(self) -> str:
         """The stored subdomain (the Hub's derivation for a row written before labels were stored)."""
         from ..names import hub_label
 
         return self.subdomain or hub_label(self.owner, self.name)
+
+
+class HubRepo(Base):
+    """A model or dataset repository (``kind``): files and a card, never built or run. Its id is unique
+    per kind ignoring case (checked on create and move); a model and a Space may share a name."""
+
+    __tablename__ = "repos"
+    __table_args__ = (UniqueConstraint("kind", "owner", "name"),)
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(8), index=True)  # model | dataset
+    owner: Mapped[str] = mapped_column(String(96), index=True)
+    name: Mapped[str] = mapped_column(String(96))
+    private: Mapped[bool] = mapped_column(Boolean, default=False)
+    head_sha: Mapped[str | None] = mapped_column(String(40), default=None)
+    card_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """The README's front matter at ``head_sha`` (written on every push and commit, for listings)."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def repo_id(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+    @property
+    def space_id(self) -> str:
+        """The id (``OWNER/NAME``), under the name the shared file code uses for every repository."""
+        return self.repo_id
+
+
+RepoRow = Space | HubRepo
+"""Any repository row: what the git, LFS, Xet and file endpoints work on (``kind`` says which)."""
 
 
 class Build(Base):
@@ -127,7 +167,9 @@ class Build(Base):
 
     @property
     def log_key(self) -> str:
-        return f"build/{self.id}"
+        from ..names import build_log_key
+
+        return build_log_key(self.id)
 
 
 class SpaceSecret(Base):

@@ -7,9 +7,10 @@ more than once per request.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-SESSION_COOKIE = "spaceyard_session"
+from ..sessions import SESSION_COOKIE as SESSION_COOKIE  # one definition, with the platform's sessions
+
 PLATFORM_COOKIES: frozenset[bytes] = frozenset(
     {
         b"spaceyard_session",
@@ -214,7 +215,7 @@ def _without_frame_ancestors(csp: bytes) -> bytes:
     return b"; ".join(p for p in parts if p and not p.lower().startswith(b"frame-ancestors"))
 
 
-def route_headers(custom: dict[str, str], disable_embedding: bool, public_url: str) -> list[tuple[bytes, bytes]]:
+def route_headers(custom: Mapping[str, str], disable_embedding: bool, public_url: str) -> list[tuple[bytes, bytes]]:
     """The headers a Space adds to every response (computed once per route object, then cached)."""
     extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in custom.items()]
     if disable_embedding:

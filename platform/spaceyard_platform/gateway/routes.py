@@ -1,36 +1,34 @@
 """The route table: which app answers for which Space, looked up in O(1) on every request.
 
-The platform (:mod:`spaceyard_platform.deployer`) is the only writer: it :meth:`RouteTable.set`\\ s a
-:class:`Route` whenever a Space's serving version, stage or settings change; the gateway only reads.
-Changes apply to the next request, with nothing restarted. A route is found by subdomain label
-(``owner-name``) or by ``(owner, name)`` for the path form ``/apps/OWNER/NAME/``.
+Routes are published *by value*, as JupyterHub's ``Proxy.add_route(routespec, target, data)`` does: the
+platform (:mod:`spaceyard_platform.lifecycle`, the deployer) is the only writer, and each
+:meth:`RouteTable.add_route` replaces a Space's :class:`RouteSpec` — a frozen value — whole, whenever its
+serving version, stage or settings change. The gateway only reads specs; it never changes one and the
+deployer never reads a decision back from it. What the gateway learns by serving (last activity, open
+requests, which version a visitor used) is the gateway's own: :mod:`.activity`.
 
-A route whose app is not awake has ``upstream=None``; the gateway then calls the table's
-:class:`Waker` (the deployer), which returns the upstream once the app is ready, holding the request
-meanwhile, or raises :class:`WakeRefused` (paused, failed, building for the first time...).
+A spec whose app is not awake has ``upstream=None``; the gateway then asks its :class:`Waker` (the
+deployer), which returns the upstream once the app is ready (publishing the new spec first), or raises
+:class:`WakeRefused` (paused, failed, building for the first time...).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import abc
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from spaceyard_runtime.api import Endpoint
 
-from ..names import hub_label
-from .access import AppAccess
-from .gradiostate import StateMemo
+from ..names import default_subdomain
 
 
 def subdomain_for(space_id: str) -> str:
     """``Owner/My_Space`` -> ``owner-my-space`` (the Hub's ``*.hf.space`` rule). Not injective: a Space's
-    address is its stored label (``Space.app_label``, ``Route.label``), this is only its first choice."""
-    owner, _, name = space_id.partition("/")
-    return hub_label(owner, name)
+    address is its stored label (``Space.app_label``, ``RouteSpec.label``), this is only its first choice."""
+    return default_subdomain(space_id)
 
 
 class WakeRefused(Exception):
@@ -42,18 +40,20 @@ class WakeRefused(Exception):
         self.stage = stage
 
 
-@dataclass
-class Route:
+@dataclass(frozen=True)
+class RouteSpec:
+    """Where a Space's requests go, as the deployer decided it. Immutable: a change is a new spec."""
+
     space_id: str
     stage: str
+    """The Space's stage when published (shown on the gateway's error pages)."""
     upstream: Endpoint | None = None
     static_root: Path | None = None
     """Static Spaces: files served by the gateway itself."""
     static_index: str = "index.html"
     private: bool = False
     disable_embedding: bool = False
-    custom_headers: dict[str, str] = field(default_factory=dict)
-    last_activity: float = field(default_factory=time.monotonic)
+    custom_headers: Mapping[str, str] = field(default_factory=dict)
     reason: str = ""
     version: str = ""
     """The serving version (build id). Visitors are stamped with it (cookie ``spaceyard_version``)."""
@@ -62,8 +62,6 @@ class Route:
     ``previous_version`` still reaches it, so sessions started before the swap (Gradio event ids,
     session state) finish where their state lives."""
     previous_version: str = ""
-    previous_used: float = 0.0
-    """When a visitor was last routed to ``previous`` (monotonic); it is retired once unused for a while."""
     label: str = ""
     """The Space's stored subdomain label (``Space.app_label``); empty means the Hub derivation."""
 
@@ -71,35 +69,11 @@ class Route:
     def subdomain(self) -> str:
         return self.label or subdomain_for(self.space_id)
 
-    gradio_state: StateMemo = field(default_factory=StateMemo)
-    """Which version answered each Gradio event id and upload path (cookie-less follow-ups, swaps)."""
-    open_requests: list[int] = field(default_factory=lambda: [0])
-    """Requests and websockets open to the app right now (one counter shared by the successive Route
-    objects of a Space, so a route rebuilt mid-request keeps counting): the idle check waits for them."""
-
-    @property
-    def in_flight(self) -> int:
-        return self.open_requests[0]
-
-    def touch(self) -> None:
-        """Record activity (any request, streamed bytes, websocket frame)."""
-        self.last_activity = time.monotonic()
-
-    @contextmanager
-    def busy(self) -> Iterator[None]:
-        """Count an open request or websocket for as long as it lasts; its end is activity too."""
-        counter = self.open_requests
-        counter[0] += 1
-        try:
-            yield
-        finally:
-            counter[0] -= 1
-            self.touch()
-
 
 class Waker(Protocol):
-    async def wake(self, route: Route) -> Endpoint:
-        """Make the route's app ready and return its upstream; raise WakeRefused when it cannot."""
+    async def wake(self, space_id: str) -> Endpoint:
+        """Make the Space's app ready, publish its new route, and return its upstream; raise
+        :class:`WakeRefused` when it cannot. Called once per Space at a time (the gateway coalesces)."""
         ...
 
 
@@ -114,39 +88,62 @@ class Authorizer(Protocol):
         ...
 
 
-class RouteTable:
+class RouteTable(abc.ABC):
+    """Contract of a route table (one per platform process; the gateway reads, the deployer writes).
+
+    * :meth:`add_route` publishes a Space's spec, replacing the previous one whole; it refuses
+      (``ValueError``) a subdomain held by another Space. :meth:`remove_route` forgets a Space.
+    * :meth:`by_subdomain` and :meth:`by_id` are O(1), case-insensitive, never block and never fail:
+      they run on every request, on the event loop. A lookup returns the spec current at that moment;
+      a request keeps the spec it found (a value), and looks again after waiting (a wake).
+    * Specs are values: an implementation may copy them, and nobody mutates one.
+    """
+
+    @abc.abstractmethod
+    def add_route(self, spec: RouteSpec) -> None: ...
+
+    @abc.abstractmethod
+    def remove_route(self, space_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def by_subdomain(self, label: str) -> RouteSpec | None: ...
+
+    @abc.abstractmethod
+    def by_id(self, space_id: str) -> RouteSpec | None: ...
+
+    @abc.abstractmethod
+    def all(self) -> list[RouteSpec]: ...
+
+
+class InMemoryRouteTable(RouteTable):
+    """The route table of one platform process: two dicts."""
+
     def __init__(self) -> None:
-        self._by_subdomain: dict[str, Route] = {}
-        self._by_id: dict[str, Route] = {}
-        self.waker: Waker | None = None
-        self.authorizer: Authorizer | None = None
-        self.access: AppAccess | None = None
-        """Tickets and access cookies for private apps in browsers (set by the platform, which holds
-        the secret key); without it private apps answer only to tokens."""
+        self._by_subdomain: dict[str, RouteSpec] = {}
+        self._by_id: dict[str, RouteSpec] = {}
 
-    def set(self, route: Route) -> None:
-        old = self._by_id.get(route.space_id.lower())
-        if old is not None:
-            route.last_activity = max(route.last_activity, old.last_activity)
-            if old.subdomain != route.subdomain and self._by_subdomain.get(old.subdomain) is old:
-                del self._by_subdomain[old.subdomain]
-        holder = self._by_subdomain.get(route.subdomain)
-        if holder is not None and holder.space_id.lower() != route.space_id.lower():
+    def add_route(self, spec: RouteSpec) -> None:
+        key = spec.space_id.lower()
+        holder = self._by_subdomain.get(spec.subdomain)
+        if holder is not None and holder.space_id.lower() != key:
             # Never let one Space take over another's address (labels are unique in the database).
-            raise ValueError(f"subdomain {route.subdomain} belongs to {holder.space_id}, not {route.space_id}")
-        self._by_id[route.space_id.lower()] = route
-        self._by_subdomain[route.subdomain] = route
+            raise ValueError(f"subdomain {spec.subdomain} belongs to {holder.space_id}, not {spec.space_id}")
+        old = self._by_id.get(key)
+        if old is not None and old.subdomain != spec.subdomain and self._by_subdomain.get(old.subdomain) is old:
+            del self._by_subdomain[old.subdomain]
+        self._by_id[key] = spec
+        self._by_subdomain[spec.subdomain] = spec
 
-    def remove(self, space_id: str) -> None:
-        route = self._by_id.pop(space_id.lower(), None)
-        if route is not None and self._by_subdomain.get(route.subdomain) is route:
-            del self._by_subdomain[route.subdomain]
+    def remove_route(self, space_id: str) -> None:
+        spec = self._by_id.pop(space_id.lower(), None)
+        if spec is not None and self._by_subdomain.get(spec.subdomain) is spec:
+            del self._by_subdomain[spec.subdomain]
 
-    def by_subdomain(self, label: str) -> Route | None:
+    def by_subdomain(self, label: str) -> RouteSpec | None:
         return self._by_subdomain.get(label.lower())
 
-    def by_id(self, space_id: str) -> Route | None:
+    def by_id(self, space_id: str) -> RouteSpec | None:
         return self._by_id.get(space_id.lower())
 
-    def all(self) -> list[Route]:
+    def all(self) -> list[RouteSpec]:
         return list(self._by_id.values())

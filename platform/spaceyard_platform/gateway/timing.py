@@ -50,7 +50,7 @@ class GatewayMetrics:
         if scope["type"] != "http":
             await self.gateway(scope, receive, send)
             return
-        match = self.gateway._match(scope)
+        match = self.gateway.match(scope)
         if match is None or match.route is None:
             await self.gateway(scope, receive, send)
             return

@@ -16,8 +16,8 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from .activity import SpaceActivity
 from .asgi import Receive, Scope, Send
-from .routes import Route
 
 _NO_STATUS = 1005
 _ABNORMAL = 1006
@@ -47,7 +47,7 @@ async def relay(
     send: Send,
     url: URL,
     headers: list[tuple[str, str]],
-    route: Route,
+    activity: SpaceActivity,
     idle_timeout: float,
 ) -> None:
     message = await receive()
@@ -74,7 +74,7 @@ async def relay(
     if ws.protocol:
         accept["subprotocol"] = ws.protocol
     await send(accept)
-    route.touch()
+    activity.touch()
     last = [time.monotonic()]
     client_done = [False]  # the visitor's side is closed (by either end)
 
@@ -83,8 +83,7 @@ async def relay(
             msg = await receive()
             kind = msg["type"]
             if kind == "websocket.receive":
-                route.touch()
-                last[0] = route.last_activity
+                last[0] = activity.touch()
                 text = msg.get("text")
                 if text is not None:
                     await ws.send_str(text)
@@ -102,12 +101,10 @@ async def relay(
             msg = await ws.receive()
             kind = msg.type
             if kind is aiohttp.WSMsgType.TEXT:
-                route.touch()
-                last[0] = route.last_activity
+                last[0] = activity.touch()
                 await send({"type": "websocket.send", "text": msg.data})
             elif kind is aiohttp.WSMsgType.BINARY:
-                route.touch()
-                last[0] = route.last_activity
+                last[0] = activity.touch()
                 await send({"type": "websocket.send", "bytes": msg.data})
             elif kind is aiohttp.WSMsgType.CLOSE:
                 code = _asgi_close_code(msg.data)

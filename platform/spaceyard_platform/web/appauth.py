@@ -20,8 +20,8 @@ from ..auth import can_read
 from ..db.models import Space
 from ..deps import ServicesDep, SessionDep
 from ..gateway.access import AUTH_PATH
-from .pages import not_found, safe_next
-from .sessions import resolve_session, session_cookie_name, session_ref
+from ..sessions import resolve_session, session_cookie_name, session_ref
+from .render import not_found, safe_next
 
 router = APIRouter(include_in_schema=False)
 
@@ -40,7 +40,7 @@ def app_sign_in(
         here = "/auth/apps?" + urlencode({"space": space, "next": next})
         return RedirectResponse("/login?" + urlencode({"next": here}), status_code=303)
     route = svc.routes.by_subdomain(space) if space else None
-    access = svc.routes.access
+    access = svc.access
     row = None
     if route is not None:
         owner, _, name = route.space_id.partition("/")

@@ -16,16 +16,8 @@ from fastapi.responses import RedirectResponse, Response
 
 from ..auth import can_write
 from ..deps import ServicesDep, SessionDep
-from .pages import (
-    MAX_TEXT_VIEW,
-    WebUserDep,
-    breadcrumbs,
-    get_readable,
-    not_found,
-    principal_of,
-    render,
-    space_context,
-)
+from .render import MAX_TEXT_VIEW, WebUserDep, breadcrumbs, not_found, principal_of, render
+from .spacepages import get_readable, space_context
 
 router = APIRouter(include_in_schema=False)
 

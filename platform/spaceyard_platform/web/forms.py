@@ -1,7 +1,7 @@
 """The Settings tab's forms, posted by the browser (they work without JavaScript).
 
 Each handler checks the session's CSRF token, calls the shared domain function in
-:mod:`spaceyard_platform.spaces_service` (the Hub API's handlers call the same ones), and redirects back
+:mod:`spaceyard_platform.services.space_settings` (the Hub API's handlers call the same ones), and redirects back
 to the Settings tab with a message (``?done=`` or ``?error=``). Pause, restart and sleep time are sent
 by ``spaceyard.js`` to the JSON API instead, with the CSRF token in ``X-CSRF-Token``.
 """
@@ -14,11 +14,11 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form
 from fastapi.responses import RedirectResponse, Response
 
-from .. import spaces_service as service
 from ..deps import ServicesDep, SessionDep
 from ..errors import Forbidden, PlatformError, Unauthorized
-from .pages import WebUserDep
-from .sessions import SignedIn, csrf_ok
+from ..services import space_settings as service
+from ..sessions import SignedIn, csrf_ok
+from .render import WebUserDep
 
 router = APIRouter(prefix="/spaces/{owner}/{name}/settings", include_in_schema=False)
 

@@ -15,7 +15,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ..deps import ServicesDep, SessionDep
-from .pages import MAX_TEXT_VIEW, WebUserDep, get_readable, not_found, principal_of
+from .render import MAX_TEXT_VIEW, WebUserDep, not_found, principal_of
+from .spacepages import get_readable
 
 router = APIRouter(include_in_schema=False)
 

@@ -18,17 +18,18 @@ import json
 import os
 import tempfile
 from collections.abc import AsyncIterator, Generator
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from .. import repokinds
 from ..deps import PrincipalDep, Services, ServicesDep, SessionDep
 from ..errors import BadRequest, Forbidden, NotFound, PlatformError, Unauthorized
 from . import cas, hashing, tokens
-from .store import CasStore, LocalCasStore
+from .content import store_of
+from .store import CasStore
 
 router = APIRouter()
 CAS = "/xet-cas"
@@ -41,15 +42,6 @@ class RangeError(PlatformError):
 
 class PayloadTooLarge(PlatformError):
     status = 413
-
-
-@lru_cache(maxsize=8)
-def _store_at(root: Path) -> CasStore:
-    return LocalCasStore(root)
-
-
-def store_of(svc: Services) -> CasStore:
-    return _store_at(svc.settings.data_dir.resolve() / "xet")
 
 
 def _base(request: Request, svc: Services) -> str:
@@ -73,27 +65,31 @@ def _token_response(request: Request, svc: Services, scope: str, write: bool) ->
     )
 
 
-@router.get("/api/spaces/{owner}/{name}/xet-write-token/{rest:path}")
 def xet_write_token(
     owner: str, name: str, rest: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> Response:
     from ..api.commits import branch_of
-    from ..api.common import writable_space
+    from ..api.common import writable_row
 
-    space = writable_space(session, principal, owner, name)
+    space = writable_row(session, principal, request, owner, name)
     if rest != "None":  # huggingface_hub sends "None" when it will open a pull request
         branch_of(space, svc, rest)
     return _token_response(request, svc, space.id, write=True)
 
 
-@router.get("/api/spaces/{owner}/{name}/xet-read-token/{rest:path}")
 def xet_read_token(
     owner: str, name: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> Response:
-    from ..api.common import readable_space
+    from ..api.common import readable_row
 
-    space = readable_space(session, principal, owner, name)
+    space = readable_row(session, principal, request, owner, name)
     return _token_response(request, svc, space.id, write=False)
+
+
+for _path in repokinds.paths("/api/<api>/{owner}/{name}/xet-write-token/{rest:path}"):
+    router.add_api_route(_path, xet_write_token, methods=["GET"])
+for _path in repokinds.paths("/api/<api>/{owner}/{name}/xet-read-token/{rest:path}"):
+    router.add_api_route(_path, xet_read_token, methods=["GET"])
 
 
 # ------------------------------------------------------------------------------------------ CAS auth

@@ -14,12 +14,24 @@ import asyncio
 import os
 import tempfile
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 
-from ..db.models import Space
+from .. import repokinds
+from ..db.models import RepoRow
 from ..deps import Services
 from . import cas, hashing
-from .api import store_of
+from .store import CasStore, LocalCasStore
+
+
+@lru_cache(maxsize=8)
+def _store_at(root: Path) -> CasStore:
+    return LocalCasStore(root)
+
+
+def store_of(svc: Services) -> CasStore:
+    """The Xet CAS store of this platform (``DATA_DIR/xet``), shared by the API and the commit path."""
+    return _store_at(svc.settings.data_dir.resolve() / "xet")
 
 
 async def commit_file(svc: Services, sha256: str, scope: str | None, add: Callable[[Path], None]) -> bool:
@@ -46,7 +58,7 @@ async def commit_file(svc: Services, sha256: str, scope: str | None, add: Callab
     return await asyncio.to_thread(run)
 
 
-def download_headers(svc: Services, base: str, space: Space, revision: str, sha256: str | None) -> dict[str, str]:
+def download_headers(svc: Services, base: str, space: RepoRow, revision: str, sha256: str | None) -> dict[str, str]:
     """``X-Xet-Hash`` and the ``xet-auth`` link for a file this Space stored through Xet, else nothing.
 
     With them ``hf_hub_download`` fetches the file through the CAS (deduplicated, parallel, resumable);
@@ -57,7 +69,8 @@ def download_headers(svc: Services, base: str, space: Space, revision: str, sha2
     store = store_of(svc)
     for candidate in store.sha256_candidates(sha256):
         if store.granted(space.id, candidate):
-            token_url = f"{base}/api/spaces/{space.space_id}/xet-read-token/{revision}"
+            api = repokinds.named(space.kind).api
+            token_url = f"{base}/api/{api}/{space.repo_id}/xet-read-token/{revision}"
             return {"X-Xet-Hash": hashing.to_hex(candidate), "Link": f'<{token_url}>; rel="xet-auth"'}
     return {}
 

@@ -15,19 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..api import Flavor
+from ..settings import DEFAULT_BLOCKED_CIDRS, DEFAULT_BLOCKED_CIDRS_V6
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-# The ranges a Space must not reach: RFC 1918, CGNAT (many pod/service CIDRs), link-local (cloud
-# metadata at 169.254.169.254) and their IPv6 counterparts. Operators add their own cluster ranges.
-DEFAULT_BLOCKED_CIDRS: tuple[str, ...] = (
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "100.64.0.0/10",
-    "169.254.0.0/16",
-)
-DEFAULT_BLOCKED_CIDRS_V6: tuple[str, ...] = ("fc00::/7", "fe80::/10")
 
 
 @dataclass(frozen=True)

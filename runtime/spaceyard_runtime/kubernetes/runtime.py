@@ -3,7 +3,8 @@
 =================  ==============================================================================
 ``start``          ensure owner, Secret, NetworkPolicy, Service, Deployment (replicas 1); returns at once
 ``wait_ready``     watches the Space's pods until a pod of *this* template is ready; ``AppCrashed``
-                   (exit code + last log lines) on a crash loop; ``CapacityPending`` (not a failure)
+                   (exit code + last log lines) on a crash loop, ``AppStartError`` if the image cannot
+                   be pulled or run at all; ``CapacityPending`` (not a failure)
                    if the deadline passes while the pod waits for a node; else ``AppStartTimeout``
 ``poll``           ``PENDING`` + the scheduler's message while unschedulable, ``EXITED`` on a crash
 ``suspend``        scale to 0 (objects and Service stay: waking needs no re-creation)
@@ -33,7 +34,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from ..api import AppHandle, AppSpec, AppState, AppStatus, Endpoint, Flavor, LogSink, Runtime
+from ..api import AppHandle, AppSpec, AppState, AppStatus, Capabilities, Endpoint, Flavor, LogSink, Runtime
 from ..errors import AppCrashed, AppStartError, AppStartTimeout, CapacityPending
 from ..flavors import load_flavors
 from ..settings import RuntimeSettings
@@ -41,7 +42,7 @@ from . import objects, slugs
 from .clients import KubeApi, make_api_client
 from .coldstart import ColdStart, may_change_stage, pull_seconds, slice_ready
 from .desired import ClusterConfig, DesiredSpace, SpaceStatus, Stage
-from .reconcile import apply_space, delete_space, observe_space, template_hash
+from .reconcile import IMAGE_ERRORS, apply_space, delete_space, observe_space, template_hash
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,10 @@ class KubernetesRuntime(Runtime):
         self.flavors = load_flavors(settings.flavors_file)
         self._pumps: dict[str, _LogPump] = {}
         self._desired: dict[str, DesiredSpace] = {}
+
+    capabilities = Capabilities(reattach=True, restarts_crashed_apps=True, wakes_in_place=True, endpoint_delay=15.0)
+    """Pods outlive the platform, the kubelet restarts a crashed app, a Deployment scales back up; the
+    Service routes to a pod a moment after it is ready (kube-proxy)."""
 
     # -- desired state -----------------------------------------------------------------------------
 
@@ -239,6 +244,8 @@ class KubernetesRuntime(Runtime):
                 }
                 return
             if status.stage is Stage.RUNTIME_ERROR:
+                if status.exit_code is None and status.message.partition(":")[0] in IMAGE_ERRORS:
+                    raise AppStartError(status.message)  # the image cannot run at all: a bad artifact, no crash
                 raise AppCrashed(status.message, exit_code=status.exit_code, log_tail=status.log_tail)
             if status.stage in (Stage.ABSENT, Stage.SLEEPING, Stage.PAUSED):
                 raise AppCrashed(f"The app is not running ({status.stage.value.lower()})")

@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
@@ -27,23 +28,23 @@ if os.environ.get("PROBER_SPAWN", "1") == "1":
     )
 
 
-def attempt(what, fn):
+def attempt(what: str, fn: Callable[[], object]) -> dict[str, object]:
     try:
         return {"what": what, "ok": True, "got": repr(fn())[:300]}
     except Exception as exc:
         return {"what": what, "ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
 
 
-def read(path):
+def read(path: str | Path) -> Callable[[], bytes]:
     return lambda: Path(path).read_bytes()[:200]
 
 
-def listing(path):
+def listing(path: str | Path) -> Callable[[], list[str]]:
     return lambda: sorted(os.listdir(path))
 
 
-def environs():
-    found = {}
+def environs() -> dict[str, str]:
+    found: dict[str, str] = {}
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
@@ -53,15 +54,15 @@ def environs():
     return found
 
 
-def connect(host, port):
-    def go():
+def connect(host: str, port: int) -> Callable[[], object]:
+    def go() -> object:
         with socket.create_connection((host, port), timeout=2) as s:
             return s.getpeername()
 
     return go
 
 
-def probe(platform_port):
+def probe(platform_port: str) -> str:
     port = int(platform_port or 0)
     results = [
         attempt("secret.key", read(DATA / "secret.key")),
@@ -95,14 +96,14 @@ def probe(platform_port):
     )
 
 
-def eat(megabytes):
-    hog = []
+def eat(megabytes: str) -> str:
+    hog: list[bytearray] = []
     for _ in range(int(megabytes)):
         hog.append(bytearray(1 << 20))
     return f"survived {len(hog)} MiB"
 
 
-def reverse(path):
+def reverse(path: str) -> str:
     """Upload in, download out: the file's bytes reversed, written under the app's own TMPDIR."""
     import tempfile
 

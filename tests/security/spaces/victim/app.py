@@ -1,7 +1,7 @@
 import gradio as gr
 
 
-def greet(name):
+def greet(name: str) -> str:
     return "Hello " + name
 
 

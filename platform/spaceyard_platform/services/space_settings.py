@@ -11,17 +11,20 @@ platform's :class:`~spaceyard_platform.crypto.SecretBox` and never returned.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .api.common import find_space, iso, readable_space, writable_space
-from .api.repos import KeyValue, check_sleep_time, create_space, validate_key, validate_name
-from .auth import Principal
-from .db.models import Space, SpaceSecret, SpaceVariable
-from .deps import Services
-from .errors import BadRequest, Conflict, NotFound
+from ..auth import Principal
+from ..db.models import Space, SpaceSecret, SpaceVariable
+from ..errors import BadRequest, Conflict, NotFound
+from ..timestamps import iso
+from .lookup import find_space, readable_space, writable_space
+from .spaces import KeyValue, check_sleep_time, create_space, validate_key, validate_name
+
+if TYPE_CHECKING:
+    from ..deps import Services
 
 
 def _now() -> datetime:

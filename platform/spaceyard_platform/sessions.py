@@ -20,11 +20,13 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
-from ..auth import SESSION_COOKIE, Principal
-from ..crypto import hash_token
-from ..db.models import User, WebSession
-from ..settings import Settings
+from .auth import Principal
+from .crypto import hash_token
+from .db.models import User, WebSession
+from .settings import Settings
 
+SESSION_COOKIE = "spaceyard_session"
+"""The session cookie's name (``__Host-`` in front of it when the platform is served over HTTPS)."""
 SESSION_LIFETIME = timedelta(days=30)
 LOGIN_CSRF_COOKIE = "spaceyard_login_csrf"
 CSRF_FIELD = "csrf_token"

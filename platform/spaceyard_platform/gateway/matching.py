@@ -1,0 +1,72 @@
+"""Which Space a request is for: by subdomain (``OWNER-NAME.<apps domain>``, the port may be left out) or
+by path (``/apps/OWNER/NAME/...``). Two dict lookups in the route table; nothing else is read."""
+
+from __future__ import annotations
+
+from .asgi import Scope
+from .routes import RouteSpec, RouteTable, subdomain_for
+
+
+class Match:
+    __slots__ = ("host", "label", "path", "prefix", "raw_path", "route")
+
+    def __init__(
+        self, route: RouteSpec | None, host: str, prefix: str, path: str, raw_path: bytes, label: str = ""
+    ) -> None:
+        self.route = route
+        self.host = host
+        self.prefix = prefix
+        """``/apps/OWNER/NAME`` on the path form, ``""`` on the app's own origin."""
+        self.path = path
+        self.raw_path = raw_path
+        self.label = label
+        """The subdomain label (``owner-name``) of the subdomain form."""
+
+
+class Matcher:
+    """``matcher(scope)`` -> the :class:`Match` of a request for a Space, or ``None`` (the platform's)."""
+
+    def __init__(self, routes: RouteTable, apps_domain: str) -> None:
+        self.routes = routes
+        domain = apps_domain.lower().strip(".")
+        self._suffix = ("." + domain).encode("latin-1")
+        bare = domain.rsplit(":", 1)[0] if ":" in domain and not domain.endswith("]") else domain
+        self._suffix_bare = ("." + bare).encode("latin-1")
+
+    def __call__(self, scope: Scope) -> Match | None:
+        host = b""
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value
+                break
+        if host:
+            lower = host.lower()
+            label = b""
+            if lower.endswith(self._suffix):
+                label = lower[: -len(self._suffix)]
+            else:
+                bare = lower.rsplit(b":", 1)[0] if b":" in lower and not lower.endswith(b"]") else lower
+                if bare.endswith(self._suffix_bare):
+                    label = bare[: -len(self._suffix_bare)]
+            if label and b"." not in label:
+                text = label.decode("latin-1")
+                route = self.routes.by_subdomain(text)
+                return Match(route, host.decode("latin-1"), "", scope["path"], scope.get("raw_path") or b"", text)
+        path: str = scope["path"]
+        if path.startswith("/apps/"):
+            parts = path.split("/", 4)
+            if len(parts) < 4 or not parts[2] or not parts[3]:
+                return None
+            owner, name = parts[2], parts[3]
+            route = self.routes.by_id(f"{owner}/{name}")
+            prefix = f"/apps/{owner}/{name}"
+            raw = scope.get("raw_path")
+            if raw:
+                raw_parts = raw.split(b"?", 1)[0].split(b"/", 4)
+                raw_rest = b"/" + raw_parts[4] if len(raw_parts) == 5 else b""
+            else:
+                raw_rest = b""
+            rest = "/" + parts[4] if len(parts) == 5 else ""
+            own = route.subdomain if route is not None else subdomain_for(f"{owner}/{name}")
+            return Match(route, host.decode("latin-1"), prefix, rest, raw_rest, own)
+        return None

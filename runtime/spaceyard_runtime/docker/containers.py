@@ -1,0 +1,130 @@
+"""What a Space's container is: the whole sandbox as the arguments of ``containers.create``, in one place.
+
+The container (:func:`container_kwargs`):
+
+* runs as uid/gid 1000 whatever the image says, with every capability dropped and
+  ``no-new-privileges``;
+* has a read-only root filesystem for gradio/streamlit images (whose layout the engine generated),
+  with tmpfs mounts for ``/tmp``, ``~/.cache``, ``~/.config`` and the SDK's own scratch directory;
+  ``sdk: docker`` images keep a writable (ephemeral) layer because their layout is the author's;
+* is limited by ``spec.flavor``: ``nano_cpus`` (clamped to this host's CPUs), ``mem_limit`` with no
+  swap, a pids limit; GPU flavors get ``device_requests`` for the GPU indices given
+  (:class:`~.gpus.GpuAllocator`);
+* gets ``spec.env`` plus what the SDK needs (port, bind address) and nothing of the platform's own
+  environment (:func:`app_env`);
+* on a per-Space network, a ``resolv.conf`` that fails lookups at once (:func:`resolv_conf`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from docker.types import DeviceRequest
+
+from ..api import AppSpec
+from ..settings import RuntimeSettings
+
+LABEL = "org.spaceyard"
+HOME = "/home/user"
+HEALTH_PROBE = (
+    "import sys, urllib.request, urllib.error\n"
+    "try: urllib.request.urlopen('http://127.0.0.1:{port}/', timeout=10)\n"
+    "except urllib.error.HTTPError as e: sys.exit(e.code >= 500)\n"
+)
+"""Docker HEALTHCHECK of gradio/streamlit containers: healthy while ``GET /`` answers below 500."""
+NO_DNS_RESOLV_CONF = (
+    "# Spaceyard: Spaces on a per-Space network have no egress and no DNS\n"
+    "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
+)
+
+
+def app_env(spec: AppSpec) -> dict[str, str]:
+    """``spec.env`` and what the SDK needs to listen on ``spec.app_port`` of every address."""
+    env = dict(spec.env)
+    port = str(spec.app_port)
+    env.update({"PORT": port, "HOME": HOME})
+    if spec.sdk == "gradio":
+        env.update({"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": port})
+    elif spec.sdk == "streamlit":
+        # browser.serverAddress set = Streamlit does not look up its "External URL" at start.
+        env.update(
+            {
+                "STREAMLIT_SERVER_PORT": port,
+                "STREAMLIT_SERVER_ADDRESS": "0.0.0.0",
+                "STREAMLIT_BROWSER_SERVER_ADDRESS": "localhost",
+                "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+            }
+        )
+    return env
+
+
+def resolv_conf(settings: RuntimeSettings) -> Path:
+    """The ``resolv.conf`` bound into containers on a per-Space network (written once, atomically)."""
+    path = (settings.runtime_dir / "docker" / "resolv.conf").resolve()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(NO_DNS_RESOLV_CONF)
+        tmp.replace(path)
+    return path
+
+
+def container_kwargs(
+    settings: RuntimeSettings, spec: AppSpec, name: str, network: str, gpus: list[str]
+) -> dict[str, Any]:
+    """Arguments of ``containers.create`` for ``spec``: the whole sandbox, in one place."""
+    flavor = spec.flavor
+    cpus = min(float(flavor.cpu), float(os.cpu_count() or 1))
+    size = settings.docker_tmpfs_size
+    user_tmpfs = f"rw,nosuid,nodev,size={size},uid=1000,gid=1000,mode=0755"
+    read_only = settings.docker_read_only and spec.sdk in ("gradio", "streamlit")
+    tmpfs = {"/tmp": f"rw,nosuid,nodev,size={size},mode=1777"}
+    if read_only:
+        tmpfs[f"{HOME}/.cache"] = user_tmpfs
+        tmpfs[f"{HOME}/.config"] = user_tmpfs
+        if spec.sdk == "gradio":
+            tmpfs[f"{HOME}/app/.gradio"] = user_tmpfs  # flagging and cached examples
+        else:
+            tmpfs[f"{HOME}/.streamlit"] = user_tmpfs
+    kwargs: dict[str, Any] = {
+        "image": spec.artifact,
+        "name": name,
+        "user": "1000:1000",
+        "environment": app_env(spec),
+        "labels": {
+            f"{LABEL}.space": spec.space_id,
+            f"{LABEL}.revision": spec.revision,
+            f"{LABEL}.sdk": spec.sdk,
+            f"{LABEL}.gpus": ",".join(gpus),
+        },
+        "network": network,
+        "read_only": read_only,
+        "tmpfs": tmpfs,
+        "nano_cpus": int(cpus * 1e9),
+        "mem_limit": f"{int(flavor.memory_mib)}m",
+        "memswap_limit": f"{int(flavor.memory_mib)}m",
+        "pids_limit": settings.docker_pids_limit,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "init": True,
+        "detach": True,
+        "log_config": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+    }
+    interval = settings.docker_health_interval
+    if interval > 0 and spec.sdk in ("gradio", "streamlit"):  # images we generated: python3 is there
+        kwargs["healthcheck"] = {
+            "test": ["CMD", "python3", "-c", HEALTH_PROBE.format(port=spec.app_port)],
+            "interval": int(interval * 1e9),
+            "timeout": int(min(10.0, interval) * 1e9),
+            "retries": 3,
+            "start_period": int(settings.start_timeout * 1e9),
+        }
+    if not settings.docker_network:
+        # No egress on a per-Space network, so no name resolution either: fail lookups at once instead
+        # of Docker's embedded DNS timing out after 10 s (Streamlit looks up its external IP at start).
+        kwargs["volumes"] = {str(resolv_conf(settings)): {"bind": "/etc/resolv.conf", "mode": "ro"}}
+    if gpus:
+        kwargs["device_requests"] = [DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])]
+    return kwargs

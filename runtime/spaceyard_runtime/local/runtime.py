@@ -1,0 +1,153 @@
+"""The local runtime's contract methods, wiring :mod:`.launch`, :mod:`.process` and :mod:`.warm` together."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ..api import AppHandle, AppSpec, AppStatus, Endpoint, LogSink, Runtime
+from ..errors import AppCrashed, AppStartError
+from ..output import startup_banner
+from ..readiness import wait_for_http
+from ..sandbox import NoSandbox, create_sandbox
+from ..settings import RuntimeSettings
+from ..zygote_client import ZygoteError
+from . import launch
+from .launch import LaunchPlan
+from .process import LocalApp, Processes, end_left_over
+from .warm import WarmParents, zygote_key
+
+
+class LocalRuntime(Runtime):
+    name = "local"
+
+    @classmethod
+    def start_warnings(cls, settings: RuntimeSettings) -> list[str]:
+        sandbox = create_sandbox(settings.local_sandbox, settings.data_dir, settings.runtime_dir)
+        if isinstance(sandbox, NoSandbox):
+            return [
+                "local runtime without walls (SPACEYARD_LOCAL_SANDBOX=none): every Space runs as this user, sees its "
+                "files and processes and can listen on every interface. Trusted Spaces only (docs/security.md)."
+            ]
+        try:
+            sandbox.check()
+        except AppStartError as exc:
+            return [f"local runtime: {exc} Apps will fail to start until this is fixed."]
+        return []
+
+    def __init__(self, settings: RuntimeSettings, *, quiet_queue: bool = True) -> None:
+        """``quiet_queue``: forked Gradio apps get a queue that sleeps until work arrives instead of polling
+        every millisecond (:func:`spaceyard_runtime.zygote.quiet_gradio_queue`)."""
+        self.settings = settings
+        self.quiet_queue = quiet_queue
+        self.sandbox = create_sandbox(settings.local_sandbox, settings.data_dir, settings.runtime_dir)
+        self.sandbox.cleanup()  # whatever a previous platform process on this DATA_DIR left running
+        self.processes = Processes(self.sandbox)
+        self.warm = WarmParents(settings, self.sandbox)
+
+    def space_dir(self, spec: AppSpec) -> Path:
+        """Per-Space writable directory (holds the app's ``HOME`` and ``TMPDIR``)."""
+        return launch.space_dir(self.settings, spec)
+
+    def plan(self, spec: AppSpec, port: int) -> LaunchPlan:
+        return launch.plan(self.settings, spec, port)
+
+    @staticmethod
+    def zygote_key(spec: AppSpec) -> str:
+        return zygote_key(spec)
+
+    # ------------------------------------------------------------------ start
+
+    async def start(self, spec: AppSpec, log: LogSink) -> AppHandle:
+        port = self.sandbox.app_port(self.settings.app_host)
+        plan = self.plan(spec, port)
+        if self.sandbox.isolated:
+            launch.make_readable(Path(plan.cwd))
+        log(startup_banner())
+        zygote, reason = self.warm.source(spec, plan)
+        app: LocalApp | None = None
+        if zygote is not None:
+            try:
+                app = await self.processes.spawn_fork(
+                    zygote,
+                    self.warm.box(zygote.key),
+                    plan,
+                    log,
+                    quiet_queue=self.quiet_queue,
+                    on_exit=lambda: self.warm.app_ended(zygote),
+                )
+            except ZygoteError as exc:
+                reason = f"fork failed: {exc}"
+        if app is None:
+            why = f" ({reason})" if reason else ""
+            shown = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(plan.argv))
+            log(f"Cold start: {shown}{why}")
+            box = self.sandbox.create(launch.box_spec(self.settings, spec, "app", Path(plan.cwd)))
+            app = await self.processes.spawn_cold(box, plan, log)
+        self.processes.add(app)
+        return AppHandle(
+            spec=spec,
+            endpoint=Endpoint(self.settings.app_host, port, app.box.netns if app.box else None),
+            backend_id=app.backend_id,
+            started_at=time.time(),
+            start_mode=app.mode,
+            extra={"pid": app.pid},
+        )
+
+    async def prewarm(self, spec: AppSpec) -> bool:
+        """Warm the parent that ``spec``'s apps fork from, and wait for it. ``True`` when it is ready.
+
+        Optional: without it the first start of an environment is cold and warms the parent for the next.
+        """
+        return await self.warm.prewarm(spec)
+
+    async def forget(self, space_id: str) -> None:
+        """End the Space's warm parents (and their sandboxes)."""
+        await self.warm.forget(space_id)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def wait_ready(self, handle: AppHandle, timeout: float) -> None:
+        app = self.processes.get(handle.backend_id)
+        if app is None:
+            raise AppCrashed("the app is not running", exit_code=self.processes.finished_code(handle.backend_id))
+        host, port = handle.endpoint.host, handle.endpoint.port
+        interval = self.settings.readiness_interval
+        if not await wait_for_http(host, port, app.exited, timeout, interval, handle.endpoint.netns):
+            raise await self.processes.crashed(app, "before answering HTTP")
+        app.ready = True
+
+    async def stop(self, handle: AppHandle, grace: float = 5.0) -> None:
+        app = self.processes.get(handle.backend_id)
+        if app is not None:
+            await asyncio.shield(self.processes.stopping(app, grace))
+
+    async def poll(self, handle: AppHandle) -> AppStatus:
+        return self.processes.status(handle.backend_id)
+
+    def get_state(self, handle: AppHandle) -> dict[str, Any]:
+        state = super().get_state(handle)
+        state.update(pid=handle.extra.get("pid"), start_mode=handle.start_mode)
+        return state
+
+    async def load_state(self, spec: AppSpec, state: dict[str, Any], log: LogSink) -> AppHandle | None:
+        """Local apps are not re-attached: their output went to pipes of the previous platform process.
+
+        Always ``None``. An app that process left running (same pid, port and session, still ours) is
+        stopped, so that it does not hold its port and memory forever; the platform starts a new one.
+        """
+        await end_left_over(state.get("pid"), state.get("port"), self.settings.stop_grace)
+        return None
+
+    async def aclose(self) -> None:
+        """Stop every app this runtime started, then the warm parents."""
+        apps = list(self.processes.apps.values())
+        await asyncio.gather(
+            *(self.processes.stopping(a, self.settings.stop_grace) for a in apps), return_exceptions=True
+        )
+        await self.warm.aclose()
+        if not self.processes.apps:
+            self.sandbox.close()

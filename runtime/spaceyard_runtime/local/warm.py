@@ -1,0 +1,265 @@
+"""Warm parents (*zygotes*, :mod:`spaceyard_runtime.zygote`): which one an app forks from, warming, bounding.
+
+One warm parent per (Space, environment, preload modules), each in its own box, at most
+``RuntimeSettings.max_warm_parents`` (least recently used idle ones go first). A box holds one app: while
+the warm parent serves one version, another version of the Space starts cold. :meth:`WarmParents.source`
+says which warm parent a start forks from, or why it starts cold; asking warms one in the background for
+the next start. A warm parent that failed is retried after :data:`ZYGOTE_RETRY_AFTER` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from ..api import AppSpec
+from ..sandbox import Box, Sandbox
+from ..settings import RuntimeSettings
+from ..zygote import fork_blockers
+from ..zygote_client import Zygote, ZygoteError
+from . import launch
+from .launch import LaunchPlan
+
+GRADIO_LAUNCH_MODULES = (
+    "uvicorn.main",
+    "uvicorn.config",
+    "uvicorn.server",
+    "uvicorn.lifespan.on",
+    "uvicorn.loops.auto",
+    "uvicorn.protocols.http.auto",
+    "uvicorn.protocols.http.h11_impl",
+    "uvicorn.protocols.websockets.auto",
+    "uvicorn.middleware.proxy_headers",
+    "uvicorn.supervisors",
+    "anyio._backends._asyncio",
+    "multiprocessing.synchronize",
+    "pydantic.v1",
+    "starlette.middleware.cors",
+    "logging.config",
+    "encodings.idna",
+)
+"""Modules Gradio imports only when an app launches (not at ``import gradio``): the warm parent imports
+them too, when present. Whatever they read from the environment is checked like the rest."""
+ZYGOTE_RETRY_AFTER = 300.0
+"""Seconds before trying again to warm a parent for an environment whose warm parent failed."""
+
+logger = logging.getLogger(__name__)
+
+
+def preload_modules(spec: AppSpec) -> list[str]:
+    """What the warm parent imports: Gradio, the Space's heavy modules, and ``?``-marked optional ones."""
+    return list(dict.fromkeys(["gradio", *spec.preload_modules, *(f"?{m}" for m in GRADIO_LAUNCH_MODULES)]))
+
+
+def zygote_key(spec: AppSpec) -> str:
+    """Identifies a warm parent: the Space (each has its own, inside its own walls), the environment
+    (path, and which build of it) and the preload list."""
+    path = Path(spec.artifact).resolve()
+    try:
+        build = os.stat(path).st_ino  # an environment rebuilt in place is a new directory
+    except OSError:
+        build = 0
+    ident = json.dumps([spec.space_id.lower(), str(path), build, preload_modules(spec)])
+    return hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+
+def zygote_code(spec: AppSpec) -> Path:
+    """What of the Space's code its warm parent sees: all its exported commits
+    (``sources/OWNER--NAME``), so that later pushes fork too; else only this commit."""
+    if spec.app_dir is None:
+        return Path(spec.artifact).resolve()
+    app_dir = Path(spec.app_dir).resolve()
+    return app_dir.parent if app_dir.parent.name == spec.source_folder else app_dir
+
+
+class WarmParents:
+    """The warm parents of one runtime, by :func:`zygote_key`."""
+
+    def __init__(self, settings: RuntimeSettings, sandbox: Sandbox) -> None:
+        self.settings = settings
+        self.sandbox = sandbox
+        self.tasks: dict[str, asyncio.Task[Zygote]] = {}
+        self._failures: dict[str, tuple[float, str]] = {}
+        self._used: dict[str, float] = {}
+        self._lineage: dict[str, str] = {}
+        self._boxes: dict[str, Box] = {}
+
+    def env(self, spec: AppSpec) -> dict[str, str]:
+        """The warm parent's environment: an app's (the Space's HOME and TMPDIR), without the Space's
+        variables, port or code."""
+        space = launch.space_dir(self.settings, spec)
+        env = launch.base_env(spec.artifact, space / "home", space / "tmp")
+        env.update(launch.platform_env(self.settings, None, None))
+        return env
+
+    def box(self, key: str) -> Box | None:
+        return self._boxes.get(key)
+
+    def source(self, spec: AppSpec, plan: LaunchPlan) -> tuple[Zygote | None, str]:
+        """A warm parent to fork this app from, or ``None`` and why not."""
+        if not self.settings.fast_wake:
+            return None, "fast wake is off"
+        if spec.sdk != "gradio":
+            return None, f"fast wake is for Gradio Spaces, this is {spec.sdk}"
+        key = zygote_key(spec)
+        task = self.tasks.get(key)
+        if task is None:
+            failed = self._failures.get(key)
+            if failed and time.monotonic() - failed[0] < ZYGOTE_RETRY_AFTER:
+                return None, f"the warm parent for this environment failed: {failed[1]}"
+            self.ensure(spec)
+            return None, "no warm parent yet for this environment; warming one up for the next start"
+        if not task.done():
+            return None, "the warm parent for this environment is still warming up"
+        if task.cancelled() or task.exception() is not None:
+            return None, "the warm parent for this environment failed"
+        zygote = task.result()
+        if not zygote.alive:
+            self.tasks.pop(key, None)
+            self.ensure(spec)
+            return None, "the warm parent for this environment exited; warming a new one"
+        self._used[key] = time.monotonic()
+        if self.sandbox.isolated and zygote.busy:
+            return None, "the Space's warm parent is serving another version of it"
+        box = self._boxes.get(key)
+        if box is not None and self.sandbox.isolated and not any(Path(plan.cwd).is_relative_to(p) for p in box.spec.ro):
+            return None, "this commit is outside the warm parent's view"
+        blockers = fork_blockers(zygote.env, plan.env, zygote.reads, zygote.iterated)
+        if blockers:
+            return None, "a fork would not behave like a cold start: " + "; ".join(blockers[:3])
+        return zygote, ""
+
+    def ensure(self, spec: AppSpec) -> asyncio.Task[Zygote]:
+        """The (warming or warm) parent of ``spec``: started now if there is none alive."""
+        key = zygote_key(spec)
+        task = self.tasks.get(key)
+        if task is not None and not (task.done() and (task.cancelled() or task.exception() or not task.result().alive)):
+            return task
+        python = str(Path(spec.artifact).resolve() / "bin" / "python")
+        box = self.sandbox.create(launch.box_spec(self.settings, spec, "zygote", zygote_code(spec)))
+        self._boxes[key] = box
+        home = str(launch.space_dir(self.settings, spec) / "home")
+        zygote = Zygote(
+            key,
+            python,
+            preload_modules(spec),
+            self.env(spec),
+            self.settings.runtime_dir.resolve() / "zygotes" / key,
+            wrap=lambda argv: self.sandbox.command(box, argv, home),
+            on_spawn=lambda pid: self.sandbox.started(box, pid),
+            host_pids=not self.sandbox.isolated,
+        )
+
+        async def warm() -> Zygote:
+            try:
+                await zygote.start()
+            except ZygoteError as exc:
+                await self.sandbox.destroy(box)
+                self._failures[key] = (time.monotonic(), str(exc).splitlines()[-1] if str(exc) else "")
+                self.tasks.pop(key, None)
+                logger.warning("warm parent for %s failed: %s", spec.artifact, exc)
+                raise
+            self._failures.pop(key, None)
+            return zygote
+
+        task = asyncio.ensure_future(warm())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no "never retrieved"
+        # A warm parent of an earlier build of the same environment path (same preload modules) imported
+        # files that are gone: it goes.
+        lineage = json.dumps([spec.space_id.lower(), python, preload_modules(spec)])
+        for other, old in list(self._lineage.items()):
+            if old == lineage and other != key:
+                self.drop(other)
+        self.tasks[key] = task
+        self._lineage[key] = lineage
+        self._used[key] = time.monotonic()
+        self.bound()
+        return task
+
+    def app_ended(self, zygote: Zygote) -> None:
+        """An app forked from ``zygote`` ended."""
+        if zygote.key not in self.tasks:  # dropped while it served this app
+            asyncio.ensure_future(zygote.close())
+        self.bound()
+
+    def _idle(self, key: str) -> bool:
+        task = self.tasks.get(key)
+        if task is None or not task.done():
+            return task is None
+        return task.cancelled() or task.exception() is not None or not task.result().busy
+
+    def bound(self) -> None:
+        """At most ``max_warm_parents``: the least recently used idle ones go (a busy one serves an app that
+        lives in its sandbox: it stays until that app ends)."""
+        while len(self.tasks) > max(self.settings.max_warm_parents, 0):
+            idle = [k for k in self.tasks if self._idle(k)]
+            if not idle:
+                return
+            self.drop(min(idle, key=lambda k: self._used.get(k, 0.0)))
+
+    def drop(self, key: str) -> None:
+        """Close a warm parent and its sandbox. In a sandbox its forked app dies with it: only idle ones go."""
+        task = self.tasks.get(key)
+        if task is not None and self.sandbox.isolated and not self._idle(key):
+            return
+        self.tasks.pop(key, None)
+        self._used.pop(key, None)
+        self._lineage.pop(key, None)
+        box = self._boxes.pop(key, None)
+        if task is None:
+            return
+
+        async def close() -> None:
+            with contextlib.suppress(BaseException):
+                await (await task).close()
+            if box is not None:
+                await self.sandbox.destroy(box)
+
+        asyncio.ensure_future(close())
+
+    async def forget(self, space_id: str) -> None:
+        """End the Space's warm parents (and their sandboxes)."""
+        prefix = json.dumps([space_id.lower()])[:-1] + ","
+        for key, lineage in list(self._lineage.items()):
+            if lineage.startswith(prefix):
+                task = self.tasks.pop(key, None)
+                self._used.pop(key, None)
+                self._lineage.pop(key, None)
+                box = self._boxes.pop(key, None)
+                if task is not None:
+                    with contextlib.suppress(BaseException):
+                        await (await task).close()
+                if box is not None:
+                    await self.sandbox.destroy(box)
+
+    async def prewarm(self, spec: AppSpec) -> bool:
+        """Warm the parent that ``spec``'s apps fork from, and wait for it. ``True`` when it is ready."""
+        if not self.settings.fast_wake or spec.sdk != "gradio":
+            return False
+        try:
+            zygote = await asyncio.shield(self.ensure(spec))
+        except ZygoteError:
+            return False
+        return zygote.alive
+
+    async def aclose(self) -> None:
+        """End every warm parent and its box."""
+        tasks = list(self.tasks.values())
+        self.tasks.clear()
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            if task.done() and not task.cancelled() and task.exception() is None:
+                await task.result().close()
+        boxes = list(self._boxes.values())
+        self._boxes.clear()
+        for box in boxes:
+            await self.sandbox.destroy(box)
