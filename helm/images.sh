@@ -29,7 +29,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 base_id=$(docker image inspect --format '{{.Id}}' "$BASE_IMAGE" 2>/dev/null || echo "$BASE_IMAGE")
 # the build context: tracked and new (not ignored) files the Dockerfile copies
 context_files() {
-  git ls-files --cached --others --exclude-standard -- pyproject.toml README.md helm/Dockerfile helm/images \
+  git ls-files --cached --others --exclude-standard -- helm/Dockerfile helm/images \
     "${@}" | sort -u | while read -r f; do [ -f "$f" ] && echo "$f"; done
 }
 content_tag() { # TARGET FILES...: 16 hex digits of the inputs of one target
@@ -43,7 +43,7 @@ in_registry() { # NAME TAG
 
 for target in $IMAGES; do
   case "$target" in
-    platform) srcs=(platform builder runtime) ;;
+    platform) srcs=(pyproject.toml README.md platform builder runtime) ;;
     postgresql | redis) srcs=() ;;
     *) echo "unknown image $target" >&2; exit 2 ;;
   esac

@@ -399,8 +399,13 @@ def test_the_chart_installed_for_real_serves_a_space_end_to_end(
     assert dev_cluster.secret_data(NAMESPACE, f"{RELEASE}-postgresql")["password"] == password
     gateway.url = f"http://{ctx['dns']}:{node_port(dev_cluster)}"
     eventually(lambda: gateway.api("GET", "/api/health").status_code == 200, "the upgraded platform answers")
-    assert gateway.wait_stage({"RUNNING"}, sha=sha2, timeout=300)["sha"] == sha2
+    # the stopping platform removes the Spaces it ran and a restarted one re-attaches none (the lifecycle's
+    # restart rule, every runtime alike): the Space is SLEEPING at the same version, and a visit wakes it
+    assert gateway.wait_stage({"SLEEPING", "RUNNING"}, sha=sha2, timeout=300)["sha"] == sha2
     assert gateway.app().predict("upgraded", api_name="/greet") == "Hello upgraded! (v2)"
+    assert gateway.runtime()["stage"] == "RUNNING"
+    heads = git(wc, "ls-remote", gateway.git_url(), "refs/heads/main").stdout.split()
+    assert heads[:1] == [sha2], "the repository is on the kept volume"
 
     # delete the Space: nothing of it is left in the Spaces namespace
     r = gateway.api("DELETE", "/api/repos/delete", json={"type": "space", "organization": "admin", "name": "hello"})
