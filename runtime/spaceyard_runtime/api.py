@@ -18,7 +18,9 @@ A *runtime* turns an :class:`AppSpec` (what was built, how to run it) into a liv
 * :meth:`Runtime.get_state` / :meth:`Runtime.load_state` persist what is needed to re-attach to a
   running app after the platform restarts (a JSON-able dict).
 
-Every line the app prints (stdout and stderr) goes to the ``log`` sink given to ``start``/``resume``.
+Every line the app prints (stdout and stderr) goes to the ``log`` sink given to ``start``/``resume``,
+after a first line of the runtime's own: the Hub's startup banner
+(:func:`~spaceyard_runtime.output.startup_banner`, ``===== Application Startup at <UTC time> =====``).
 Runtimes never see platform credentials: ``AppSpec.env`` is the whole environment the app gets
 beyond what the backend itself must set.
 

@@ -37,6 +37,7 @@ from kubernetes.client.exceptions import ApiException
 from ..api import AppHandle, AppSpec, AppState, AppStatus, Capabilities, Endpoint, Flavor, LogSink, Runtime
 from ..errors import AppCrashed, AppStartError, AppStartTimeout, CapacityPending
 from ..flavors import load_flavors
+from ..output import startup_banner
 from ..settings import RuntimeSettings
 from . import objects, slugs
 from .clients import KubeApi, make_api_client
@@ -206,6 +207,7 @@ class KubernetesRuntime(Runtime):
     async def start(self, spec: AppSpec, log: LogSink) -> AppHandle:
         began = time.monotonic()
         desired = self.desired(spec)
+        log(startup_banner())
         await self._apply(desired)
         handle = await self._handle(spec, desired, began=began)
         self._pump(handle, log)
@@ -355,6 +357,7 @@ class KubernetesRuntime(Runtime):
     async def resume(self, handle: AppHandle, log: LogSink) -> AppHandle:
         began = time.monotonic()
         desired = self.desired(handle.spec, awake=True)
+        log(startup_banner())
         await self._apply(desired)
         new = await self._handle(handle.spec, desired, mode="cold", began=began)
         self._pump(new, log)

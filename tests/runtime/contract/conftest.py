@@ -7,13 +7,13 @@
 * ``docker`` (marker ``docker``): :class:`DockerRuntime` on this machine's engine, the app in an image
   built from the base image;
 * ``kubernetes`` (marker ``cluster``): :class:`KubernetesRuntime` on the dev cluster of
-  ``helm/dev-cluster.sh``, in the namespace :data:`NAMESPACE` (emptied after each test), the same image
+  ``helm/dev-cluster.sh``, in the namespace :data:`NAMESPACE`, the same image
   pushed to the cluster's registry, reached at the Service's ClusterIP.
 
 The local runtimes get a bare virtual environment as the Space's artifact (no Gradio: the app needs only
 the standard library) and ``fast_wake`` off, so every start is a cold one. Space ids start with
-``h13contract/``. Whatever a test started is stopped afterwards (``stop`` is idempotent), then the runtime
-is closed.
+``h13contract/`` and are unique per test. Whatever a test started is stopped afterwards (``stop`` is
+idempotent; on Kubernetes it deletes the Space's objects), then the runtime is closed.
 """
 
 from __future__ import annotations
@@ -118,13 +118,13 @@ def contract_cluster(contract_image: str) -> tuple[Any, str]:
     return cluster, ref
 
 
-def _local(request: pytest.FixtureRequest, tmp_path: Path, sandbox: str) -> Harness:
+def _local(request: pytest.FixtureRequest, tmp_path: Path, name: str, sandbox: str) -> Harness:
     from spaceyard_runtime.local import LocalRuntime
 
-    settings = RuntimeSettings(runtime="local", local_sandbox=sandbox, data_dir=tmp_path / "data", fast_wake=False)  # type: ignore[arg-type]
+    settings = RuntimeSettings(runtime="local", local_sandbox=sandbox, data_dir=tmp_path / "data", fast_wake=False)
     artifact: Path = request.getfixturevalue("local_artifact")
     return Harness(
-        f"local-{sandbox}",
+        name,
         LocalRuntime(settings),
         lambda: LocalRuntime(settings),
         str(artifact),
@@ -146,7 +146,6 @@ def _kubernetes(request: pytest.FixtureRequest) -> Harness:
     from spaceyard_runtime.kubernetes.runtime import KubernetesRuntime
 
     cluster, image = request.getfixturevalue("contract_cluster")
-    cluster.reset(NAMESPACE)
     settings = RuntimeSettings(runtime="kubernetes", kubernetes_namespace=NAMESPACE, kubernetes_endpoint="cluster-ip")
 
     def make() -> Runtime:
@@ -167,9 +166,9 @@ def _kubernetes(request: pytest.FixtureRequest) -> Harness:
 async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
     kind = str(request.param)
     if kind == "local-walls":
-        h = _local(request, tmp_path, "bwrap")
+        h = _local(request, tmp_path, kind, "bwrap")
     elif kind == "local-none":
-        h = _local(request, tmp_path, "none")
+        h = _local(request, tmp_path, kind, "none")
     elif kind == "docker":
         h = _docker(request, tmp_path)
     else:
@@ -179,5 +178,3 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         for handle in h.handles:
             await runtime.stop(handle, grace=1.0)
         await runtime.aclose()
-    if kind == "kubernetes":
-        request.getfixturevalue("contract_cluster")[0].reset(NAMESPACE)

@@ -10,12 +10,13 @@ import asyncio
 import dataclasses
 import json
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable
 
 import pytest
 
-from spaceyard_runtime.api import AppHandle, AppState, AppStatus, Endpoint, Runtime
+from spaceyard_runtime.api import AppHandle, AppState, Endpoint, Runtime
 from spaceyard_runtime.errors import AppCrashed, AppStartError, AppStartTimeout
 from spaceyard_runtime.netns import open_connection
 from tests.runtime.contract.conftest import Harness
@@ -69,10 +70,6 @@ async def gone(endpoint: Endpoint) -> bool:
     return not await serves(endpoint)
 
 
-async def state(runtime: Runtime, handle: AppHandle) -> AppStatus:
-    return await runtime.poll(handle)
-
-
 async def ready(h: Harness, handle: AppHandle, runtime: Runtime | None = None) -> None:
     await (runtime or h.runtime).wait_ready(handle, READY_TIMEOUT)
 
@@ -88,6 +85,8 @@ async def test_start_is_prompt_then_ready_serves_logs_and_stop_is_idempotent(har
     status, body = await http_get(handle.endpoint, within=rt.capabilities.endpoint_delay)
     assert (status, body) == (200, "contract ok hi\n")
     assert (await rt.poll(handle)).state is AppState.RUNNING
+
+    assert re.fullmatch(r"===== Application Startup at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d =====", lines[0])
 
     async def logged(line: str) -> bool:
         return any(line in seen for seen in lines)
@@ -144,7 +143,8 @@ async def test_a_missing_artifact_is_an_app_start_error(harness: Harness) -> Non
 
 
 async def test_an_app_that_never_answers_is_a_start_timeout(harness: Harness) -> None:
-    handle = await harness.start(harness.spec("slow"), lambda line: None)
+    handle = await harness.start(harness.spec("slow"), lambda line: None)  # returned: start does not wait
+    assert (await harness.runtime.poll(handle)).state is AppState.STARTING
     with pytest.raises(AppStartTimeout):
         await harness.runtime.wait_ready(handle, timeout=2.0)
     assert (await harness.runtime.poll(handle)).state is not AppState.RUNNING
@@ -189,6 +189,7 @@ async def test_suspend_frees_the_app_and_resume_serves_the_same_spec(harness: Ha
     woken_lines: list[str] = []
     woken = await rt.resume(handle, woken_lines.append)
     harness.handles.append(woken)
+    assert woken_lines[0].startswith("===== Application Startup at ")
     assert woken.spec == spec
     assert (woken.backend_id == handle.backend_id) is rt.capabilities.wakes_in_place
     await ready(harness, woken)
