@@ -402,6 +402,8 @@ def test_the_chart_installed_for_real_serves_a_space_end_to_end(
     # the stopping platform removes the Spaces it ran and a restarted one re-attaches none (the lifecycle's
     # restart rule, every runtime alike): the Space is SLEEPING at the same version, and a visit wakes it
     assert gateway.wait_stage({"SLEEPING", "RUNNING"}, sha=sha2, timeout=300)["sha"] == sha2
+    woken = httpx.get(f"{gateway.url}/apps/{SPACE}/config", timeout=300)  # held while the objects are re-created
+    assert woken.status_code == 200, woken.text[:500]
     assert gateway.app().predict("upgraded", api_name="/greet") == "Hello upgraded! (v2)"
     assert gateway.runtime()["stage"] == "RUNNING"
     heads = git(wc, "ls-remote", gateway.git_url(), "refs/heads/main").stdout.split()
