@@ -18,13 +18,16 @@
 #   etcd (127.0.0.1:2379), kube-apiserver (https://127.0.0.1:6443), kube-controller-manager,
 #   kube-scheduler, containerd (own socket and root), one real kubelet (node "cpu-0", CPU pool, CNI
 #   bridge syk0 10.88.0.0/16, node IP 10.88.0.1), kwok managing the fake node "gpu-0" (GPU pool,
-#   advertises nvidia.com/gpu: 1, tainted nvidia.com/gpu:NoSchedule), and a registry on
-#   127.0.0.1:5000 (containerd pulls localhost:5000/... over plain HTTP).
+#   advertises nvidia.com/gpu: 1, tainted nvidia.com/gpu:NoSchedule), a registry on
+#   127.0.0.1:5000 (containerd pulls localhost:5000/... over plain HTTP), and CoreDNS on 10.88.0.1:53
+#   answering cluster names (*.svc.cluster.local; the kubelet has no clusterDNS: pods that need names
+#   set dnsPolicy None + dnsConfig nameservers [10.88.0.1], as the chart's tests do).
 set -euo pipefail
 
 K8S_VERSION=${SPACEYARD_K8S_VERSION:-v1.35.4}
 ETCD_VERSION=${SPACEYARD_ETCD_VERSION:-v3.6.16}
 KWOK_VERSION=${SPACEYARD_KWOK_VERSION:-v0.7.0}
+COREDNS_VERSION=${SPACEYARD_COREDNS_VERSION:-v1.14.7}
 CACHE=${SPACEYARD_K8S_CACHE:-$HOME/.cache/spaceyard/kubernetes/$K8S_VERSION}
 STATE=${SPACEYARD_K8S_STATE:-/var/lib/spaceyard-k8s}
 BIN=$CACHE/bin
@@ -38,7 +41,7 @@ NODE_IP=10.88.0.1
 SERVICE_CIDR=10.96.0.0/16
 REGISTRY=127.0.0.1:5000
 NODE=cpu-0
-BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy etcd kwok)
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy etcd kwok coredns)
 GPU_NODE=gpu-0
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -120,8 +123,42 @@ go 1.25.0
 require sigs.k8s.io/kwok $KWOK_VERSION
 " "" sigs.k8s.io/kwok/cmd/kwok
   fi
+  if [[ " ${need[*]} " == *" coredns "* ]]; then build_coredns; fi
   log "built ${need[*]} in $((SECONDS - t0)) s"
   echo "$(date -u +%FT%TZ) built ${need[*]} in $((SECONDS - t0)) s" >>"$CACHE/build.log"
+}
+
+# CoreDNS with only the plugins of the Corefile below: a main package of our own importing them (the
+# upstream main imports every plugin, cloud SDKs included). v1.14.x requires the same k8s.io modules
+# (v0.35.4) as the Kubernetes binaries, so their compiled packages are reused.
+build_coredns() {
+  local dir=$CACHE/src/coredns
+  mkdir -p "$dir/cmd/coredns" "$BIN"
+  printf 'module spaceyard.local/devcluster/coredns\n\ngo 1.25.0\n\nrequire github.com/coredns/coredns %s\n' \
+    "$COREDNS_VERSION" >"$dir/go.mod"
+  cat >"$dir/cmd/coredns/main.go" <<'GO'
+// coredns with only the plugins the dev cluster's Corefile uses.
+package main
+
+import (
+	_ "github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/coremain"
+	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/forward"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/loadbalance"
+	_ "github.com/coredns/coredns/plugin/ready"
+)
+
+func main() { coremain.Run() }
+GO
+  log "go build coredns"
+  (cd "$dir" && GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || GOFLAGS=-mod=mod go mod tidy)
+  (cd "$dir" && CGO_ENABLED=0 nice -n "${SPACEYARD_BUILD_NICE:-10}" go build -mod=mod -trimpath -ldflags='-s -w' -o "$BIN/coredns.tmp" ./cmd/coredns)
+  mv "$BIN/coredns.tmp" "$BIN/coredns"
 }
 
 # A pause image for pod sandboxes (none can be pulled): a static Go program that waits for a signal.
@@ -310,6 +347,24 @@ healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 conntrack: {maxPerCore: 0}
 YAML
+  # cluster names from the API server, anything else forwarded to this machine's resolver (pods on the
+  # pod network cannot leave the machine anyway; host-network pods such as a build worker can)
+  cat >"$STATE/Corefile" <<COREFILE
+.:53 {
+  bind $NODE_IP
+  errors
+  health 127.0.0.1:10254
+  ready 127.0.0.1:10255
+  kubernetes cluster.local in-addr.arpa ip6.arpa {
+    kubeconfig $KUBECONFIG_OUT
+    pods insecure
+    fallthrough in-addr.arpa ip6.arpa
+  }
+  forward . /etc/resolv.conf
+  cache 5
+  loadbalance
+}
+COREFILE
   cat >"$STATE/registry.yaml" <<YAML
 version: 0.1
 log: {level: warn}
@@ -419,11 +474,13 @@ up() {
     --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake --cidr 10.99.0.0/16 \
     --node-ip 10.99.0.1 --server-address 127.0.0.1:10247
   start registry docker-registry serve "$STATE/registry.yaml"
+  start coredns "$BIN/coredns" -conf "$STATE/Corefile"
   wait_for 120 "node $NODE" node_ready "$NODE"
   kapi GET "/api/v1/nodes/$GPU_NODE" >/dev/null 2>&1 || gpu_node "$GPU_NODE" \
     | kapi POST /api/v1/nodes -H 'Content-Type: application/yaml' --data-binary @- >/dev/null
   wait_for 60 "node $GPU_NODE" node_ready "$GPU_NODE"
   wait_for 30 "the registry" curl -fsS "http://$REGISTRY/v2/"
+  wait_for 60 "CoreDNS" curl -fsS http://127.0.0.1:10255/ready
   wait_for 60 "the default service account" kapi GET /api/v1/namespaces/default/serviceaccounts/default
   log "cluster up in $((SECONDS - t0)) s"
   env_lines
@@ -432,9 +489,10 @@ up() {
 env_lines() {
   echo "KUBECONFIG=$KUBECONFIG_OUT"
   echo "SPACEYARD_DEV_REGISTRY=$REGISTRY"
+  echo "SPACEYARD_DEV_DNS=$NODE_IP"
 }
 
-COMPONENTS=(registry kwok kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd containerd)
+COMPONENTS=(coredns registry kwok kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd containerd)
 
 # every process of a pod: the kubelet's cgroups (cgroupfs driver, under /kubepods in every hierarchy)
 kill_pods() {

@@ -1,125 +1,188 @@
 #!/usr/bin/env bash
-# End-to-end check of the Helm chart on a real cluster (kind or k3s), for people who have one.
+# End-to-end check of the Helm chart on your cluster (kind, k3s, a cloud cluster): the same path that
+# tests/kubernetes/test_chart_on_cluster.py drives on helm/dev-cluster.sh.
 #
-#   helm/e2e.sh            # uses the current kubectl context
+#   REGISTRY=localhost:5001 helm/e2e.sh        # uses the current kubectl context
 #
-# It builds the platform image, loads it into the cluster, installs the chart, creates a Space,
-# pushes sample_spaces/hello-gradio, waits for RUNNING through the gateway, then checks sleep
-# (Deployment at 0 replicas) and wake (a request through the gateway brings it back).
+# 1. helm/images.sh builds the platform, PostgreSQL and Redis images (helm/Dockerfile) and pushes them
+#    and the base of Space images to REGISTRY (skipped when the registry has them: content tags);
+# 2. helm lint --strict + helm install (the in-chart PostgreSQL and Redis; the worker builds with the
+#    oci engine and pushes Space images to REGISTRY);
+# 3. through the platform Service (kubectl port-forward: no Ingress needed): create a Space, git push
+#    sample_spaces/hello-gradio, watch BUILDING -> RUNNING, call it with gradio_client, push an
+#    app-only change while calling it without pause (zero failed calls across the rolling update),
+#    sleep (0 replicas) and wake through the gateway, helm upgrade (the Space survives a new platform
+#    pod), delete the Space (nothing left), helm uninstall (only the kept volumes + database Secret
+#    are left; KEEP=1 leaves everything installed).
 #
-# Needs: docker, kubectl, helm, git, curl, python3; a cluster with a default StorageClass, and a
-# registry the build Jobs can push to and the nodes can pull from (REGISTRY, e.g. a kind registry
-# at localhost:5001 - https://kind.sigs.k8s.io/docs/user/local-registry/).
-# Environment: CLUSTER=kind|k3s (how to load the image), KIND_NAME, REGISTRY, NAMESPACE, RELEASE,
-# TIMEOUT (seconds for a state change, default 900), KEEP=1 to leave everything installed.
+# Needs: docker, kubectl, helm (v3.8+ or v4), git, curl, python3 with gradio_client
+# (pip install gradio_client); a default StorageClass (kind and k3s ship one); a registry the machine
+# running this script can push to and the nodes can pull from (kind: https://kind.sigs.k8s.io/docs/user/local-registry/,
+# REGISTRY=localhost:5001; k3s: a registries.yaml mirror), over plain HTTP unless REGISTRY_TLS=1.
+# The worker reaches REGISTRY and the package index (PyPI) from its pod: WORKER_HOST_NETWORK=1 when
+# only the node can (as on kind with a registry on the host's localhost, REGISTRY_IN_CLUSTER names
+# the address the pods and nodes use, default REGISTRY).
+# Environment: NAMESPACE, RELEASE, TIMEOUT (seconds for a state change, default 1200), PORT.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-CLUSTER=${CLUSTER:-kind}
-KIND_NAME=${KIND_NAME:-kind}
+REGISTRY=${REGISTRY:?set REGISTRY=host:port of a registry the cluster pulls from}
+REGISTRY_IN_CLUSTER=${REGISTRY_IN_CLUSTER:-$REGISTRY}
 NAMESPACE=${NAMESPACE:-spaceyard}
 RELEASE=${RELEASE:-spaceyard}
-IMAGE_REPO=${IMAGE_REPO:-spaceyard}
-IMAGE_TAG=${IMAGE_TAG:-e2e}
-REGISTRY=${REGISTRY:-localhost:5001/spaceyard}
-TIMEOUT=${TIMEOUT:-900}
-TOKEN=${TOKEN:-e2e-$(date +%s)-token}
-HOST=spaceyard.e2e.test
-APPS=apps.e2e.test
+TIMEOUT=${TIMEOUT:-1200}
+TOKEN=${TOKEN:-sy_e2e_$(date +%s)_token}
 SPACE=admin/e2e-hello
+SLUG=space-admin--e2e-hello
 PORT=${PORT:-18080}
-SPACES_NS=spaceyard-spaces
+SPACES_NS=$RELEASE-spaces
+BUILDS_NS=$RELEASE-builds
+URL=http://127.0.0.1:$PORT
 
 step() { printf '\n==> %s\n' "$*"; }
-fail() { printf 'FAIL: %s\n' "$*" >&2; kubectl -n "$SPACES_NS" get deploy,pods,events 2>/dev/null | tail -40 >&2 || true; exit 1; }
+fail() {
+  printf 'FAIL: %s\n' "$*" >&2
+  kubectl -n "$SPACES_NS" get deploy,pods,events 2>/dev/null | tail -30 >&2 || true
+  kubectl -n "$NAMESPACE" logs deploy/"$RELEASE"-worker --tail 40 >&2 2>/dev/null || true
+  exit 1
+}
 need() { command -v "$1" >/dev/null || fail "$1 is not installed"; }
 for tool in docker kubectl helm git curl python3; do need "$tool"; done
+python3 -c 'import gradio_client' 2>/dev/null || fail "python3 needs gradio_client (pip install gradio_client)"
 
 api() { # METHOD PATH [JSON]
-  curl -fsS -X "$1" -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" \
-    ${3:+--data "$3"} "http://127.0.0.1:$PORT$2"
+  curl -fsS -X "$1" -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" ${3:+--data "$3"} "$URL$2"
 }
-stage() { api GET "/api/spaces/$SPACE/runtime" | python3 -c 'import json,sys; print(json.load(sys.stdin)["stage"])'; }
-wait_stage() { # WANTED...
-  local deadline=$((SECONDS + TIMEOUT)) s=""
+field() { python3 -c "import json,sys; print(json.load(sys.stdin).get('$1') or '')"; }
+wait_stage() { # SHA WANTED...: prints the stages seen
+  local sha=$1 deadline=$((SECONDS + TIMEOUT)) s="" seen="" rt
+  shift
   while ((SECONDS < deadline)); do
-    s=$(stage || true)
-    for want in "$@"; do [[ "$s" == "$want" ]] && { echo "stage $s"; return 0; }; done
-    [[ "$s" == *ERROR* ]] && fail "stage $s"
-    sleep 3
+    rt=$(api GET "/api/spaces/$SPACE/runtime" || true)
+    s=$(field stage <<<"$rt")
+    [[ "$seen" == *" $s" ]] || seen+=" $s"
+    if [[ -z "$sha" || "$(field sha <<<"$rt")" == "$sha" ]]; then
+      for want in "$@"; do [[ "$s" == "$want" ]] && { echo "stages:$seen"; return 0; }; done
+      [[ "$s" == *ERROR* ]] && fail "stage $s: $(field errorMessage <<<"$rt")"
+    fi
+    sleep 2
   done
-  fail "stage is '$s', expected one of: $*"
+  fail "stage is '$s', expected one of: $* (seen:$seen)"
 }
-replicas() { kubectl -n "$SPACES_NS" get deploy space-admin--e2e-hello -o jsonpath='{.spec.replicas}'; }
+replicas() { kubectl -n "$SPACES_NS" get deploy "$SLUG" -o jsonpath='{.spec.replicas}'; }
+greet() { python3 -c "import sys; from gradio_client import Client; print(Client('$URL/apps/$SPACE/', verbose=False).predict(sys.argv[1], api_name='/greet'))" "$1"; }
+port_forward() {
+  if [[ -n "${PF_PID:-}" ]]; then kill "$PF_PID" 2>/dev/null || true; fi
+  kubectl -n "$NAMESPACE" port-forward "svc/$RELEASE" "$PORT:80" >/dev/null 2>&1 &
+  PF_PID=$!
+  for _ in $(seq 90); do curl -fsS "$URL/api/health" >/dev/null 2>&1 && return 0; sleep 1; done
+  fail "platform not reachable through its Service"
+}
 
 cleanup() {
   if [[ -n "${PF_PID:-}" ]]; then kill "$PF_PID" 2>/dev/null || true; fi
-  if [[ "${KEEP:-0}" != 1 ]]; then
-    helm uninstall "$RELEASE" -n "$NAMESPACE" >/dev/null 2>&1 || true
-    kubectl delete namespace "$SPACES_NS" spaceyard-builds --ignore-not-found --wait=false >/dev/null 2>&1 || true
-  fi
+  if [[ "${KEEP:-0}" != 1 ]]; then helm uninstall "$RELEASE" -n "$NAMESPACE" --wait >/dev/null 2>&1 || true; fi
 }
 trap cleanup EXIT
 
-step "build the platform image and load it into the cluster ($CLUSTER)"
-docker build -f "$ROOT/helm/Dockerfile" -t "$IMAGE_REPO:$IMAGE_TAG" "$ROOT"
-case "$CLUSTER" in
-  kind) kind load docker-image "$IMAGE_REPO:$IMAGE_TAG" --name "$KIND_NAME" ;;
-  k3s) docker save "$IMAGE_REPO:$IMAGE_TAG" | sudo k3s ctr images import - ;;
-  *) echo "CLUSTER=$CLUSTER: make $IMAGE_REPO:$IMAGE_TAG pullable by the nodes yourself" ;;
-esac
+step "images: build (or reuse) and push to $REGISTRY"
+eval "$(bash "$ROOT/helm/images.sh" "$REGISTRY")"
+retag() { echo "$REGISTRY_IN_CLUSTER/${1#"$REGISTRY"/}"; }
+PLATFORM=$(retag "$SPACEYARD_IMAGE_PLATFORM")
 
 step "helm lint + install (values.schema.json is enforced by helm)"
 helm lint --strict "$ROOT/helm/spaceyard"
-helm upgrade --install "$RELEASE" "$ROOT/helm/spaceyard" -n "$NAMESPACE" --create-namespace \
-  --set image.repository="$IMAGE_REPO" --set image.tag="$IMAGE_TAG" --set image.pullPolicy=Never \
-  --set host="$HOST" --set appsDomain="$APPS" --set scheme=http --set ingress.enabled=false \
-  --set adminToken="$TOKEN" --set registry.url="$REGISTRY" --set registry.insecure=true \
-  --wait --timeout 10m
-kubectl -n "$NAMESPACE" rollout status deploy/"$RELEASE"-controller --timeout=5m
-kubectl -n "$SPACES_NS" get lease spaceyard-controller -o jsonpath='{.spec.holderIdentity}' \
+SETS=(
+  --set image.repository="${PLATFORM%:*}" --set image.tag="${PLATFORM##*:}"
+  --set redis.image="$(retag "$SPACEYARD_IMAGE_REDIS")" --set postgresql.image="$(retag "$SPACEYARD_IMAGE_POSTGRESQL")"
+  --set host=spaceyard.e2e.test --set appsDomain=apps.e2e.test --set scheme=http --set ingress.enabled=false
+  --set adminToken="$TOKEN" --set spaces.namespace="$SPACES_NS" --set spaces.buildNamespace="$BUILDS_NS"
+  --set registry.url="$REGISTRY_IN_CLUSTER" --set registry.repository=spaceyard-e2e/space
+  --set registry.insecure="$([[ "${REGISTRY_TLS:-0}" == 1 ]] && echo false || echo true)"
+  --set worker.baseImage="$SPACEYARD_IMAGE_BASE" --set worker.hostNetwork="$([[ "${WORKER_HOST_NETWORK:-0}" == 1 ]] && echo true || echo false)"
+)
+helm install "$RELEASE" "$ROOT/helm/spaceyard" -n "$NAMESPACE" --create-namespace "${SETS[@]}" --wait --timeout 15m
+kubectl -n "$SPACES_NS" get lease spaceyard-controller -o jsonpath='{.spec.holderIdentity}' >/dev/null \
   || fail "no controller holds the lease"
 
-step "reach the platform through its Service"
-kubectl -n "$NAMESPACE" port-forward "svc/$RELEASE" "$PORT:80" >/dev/null &
-PF_PID=$!
-for _ in $(seq 60); do curl -fsS "http://127.0.0.1:$PORT/api/health" >/dev/null 2>&1 && break; sleep 1; done
-curl -fsS "http://127.0.0.1:$PORT/api/health" >/dev/null || fail "platform not reachable"
+step "reach the platform through its Service (port-forward)"
+port_forward
 
-step "create $SPACE and push the sample"
+step "create $SPACE, push the sample, watch BUILDING -> RUNNING"
 api POST /api/repos/create '{"type":"space","organization":"admin","name":"e2e-hello","sdk":"gradio"}' >/dev/null
 WORK=$(mktemp -d)
 cp -r "$ROOT/sample_spaces/hello-gradio/." "$WORK/"
-git -C "$WORK" init -q -b main
-git -C "$WORK" add -A
-git -C "$WORK" -c user.email=e2e@spaceyard -c user.name=e2e commit -qm "e2e"
-git -C "$WORK" push -q "http://admin:$TOKEN@127.0.0.1:$PORT/spaces/$SPACE" main
+g() { git -C "$WORK" -c user.email=e2e@spaceyard -c user.name=e2e "$@"; }
+g init -q -b main && g add -A && g commit -qm v1
+g push -q "http://admin:$TOKEN@127.0.0.1:$PORT/spaces/$SPACE" main
+stages=$(wait_stage "$(g rev-parse HEAD)" RUNNING)
+echo "$stages"
+[[ "$stages" == *BUILDING*RUNNING* ]] || fail "expected BUILDING before RUNNING"
+[[ "$(greet e2e)" == "Hello e2e! (v1)" ]] || fail "gradio_client through the gateway"
 
-step "wait for RUNNING (build Job, image push, Deployment ready)"
-wait_stage RUNNING
-code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: admin-e2e-hello.$APPS" "http://127.0.0.1:$PORT/")
-[[ "$code" == 200 ]] || fail "gateway answered $code for the app"
-[[ "$(replicas)" == 1 ]] || fail "expected 1 replica"
-kubectl -n "$SPACES_NS" get networkpolicy space-admin--e2e-hello >/dev/null || fail "no NetworkPolicy"
+step "an app-only change while calling the app without pause (rolling update)"
+python3 - "$URL/apps/$SPACE/" "$WORK/calls.log" <<'PY' &
+import sys, time
+from gradio_client import Client
+client, out = Client(sys.argv[1], verbose=False), open(sys.argv[2], "w", buffering=1)
+v2 = 0
+while v2 < 5:
+    try:
+        answer = client.predict("rolling", api_name="/greet")
+        out.write(f"ok {answer}\n")
+        v2 += answer.endswith("(v2)")
+    except Exception as exc:
+        out.write(f"FAILED {type(exc).__name__}: {exc}\n")
+PY
+CALLER=$!
+sed -i 's/"HELLO_VERSION", "v1"/"HELLO_VERSION", "v2"/' "$WORK/app.py"
+g commit -qam v2
+g push -q "http://admin:$TOKEN@127.0.0.1:$PORT/spaces/$SPACE" main
+wait_stage "$(g rev-parse HEAD)" RUNNING
+wait "$CALLER"
+failed=$(grep -c '^FAILED' "$WORK/calls.log" || true)
+echo "$(wc -l <"$WORK/calls.log") calls, $failed failed"
+[[ "$failed" == 0 ]] || fail "calls failed during the rolling update: $(grep -m3 '^FAILED' "$WORK/calls.log")"
 
-step "sleep: a short sleep time puts the Space to sleep (scaled to zero)"
-api POST "/api/spaces/$SPACE/sleeptime" '{"seconds": 5}' >/dev/null || fail "sleeptime endpoint"
-wait_stage SLEEPING PAUSED
+step "sleep (0 replicas), then wake through the gateway (the request is held)"
+api POST "/api/spaces/$SPACE/sleeptime" '{"seconds": 1}' >/dev/null
+wait_stage "" SLEEPING
 [[ "$(replicas)" == 0 ]] || fail "expected 0 replicas while asleep"
-
-step "wake: a request through the gateway scales it back to one"
-code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 300 -H "Host: admin-e2e-hello.$APPS" "http://127.0.0.1:$PORT/")
+api POST "/api/spaces/$SPACE/sleeptime" '{"seconds": 3600}' >/dev/null
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 600 "$URL/apps/$SPACE/config")
 [[ "$code" == 200 ]] || fail "wake request answered $code"
-wait_stage RUNNING
 [[ "$(replicas)" == 1 ]] || fail "expected 1 replica after wake"
 
-step "delete: every object of the Space goes"
+step "helm upgrade: a new platform pod finds the Space again"
+helm upgrade "$RELEASE" "$ROOT/helm/spaceyard" -n "$NAMESPACE" "${SETS[@]}" --set platform.extraEnv.E2E_REVISION=2 \
+  --wait --timeout 10m
+[[ "$(helm status "$RELEASE" -n "$NAMESPACE" -o json | field version)" == 2 ]] || fail "revision 2"
+port_forward
+wait_stage "$(g rev-parse HEAD)" RUNNING
+[[ "$(greet upgraded)" == "Hello upgraded! (v2)" ]] || fail "the Space after the upgrade"
+
+step "delete the Space: every object of it goes"
 api DELETE /api/repos/delete '{"type":"space","organization":"admin","name":"e2e-hello"}' >/dev/null
-for _ in $(seq 60); do
-  left=$(kubectl -n "$SPACES_NS" get all,configmap,secret,networkpolicy -l spaceyard.dev/space=space-admin--e2e-hello -o name)
+left=x
+for _ in $(seq 90); do
+  left=$(kubectl -n "$SPACES_NS" get deploy,svc,configmap,secret,networkpolicy,pods -l "spaceyard.dev/space=$SLUG" -o name)
   [[ -z "$left" ]] && break
   sleep 2
 done
 [[ -z "$left" ]] || fail "left behind: $left"
 
-printf '\nPASS: install, build, RUNNING through the gateway, sleep, wake, delete\n'
+if [[ "${KEEP:-0}" != 1 ]]; then
+  step "helm uninstall: only the kept volumes and the database Secret stay"
+  kill "$PF_PID" 2>/dev/null || true
+  PF_PID=""
+  helm uninstall "$RELEASE" -n "$NAMESPACE" --wait --timeout 10m
+  kubectl wait --for=delete "namespace/$SPACES_NS" "namespace/$BUILDS_NS" --timeout=5m 2>/dev/null || true
+  left=$(kubectl -n "$NAMESPACE" get deploy,sts,svc,pods,configmap,secret,pvc -o name | grep -v 'configmap/kube-root-ca.crt' | sort)
+  kept=$(printf '%s\n' "persistentvolumeclaim/data-$RELEASE-postgresql-0" "persistentvolumeclaim/$RELEASE-data" \
+    "secret/$RELEASE-postgresql" | sort)
+  [[ "$left" == "$kept" ]] || fail "after uninstall: $left"
+  kubectl -n "$NAMESPACE" delete pvc "data-$RELEASE-postgresql-0" "$RELEASE-data" --wait >/dev/null
+  kubectl -n "$NAMESPACE" delete secret "$RELEASE-postgresql" >/dev/null
+fi
+
+printf '\nPASS: install, build in the cluster, RUNNING through the gateway, rolling update with no failed call, sleep, wake, upgrade, delete, uninstall\n'

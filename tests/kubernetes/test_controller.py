@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from spaceyard_runtime.kubernetes import objects
+from spaceyard_runtime.kubernetes import objects, slugs
 from spaceyard_runtime.kubernetes.clients import KubeApi
 from spaceyard_runtime.kubernetes.controller import ClusterRecordSource, Controller, LeaderElector
 from spaceyard_runtime.kubernetes.desired import ClusterConfig, DesiredSpace, SpaceStatus, Stage
@@ -43,6 +43,9 @@ class Source:
 
     def desired_spaces(self) -> Iterable[DesiredSpace]:
         return list(self.spaces.values())
+
+    def desired_space(self, name: str) -> DesiredSpace | None:
+        return next((s for s in self.spaces.values() if slugs.space_name(s.space_id) == name), None)
 
     def set(self, space: DesiredSpace) -> None:
         self.spaces[space.space_id] = space
@@ -411,6 +414,25 @@ def test_cluster_record_source_replays_what_the_runtime_wrote(
     eventually(lambda: kube.get("Deployment", NAMESPACE, NAME) is None, "the Deployment is gone")
     assert reconcile_space(kube_api, replayed, cfg).stage in (Stage.STARTING, Stage.WAITING_FOR_CAPACITY)
     assert kube.get("Deployment", NAMESPACE, NAME) is not None
+
+
+def test_a_pod_event_after_a_new_revision_does_not_put_the_old_one_back(
+    kube: Cluster, cfg: ClusterConfig, rspace: Callable[..., DesiredSpace], kube_api: KubeApi, flavors: Any
+) -> None:
+    # Found by the chart installed for real: the platform rolled a Space to a new revision, the new pod's
+    # first event made the controller reconcile from its last resync's listing, and it wrote the old
+    # revision back into the owner and the Deployment, for good.
+    old = rspace()
+    apply_space(kube_api, old, cfg)  # what KubernetesRuntime.start writes
+    ctl = Controller(kube.client(), cfg, ClusterRecordSource(kube_api, flavors), identity="x", delete_orphans=False)
+    assert ctl.resync() is not None  # lists revision 1
+    new = dataclasses.replace(old, revision="2" * 40, image=kube.images["slow"])
+    apply_space(kube_api, new, cfg)  # the platform's rolling update, between two resyncs
+    ctl.reconcile_one(NAME)  # the new pod's first watch event
+    owner, deployment = kube.get("ConfigMap", NAMESPACE, NAME), kube.get("Deployment", NAMESPACE, NAME)
+    assert owner is not None and owner["data"]["revision"] == "2" * 40
+    assert deployment is not None
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == kube.images["slow"]
 
 
 def test_cluster_record_source_skips_unusable_owners_without_deleting_them(

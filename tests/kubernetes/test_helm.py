@@ -9,6 +9,7 @@ in strict mode. What only a real cluster can show is listed in docs/kubernetes.m
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import json
 import subprocess
@@ -119,6 +120,32 @@ def test_external_services_are_required_when_the_in_chart_ones_are_off() -> None
         render({"redis": {"enabled": False}})
     with pytest.raises(helm.HelmError, match="postgresql.externalUrl is required"):
         render({"postgresql": {"enabled": False}})
+
+
+def test_the_generated_database_password_is_the_same_in_both_secrets(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    # two templates ask for it: a second randAlphaNum once gave the platform a password PostgreSQL never had
+    default = rendered["default"]
+    password = base64.b64decode(find(default, "Secret", "spaceyard-postgresql")["data"]["password"]).decode()
+    url = base64.b64decode(find(default, "Secret", "spaceyard-urls")["data"]["database-url"]).decode()
+    assert len(password) == 32 and url == f"postgresql+psycopg://spaceyard:{password}@spaceyard-postgresql:5432/spaceyard"
+
+
+def test_chart_pods_have_no_service_links_and_take_the_dns_override() -> None:
+    # a Service named "spaceyard" would inject SPACEYARD_PORT=tcp://... (a setting) into every pod
+    dns = {"nameservers": ["10.0.0.10"], "searches": ["spaceyard.svc.cluster.local"]}
+    service_values = {"service": {"type": "NodePort", "nodePort": 30080}}
+    docs = render({"dnsPolicy": "None", "dnsConfig": dns, "platform": service_values})
+    workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
+    assert len(workloads) == 5
+    for doc in workloads:
+        pod = doc["spec"]["template"]["spec"]
+        assert pod["enableServiceLinks"] is False, doc["metadata"]["name"]
+        assert pod["dnsPolicy"] == "None" and pod["dnsConfig"] == dns
+    service = find(docs, "Service", "spaceyard")["spec"]
+    assert service["type"] == "NodePort" and service["ports"][0]["nodePort"] == 30080
+    assert "dnsPolicy" not in find(render({}), "Deployment", "spaceyard-platform")["spec"]["template"]["spec"]
 
 
 def test_components(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -248,6 +275,9 @@ def exercise_controller(fake: FakeKubeAPI, flavors: dict[str, Flavor]) -> None:
 
         def desired_spaces(self) -> list[DesiredSpace]:
             return self.spaces
+
+        def desired_space(self, name: str) -> DesiredSpace | None:
+            return self.spaces[0] if name == "space-a--b" else None
 
     source = Source()
     api_client = client.ApiClient(client.Configuration(host=fake.url))

@@ -42,7 +42,16 @@ def test_chart_pods_are_admitted_at_restricted(values: str) -> None:
     assert workloads
     for doc in workloads:
         pod: dict[str, Any] = doc["spec"]["template"]["spec"]
-        assert restricted_violations(pod) == [], doc["metadata"]["name"]
+        if doc["metadata"]["name"] != "spaceyard-worker":
+            assert restricted_violations(pod) == [], doc["metadata"]["name"]
+    # the worker is the outside of the build walls (bubblewrap as root, then the unprivileged build uid):
+    # exactly these deviations, and none without walls
+    worker = find(docs, "Deployment", "spaceyard-worker")["spec"]["template"]["spec"]
+    problems = restricted_violations(worker)
+    assert len(problems) == 4 and not any("privileged" in p for p in problems), problems
+    assert any("SYS_ADMIN" in p for p in problems) and any("runAsUser 0" in p or "runAsNonRoot" in p for p in problems)
+    no_walls = render({**VALUES[values], "worker": {**VALUES[values].get("worker", {}), "buildWalls": False}})
+    assert restricted_violations(find(no_walls, "Deployment", "spaceyard-worker")["spec"]["template"]["spec"]) == []
     spaces_ns = find(docs, "Namespace", "spaceyard-spaces")
     assert spaces_ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     builds_ns = find(docs, "Namespace", "spaceyard-builds")

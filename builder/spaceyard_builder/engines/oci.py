@@ -58,7 +58,6 @@ from typing import Any
 
 from ..api import Artifact, BuildEngine, BuildLog, BuildRequest
 from ..errors import BuildFailed
-from ..preload import HUB_DIR
 from ..oci import layers
 from ..oci.registry import (
     DOCKER_LAYER_GZIP,
@@ -69,6 +68,7 @@ from ..oci.registry import (
     Registry,
     sha256_digest,
 )
+from ..preload import HUB_DIR
 from ..settings import BuilderSettings
 from ..spaceconfig import SpaceConfig
 from ..walls import BuildWalls, create_walls

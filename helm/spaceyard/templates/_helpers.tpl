@@ -39,18 +39,19 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
-{{/* The PostgreSQL password: values, else the one already in the cluster, else a new random one. */}}
+{{/* The PostgreSQL password: values, else the one already in the cluster, else a new random one.
+Decided once per render and kept in .Values.postgresql.password, so that the Secret of the database
+and the Secret of the URLs (two templates, two calls) agree: two randAlphaNum calls would not. */}}
 {{- define "spaceyard.postgresPassword" -}}
-{{- if .Values.postgresql.password -}}
-{{- .Values.postgresql.password -}}
-{{- else -}}
+{{- if not .Values.postgresql.password -}}
 {{- $existing := lookup "v1" "Secret" .Release.Namespace (printf "%s-postgresql" (include "spaceyard.fullname" .)) -}}
 {{- if and $existing $existing.data (index $existing.data "password") -}}
-{{- index $existing.data "password" | b64dec -}}
+{{- $_ := set .Values.postgresql "password" (index $existing.data "password" | b64dec) -}}
 {{- else -}}
-{{- randAlphaNum 32 -}}
+{{- $_ := set .Values.postgresql "password" (randAlphaNum 32) -}}
 {{- end -}}
 {{- end -}}
+{{- .Values.postgresql.password -}}
 {{- end -}}
 
 {{- define "spaceyard.podSecurityContext" -}}
@@ -107,4 +108,18 @@ capabilities:
     secretKeyRef:
       name: {{ include "spaceyard.fullname" . }}-urls
       key: database-url
+{{- end -}}
+
+{{/* Pod-level settings shared by every pod of the chart: no service links (they would inject
+SPACEYARD_PORT=tcp://... for a Service named "spaceyard", which the settings read as the port),
+and the optional DNS override. */}}
+{{- define "spaceyard.podCommon" -}}
+enableServiceLinks: false
+{{- with .Values.dnsPolicy }}
+dnsPolicy: {{ . }}
+{{- end }}
+{{- with .Values.dnsConfig }}
+dnsConfig:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}

@@ -238,7 +238,9 @@ class Relay:
     def _session_get(self) -> aiohttp.ClientSession:
         session = self._session
         if session is None or session.closed:
-            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30, ttl_dns_cache=10)
+            # no pooled keep-alive: a Kubernetes Space's ClusterIP is the same before and after a rolling
+            # update, and a pooled connection stays on the old pod (conntrack) until it stops mid-call
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, force_close=True, ttl_dns_cache=10)
             session = self._session = self._new_session(connector)
         return session
 

@@ -45,9 +45,16 @@ StatusSink = Callable[[SpaceStatus], None]
 
 
 class DesiredStateSource(Protocol):
-    """Where desired state comes from (the control plane's database, or the KubernetesRuntime)."""
+    """Where desired state comes from (the control plane's database, or the KubernetesRuntime).
+
+    ``desired_space(name)`` is the current desired state of one Space (by object name), read at the
+    moment it is asked: the controller reconciles from it, never from an older listing, so that a
+    new revision written meanwhile (the platform's rolling update) is not put back to the old one.
+    """
 
     def desired_spaces(self) -> Iterable[DesiredSpace]: ...
+
+    def desired_space(self, name: str) -> DesiredSpace | None: ...
 
 
 def _micro_time(t: float) -> str:
@@ -207,8 +214,8 @@ class Controller:
             return None
         self._desired = desired
         results: dict[str, SpaceStatus] = {}
-        for name, space in desired.items():
-            status = self._reconcile(space)
+        for name in desired:
+            status = self.reconcile_one(name)
             if status is not None:
                 results[name] = status
         for name, space_id in managed_spaces(self.api).items() if self.delete_orphans else ():
@@ -219,10 +226,18 @@ class Controller:
         return results
 
     def reconcile_one(self, name: str) -> SpaceStatus | None:
-        """Reconcile the Space whose objects are called ``name`` (from a watch event), if desired."""
-        space = self._desired.get(name)
-        if space is None or not self.elector.is_leader:
+        """Reconcile the Space whose objects are called ``name`` (a watch event, or one of a resync), if
+        desired, from its desired state as it is now (not as the last resync listed it)."""
+        if name not in self._desired or not self.elector.is_leader:
             return None
+        try:
+            space = self.source.desired_space(name)
+        except Exception:
+            log.exception("desired state of %s unavailable; retried at the next event or resync", name)
+            return None
+        if space is None:  # gone since the resync listed it: the next resync deletes it (or not)
+            return None
+        self._desired[name] = space
         return self._reconcile(space)
 
     def _reconcile(self, space: DesiredSpace) -> SpaceStatus | None:
@@ -303,30 +318,36 @@ class ClusterRecordSource:
         self.api, self.flavors = api, flavors
 
     def desired_spaces(self) -> list[DesiredSpace]:
-        spaces = []
-        for owner in self.api.list("ConfigMap", f"{objects.managed_selector()},{objects.LABEL_COMPONENT}=owner"):
-            data = owner.get("data") or {}
-            try:
-                secret = self.api.get("Secret", owner["metadata"]["name"]) or {}
-                secrets = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
-                spaces.append(
-                    DesiredSpace(
-                        space_id=data["space-id"],
-                        image=data["image"],
-                        revision=data["revision"],
-                        flavor=get_flavor(self.flavors, data["flavor"]),
-                        sdk=data.get("sdk", "gradio"),
-                        app_port=int(data.get("app-port", "7860")),
-                        secrets=secrets,
-                        variables=json.loads(data.get("variables") or "{}"),
-                        awake=data.get("awake") != "false",
-                        paused=data.get("paused") == "true",
-                        storage=StorageSpec(**json.loads(data["storage"])) if data.get("storage") else None,
-                    )
-                )
-            except (KeyError, ValueError) as exc:  # UnknownFlavor is a KeyError: flavor removed from the file
-                log.error("owner %s is not usable, leaving it alone: %s", owner["metadata"]["name"], exc)
-        return spaces
+        owners = self.api.list("ConfigMap", f"{objects.managed_selector()},{objects.LABEL_COMPONENT}=owner")
+        return [space for owner in owners if (space := self._from_owner(owner)) is not None]
+
+    def desired_space(self, name: str) -> DesiredSpace | None:
+        owner = self.api.get("ConfigMap", name)
+        if owner is None or (owner["metadata"].get("labels") or {}).get(objects.LABEL_COMPONENT) != "owner":
+            return None
+        return self._from_owner(owner)
+
+    def _from_owner(self, owner: dict[str, Any]) -> DesiredSpace | None:
+        data = owner.get("data") or {}
+        try:
+            secret = self.api.get("Secret", owner["metadata"]["name"]) or {}
+            secrets = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+            return DesiredSpace(
+                space_id=data["space-id"],
+                image=data["image"],
+                revision=data["revision"],
+                flavor=get_flavor(self.flavors, data["flavor"]),
+                sdk=data.get("sdk", "gradio"),
+                app_port=int(data.get("app-port", "7860")),
+                secrets=secrets,
+                variables=json.loads(data.get("variables") or "{}"),
+                awake=data.get("awake") != "false",
+                paused=data.get("paused") == "true",
+                storage=StorageSpec(**json.loads(data["storage"])) if data.get("storage") else None,
+            )
+        except (KeyError, ValueError) as exc:  # UnknownFlavor is a KeyError: flavor removed from the file
+            log.error("owner %s is not usable, leaving it alone: %s", owner["metadata"]["name"], exc)
+            return None
 
 
 def main() -> None:  # pragma: no cover - the container entry point; the pieces are tested

@@ -51,6 +51,8 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "spaceyard"}
 GPU_RESOURCE = "nvidia.com/gpu"
 WRITABLE_SDKS = {"docker"}
 """SDKs whose images we did not build: they may write anywhere, so their root filesystem stays writable."""
+PRESTOP_SECONDS = 5
+"""How long a replaced Space pod keeps serving after it is told to stop (the Service stops routing to it meanwhile)."""
 
 
 def space_labels(space_id: str) -> dict[str, str]:
@@ -202,6 +204,9 @@ def make_pod_template(space: DesiredSpace, cfg: ClusterConfig) -> Manifest:
         "envFrom": [{"secretRef": {"name": slugs.space_name(space.space_id), "optional": True}}],
         "resources": resources(flavor),
         "readinessProbe": {**probe_action, "periodSeconds": 2, "timeoutSeconds": 2, "failureThreshold": 3},
+        # a replaced pod keeps serving while the endpoints and kube-proxy's rules stop sending it new
+        # requests (they learn of its end at the same time as the kubelet): no refused call mid-rollout
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SECONDS}}},
         "securityContext": _container_security(read_only),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -302,6 +307,9 @@ def make_service(space: DesiredSpace, cfg: ClusterConfig, owner: Mapping[str, An
         "metadata": _meta(space, cfg, "service"),
         "spec": {
             "type": "ClusterIP",
+            # the gateway is the only client: one pod serves it at a time, so a Gradio queue's join and its
+            # event stream never land on two pods while a rolling update has both ready
+            "sessionAffinity": "ClientIP",
             "selector": {LABEL_SPACE: slugs.space_name(space.space_id), LABEL_COMPONENT: "app"},
             "ports": [{"name": "http", "port": cfg.service_port, "targetPort": "http", "protocol": "TCP"}],
         },

@@ -159,6 +159,9 @@ class KubernetesRuntime(Runtime):
         """What this runtime has started: a :class:`~.controller.DesiredStateSource` for an in-process controller."""
         return list(self._desired.values())
 
+    def desired_space(self, name: str) -> DesiredSpace | None:
+        return next((s for s in self._desired.values() if slugs.space_name(s.space_id) == name), None)
+
     async def _endpoint(self, space_id: str) -> Endpoint:
         host = objects.service_host(space_id, self.cfg)
         if self.settings.kubernetes_endpoint == "cluster-ip":
