@@ -209,6 +209,12 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     async def poll(self, handle: AppHandle) -> AppStatus: ...
 
+    async def end_previous(self) -> None:
+        """End what a previous platform process on the same state left running (it was killed before it
+        could stop its apps). The lifecycle calls it once at start, before anything runs: it re-attaches
+        nothing, so every Space starts again from ``SLEEPING``. Default: nothing is left (the local runtime
+        ends its leftovers when it is made; the Kubernetes controller converges pods to the desired state)."""
+
     async def suspend(self, handle: AppHandle) -> None:
         """Sleep: free the app's CPU and memory. Default: stop it."""
         await self.stop(handle)

@@ -27,7 +27,12 @@ class FakeRuntime(Runtime):
         self.gate: asyncio.Event | None = None
         """Set: ``wait_ready`` holds every start until the test sets the event."""
         self.removed: list[str] = []
+        self.ended_previous = 0
+        """How often the lifecycle asked to end what a killed predecessor left (once per start)."""
         self._next = 0
+
+    async def end_previous(self) -> None:
+        self.ended_previous += 1
 
     async def start(self, spec: AppSpec, log: LogSink) -> AppHandle:
         self._next += 1

@@ -393,7 +393,9 @@ async def test_restart_recovery_requeues_an_unfinished_build_and_sleeps_the_serv
     first = await lab.push_and_build("a1" * 20)
     await lab.until(Stage.RUNNING)
     pending = await lab.deployer.request_build(lab.pk, "b2" * 20)  # never finished: the process stops
+    ended_before = lab.runtime.ended_previous
     await lab.restart()
+    assert lab.runtime.ended_previous == ended_before + 1  # what a killed predecessor left is ended first
     assert lab.space().stage == Stage.RUNNING_BUILDING  # the old version sleeps, the build goes on
     assert [r.build_id for r in lab.queue.requeued] == [pending]
     assert lab.route().upstream is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
+from pathlib import Path
 
 import docker
 import pytest
@@ -335,3 +336,26 @@ async def test_a_crash_after_ready_is_restarted_by_docker_and_its_output_followe
             await asyncio.sleep(0.1)
     assert status == 200
     assert (await runtime.poll(handle)).state == AppState.RUNNING
+
+
+async def test_a_new_platform_ends_the_containers_a_killed_one_left_and_only_those(
+    runtime_settings: RuntimeSettings, docker_build: BuildResult, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    """A platform killed before it could stop its apps (SIGKILL) leaves containers; the next one on the same
+    state ends them at start (``end_previous``, called by the lifecycle), never another platform's."""
+    killed = DockerRuntime(runtime_settings.model_copy(update={"data_dir": tmp_path / "killed"}))
+    other = DockerRuntime(runtime_settings.model_copy(update={"data_dir": tmp_path / "other"}))
+    left = await killed.start(spec_for(docker_build, "samples/left-behind"), lambda line: None)
+    kept = await other.start(spec_for(docker_build, "samples/someone-elses"), lambda line: None)
+    try:
+        fresh = DockerRuntime(killed.settings)  # the restarted platform: same state directory
+        await fresh.end_previous()
+        with pytest.raises(docker.errors.NotFound):
+            docker_client.containers.get(left.backend_id)
+        assert docker_client.containers.get(kept.backend_id).status == "running"
+        await fresh.end_previous()  # nothing left: a no-op
+        await fresh.aclose()
+    finally:
+        await other.stop(kept)
+        await killed.aclose()
+        await other.aclose()

@@ -38,6 +38,7 @@ def recovered_stage(stage: Stage, *, serving: bool, pending: bool, undeployed: b
 
 class Recovery(Builds, Running):
     async def _recover(self) -> None:
+        await self.runtime.end_previous()  # nothing of a killed predecessor keeps running beside what starts
         spaces, builds = await asyncio.to_thread(self._load_all)
         for space in spaces:
             state = self._state(space)

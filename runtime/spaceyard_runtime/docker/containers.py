@@ -19,6 +19,7 @@ The container (:func:`container_kwargs`):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,12 @@ NO_DNS_RESOLV_CONF = (
     "# Spaceyard: Spaces on a per-Space network have no egress and no DNS\n"
     "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
 )
+
+
+def owner_key(settings: RuntimeSettings) -> str:
+    """Which platform a container belongs to (label ``org.spaceyard.owner``): one per state directory, so
+    platforms sharing a Docker engine never end each other's containers."""
+    return hashlib.sha256(str(settings.runtime_dir.resolve()).encode()).hexdigest()[:16]
 
 
 def app_env(spec: AppSpec) -> dict[str, str]:
@@ -100,6 +107,7 @@ def container_kwargs(
         "environment": app_env(spec),
         "labels": {
             f"{LABEL}.space": spec.space_id,
+            f"{LABEL}.owner": owner_key(settings),
             f"{LABEL}.revision": spec.revision,
             f"{LABEL}.sdk": spec.sdk,
             f"{LABEL}.gpus": ",".join(gpus),

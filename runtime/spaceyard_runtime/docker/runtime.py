@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import time
 from dataclasses import replace
@@ -25,6 +26,8 @@ from . import containers, logs, network
 from .gpus import GpuAllocator
 from .hub import DockerHubListeners
 from .logs import DockerApp
+
+log = logging.getLogger("spaceyard.runtime.docker")
 
 
 class DockerRuntime(Runtime):
@@ -262,6 +265,29 @@ class DockerRuntime(Runtime):
 
     async def remove(self, handle: AppHandle) -> None:
         await self.stop(handle, self.settings.stop_grace)
+
+    async def end_previous(self) -> None:
+        """Remove the containers a killed platform on this state directory left (running or stopped):
+        labelled with its owner key, none of them is one this process started."""
+
+        def end() -> int:
+            label = f"{containers.LABEL}.owner={containers.owner_key(self.settings)}"
+            ended = 0
+            for container in self.client.containers.list(all=True, filters={"label": label}):
+                if container.id in self._apps:
+                    continue
+                with contextlib.suppress(docker.errors.NotFound):
+                    container.remove(force=True)
+                    ended += 1
+            return ended
+
+        try:
+            ended = await asyncio.to_thread(end)
+        except (docker.errors.DockerException, RuntimeBackendError) as exc:
+            log.warning("could not look for containers a previous platform left: %s", exc)
+            return
+        if ended:
+            log.info("removed %d container(s) a previous platform process left", ended)
 
     async def suspend(self, handle: AppHandle) -> None:
         """Sleep: stop the container and keep it (and its image) for :meth:`resume`."""
