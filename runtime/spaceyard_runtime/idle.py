@@ -3,8 +3,8 @@
 * ``sleep_time`` is the Space's own setting in seconds: ``None`` = the platform's default, ``-1`` (any
   negative value) = never sleep.
 * Only a serving Space sleeps: ``RUNNING``, or ``RUNNING_BUILDING`` (the old version serves while a new one
-  builds). A Space that is starting, building, waiting for capacity (``PENDING``) or failing never does.
-  Stages compare case-insensitively (the Hub's ``RUNNING`` and :class:`AppState` ``running`` alike).
+  builds). A Space that is starting, building, waiting for capacity (``SCHEDULING``) or failing never does.
+  Stages are the Hub's names, exactly (the platform's ``Stage`` values); an ``AppState`` is not a stage.
 * Open requests and websockets (``in_flight``) hold a Space awake: it sleeps only once they have ended
   and the idle time has passed since (their end counts as activity), or, if they stay open, once
   ``busy_max`` more seconds have passed with no traffic at all (a forgotten tab's quiet websocket must
@@ -25,7 +25,7 @@ def effective_sleep_time(sleep_time: int | None, default_sleep_time: int) -> int
 
 
 def can_sleep(stage: str) -> bool:
-    return stage.upper() in SLEEPABLE_STAGES
+    return stage in SLEEPABLE_STAGES
 
 
 def sleep_at(*, last_activity: float, sleep_time: int | None, default_sleep_time: int, stage: str) -> float | None:

@@ -43,14 +43,16 @@ def test_minus_one_never_sleeps() -> None:
 
 
 @pytest.mark.parametrize(
-    "stage", ["PENDING", "STARTING", "BUILDING", "APP_STARTING", "RUNTIME_ERROR", "BUILD_ERROR", "SLEEPING", "PAUSED"]
+    "stage",
+    # the Hub's stages that are not serving, and AppState values, which are not stages at all
+    ["PENDING", "STARTING", "BUILDING", "APP_STARTING", "RUNTIME_ERROR", "BUILD_ERROR", "SLEEPING", "PAUSED", "running"],
 )
 def test_only_serving_spaces_sleep(stage: str) -> None:
     assert not sleeps(10 * DEFAULT, 0.0, 300, stage)
     assert sleep_at(last_activity=0.0, sleep_time=300, default_sleep_time=DEFAULT, stage=stage) is None
 
 
-@pytest.mark.parametrize("stage", ["RUNNING", "RUNNING_BUILDING", "running"])
+@pytest.mark.parametrize("stage", ["RUNNING", "RUNNING_BUILDING"])
 def test_running_spaces_sleep(stage: str) -> None:
     assert sleeps(300.0, 0.0, 300, stage)
 
