@@ -200,13 +200,13 @@ def test_gpu_space_waits_for_capacity_and_is_not_slept(
     ctl, seen = controller(kube, cfg, source)
     settle(ctl, Stage.RUNNING, name="space-bob--gpu-hog")
     source.set(rspace(flavor="t4-small"))
-    waiting = settle(ctl, Stage.WAITING_FOR_CAPACITY)
+    waiting = settle(ctl, Stage.SCHEDULING)
     # the real scheduler's message
     assert "0/2 nodes are available" in waiting.message and "Insufficient nvidia.com/gpu" in waiting.message
     # the control plane's idle policy asks for sleep while the pod waits: deferred, the pod stays
     source.set(rspace(flavor="t4-small", awake=False))
     statuses = ctl.resync()
-    assert statuses is not None and statuses[NAME].stage is Stage.WAITING_FOR_CAPACITY
+    assert statuses is not None and statuses[NAME].stage is Stage.SCHEDULING
     assert statuses[NAME].sleep_deferred is True
     (pod,) = kube.list("Pod", NAMESPACE, objects.space_selector("alice/demo"))
     assert pod["status"]["phase"] == "Pending"
@@ -220,7 +220,7 @@ def test_gpu_space_waits_for_capacity_and_is_not_slept(
     assert running["metadata"]["uid"] == pod["metadata"]["uid"] and running["spec"]["nodeName"] == "gpu-1"
     source.set(rspace(flavor="t4-small", awake=False))
     settle(ctl, Stage.SLEEPING)
-    assert Stage.WAITING_FOR_CAPACITY in [s.stage for s in seen if s.space_id == "alice/demo"]
+    assert Stage.SCHEDULING in [s.stage for s in seen if s.space_id == "alice/demo"]
 
 
 def test_explicit_pause_is_honoured_while_waiting(
@@ -228,7 +228,7 @@ def test_explicit_pause_is_honoured_while_waiting(
 ) -> None:
     source = Source(rspace(flavor="l4x4"))
     ctl, _ = controller(kube, cfg, source)
-    waiting = settle(ctl, Stage.WAITING_FOR_CAPACITY)
+    waiting = settle(ctl, Stage.SCHEDULING)
     assert "didn't match Pod's node affinity/selector" in waiting.message, "no L4 node in this cluster"
     source.set(rspace(flavor="l4x4", paused=True))
     settle(ctl, Stage.PAUSED)
@@ -412,7 +412,7 @@ def test_cluster_record_source_replays_what_the_runtime_wrote(
     assert replayed == desired
     kube_api.delete("Deployment", NAME)
     eventually(lambda: kube.get("Deployment", NAMESPACE, NAME) is None, "the Deployment is gone")
-    assert reconcile_space(kube_api, replayed, cfg).stage in (Stage.STARTING, Stage.WAITING_FOR_CAPACITY)
+    assert reconcile_space(kube_api, replayed, cfg).stage in (Stage.STARTING, Stage.SCHEDULING)
     assert kube.get("Deployment", NAMESPACE, NAME) is not None
 
 

@@ -45,7 +45,8 @@ def test_minus_one_never_sleeps() -> None:
 @pytest.mark.parametrize(
     "stage",
     # the Hub's stages that are not serving, and AppState values, which are not stages at all
-    ["PENDING", "STARTING", "BUILDING", "APP_STARTING", "RUNTIME_ERROR", "BUILD_ERROR", "SLEEPING", "PAUSED", "running"],
+    ["SCHEDULING", "STARTING", "BUILDING", "APP_STARTING", "RUNTIME_ERROR", "BUILD_ERROR", "SLEEPING", "PAUSED"]
+    + ["running", "pending"],
 )
 def test_only_serving_spaces_sleep(stage: str) -> None:
     assert not sleeps(10 * DEFAULT, 0.0, 300, stage)
@@ -76,7 +77,7 @@ def test_next_check() -> None:
     assert running(now=300.0, last_activity=0.0) == 0.0
     assert running(now=900.0, last_activity=0.0) == 0.0
     assert next_check(now=0.0, last_activity=0.0, sleep_time=-1, default_sleep_time=DEFAULT, stage="RUNNING") == 60.0
-    assert next_check(now=0.0, last_activity=0.0, sleep_time=1, default_sleep_time=DEFAULT, stage="PENDING") == 60.0
+    assert next_check(now=0.0, last_activity=0.0, sleep_time=1, default_sleep_time=DEFAULT, stage="SCHEDULING") == 60.0
 
 
 def test_open_requests_hold_a_space_awake_up_to_the_busy_maximum() -> None:

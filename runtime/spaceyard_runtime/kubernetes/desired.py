@@ -88,8 +88,9 @@ class Stage(enum.Enum):
 
     STARTING = "STARTING"
     RUNNING = "RUNNING"
-    WAITING_FOR_CAPACITY = "WAITING_FOR_CAPACITY"
-    """Pod unschedulable (no node with a free GPU yet). Not idle, never put to sleep, not an error."""
+    SCHEDULING = "SCHEDULING"
+    """Pod unschedulable (no node with a free GPU yet): the Hub's name for a capacity wait. Not idle, never
+    put to sleep, not an error."""
     SLEEPING = "SLEEPING"
     PAUSED = "PAUSED"
     RUNTIME_ERROR = "RUNTIME_ERROR"

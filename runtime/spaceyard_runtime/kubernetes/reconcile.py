@@ -7,7 +7,7 @@ cluster and the desired state are the only inputs.
 
 :func:`observe_space` turns pods into a :class:`SpaceStatus`:
 
-* ``PodScheduled=False`` with reason ``Unschedulable`` -> ``WAITING_FOR_CAPACITY`` with the scheduler's
+* ``PodScheduled=False`` with reason ``Unschedulable`` -> ``SCHEDULING`` with the scheduler's
   message ("0/3 nodes are available: 3 Insufficient nvidia.com/gpu"). Not an error, not idle: an
   *idle* sleep requested meanwhile is deferred (the pending pod is what makes a cluster autoscaler
   add the GPU node; deleting it would mean never getting one). An explicit pause still scales to 0.
@@ -171,7 +171,7 @@ def observe_space(api: KubeApi, space_id: str, cfg: ClusterConfig, *, want_templ
     for pod in current:
         waiting = unschedulable_message(pod)
         if waiting:
-            return SpaceStatus(space_id, Stage.WAITING_FOR_CAPACITY, message=waiting, pod=pod["metadata"]["name"])
+            return SpaceStatus(space_id, Stage.SCHEDULING, message=waiting, pod=pod["metadata"]["name"])
     for pod in current:
         if _ready(pod):
             return SpaceStatus(space_id, Stage.RUNNING, pod=pod["metadata"]["name"])
@@ -185,7 +185,7 @@ def reconcile_space(api: KubeApi, space: DesiredSpace, cfg: ClusterConfig) -> Sp
     """Converge one Space and return its observed status."""
     if space.replicas == 0 and not space.paused:
         before = observe_space(api, space.space_id, cfg)
-        if before.stage is Stage.WAITING_FOR_CAPACITY:
+        if before.stage is Stage.SCHEDULING:
             log.info("space %s: idle sleep deferred, waiting for capacity: %s", space.space_id, before.message)
             apply_space(api, dataclasses.replace(space, awake=True), cfg)
             after = observe_space(api, space.space_id, cfg)

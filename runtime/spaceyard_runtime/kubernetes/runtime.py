@@ -237,7 +237,7 @@ class KubernetesRuntime(Runtime):
             now = time.monotonic()
             if waiting_since is not None:
                 capacity_wait += now - waiting_since
-            waiting_since = now if status.stage is Stage.WAITING_FOR_CAPACITY else None
+            waiting_since = now if status.stage is Stage.SCHEDULING else None
             if status.stage is Stage.RUNNING and status.pod:
                 if cold.ready is None:
                     current = await asyncio.to_thread(self.api.get, "Pod", status.pod)
@@ -260,7 +260,7 @@ class KubernetesRuntime(Runtime):
                 raise AppCrashed(f"The app is not running ({status.stage.value.lower()})")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                if status.stage is Stage.WAITING_FOR_CAPACITY:
+                if status.stage is Stage.SCHEDULING:
                     raise CapacityPending(status.message)
                 raise AppStartTimeout(f"The app did not become ready within {timeout:g} seconds")
             await asyncio.to_thread(
@@ -345,7 +345,7 @@ class KubernetesRuntime(Runtime):
             return AppStatus(AppState.RUNNING)
         if status.stage is Stage.STARTING:
             return AppStatus(AppState.STARTING, message=status.message)
-        if status.stage is Stage.WAITING_FOR_CAPACITY:
+        if status.stage is Stage.SCHEDULING:
             return AppStatus(AppState.PENDING, message=status.message)
         if status.stage is Stage.RUNTIME_ERROR:
             message = f"{status.message}\n{status.log_tail}" if status.log_tail else status.message
