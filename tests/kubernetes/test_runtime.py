@@ -164,7 +164,9 @@ async def test_new_revision_then_stopping_the_old_handle_keeps_the_new(
     await runtime.wait_ready(new, timeout=120)
     await runtime.stop(old)
     assert kube.get("Deployment", NAMESPACE, NAME) is not None, "the old handle no longer owns the objects"
-    assert (await asyncio.to_thread(service_get, kube)).text.startswith("slow ")
+    # The old pod drains (its preStop wait, the Service's client affinity) before the rolling update ends it:
+    # the new revision serves alone once it has.
+    await wait_for(lambda: service_get(kube).text.startswith("slow "), "the Service serves the new revision", 90)
     await runtime.remove(new)
     for kind in ("ConfigMap", "Secret", "Service", "Deployment", "NetworkPolicy"):
         assert kube.list(kind, NAMESPACE) == [], kind
