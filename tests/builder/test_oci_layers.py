@@ -7,10 +7,12 @@ import hashlib
 import io
 import os
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
 
+from spaceyard_builder.engines import steps
 from spaceyard_builder.errors import BuildFailed
 from spaceyard_builder.oci import layers
 from spaceyard_builder.oci.registry import ImageRef
@@ -106,3 +108,22 @@ def test_image_references(text: str, expected: tuple[str, str, str]) -> None:
 def test_a_name_without_a_registry_needs_one() -> None:
     with pytest.raises(BuildFailed, match="SPACEYARD_REGISTRY"):
         ImageRef.parse("python:3.11-slim")
+
+
+def test_a_cancelled_step_is_killed_and_ends_the_build(tmp_path: Path) -> None:
+    """Deleting a Space cancels its build (``spaceyard_builder.cancel``): the running step is killed within
+    a poll and the build ends with the reason (the oci engine's steps run through ``run_step``)."""
+    asked = time.monotonic() + 0.3
+    lines: list[str] = []
+    with pytest.raises(BuildFailed, match="cancelled: the Space was deleted"):
+        steps.run_step(
+            ["sleep", "600"],
+            announce="sleep",
+            what="Sleeping",
+            log=lines.append,
+            env=dict(os.environ),
+            cwd=tmp_path,
+            deadline=time.monotonic() + 600,
+            timeout_setting=600,
+            cancelled=lambda: time.monotonic() > asked,
+        )

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -213,3 +216,12 @@ def test_base_image_follows_python_version_when_templated() -> None:
     assert engine.base_image(parse_readme("---\nsdk: gradio\n---\n")) == "python:3.11-slim"
     fixed = DockerEngine(BuilderSettings(docker_base_image="spaceyard/python:3.11-bookworm"))
     assert fixed.base_image(parse_readme("---\nsdk: gradio\npython_version: '3.10'\n---\n")).endswith("3.11-bookworm")
+
+
+def test_a_cancelled_docker_build_step_is_killed_at_once(engine: DockerEngine) -> None:
+    """Deleting a Space cancels its build (``spaceyard_builder.cancel``): the docker CLI is killed within a
+    poll or two (BuildKit stops the build when its client goes), not at the build timeout."""
+    lines: list[str] = []
+    asked = time.monotonic() + 0.5
+    rc = engine._run(["sleep", "600"], dict(os.environ), lines.append, lambda: time.monotonic() > asked)
+    assert rc == -signal.SIGKILL  # killed by the cancel watch (the build timeout is far away)

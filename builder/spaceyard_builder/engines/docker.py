@@ -46,6 +46,8 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from .. import cancel
 from ..api import Artifact, BuildEngine, BuildLog, BuildRequest
 from ..errors import BuildFailed, EngineMisconfigured, TransientBuildError
 from ..preload import HUB_DIR
@@ -420,12 +423,19 @@ class DockerEngine(BuildEngine):
                 log(line)
                 tail = (tail + [line])[-20:]
 
-            rc = self._run(argv, env, on_line)
+            cancelled = cancel.BuildCancel(self.settings).checker(request.build_id)
+            rc = self._run(argv, env, on_line, cancelled)
+            if rc != 0 and cancelled():
+                raise BuildFailed(f"docker build: {cancel.REASON}")
             if rc != 0:
                 detail = "\n".join(t for t in tail if t.strip())
                 raise BuildFailed(f"docker build failed (exit {rc}):\n{detail}")
 
-    def _run(self, argv: list[str], env: dict[str, str], on_line: BuildLog) -> int:
+    def _run(
+        self, argv: list[str], env: dict[str, str], on_line: BuildLog, cancelled: Callable[[], bool] | None = None
+    ) -> int:
+        """Run the docker CLI, its output to ``on_line``; killed at the build timeout or once ``cancelled()``
+        (the Space was deleted: BuildKit stops the build when its client goes)."""
         proc = subprocess.Popen(
             argv,
             stdout=subprocess.PIPE,
@@ -438,6 +448,16 @@ class DockerEngine(BuildEngine):
         )
         timer = threading.Timer(self.settings.build_timeout, proc.kill)
         timer.start()
+        if cancelled is not None:
+
+            def watch() -> None:
+                while proc.poll() is None:
+                    time.sleep(cancel.POLL)
+                    if cancelled():
+                        proc.kill()
+                        return
+
+            threading.Thread(target=watch, daemon=True).start()
         try:
             assert proc.stdout is not None
             for raw in proc.stdout:

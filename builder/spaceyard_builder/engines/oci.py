@@ -51,11 +51,12 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import cancel
 from ..api import Artifact, BuildEngine, BuildLog, BuildRequest
 from ..errors import BuildFailed
 from ..oci import layers
@@ -150,6 +151,8 @@ class OciEngine(BuildEngine):
         self._walls: BuildWalls | None = None
         self.last_stats: dict[str, int] = {}
         """What the last build sent to the registry (uploaded_blobs, uploaded_bytes, mounted_blobs, manifests_put)."""
+        self._cancelled: Callable[[], bool] | None = None
+        """Whether the platform cancelled the current build (:mod:`spaceyard_builder.cancel`)."""
 
     @property
     def walls(self) -> BuildWalls:
@@ -192,6 +195,7 @@ class OciEngine(BuildEngine):
         if config.sdk == "static":
             log("--> static Space: no image to build, files are served as they are")
             return Artifact(id=f"static:{source}", cache_hit=True)
+        self._cancelled = cancel.BuildCancel(self.settings).checker(request.build_id)
         if config.sdk == "docker":
             raise BuildFailed(
                 "sdk: docker Spaces need a Dockerfile builder: this worker runs the oci engine, which assembles "
@@ -437,6 +441,7 @@ class OciEngine(BuildEngine):
             deadline=deadline,
             timeout_setting=self.settings.build_timeout,
             public=inside.public,
+            cancelled=self._cancelled,
         )
 
     def _probe_python(self, root: Path, log: BuildLog, deadline: float) -> tuple[str, str]:

@@ -12,8 +12,10 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from .. import cancel
 from ..api import BuildLog
 from ..errors import BuildFailed
 from ..lifeline import die_with_parent
@@ -38,8 +40,10 @@ def run_step(
     deadline: float,
     timeout_setting: float,
     public: dict[str, str] | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> None:
-    """Run ``argv`` (already wrapped by the walls); see the module docstring."""
+    """Run ``argv`` (already wrapped by the walls); see the module docstring. ``cancelled``: polled while
+    the step runs; once true (the Space was deleted) the step is killed and the build ends."""
     public = public or {}
     log(public_text(f"--> RUN {announce}", public))
     proc = subprocess.Popen(
@@ -63,6 +67,18 @@ def run_step(
     timer = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
     timer.daemon = True
     timer.start()
+    stopped = threading.Event()
+    if cancelled is not None:
+
+        def watch() -> None:
+            while proc.poll() is None:
+                time.sleep(cancel.POLL)
+                if cancelled():
+                    stopped.set()
+                    proc.kill()
+                    return
+
+        threading.Thread(target=watch, daemon=True).start()
     tail: list[str] = []
     assert proc.stdout is not None
     try:
@@ -73,6 +89,8 @@ def run_step(
         rc = proc.wait()
     finally:
         timer.cancel()
+    if stopped.is_set():
+        raise BuildFailed(f"{what}: {cancel.REASON}")
     if expired.is_set():
         raise BuildFailed(
             f"{what} did not finish within the build deadline ({timeout_setting:g} s, SPACEYARD_BUILD_TIMEOUT)"
