@@ -13,6 +13,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import re
+import subprocess
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +27,23 @@ POLL = 0.25
 """Seconds between checks while an installer runs."""
 REASON = "cancelled: the Space was deleted"
 _ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
+
+
+def kill_when_cancelled(proc: subprocess.Popen[str], cancelled: Callable[[], bool]) -> threading.Event:
+    """Watch ``proc`` from a daemon thread: once ``cancelled()`` is true while it runs (checked every
+    :data:`POLL` seconds), kill it. The returned event is set if it was killed for that."""
+    killed = threading.Event()
+
+    def watch() -> None:
+        while proc.poll() is None:
+            time.sleep(POLL)
+            if cancelled():
+                killed.set()
+                proc.kill()
+                return
+
+    threading.Thread(target=watch, daemon=True).start()
+    return killed
 
 
 class BuildCancelled(Exception):

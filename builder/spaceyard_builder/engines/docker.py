@@ -46,7 +46,6 @@ import signal
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -449,15 +448,7 @@ class DockerEngine(BuildEngine):
         timer = threading.Timer(self.settings.build_timeout, proc.kill)
         timer.start()
         if cancelled is not None:
-
-            def watch() -> None:
-                while proc.poll() is None:
-                    time.sleep(cancel.POLL)
-                    if cancelled():
-                        proc.kill()
-                        return
-
-            threading.Thread(target=watch, daemon=True).start()
+            cancel.kill_when_cancelled(proc, cancelled)
         try:
             assert proc.stdout is not None
             for raw in proc.stdout:

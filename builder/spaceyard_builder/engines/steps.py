@@ -67,18 +67,7 @@ def run_step(
     timer = threading.Timer(max(0.0, deadline - time.monotonic()), expire)
     timer.daemon = True
     timer.start()
-    stopped = threading.Event()
-    if cancelled is not None:
-
-        def watch() -> None:
-            while proc.poll() is None:
-                time.sleep(cancel.POLL)
-                if cancelled():
-                    stopped.set()
-                    proc.kill()
-                    return
-
-        threading.Thread(target=watch, daemon=True).start()
+    stopped = cancel.kill_when_cancelled(proc, cancelled) if cancelled is not None else threading.Event()
     tail: list[str] = []
     assert proc.stdout is not None
     try:
