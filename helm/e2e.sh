@@ -36,7 +36,6 @@ SPACE=admin/e2e-hello
 SLUG=space-admin--e2e-hello
 PORT=${PORT:-18080}
 SPACES_NS=$RELEASE-spaces
-BUILDS_NS=$RELEASE-builds
 URL=http://127.0.0.1:$PORT
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -96,7 +95,7 @@ SETS=(
   --set image.repository="${PLATFORM%:*}" --set image.tag="${PLATFORM##*:}"
   --set redis.image="$(retag "$SPACEYARD_IMAGE_REDIS")" --set postgresql.image="$(retag "$SPACEYARD_IMAGE_POSTGRESQL")"
   --set host=spaceyard.e2e.test --set appsDomain=apps.e2e.test --set scheme=http --set ingress.enabled=false
-  --set adminToken="$TOKEN" --set spaces.namespace="$SPACES_NS" --set spaces.buildNamespace="$BUILDS_NS"
+  --set adminToken="$TOKEN" --set spaces.namespace="$SPACES_NS"
   --set registry.url="$REGISTRY_IN_CLUSTER" --set registry.repository=spaceyard-e2e/space
   --set registry.insecure="$([[ "${REGISTRY_TLS:-0}" == 1 ]] && echo false || echo true)"
   --set worker.baseImage="$SPACEYARD_IMAGE_BASE" --set worker.hostNetwork="$([[ "${WORKER_HOST_NETWORK:-0}" == 1 ]] && echo true || echo false)"
@@ -176,7 +175,7 @@ if [[ "${KEEP:-0}" != 1 ]]; then
   kill "$PF_PID" 2>/dev/null || true
   PF_PID=""
   helm uninstall "$RELEASE" -n "$NAMESPACE" --wait --timeout 10m
-  kubectl wait --for=delete "namespace/$SPACES_NS" "namespace/$BUILDS_NS" --timeout=5m 2>/dev/null || true
+  kubectl wait --for=delete "namespace/$SPACES_NS" --timeout=5m 2>/dev/null || true
   left=$(kubectl -n "$NAMESPACE" get deploy,sts,svc,pods,configmap,secret,pvc -o name | grep -v 'configmap/kube-root-ca.crt' | sort)
   kept=$(printf '%s\n' "persistentvolumeclaim/data-$RELEASE-postgresql-0" "persistentvolumeclaim/$RELEASE-data" \
     "secret/$RELEASE-postgresql" | sort)

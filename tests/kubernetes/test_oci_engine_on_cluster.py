@@ -172,3 +172,73 @@ def test_a_hostile_build_step_sees_nothing_of_the_platform(
     assert env_keys and not any(k.startswith(("SPACEYARD", "KUBE", "HF_", "CELERY")) for k in env_keys), env_keys
     environs = [line for line in log.splitlines() if "EVIL environ" in line]
     assert environs and all(ADMIN_TOKEN not in line and "KUBECONFIG" not in line for line in environs)
+
+
+HOSTILE_DOCKERFILE = Path(__file__).resolve().parents[1] / "security" / "spaces" / "hostile-dockerfile"
+
+
+def test_a_docker_space_is_built_by_buildah_and_runs_in_a_pod_and_a_no_change_rebuild_builds_nothing(
+    platform: Server, dev_cluster: Cluster, tmp_path: Path
+) -> None:
+    space = "admin/h14rest-docker"
+    platform.create_space(space, sdk="docker")
+    wc = working_copy(tmp_path, "hello-docker")
+    (wc / "server.py").write_text(
+        (wc / "server.py").read_text() + f"\n# run {uuid.uuid4().hex}\n"
+    )  # new to the registry
+    git(wc, "commit", "-qam", "a fresh build")
+    push(platform, wc, space)
+    platform.wait_stage(space, {"RUNNING"}, sha=git(wc, "rev-parse", "HEAD").stdout.strip(), timeout=900)
+    log = _build_log(platform, space)
+    assert "Building the Dockerfile with buildah" in log and "RUN useradd -m -u 1000 user" in log, log[-3000:]
+    assert "FROM ${BASE_IMAGE}: spaceyard/python:" in log, log[-3000:]
+    (pod,) = eventually(lambda: dev_cluster.list("Pod", NAMESPACE), "the Space's pod")
+    image = pod["spec"]["containers"][0]["image"]
+    assert image.startswith(f"{dev_cluster.registry}/{REPOSITORY}:docker-") and f"Pushed {image}" in log, image
+    info = eventually(lambda: platform.app_get(space, "/api/info"), "the app answers", timeout=120)
+    assert info.status_code == 200 and info.json()["uid"] == 1000, info.text
+
+    mark = REGISTRY_LOG.stat().st_size
+    git(wc, "commit", "-q", "--allow-empty", "-m", "no change")
+    push(platform, wc, space)
+    platform.wait_stage(space, {"RUNNING"}, sha=git(wc, "rev-parse", "HEAD").stdout.strip(), timeout=300)
+    assert f"Reusing image {image}: same Dockerfile" in _build_log(platform, space)
+    assert _registry_writes(mark) == []
+
+
+def test_a_dockerfile_from_an_image_the_cluster_lacks_is_a_build_error_naming_what_is_there(
+    platform: Server, tmp_path: Path
+) -> None:
+    space = "admin/h14rest-nobase"
+    platform.create_space(space, sdk="docker")
+    wc = working_copy(tmp_path, "hello-docker")
+    (wc / "Dockerfile").write_text("FROM ghcr.io/someone/elsewhere:1\nRUN true\n")
+    git(wc, "commit", "-qam", "a base from another registry")
+    push(platform, wc, space)
+    message = platform.wait_stage(space, {"BUILD_ERROR"}, timeout=300)["errorMessage"]
+    assert "FROM ghcr.io/someone/elsewhere:1" in message and "spaceyard/python:" in message, message
+    assert "BASE_IMAGE" in message, message
+
+
+def test_a_hostile_dockerfile_finds_nothing_of_the_worker(
+    platform: Server, dev_cluster: Cluster, tmp_path: Path
+) -> None:
+    space = "admin/h14rest-evil-docker"
+    platform.create_space(space, sdk="docker")
+    push(platform, working_copy(tmp_path, HOSTILE_DOCKERFILE), space)
+    rt = platform.wait_stage(space, {"BUILD_ERROR"}, timeout=600)
+    message, log = rt["errorMessage"], _build_log(platform, space)
+    key = (platform.data_dir / "secret.key").read_bytes().strip().decode(errors="replace")
+    assert "EVIL done" in log and "EVIL id 0" in log, log[-3000:]  # it ran, as the image's root
+    for text in (message, log):
+        assert "SPACEYARD_" not in text and ADMIN_TOKEN not in text and key not in text
+        assert "EVIL read" not in text, [line for line in text.splitlines() if "EVIL read" in line]
+        assert str(platform.data_dir) not in text and str(dev_cluster.kubeconfig) not in text
+        assert "EVIL chroot worked" not in text
+    env_keys = {line.split("=", 1)[0].removeprefix("EVIL env ") for line in log.splitlines() if "EVIL env " in line}
+    assert env_keys and not any(k.startswith(("SPACEYARD", "KUBE", "HF_", "CELERY")) for k in env_keys), env_keys
+    environs = [line for line in log.splitlines() if line.startswith("EVIL environ")]
+    assert environs and not [line for line in environs if "SPACEYARD" in line or "KUBE" in line], environs
+    # the API server answers, but to nobody: no token reaches the build (200 would be a leak)
+    api = [line for line in log.splitlines() if line.startswith("EVIL api")]
+    assert api and not [line for line in api if " 200 " in line], api
