@@ -84,3 +84,34 @@ def test_a_volume_owned_by_root_is_left_as_it_is(space_repo: tuple[str, str], tm
     request = BuildRequest(build_id="b2", space_id="t/own", revision=sha, repo=repo, log_key="build/b2")
     pipeline.run_build(request, settings, FileLogStore(tmp_path / "logs"), WritesIntoTheExport(settings, False))
     assert {os.lstat(p).st_uid for p in (tmp_path / "data" / "sources").rglob("*")} == {0}
+
+
+def test_a_volume_of_root_with_an_fsgroup_gives_the_group_the_owners_rights(
+    space_repo: tuple[str, str], tmp_path: Path
+) -> None:
+    repo, sha = space_repo
+    data = tmp_path / "data"
+    data.mkdir()
+    os.chown(data, 0, PLATFORM_UID)  # what a volume with fsGroup 1000 looks like
+    data.chmod(0o2775)
+    settings = BuilderSettings(data_dir=data)
+    request = BuildRequest(build_id="b3", space_id="t/own", revision=sha, repo=repo, log_key="build/b3")
+    pipeline.run_build(request, settings, FileLogStore(tmp_path / "logs"), WritesIntoTheExport(settings, False))
+    for p in [data / "sources", *(data / "sources").rglob("*")]:
+        info = os.lstat(p)
+        assert info.st_gid == PLATFORM_UID, p
+        if not p.is_symlink():
+            assert (info.st_mode & 0o070) >> 3 == (info.st_mode & 0o700) >> 6, (p, oct(info.st_mode))
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child: another uid in the volume's group, as the platform pod is
+        os.chdir(data)
+        os.setgroups([PLATFORM_UID])
+        os.setgid(4242)
+        os.setuid(4242)
+        try:
+            shutil.rmtree("sources")
+            os._exit(0)
+        except OSError:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and not (data / "sources").exists()
