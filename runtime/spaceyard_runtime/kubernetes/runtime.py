@@ -126,7 +126,9 @@ class KubernetesRuntime(Runtime):
         self._pumps: dict[str, _LogPump] = {}
         self._desired: dict[str, DesiredSpace] = {}
 
-    capabilities = Capabilities(reattach=True, restarts_crashed_apps=True, wakes_in_place=True, endpoint_delay=15.0)
+    capabilities = Capabilities(
+        reattach=True, restarts_crashed_apps=True, wakes_in_place=True, endpoint_delay=15.0, survives_restart=True
+    )
     """Pods outlive the platform, the kubelet restarts a crashed app, a Deployment scales back up; the
     Service routes to a pod a moment after it is ready (kube-proxy)."""
 
