@@ -461,10 +461,10 @@ def test_the_chart_installed_for_real_serves_a_space_end_to_end(
     assert dev_cluster.secret_data(NAMESPACE, f"{RELEASE}-postgresql")["password"] == password
     gateway.url = f"http://{ctx['dns']}:{node_port(dev_cluster)}"
     eventually(lambda: gateway.api("GET", "/api/health").status_code == 200, "the upgraded platform answers")
-    # the stopping platform removes the Spaces it ran and a restarted one re-attaches none (the lifecycle's
-    # restart rule, every runtime alike): the Space is SLEEPING at the same version, and a visit wakes it
+    # the stopping platform leaves the Space's pod and the new one re-attaches it (RUNNING at once); were it
+    # gone, the Space would come back SLEEPING at the same version and a visit would wake it
     assert gateway.wait_stage({"SLEEPING", "RUNNING"}, sha=sha2, timeout=300)["sha"] == sha2
-    woken = httpx.get(f"{gateway.url}/apps/{SPACE}/config", timeout=300)  # held while the objects are re-created
+    woken = httpx.get(f"{gateway.url}/apps/{SPACE}/config", timeout=300)
     assert woken.status_code == 200, woken.text[:500]
     assert gateway.app().predict("upgraded", api_name="/greet") == "Hello upgraded! (v2)"
     assert gateway.runtime()["stage"] == "RUNNING"

@@ -242,3 +242,35 @@ def test_a_hostile_dockerfile_finds_nothing_of_the_worker(
     # the API server answers, but to nobody: no token reaches the build (200 would be a leak)
     api = [line for line in log.splitlines() if "EVIL api " in line]
     assert api and not [line for line in api if " 200 " in line], api
+
+
+def test_a_platform_restart_reattaches_the_running_pod_instead_of_a_cold_start(
+    platform: Server, dev_cluster: Cluster, tmp_path: Path
+) -> None:
+    """Last in this module: it replaces the module's platform process by a new one on the same data."""
+    space = "admin/h14rest-restart"
+    platform.create_space(space, sdk="docker")
+    wc = working_copy(tmp_path, "hello-docker")
+    push(platform, wc, space)
+    platform.wait_stage(space, {"RUNNING"}, sha=git(wc, "rev-parse", "HEAD").stdout.strip(), timeout=900)
+    selector = "spaceyard.dev/space=space-admin--h14rest-restart"
+    (before,) = eventually(lambda: dev_cluster.list("Pod", NAMESPACE, selector=selector), "the Space's pod")
+
+    platform.stop()  # SIGINT: the platform shuts down cleanly, and leaves the Space's Deployment running
+    (during,) = dev_cluster.list("Pod", NAMESPACE, selector=selector)
+    assert during["metadata"]["uid"] == before["metadata"]["uid"]
+    extra = {k: v for k, v in platform.env.items() if k.startswith("SPACEYARD_")}
+    again = start_server(platform.data_dir, platform.port, Path(platform.env["SPACEYARD_ENV_DIR"]), extra)
+    try:
+        assert again.runtime(space)["stage"] == "RUNNING"  # re-attached at start, not SLEEPING
+        assert again.app_get(space, "/api/info").json()["uid"] == 1000  # served by the same pod, no wake
+        (after,) = dev_cluster.list("Pod", NAMESPACE, selector=selector)
+        assert after["metadata"]["uid"] == before["metadata"]["uid"]
+        restarts = [c["restartCount"] for c in after["status"]["containerStatuses"]]
+        assert restarts == [c["restartCount"] for c in before["status"]["containerStatuses"]]
+        assert f"re-attached {space}" in again.log_path.read_text(errors="replace")
+        body = {"type": "space", "organization": "admin", "name": "h14rest-restart"}
+        assert again.api("DELETE", "/api/repos/delete", json=body).status_code == 200
+        eventually(lambda: dev_cluster.list("Pod", NAMESPACE, selector=selector) == [], "the pod goes with the Space")
+    finally:
+        again.stop()
