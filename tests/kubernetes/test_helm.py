@@ -325,6 +325,13 @@ async def test_rbac_grants_exactly_what_the_code_uses(
             {"kind": "ServiceAccount", "name": f"spaceyard-{component}", "namespace": "spaceyard"}
         ]
     assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    # the worker calls no Kubernetes API: no Role, no binding, and no token in its pod for a build to find
+    assert {d["metadata"]["name"] for d in docs if d["kind"] in ("Role", "RoleBinding")} == {
+        "spaceyard-platform",
+        "spaceyard-controller",
+    }
+    worker = find(docs, "Deployment", "spaceyard-worker")["spec"]["template"]["spec"]
+    assert worker["automountServiceAccountToken"] is False
 
 
 # ------------------------------------------------------------------------------------ other files
