@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from spaceyard_builder.engines.buildah import BuildahBuilder
 from spaceyard_builder.engines.dockerfile import from_lines, pin
 from spaceyard_builder.errors import BuildFailed
+from spaceyard_builder.oci.registry import Registry
+from spaceyard_builder.settings import BuilderSettings
+from spaceyard_builder.walls import NoBuildWalls
 
 MULTI = """\
 # syntax=docker/dockerfile:1
@@ -53,3 +59,17 @@ def test_pinning_replaces_only_the_image() -> None:
 def test_a_dockerfile_without_a_usable_from_is_a_build_error(text: str, words: str) -> None:
     with pytest.raises(BuildFailed, match=words):
         from_lines(text, {})
+
+
+@pytest.mark.parametrize(
+    "image", ["127.0.0.1:5000/spaceyard/space:0123456789abcdef0123456789abcdef", "spaceyard/space:docker-x"]
+)
+def test_a_space_image_is_never_a_base(image: str, tmp_path: Path) -> None:
+    """Another Space's image may hold its private files: refused before the registry is asked anything."""
+    settings = BuilderSettings(data_dir=tmp_path, registry="127.0.0.1:5000")
+    registry = Registry("127.0.0.1:9")  # nothing listens there: any request would fail differently
+    try:
+        with pytest.raises(BuildFailed, match="images of Spaces"):
+            BuildahBuilder(settings, NoBuildWalls()).resolve_base(image, registry)
+    finally:
+        registry.close()

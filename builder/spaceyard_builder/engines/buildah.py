@@ -32,6 +32,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -55,6 +56,8 @@ RUN_CAPS = "CAP_CHOWN,CAP_DAC_OVERRIDE,CAP_FOWNER,CAP_FSETID,CAP_KILL,CAP_SETGID
 POLICY = {"default": [{"type": "insecureAcceptAnything"}]}
 REGISTRIES_CONF = 'unqualified-search-registries = []\nshort-name-mode = "disabled"\n'
 SIZE_POLL = 5.0
+_SPACE_TAG = re.compile(r":(docker-)?[0-9a-f]{32}$")
+"""Tags of built Space images (content hashes), never listed as bases."""
 
 
 def _disk_usage(path: Path) -> int:
@@ -100,6 +103,12 @@ class BuildahBuilder:
                 if "/" not in repository
                 else [repository, repository.removeprefix("library/")]
             )
+        spaces = self.settings.docker_image_repository.lower()
+        if any(c.lower() == spaces for c in candidates):
+            raise BuildFailed(
+                f"FROM {image}: images of Spaces ({spaces}) cannot be a base: they may hold another Space's "
+                f"private files. Build on the configured base image {self.settings.docker_base_image}."
+            )
         for candidate in candidates:
             ref = ImageRef(registry.host, candidate.lower(), digest or tag)
             if registry.manifest_exists(ref):
@@ -109,7 +118,7 @@ class BuildahBuilder:
 
     def _unavailable(self, image: str, registry: Registry, why: str) -> BuildFailed:
         try:
-            names = [n for n in registry.images() if not n.startswith(self.settings.docker_image_repository + ":")]
+            names = [n for n in registry.images() if not _SPACE_TAG.search(n)]
         except (RegistryError, OSError):
             names = []
         available = ", ".join(names) if names else "(the registry lists none)"
