@@ -451,6 +451,7 @@ def test_the_chart_installed_for_real_serves_a_space_end_to_end(
 
     # helm upgrade: a new platform pod (same volume, same database password) finds everything again
     old_pod = platform_pod(dev_cluster).metadata.uid
+    (space_pod,) = dev_cluster.list("Pod", SPACES_NS, selector=f"spaceyard.dev/space={SLUG}")
     password = dev_cluster.secret_data(NAMESPACE, f"{RELEASE}-postgresql")["password"]
     with helm_config(dev_cluster) as cfg:
         new_values = values(ctx["images"], ctx["dns"], SPACEYARD_H14CHART_REVISION="2")
@@ -461,9 +462,10 @@ def test_the_chart_installed_for_real_serves_a_space_end_to_end(
     assert dev_cluster.secret_data(NAMESPACE, f"{RELEASE}-postgresql")["password"] == password
     gateway.url = f"http://{ctx['dns']}:{node_port(dev_cluster)}"
     eventually(lambda: gateway.api("GET", "/api/health").status_code == 200, "the upgraded platform answers")
-    # the stopping platform leaves the Space's pod and the new one re-attaches it (RUNNING at once); were it
-    # gone, the Space would come back SLEEPING at the same version and a visit would wake it
-    assert gateway.wait_stage({"SLEEPING", "RUNNING"}, sha=sha2, timeout=300)["sha"] == sha2
+    # the stopping platform leaves the Space's pod and the new one re-attaches it: RUNNING at once, the same pod
+    assert gateway.wait_stage({"RUNNING"}, sha=sha2, timeout=300)["sha"] == sha2
+    (same,) = dev_cluster.list("Pod", SPACES_NS, selector=f"spaceyard.dev/space={SLUG}")
+    assert same["metadata"]["uid"] == space_pod["metadata"]["uid"], "re-attached, not restarted"
     woken = httpx.get(f"{gateway.url}/apps/{SPACE}/config", timeout=300)
     assert woken.status_code == 200, woken.text[:500]
     assert gateway.app().predict("upgraded", api_name="/greet") == "Hello upgraded! (v2)"
