@@ -23,10 +23,8 @@ def test_platform_names_are_the_stored_forms(space_id: str) -> None:
     assert names.build_log_key("b1") == "build/b1" == Build(id="b1").log_key
     assert names.runtime_slug(space_id) == space_id.replace("/", "-").replace("_", "-").lower()
     assert names.default_subdomain(space_id) == names.hub_label(owner, name)
-    assert (
-        Settings(port=8000, host_style="subdomain")
-        .app_url(space_id)
-        .startswith(f"http://{names.hub_label(owner, name)}.")
+    assert Settings(port=8000, host_style="subdomain").app_url(space_id).startswith(
+        f"http://{names.hub_label(owner, name)}."
     )
 
 
