@@ -10,7 +10,10 @@
   serves the relay on it until the returned :class:`HubListener` is closed. The relay answers only the
   Hub's read endpoints (repository info, trees, file downloads, Xet reads), with the credentials the
   request carries (the Space's own read-only ``HF_TOKEN``), never the platform's pages, other Spaces'
-  apps or any write; at most a bounded number of connections per listener.
+  apps or any write; at most a bounded number of connections per listener;
+* :meth:`HubPath.serve_shared` serves the relay on one socket for the apps of *every* Space (a cluster's
+  Service in front of the platform pods): there it answers only requests that carry a Space's own
+  read-only token (no anonymous request, no user's token), and bounds connections per client address.
 
 A runtime that serves the relay sets ``HF_ENDPOINT`` in the app's environment to the relay's address as
 the app sees it (``http://127.0.0.1:PORT`` inside a local box); without one, ``HF_ENDPOINT`` stays what
@@ -38,6 +41,10 @@ class HubPath(abc.ABC):
     @abc.abstractmethod
     async def serve(self, sock: socket.socket, space_id: str) -> HubListener:
         """Serve the relay on ``sock`` (bound and listening, non-blocking) for the app of ``space_id``."""
+
+    @abc.abstractmethod
+    async def serve_shared(self, sock: socket.socket) -> HubListener:
+        """Serve the relay on ``sock`` (bound and listening, non-blocking) for the apps of every Space."""
 
 
 def endpoint(host: str, port: int) -> str:
