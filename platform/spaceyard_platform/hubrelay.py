@@ -31,15 +31,18 @@ import re
 import socket
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.server import ServerState
 
-from spaceyard_runtime.hubpath import HubListener, HubPath
+from spaceyard_builder.hubstore import HubStore
+from spaceyard_runtime.hubpath import VIEWS, HubListener, HubPath
 
 from . import metrics
+from .hubfill import HubFill
 from .limits import http_protocol
 from .settings import Settings
 
@@ -106,9 +109,12 @@ class RelayApp:
         control_plane: ASGIApp,
         space_token: Callable[[str], bool] | None = None,
         per_client: int = 0,
+        fill: HubFill | None = None,
     ) -> None:
-        """``space_token`` set: the shared mode (module docstring), ``per_client`` requests per address."""
+        """``space_token`` set: the shared mode (module docstring), ``per_client`` requests per address;
+        ``fill``: the cache views of the listeners that have one (``hubfill.py``)."""
         self.control_plane = control_plane
+        self.fill = fill
         self.space_token = space_token
         self.per_client = per_client
         self.in_flight: Counter[str] = Counter()
@@ -165,7 +171,23 @@ class RelayApp:
                     return {"type": "http.disconnect"}
             return message
 
-        await self.control_plane(inner, bounded_receive, send)
+        view = (scope.get("state") or {}).get("hub_view")
+        if self.fill is None or view is None or scope["method"] != "HEAD" or "/resolve/" not in scope["path"]:
+            await self.control_plane(inner, bounded_receive, send)
+            return
+        # the Space's cache view gets the file before the app hears back (hubfill.py)
+        held: list[Message] = []
+
+        async def hold(message: Message) -> None:
+            held.append(message)
+
+        await self.control_plane(inner, bounded_receive, hold)
+        start = held[0] if held and held[0]["type"] == "http.response.start" else None
+        if start is not None and start["status"] == 200:
+            answer = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in start.get("headers", [])}
+            await self.fill.fill(inner, answer, view)
+        for message in held:
+            await send(message)
 
 
 class _Listener(HubListener):
@@ -183,13 +205,20 @@ class HubRelay(HubPath):
     """Serves :class:`RelayApp` with uvicorn's HTTP protocol on sockets the runtime made."""
 
     def __init__(
-        self, control_plane: ASGIApp, settings: Settings, space_token: Callable[[str], bool] | None = None
+        self,
+        control_plane: ASGIApp,
+        settings: Settings,
+        space_token: Callable[[str], bool] | None = None,
+        store: HubStore | None = None,
     ) -> None:
-        """``space_token``: what :meth:`serve_shared` accepts (``spacetokens.is_valid`` on the database)."""
+        """``space_token``: what :meth:`serve_shared` accepts (``spacetokens.is_valid`` on the database);
+        ``store``: the shared store that run-time downloads fill, with the cache views (``hubfill.py``)."""
         self.settings = settings
         self.port = settings.hub_relay_port
         self.max_connections = settings.hub_relay_max_connections
-        self.config = self._config(RelayApp(control_plane), self.max_connections + 1)  # uvicorn counts the asker
+        fill = HubFill(store, settings.runtime().runtime_dir / VIEWS, control_plane) if store is not None else None
+        relay = RelayApp(control_plane, fill=fill)
+        self.config = self._config(relay, self.max_connections + 1)  # uvicorn counts the connection asking too
         self.shared_config = (
             self._config(RelayApp(control_plane, space_token, self.max_connections), settings.max_connections)
             if space_token is not None
@@ -211,22 +240,22 @@ class HubRelay(HubPath):
         config.load()
         return config
 
-    async def serve(self, sock: socket.socket, space_id: str) -> HubListener:
+    async def serve(self, sock: socket.socket, space_id: str, cache: Path | None = None) -> HubListener:
         # Per listener: limit_concurrency and the slow-head limit count this Space's connections only
         # (every app connects from 127.0.0.1 of its own box).
-        return await self._serve(sock, self.config)
+        return await self._serve(sock, self.config, {"hub_view": cache} if cache is not None else {})
 
     async def serve_shared(self, sock: socket.socket) -> HubListener:
         if self.shared_config is None:
             raise RuntimeError("this Hub relay was made without a Space token check: it cannot serve every Space")
-        return await self._serve(sock, self.shared_config)
+        return await self._serve(sock, self.shared_config, {})
 
-    async def _serve(self, sock: socket.socket, config: uvicorn.Config) -> HubListener:
+    async def _serve(self, sock: socket.socket, config: uvicorn.Config, app_state: dict[str, Any]) -> HubListener:
         state = ServerState()
         protocol_class = http_protocol(self.settings)
 
-        def protocol() -> asyncio.Protocol:
-            return protocol_class(config=config, server_state=state, app_state={})  # type: ignore[arg-type]
+        def protocol() -> asyncio.Protocol:  # app_state becomes each request's scope["state"]
+            return protocol_class(config=config, server_state=state, app_state=app_state)  # type: ignore[arg-type]
 
         server = await asyncio.get_running_loop().create_server(protocol, sock=sock, backlog=64)
         return _Listener(server, state)
