@@ -122,6 +122,9 @@ class DockerRuntime(Runtime):
             )
         return None
 
+    async def purge(self, space_id: str, slug: str) -> None:
+        await asyncio.to_thread(self.files.purge, space_id, slug)  # its Hub cache view
+
     async def delete_volume(self, volume: str) -> None:
         await asyncio.to_thread(containers.remove_data_volume, self.client, volume)
         await asyncio.to_thread(self.files.delete_volume, volume)
