@@ -41,7 +41,7 @@ from ..flavors import load_flavors
 from ..hubpath import HubPath
 from ..output import startup_banner
 from ..settings import RuntimeSettings
-from . import objects, slugs
+from . import objects, slugs, volumes
 from .clients import KubeApi, make_api_client
 from .coldstart import ColdStart, may_change_stage, pull_seconds, slice_ready
 from .desired import ClusterConfig, DesiredSpace, SpaceStatus, Stage
@@ -402,6 +402,9 @@ class KubernetesRuntime(Runtime):
         """Delete the Space's ``/data`` claim; its data goes as the StorageClass's reclaim policy says
         (``Delete`` for dynamically provisioned volumes)."""
         await asyncio.to_thread(delete_data_claim, self.api, volume)
+
+    async def volume_usage(self, volume: str) -> int | None:
+        return await asyncio.to_thread(volumes.usage, self.api, volume)  # du in the running pod, None asleep
 
     def get_state(self, handle: AppHandle) -> dict[str, Any]:
         return {**super().get_state(handle), "template": handle.extra.get("template")}
