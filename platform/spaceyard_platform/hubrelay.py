@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import socket
 from collections import Counter
@@ -45,6 +46,8 @@ from . import metrics
 from .hubfill import HubFill
 from .limits import http_protocol
 from .settings import Settings
+
+log = logging.getLogger(__name__)
 
 _REPO = r"(?:[^/]+/[^/]+|datasets/[^/]+/[^/]+|spaces/[^/]+/[^/]+)"
 _API_REPO = r"/api/(?:models|datasets|spaces)/[^/]+/[^/]+"
@@ -185,7 +188,10 @@ class RelayApp:
         start = held[0] if held and held[0]["type"] == "http.response.start" else None
         if start is not None and start["status"] == 200:
             answer = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in start.get("headers", [])}
-            await self.fill.fill(inner, answer, view)
+            try:
+                await self.fill.fill(inner, answer, view)
+            except Exception:  # the answer still goes back: the app's client then reports the missing file
+                log.exception("Hub cache: filling %s failed", scope["path"])
         for message in held:
             await send(message)
 
