@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import textwrap
+import time
 from typing import Any
 
 import httpx
@@ -97,6 +98,7 @@ def other_user_token(dev_cluster: Cluster, platform_ns: str) -> str:
 def check_the_hub_inside_a_space_pod(
     url: str, admin_token: str, dev_cluster: Cluster, platform_ns: str, spaces_ns: str, space_pod: dict[str, Any]
 ) -> None:
+    started = time.monotonic()
     bob = other_user_token(dev_cluster, platform_ns)
     # the Hub API by hand: the client's URL checks expect the platform's public host (not this NodePort)
     for repo, token, text in ((OWN_MODEL, admin_token, "admin's weights"), (OTHER_MODEL, bob, "bob's weights")):
@@ -148,7 +150,7 @@ def check_the_hub_inside_a_space_pod(
     out, err, rc = exec_in_pod(dev_cluster, spaces_ns, name, ["python", "-c", PROBE, OWN_MODEL, OTHER_MODEL, bob])
     assert rc == 0, f"the probe failed in the Space pod ({rc}):\n{err[-3000:]}"
     seen = json.loads(out.strip().splitlines()[-1])
-    print(f"the Hub inside the Space pod: {seen}")
+    print(f"the Hub inside the Space pod ({time.monotonic() - started:.1f} s): {seen}")
     assert seen["endpoint"] == f"http://{cluster_ip}:{RELAY_PORT}"
     assert seen["token_prefix"] == "hf_sy_space_", "the Space's own read-only token"
     assert seen["own"] == "admin's weights"
