@@ -37,6 +37,7 @@ from gradio_client import Client
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tests.kubernetes import hubinpod
 from tests.kubernetes.cluster import Cluster, eventually
 from tests.support import ROOT, commit_all, git, read_sse, working_copy
 
@@ -44,14 +45,16 @@ pytestmark = [pytest.mark.cluster, pytest.mark.docker, pytest.mark.slow, pytest.
 
 CHART = ROOT / "helm" / "spaceyard"
 RELEASE = "spaceyard"
-NAMESPACE = "h14chart-system"
-SPACES_NS = "h14chart-spaces"
+# another prefix keeps a second run on the shared dev cluster apart (namespaces, volumes, image repository)
+PREFIX = os.environ.get("SPACEYARD_CHART_TEST_PREFIX", "h14chart")
+NAMESPACE = f"{PREFIX}-system"
+SPACES_NS = f"{PREFIX}-spaces"
 TOKEN = "sy_h14chart_admin_token_0123456789"
 SPACE = "admin/hello"
 SLUG = "space-admin--hello"
 DATA_PVC = f"{RELEASE}-data"
 PG_PVC = f"data-{RELEASE}-postgresql-0"
-PV_ROOT = Path(os.environ.get("SPACEYARD_CHART_TEST_PV_ROOT", "/var/tmp/h14chart-chart-test-pv"))
+PV_ROOT = Path(os.environ.get("SPACEYARD_CHART_TEST_PV_ROOT", f"/var/tmp/{PREFIX}-chart-test-pv"))
 # the objects `helm uninstall` leaves on purpose (helm.sh/resource-policy: keep, StatefulSet volumes)
 KEPT = {("PersistentVolumeClaim", DATA_PVC), ("PersistentVolumeClaim", PG_PVC), ("Secret", f"{RELEASE}-postgresql")}
 
@@ -104,7 +107,7 @@ def values(images: dict[str, str], dns: str, **platform_extra: str) -> dict[str,
         },
         "controller": {"replicas": 2, "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}}},
         "spaces": {"namespace": SPACES_NS},
-        "registry": {"url": "127.0.0.1:5000", "repository": "h14chart/space", "insecure": True},
+        "registry": {"url": "127.0.0.1:5000", "repository": f"{PREFIX}/space", "insecure": True},
         "redis": {"image": images["redis"], "resources": {"requests": {"cpu": "20m", "memory": "32Mi"}}},
         "postgresql": {
             "image": images["postgresql"],
@@ -209,7 +212,7 @@ def clean(dev_cluster: Cluster) -> None:
         except ApiException as exc:
             if exc.status != 404:
                 raise
-    for name in ("h14chart-data", "h14chart-postgresql"):
+    for name in (f"{PREFIX}-data", f"{PREFIX}-postgresql"):
         try:
             core(dev_cluster).delete_persistent_volume(name)
         except ApiException as exc:
@@ -226,7 +229,7 @@ def clean(dev_cluster: Cluster) -> None:
 
 def create_volumes(dev_cluster: Cluster) -> None:
     """The dev cluster has no dynamic provisioner: one hostPath PV per claim of the chart, pre-bound."""
-    for name, claim, owner in (("h14chart-data", DATA_PVC, 1000), ("h14chart-postgresql", PG_PVC, 70)):
+    for name, claim, owner in ((f"{PREFIX}-data", DATA_PVC, 1000), (f"{PREFIX}-postgresql", PG_PVC, 70)):
         path = PV_ROOT / name
         path.mkdir(parents=True)
         os.chown(path, owner, owner)
@@ -234,7 +237,7 @@ def create_volumes(dev_cluster: Cluster) -> None:
             {
                 "apiVersion": "v1",
                 "kind": "PersistentVolume",
-                "metadata": {"name": name, "labels": {"spaceyard.dev/test": "h14chart"}},
+                "metadata": {"name": name, "labels": {"spaceyard.dev/test": PREFIX}},
                 "spec": {
                     "capacity": {"storage": "1Gi"},
                     "accessModes": ["ReadWriteOnce"],
@@ -357,7 +360,7 @@ def test_docker_spaces_are_built_in_the_worker_pod_and_a_hostile_dockerfile_find
     _docker_space(gateway, "hello-docker", working_copy(tmp_path, "hello-docker"), {"RUNNING"})
     print(f"Docker Space built in the worker pod and running: {time.monotonic() - t0:.0f} s")
     (pod,) = dev_cluster.list("Pod", SPACES_NS, selector="spaceyard.dev/space=space-admin--hello-docker")
-    assert pod["spec"]["containers"][0]["image"].startswith("127.0.0.1:5000/h14chart/space:docker-")
+    assert pod["spec"]["containers"][0]["image"].startswith(f"127.0.0.1:5000/{PREFIX}/space:docker-")
     info = eventually(
         lambda: (
             (r := httpx.get(f"{gateway.url}/apps/admin/hello-docker/api/info", timeout=60)).status_code == 200 and r
@@ -377,7 +380,7 @@ def test_docker_spaces_are_built_in_the_worker_pod_and_a_hostile_dockerfile_find
     api = [line for line in log.splitlines() if "EVIL api " in line]
     assert api and not [line for line in api if " 200 " in line], api
     # the worker (root) handed what it exported to the volume's owner: the platform's collector can remove it
-    sources = PV_ROOT / "h14chart-data" / "sources"
+    sources = PV_ROOT / f"{PREFIX}-data" / "sources"
     owners = {(p.lstat().st_uid, p.lstat().st_gid) for p in [sources, *sources.rglob("*")]}
     assert owners == {(1000, 1000)}, owners
     for name in ("hello-docker", "evil-docker"):
@@ -412,10 +415,11 @@ def test_the_chart_installed_for_real_serves_a_space_end_to_end(
     print(f"first build + start: {time.monotonic() - t0:.0f} s; stages {gateway.stages}")
     assert "BUILDING" in gateway.stages and gateway.stages.index("BUILDING") < gateway.stages.index("RUNNING")
     (space_pod,) = dev_cluster.list("Pod", SPACES_NS, selector=f"spaceyard.dev/space={SLUG}")
-    assert space_pod["spec"]["containers"][0]["image"].startswith("127.0.0.1:5000/h14chart/space:")
+    assert space_pod["spec"]["containers"][0]["image"].startswith(f"127.0.0.1:5000/{PREFIX}/space:")
     assert space_pod["spec"]["nodeName"] == "cpu-0"
     app = gateway.app()
     assert app.predict("chart", api_name="/greet") == "Hello chart! (v1)"
+    hubinpod.check_the_hub_inside_a_space_pod(gateway.url, TOKEN, dev_cluster, NAMESPACE, SPACES_NS, space_pod)
 
     # an app-only change, called without pause across the build and the rolling update
     caller = Caller(app)

