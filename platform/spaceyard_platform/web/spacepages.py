@@ -117,6 +117,10 @@ def settings_page(
         variables=variables,
         flavors=svc.flavors,
         sleep_time=gc,
+        deep_sleep_after=(
+            space.deep_sleep_after if space.deep_sleep_after is not None else svc.settings.deep_sleep_after
+        ),
+        sleep_depth=svc.deployer.sleep_depth(space.id),
         owners=writable_namespaces(session, principal) if principal else [],
         flash_done=request.query_params.get("done", "")[:300],
         flash_error=request.query_params.get("error", "")[:500],
