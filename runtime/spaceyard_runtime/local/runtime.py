@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import hubcache, hubpath
 from ..api import AppHandle, AppSpec, AppStatus, Capabilities, Endpoint, LogSink, Runtime
-from ..errors import AppCrashed, AppStartError
+from ..errors import AppCrashed, AppStartError, AppStartTimeout
 from ..hubpath import HubPath
 from ..output import startup_banner
 from ..readiness import wait_for_http
@@ -154,6 +154,19 @@ class LocalRuntime(Runtime):
             raise AppCrashed("the app is not running", exit_code=self.processes.finished_code(handle.backend_id))
         host, port = handle.endpoint.host, handle.endpoint.port
         interval = self.settings.readiness_interval
+        if app.announced is not None:  # a forked app says when it listens: no probing (and no GET / to render)
+            started = time.monotonic()
+            either: list[asyncio.Future[Any]] = [app.announced, app.exited]
+            await asyncio.wait(either, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if app.announced.done() and app.announced.result():
+                app.ready = True
+                return
+            if app.exited.done():
+                raise await self.processes.crashed(app, "before answering HTTP")
+            if not app.announced.done():
+                app.announced.cancel()
+                raise AppStartTimeout(f"the app did not answer HTTP on port {port} within {timeout:g} s")
+            timeout = max(timeout - (time.monotonic() - started), 0.0)  # it could not say: probe the rest
         if not await wait_for_http(host, port, app.exited, timeout, interval, handle.endpoint.netns):
             raise await self.processes.crashed(app, "before answering HTTP")
         app.ready = True
