@@ -522,3 +522,34 @@ async def test_light_sleep_within_a_memory_budget_then_deep_sleep(gradio_env: Pa
         assert rt.warm.tasks == {}
     finally:
         await rt.aclose()
+
+
+PLAIN_HTTP = textwrap.dedent(
+    """
+    import http.server, os
+    print("serving without uvicorn", flush=True)
+    handler = http.server.SimpleHTTPRequestHandler
+    http.server.HTTPServer((os.environ["GRADIO_SERVER_NAME"], int(os.environ["PORT"])), handler).serve_forever()
+    """
+)
+
+
+@pytest.mark.parametrize("runtime", ["fork"], indirect=True)
+async def test_a_forked_app_that_cannot_announce_is_still_found_ready(
+    runtime: LocalRuntime, gradio_env: Path, tmp_path: Path
+) -> None:
+    """Forked Gradio apps say when uvicorn listens (no probing); one that serves another way never does,
+    and the slow safety-net probe finds it."""
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    (app_dir / "app.py").write_text(PLAIN_HTTP)
+    handle = await runtime.start(make_spec(gradio_env, app_dir), lambda _: None)
+    assert handle.start_mode == "fork"
+    await runtime.wait_ready(handle, timeout=60)
+    with httpx.Client(timeout=10) as client:
+        assert client.get(handle.endpoint.url + "/").status_code == 200
+    app = runtime.processes.get(handle.backend_id)
+    assert app is not None and app.announced is not None and not app.announced.done()  # it never said
+    await runtime.stop(handle)
+    await asyncio.wait_for(asyncio.shield(app.announced), 5)
+    assert app.announced.result() is False  # the pipe closed with the app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 from .. import hubcache, hubpath
 from ..api import AppHandle, AppSpec, AppStatus, Capabilities, Endpoint, LogSink, Runtime
-from ..errors import AppCrashed, AppStartError, AppStartTimeout
+from ..errors import AppCrashed, AppStartError
 from ..hubpath import HubPath
 from ..output import startup_banner
 from ..readiness import wait_for_http
@@ -22,6 +23,10 @@ from . import launch
 from .launch import LaunchPlan
 from .process import LocalApp, Processes, end_left_over
 from .warm import WarmParents, zygote_key
+
+ANNOUNCED_PROBE = 1.0
+"""Seconds between readiness probes of a forked app that will say when it listens (a safety net for an app
+that serves HTTP without uvicorn: it never announces)."""
 
 
 class LocalRuntime(Runtime):
@@ -154,18 +159,26 @@ class LocalRuntime(Runtime):
             raise AppCrashed("the app is not running", exit_code=self.processes.finished_code(handle.backend_id))
         host, port = handle.endpoint.host, handle.endpoint.port
         interval = self.settings.readiness_interval
-        if app.announced is not None:  # a forked app says when it listens: no probing (and no GET / to render)
+        if app.announced is not None:  # a forked app says when it listens: no GET / to render, no probe step
             started = time.monotonic()
-            either: list[asyncio.Future[Any]] = [app.announced, app.exited]
-            await asyncio.wait(either, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            if app.announced.done() and app.announced.result():
-                app.ready = True
-                return
-            if app.exited.done():
-                raise await self.processes.crashed(app, "before answering HTTP")
-            if not app.announced.done():
-                app.announced.cancel()
-                raise AppStartTimeout(f"the app did not answer HTTP on port {port} within {timeout:g} s")
+            netns = handle.endpoint.netns
+            slow = asyncio.ensure_future(wait_for_http(host, port, app.exited, timeout, ANNOUNCED_PROBE, netns))
+            try:
+                either: list[asyncio.Future[Any]] = [app.announced, slow]
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                if app.announced.done() and app.announced.result():
+                    app.ready = True
+                    return
+                if slow.done():  # an app that serves without uvicorn: found by the slow probe
+                    if not slow.result():  # AppStartTimeout raises here
+                        raise await self.processes.crashed(app, "before answering HTTP")
+                    app.ready = True
+                    return
+            finally:
+                if not slow.done():
+                    slow.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await slow
             timeout = max(timeout - (time.monotonic() - started), 0.0)  # it could not say: probe the rest
         if not await wait_for_http(host, port, app.exited, timeout, interval, handle.endpoint.netns):
             raise await self.processes.crashed(app, "before answering HTTP")
