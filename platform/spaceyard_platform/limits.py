@@ -32,6 +32,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .errors import PlatformError
 from .settings import Settings
+from .writes import CoalescingProtocol
 from .xet.cas import MAX_SHARD_BYTES, MAX_XORB_BYTES
 
 XET_CAS_PREFIX = "/xet-cas/"
@@ -63,7 +64,7 @@ def http_protocol(settings: Settings) -> type[HttpToolsProtocol]:
     trusted = {a.strip() for a in (settings.forwarded_allow_ips or "").split(",") if a.strip()}
     pending: Counter[str] = Counter()
 
-    class LimitedProtocol(HttpToolsProtocol):
+    class LimitedProtocol(CoalescingProtocol):  # one write for a response's head and first chunk
         _in_head = False
         _head_bytes = 0
         _head_fields = 0

@@ -1,4 +1,4 @@
-"""Gateway fixtures: the gateway under a real uvicorn (uvloop + httptools), real upstream apps.
+"""Gateway fixtures: the gateway under a real uvicorn (uvloop + the platform's httptools protocol), real upstream apps.
 
 * ``gateway``: ``Gateway(FastAPI app, routes, settings, ...)`` served by uvicorn in a thread; tests
   publish routes into ``gateway.routes`` (each test its own Space names) and talk to ``gateway.port``.
@@ -36,6 +36,7 @@ from spaceyard_platform.gateway.activity import ActivityTable
 from spaceyard_platform.gateway.asgi import Message, Receive, Scope, Send
 from spaceyard_platform.gateway.proxy import Gateway
 from spaceyard_platform.gateway.routes import Authorizer, InMemoryRouteTable, RouteSpec, Waker
+from spaceyard_platform.limits import http_protocol
 from spaceyard_platform.settings import Settings
 from spaceyard_runtime.api import Endpoint
 from tests.conftest import free_port
@@ -157,7 +158,7 @@ def serve_in_thread(app: Any, port: int) -> tuple[uvicorn.Server, threading.Thre
         host="127.0.0.1",
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=http_protocol(Settings()),  # as `spaceyard up` serves: httptools with head limits, coalesced writes
         lifespan="on",
         log_level="warning",
         proxy_headers=False,
