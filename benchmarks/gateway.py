@@ -108,7 +108,8 @@ def serve_upstream(port: int) -> None:
 
 def serve_gateway(port: int, upstream_port: int) -> None:
     """The gateway as ``spaceyard up`` serves it: metrics around it, the head-limited httptools protocol
-    (``limits.http_protocol``), no proxy-headers middleware, no access log; the route carries a version
+    (``limits.http_protocol``), the server's GC tuning (``serving.tune_gc``), no proxy-headers middleware,
+    no access log; the route carries a version
     like every deployed Space (visitors are stamped and pinned)."""
     import uvicorn
     from fastapi import FastAPI
@@ -117,6 +118,7 @@ def serve_gateway(port: int, upstream_port: int) -> None:
     from spaceyard_platform.gateway.routes import InMemoryRouteTable, RouteSpec
     from spaceyard_platform.gateway.timing import GatewayMetrics
     from spaceyard_platform.limits import http_protocol
+    from spaceyard_platform.serving import tune_gc
     from spaceyard_platform.settings import Settings
     from spaceyard_runtime.api import Endpoint
 
@@ -130,8 +132,10 @@ def serve_gateway(port: int, upstream_port: int) -> None:
             version=VERSION,
         )
     )
+    served = GatewayMetrics(Gateway(FastAPI(), routes, settings))
+    tune_gc()
     uvicorn.run(
-        GatewayMetrics(Gateway(FastAPI(), routes, settings)),
+        served,
         host="127.0.0.1",
         port=port,
         loop="uvloop",
@@ -156,7 +160,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float = 20) -> None:
+def wait_port(port: int, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -265,7 +269,7 @@ def wrk(
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         raise RuntimeError(f"wrk saw errors against {url}:\n{out}")
-    result = {"rps": rps, "p50": to_ms(lat["50"]), "p99": to_ms(lat["99"])}
+    result = {"rps": rps, "p50": to_ms(lat["50"]), "p99": to_ms(lat["99"]), "count": count}
     for role, (user, system) in after.items():
         result[f"{role}_user"] = (user - before[role][0]) / count * 1e6
         result[f"{role}_sys"] = (system - before[role][1]) / count * 1e6

@@ -1,21 +1,31 @@
-"""One socket write for a response's head and its first body chunk.
+"""How the platform's HTTP server process runs, beyond uvicorn's own settings: fewer system calls per
+response and a garbage collector tuned for a server.
 
-uvicorn's HTTP/1.1 protocol writes the status line and headers when the app sends
-``http.response.start`` and the body when it sends ``http.response.body``: two ``write`` system calls
-for a small response, where nginx makes one. On loopback each costs several microseconds of kernel
-time (the receiving side's TCP work runs in the sender's call), which is a sizeable share of a proxied
-request here (``docs/benchmarks.md``, "Gateway").
+**One socket write for a response's head and its first body chunk.** uvicorn's HTTP/1.1 protocol writes
+the status line and headers when the app sends ``http.response.start`` and the body when it sends
+``http.response.body``: two ``write`` system calls for a small response, where nginx makes one. On
+loopback each costs several microseconds of kernel time (the receiving side's TCP work runs in the
+sender's call), which is a sizeable share of a proxied request here (``docs/benchmarks.md``, "Gateway").
 
 :class:`CoalescingProtocol` gives every request/response cycle a :class:`HeadHoldingWriter` in place of
 the transport: the head is held until the first body chunk and both go out in one write. A head whose
 body is not sent in the same event-loop turn (a stream whose first event comes later, a slow app) is
 flushed at the end of that turn, so a client sees the headers as soon as it did before. Everything
 after the first body chunk is written at once, as before; ``close`` flushes first.
+
+**Garbage collector** (:func:`tune_gc`): CPython's youngest generation is collected every 700 net
+allocations of container objects. A proxied request allocates a few hundred (scope, headers, task,
+futures, messages), so the collector ran every few requests and each run walked every object of all
+requests in flight (most of them freed by reference counting a moment later anyway). With 10 000 it
+runs an order of magnitude less often for about the same walk; objects built at startup (the app,
+routes, imported modules) are frozen out of every collection. Garbage in reference cycles lives a
+little longer; nothing else changes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -76,3 +86,15 @@ class CoalescingProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and cycle is not before and self._writer is not None:
             cycle.transport = self._writer  # type: ignore[assignment]  # the cycle only writes and closes
+
+
+GC_THRESHOLDS = (10_000, 20, 20)
+"""Collections of the young, middle and old generation: after 10 000 net allocations, every 20th young
+collection, every 20th middle one (CPython: 700, 10, 10)."""
+
+
+def tune_gc() -> None:
+    """Called once by the server process after it built its app, before it serves (module docstring)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
