@@ -46,7 +46,10 @@ class HeadHoldingWriter:
         held = self._held
         if held is not None:
             self._held = None
-            self.transport.writelines((held, data))  # one writev, the body not copied
+            if len(data) <= 16384:
+                self.transport.write(held + data)
+            else:
+                self.transport.writelines((held, data))  # one writev, a big chunk not copied
         elif data.startswith(b"HTTP/"):  # a response head (a body chunk never comes first)
             self._held = data
             self._loop.call_soon(self.flush)
