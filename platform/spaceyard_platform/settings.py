@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     default_sleep_time: int = Field(
         172800, description="Seconds of inactivity before a Space sleeps, unless it sets its own; -1 = never."
     )
+    deep_sleep_after: int = Field(
+        3600,
+        description="Seconds a sleeping Space sleeps lightly (a warm parent kept, the wake is a fork) before "
+        "deep sleep (nothing kept, the wake is a cold start), unless it sets its own; -1 = never, 0 = at once.",
+    )
     idle_check_interval: float = Field(1.0, description="Seconds between idle checks.")
     gc_interval: float = Field(
         3600.0,

@@ -15,6 +15,9 @@ A *runtime* turns an :class:`AppSpec` (what was built, how to run it) into a liv
 * :meth:`Runtime.suspend` / :meth:`Runtime.resume` are sleep and wake. Default: stop, then start a new
   app from the same spec. Backends that can keep something cheaper around override them (Docker keeps
   the stopped container, Kubernetes scales to zero, the local runtime forks from a warm parent).
+  Sleep has two depths: *light* (``Capabilities.light_sleep``: a warm parent is kept and the wake is a
+  fork; :meth:`Runtime.sleep_cost` says what it costs) and *deep* (:meth:`Runtime.deep_sleep`: nothing is
+  kept, the wake is a cold start).
 * :meth:`Runtime.purge` removes a deleted Space's files; :meth:`Runtime.delete_volume` its persistent
   ``/data`` (:class:`StorageSpec`), which every start of the Space otherwise finds as it was left.
 * :meth:`Runtime.get_state` / :meth:`Runtime.load_state` persist what is needed to re-attach to a
@@ -170,6 +173,12 @@ class Capabilities:
     wakes_in_place: bool = False
     """``resume`` starts the same backend object again (the stopped container, the scaled-down
     Deployment): the new handle has the suspended one's ``backend_id``. ``False``: a new app."""
+    light_sleep: bool = False
+    """``suspend`` keeps a *warm parent* of the app (its SDK imported, no app running) and ``resume`` forks
+    the app from it: the resumed handle's ``start_mode`` is ``fork``. A light sleeper costs the memory
+    :meth:`Runtime.sleep_cost` reports, within the runtime's ``light_sleep_memory_mib`` budget (least
+    recently suspended handles are deepened first); :meth:`Runtime.deep_sleep` frees it. ``False``: a
+    suspended app keeps at most what costs no memory (a stopped container, a Deployment at 0 replicas)."""
     endpoint_delay: float = 0.0
     """Seconds the endpoint may still refuse connections after ``wait_ready`` returned (Kubernetes:
     kube-proxy routes the Service to a pod only once the kubelet saw it ready). 0: it answers at once."""
@@ -222,6 +231,19 @@ class Runtime(abc.ABC):
     async def resume(self, handle: AppHandle, log: LogSink) -> AppHandle:
         """Wake: run the same spec again, as fast as the backend can. Default: a fresh start."""
         return await self.start(handle.spec, log)
+
+    async def deep_sleep(self, handle: AppHandle) -> None:
+        """Deep sleep a suspended ``handle``: free everything :meth:`suspend` kept for a fast wake (the warm
+        parent, the container, the pod), so the sleeping Space costs nothing but its disk. The lifecycle
+        calls it once the Space has slept ``deep_sleep_after`` seconds; a runtime may also deepen its own
+        light sleepers to stay within its memory budget. :meth:`resume` of a deepened handle still works
+        and is a cold start. Idempotent; never raises for what is already gone. Default: nothing (this
+        backend's :meth:`suspend` keeps nothing that costs memory)."""
+
+    async def sleep_cost(self, handle: AppHandle) -> int | None:
+        """Bytes of memory the suspended ``handle`` still holds (the warm parent's private memory, PSS where
+        the backend can read it): 0 once deep asleep, ``None`` if the backend cannot tell. Default: 0."""
+        return 0
 
     async def prewarm(self, spec: AppSpec) -> bool:
         """Optionally prepare what makes this spec's next start fast (a warm parent). ``True`` if it did."""

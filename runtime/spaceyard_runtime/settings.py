@@ -50,6 +50,12 @@ class RuntimeSettings(BaseSettings):
         description="Local runtime: warm parents kept at once (one per Space; a sleeping Space keeps only its warm "
         "parent). The least recently used idle one is ended first; its Space then wakes cold.",
     )
+    light_sleep_memory_mib: int = Field(
+        4096,
+        description="Memory (MiB) the warm parents of light-sleeping Spaces may hold together, per runtime "
+        "(the machine, the Docker engine, the cluster). Past it the least recently suspended Space goes to "
+        "deep sleep first (its next wake is cold); 0: no light sleep.",
+    )
     local_memory_scale: float = Field(
         1.0,
         description="Local runtime: multiply each flavor's memory limit by this (a small machine can run "
