@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
@@ -53,3 +54,36 @@ def test_silent_websocket_is_closed(impatient: int) -> None:
         with pytest.raises(ConnectionClosed) as info:
             ws.recv(timeout=10)
     assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+
+
+def test_idle_timer_of_a_reused_upstream_connection_times_each_wait(upstream: Upstream) -> None:
+    """One idle timer per upstream connection (upstream.py): armed by an earlier request, it neither
+    cuts a later answer that comes within its own idle time nor lets a silent one run forever."""
+    port = free_port()
+    routes = InMemoryRouteTable()
+    routes.add_route(RouteSpec(space_id="pooled/app", stage="RUNNING", upstream=upstream.endpoint))
+    server, thread = serve_in_thread(
+        Gateway(platform_app([]), routes, Settings(port=port, stream_idle_timeout=2)), port
+    )
+    late = upstream.state.release_late
+
+    def answered_after(seconds: float) -> httpx.Response:
+        late.clear()
+        release = threading.Timer(seconds, late.set)
+        release.start()
+        try:
+            return client.get("/late")
+        finally:
+            release.cancel()
+
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}/apps/pooled/app", timeout=30) as client:
+            # both on one pooled connection: the timer the first wait armed fires 0.6 s into the second
+            for _ in range(2):
+                r = answered_after(1.4)
+                assert r.status_code == 200 and r.text == "data: released\n\n"
+            with pytest.raises(httpx.RemoteProtocolError):  # and a silent answer is still cut
+                client.get("/silent")
+    finally:
+        server.should_exit = True
+        thread.join(10)
