@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .errors import PlatformError
-from .serving import CoalescingProtocol
+from .serving import LeanProtocol
 from .settings import Settings
 from .xet.cas import MAX_SHARD_BYTES, MAX_XORB_BYTES
 
@@ -64,7 +64,7 @@ def http_protocol(settings: Settings) -> type[HttpToolsProtocol]:
     trusted = {a.strip() for a in (settings.forwarded_allow_ips or "").split(",") if a.strip()}
     pending: Counter[str] = Counter()
 
-    class LimitedProtocol(CoalescingProtocol):  # one write for a response's head and first chunk
+    class LimitedProtocol(LeanProtocol):  # one write for a response's head and first chunk, fewer timers
         _in_head = False
         _head_bytes = 0
         _head_fields = 0

@@ -152,7 +152,7 @@ def platform_app(events: list[str]) -> FastAPI:
     return app
 
 
-def serve_in_thread(app: Any, port: int) -> tuple[uvicorn.Server, threading.Thread]:
+def serve_in_thread(app: Any, port: int, keep_alive: int = 5) -> tuple[uvicorn.Server, threading.Thread]:
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
@@ -162,6 +162,7 @@ def serve_in_thread(app: Any, port: int) -> tuple[uvicorn.Server, threading.Thre
         lifespan="on",
         log_level="warning",
         proxy_headers=False,
+        timeout_keep_alive=keep_alive,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
