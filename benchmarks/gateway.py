@@ -456,7 +456,9 @@ def _budget(http: dict[tuple[str, int], dict[str, float]]) -> list[str]:
     added = http[("gateway", 1)]["p50"] - http[("direct", 1)]["p50"]
     return [
         f"- Throughput: **{ratio:.2f}x** nginx at c=50 in this run ({'met' if ratio >= 0.75 else '**not met**'}); "
-        f"added p50 at c=1 **{added:+.3f} ms** ({'met' if added <= 0.12 else '**not met**'}).",
+        f"from the CPU times (req/s = 1 / CPU per request of proxy + upstream on the shared core, which load "
+        f"from other work disturbs less) **{nginx_pair / (gateway + upstream_behind_gateway):.2f}x**. Added p50 at "
+        f"c=1 **{added:+.3f} ms** ({'met' if added <= 0.12 else '**not met**'}).",
         f"- The budget: proxy and upstream share one core, so req/s = 1 / (proxy + upstream CPU per request). nginx "
         f"and its upstream cost {nginx_pair:.0f} µs per request; 0.75x of nginx's req/s allows {nginx_pair / 0.75:.0f} "
         f"µs for the pair, and the upstream behind the gateway takes {upstream_behind_gateway:.0f} µs of it, "
@@ -553,18 +555,20 @@ def report(results: dict[str, Any], duration: float, repeat: int) -> str:
         "### Notes",
         "",
         "- Since 2026-12-02 the gateway is served as `spaceyard up` serves it: the metrics wrapper "
-        "(`gateway/timing.py`), the head-limited httptools protocol (`limits.py`, `serving.py`), a route with a "
-        "version (every deployed Space has one: visitors are stamped and pinned) and a returning visitor's "
-        f"cookies (`{COOKIE}`, sent to all three targets; the gateway strips and reads them). Earlier tables "
-        "measured a bare `Gateway` under plain httptools with an unversioned route, so they are not comparable "
-        "one to one. Same benchmark, same day, code before and after the data-path work (commit e674a58 vs "
-        "this one), both at load average 4-14 from other work on the 2 cores: gateway CPU per request at c=50 "
-        "133 µs before (91 user + 42 system; nginx 33 µs; 0.52x nginx req/s at c=50, 0.41x at c=1, +0.355 ms "
-        "added p50 at c=1, all under that load) and the table above after; "
-        "interleaved A/B runs of the two gateways against one upstream (4 runs each, load 11-16) gave "
-        "242-340 µs before and 221-268 µs after per request, about 9% less at the low ends. The load made "
-        "req/s swing by 10x between runs (direct c=50: 700 to 33,000 req/s), "
-        "so the CPU-time table, not the req/s ratio, is the number to trust from this run.",
+        "(`gateway/timing.py`), the head-limited httptools protocol (`limits.py`, `serving.py`), the server's GC "
+        "tuning, a route with a version (every deployed Space has one: visitors are stamped and pinned) and a "
+        f"returning visitor's cookies (`{COOKIE}`, sent to all three targets; the gateway strips and reads them). "
+        "Earlier tables measured a bare `Gateway` under plain httptools with an unversioned route, so they are "
+        "not comparable one to one.",
+        "- Before and after the issue 18 data-path work, this benchmark on 2026-12-02 (other helpers' builds and "
+        "tests kept the 2 cores at load average 4-16 all afternoon; that inflates every CPU time, Python's more "
+        "than nginx's, and swung req/s by up to 10x between runs: direct c=50 from 700 to 33,000 req/s). Gateway "
+        "CPU per request at c=50, and as a multiple of nginx's in the same run: before (commit e674a58) 133 µs = "
+        "4.1x nginx (16:48 UTC, load 4-8) and 223 µs = 5.6x (17:51, load 8-10); after 98 µs = 3.2x (17:47, load "
+        "6-8). The CPU-derived req/s ratio at c=50 went from 0.38x (0.28x in the loaded run) to 0.44x; "
+        "interleaved A/B runs of both gateways against one upstream (load 11-16) gave 242-340 µs before and "
+        "221-268 µs after. Measured req/s ratios in those runs (before 0.52x and 0.14x, after the table above) "
+        "say more about the load than about the gateway.",
         "- wrk is a closed loop: at c=50 the p50 is about 50 / throughput, so *added p50 at c=50* can only be "
         "small if the proxy costs (almost) nothing next to the upstream on the shared core; nginx itself adds "
         "about a millisecond there in most runs. The c=50 latency goals are out of reach for a Python proxy "

@@ -140,7 +140,9 @@ def report(result: dict[str, object]) -> str:
         f"`benchmarks/gateway.py` serves it, wrk c={result['connections']}, {result['duration']:.0f} s. Without the "
         f"profiler: {result['rps']:,.0f} req/s, **{cpu:.1f} µs of gateway CPU per request** (user + system). "
         f"Then `py-spy record --native` ({total} samples, {idle} of them waiting in `epoll_wait`); each bucket's "
-        "share of the busy samples times that CPU time:",
+        "share of the busy samples times that CPU time. The samples are wall-clock: time the gateway waited for "
+        "the CPU (other work on the machine) lands in whatever call it was in, mostly system calls, so under "
+        "load the kernel's rows are overstated and the Python rows understated.",
         "",
         "| where | share | µs per request |",
         "|---|---|---|",
@@ -174,15 +176,18 @@ def report(result: dict[str, object]) -> str:
         "- What was cut (issue 18): a second write per response (head and first chunk now go out together: "
         "`serving.py`), garbage collections every few requests that walked all requests in flight (GC "
         "thresholds and startup objects frozen: `serving.tune_gc`), one timer per request in the head limits "
-        "and one per upstream wait (one per connection now), per-header method calls in the head limits, a "
+        "and one per upstream wait and uvicorn's one per response for keep-alive (one per connection now), "
+        "per-header method calls in the head limits, a "
         "second route match under the metrics wrapper, coroutines for an awake Space's endpoint, a pooled "
         "connection and a GET's body, a generator per request for the busy counter, the Host parse (remembered, "
         "bounded). Every check stays on the path: the tests in `tests/gateway`, `tests/security` cover them.",
         "- What is left is mostly not the gateway's: the kernel's share is what any proxy pays (nginx's "
         "system time per request is in the *Gateway* table); the server's and the event loop's shares are "
         "uvicorn and asyncio doing for every request what nginx does in C (a task, a scope dict, an event, "
-        "Python callbacks per header). The gateway's own code is the smallest of the four; removing all of it "
-        "would not reach 0.75x nginx (see *Against the issue 18 goal* above). The next step would be a "
+        "Python callbacks per header). "
+        f"Without any of the gateway's own code the process would still cost {cpu - own:.0f} µs per request, "
+        "more than the budget a 0.75x gateway has (*Against the issue 18 goal* in the *Gateway* section). The "
+        "next step would be a "
         "proxy path below ASGI: an asyncio protocol that parses the request with llhttp and splices it to a "
         "pooled upstream connection from callbacks, with no task, no scope and no per-message coroutine (the "
         "measured L4 byte pump reaches 0.96x nginx) — but the walls (cookie stripping, header rules, access, "
