@@ -203,7 +203,7 @@ def make_pod_template(space: DesiredSpace, cfg: ClusterConfig) -> Manifest:
         "env": app_env(space),
         "envFrom": [{"secretRef": {"name": slugs.space_name(space.space_id), "optional": True}}],
         "resources": resources(flavor),
-        "readinessProbe": {**probe_action, "periodSeconds": 2, "timeoutSeconds": 2, "failureThreshold": 3},
+        "readinessProbe": {**probe_action, "periodSeconds": 1, "timeoutSeconds": 2, "failureThreshold": 3},
         # a replaced pod keeps serving while the endpoints and kube-proxy's rules stop sending it new
         # requests (they learn of its end at the same time as the kubelet): no refused call mid-rollout
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SECONDS}}},
