@@ -39,7 +39,7 @@ WHAT = {
     "scheduling": "scale to 1 → pod bound to a node (Deployment + ReplicaSet controllers, scheduler)",
     "image_pull": "the kubelet's pull (`Pulled` event; image already on the node after the first start)",
     "container_start": "bound → app container running (sandbox, CNI, container), less the pull",
-    "app_ready": "running → readiness probe passes (Gradio imports and binds; probe every 2 s)",
+    "app_ready": "running → readiness probe passes (Gradio imports and binds; probe every 1 s)",
     "endpoints": "ready → the EndpointSlice lists the pod and the Service accepts a connection (`wait_ready`)",
     "first_byte": "wake done → first byte of the held request through the gateway (kube-proxy, app)",
 }
@@ -56,6 +56,7 @@ def phase_sums(server: Server) -> dict[str, float]:
 
 def first_byte(server: Server) -> float:
     started = time.perf_counter()
+    print(f"wake at {time.time():.3f}", file=sys.stderr, flush=True)  # DEBUG-H18K8S
     host = f"{SPACE.replace('/', '-')}.localhost:{server.port}"
     with httpx.stream("GET", f"{server.url}/config", headers={"Host": host}, timeout=300) as r:
         next(r.iter_raw())
@@ -75,13 +76,15 @@ def until(predicate: Callable[[], bool], what: str, timeout: float = 180) -> Non
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--wakes", type=int, default=5)
+    parser.add_argument("--namespace", default=NAMESPACE, help="the Spaces namespace (unique per session)")
     args = parser.parse_args()
+    namespace = args.namespace
     env = start_dev_cluster()
     cluster = Cluster(Path(env["KUBECONFIG"]), env["SPACEYARD_DEV_REGISTRY"], {})
     push_base_image(cluster.registry, DEFAULT_TAG)
-    cluster.ensure_namespace(NAMESPACE)
-    cluster.reset(NAMESPACE)
-    cache = ROOT / ".data" / "test-cache"
+    cluster.ensure_namespace(namespace)
+    cluster.reset(namespace)
+    cache = Path(os.environ.get("SPACEYARD_TEST_CACHE", ROOT / ".data" / "test-cache")).resolve()
     with tempfile.TemporaryDirectory() as tmp:
         extra = {
             "SPACEYARD_BUILD_ENGINE": "oci",
@@ -91,7 +94,7 @@ def main() -> None:
             "SPACEYARD_OCI_CACHE_DIR": str(cache / "oci"),
             "SPACEYARD_RUNTIME": "kubernetes",
             "SPACEYARD_KUBERNETES_KUBECONFIG": str(cluster.kubeconfig),
-            "SPACEYARD_KUBERNETES_NAMESPACE": NAMESPACE,
+            "SPACEYARD_KUBERNETES_NAMESPACE": namespace,
             "SPACEYARD_KUBERNETES_ENDPOINT": "cluster-ip",
         }
         server = start_server(Path(tmp) / "data", free_port(), cache / "envs", extra)
@@ -107,7 +110,7 @@ def main() -> None:
             phases: dict[str, list[float]] = {p: [] for p in PHASES}
             for _ in range(args.wakes):
                 server.wait_stage(SPACE, {"SLEEPING"}, timeout=120)
-                until(lambda: cluster.list("Pod", NAMESPACE) == [], "no pod while asleep")
+                until(lambda: cluster.list("Pod", namespace) == [], "no pod while asleep")
                 before = phase_sums(server)
                 totals.append(first_byte(server))
                 time.sleep(0.5)  # the first-byte phase is observed as the response starts
@@ -116,7 +119,7 @@ def main() -> None:
                     phases[p].append(after[p] - before[p])
         finally:
             server.stop()
-            cluster.reset(NAMESPACE)
+            cluster.reset(namespace)
     rows = [
         f"| `{p}` | {statistics.median(v):.2f} s | {min(v):.2f} s | {max(v):.2f} s | {WHAT[p]} |"
         for p, v in phases.items()

@@ -12,7 +12,9 @@ All calls are synchronous (the client is urllib3-based); async callers use ``asy
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -181,6 +183,20 @@ class KubeApi:
             _request_timeout=REQUEST_TIMEOUT,
         )
 
+    def resize_pod(self, name: str, container: str, requests: dict[str, str]) -> dict[str, Any]:
+        """Change a running pod's resource requests in place (the ``resize`` subresource; the kubelet applies
+        it without a restart). A strategic merge: the container's limits stay as they are."""
+        body = {"spec": {"containers": [{"name": container, "resources": {"requests": requests}}]}}
+        return self.to_dict(
+            self._apis["core"].patch_namespaced_pod_resize(
+                name,
+                self.namespace,
+                body,
+                _content_type="application/strategic-merge-patch+json",
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        )
+
     def pod_log(self, name: str, *, tail_lines: int = 50, previous: bool = False) -> str:
         text: str = self._apis["core"].read_namespaced_pod_log(
             name,
@@ -192,8 +208,12 @@ class KubeApi:
         )
         return text
 
-    def follow_pod_log(self, name: str, *, tail_lines: int | None = None) -> Iterator[str]:
-        """Lines of the app container's log as they are written; ends when the pod goes away."""
+    def follow_pod_log(self, name: str, *, tail_lines: int | None = None, since: float | None = None) -> Iterator[str]:
+        """Lines of the app container's log as they are written; ends when the pod goes away. ``since`` (a
+        ``time.time()``): only the lines written from then on (the kubelet's timestamps, to the nanosecond)."""
+        extra: dict[str, Any] = {}
+        if since is not None:
+            extra = {"since_seconds": max(1, math.ceil(time.time() - since) + 1), "timestamps": True}
         stream = watch.Watch().stream(
             self._apis["core"].read_namespaced_pod_log,
             name,
@@ -202,8 +222,19 @@ class KubeApi:
             follow=True,
             tail_lines=tail_lines,
             _request_timeout=(10, LOG_READ_TIMEOUT),
+            **extra,
         )
-        yield from stream
+        if since is None:
+            yield from stream
+            return
+        for line in stream:
+            stamp, _, text = line.partition(" ")
+            try:
+                when = dt.datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00").timestamp()
+            except ValueError:
+                when = since
+            if when >= since:
+                yield text
 
     def watch(
         self, kind: str, selector: str | None, timeout_seconds: int, resource_version: str | None = None
