@@ -20,7 +20,6 @@ from ..settings import DEFAULT_BLOCKED_CIDRS, DEFAULT_BLOCKED_CIDRS_V6
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-
 @dataclass(frozen=True)
 class DesiredSpace:
     """One Space as the control plane wants it. Everything the manifests depend on is in here."""
