@@ -34,10 +34,11 @@ are JSON objects:
   app's process group, ``SIGKILL`` after the grace; the warm parent stays (light sleep). ``exit_code`` is
   ``null`` if no app ran.
 * ``GET /status`` -> ``{"warm": bool, "warm_error": str, "app": null | {"pid", "running", "exit_code",
-  "mode", "started_at"}, "warm_private_bytes", "app_private_bytes", "warm_pss_bytes", "app_pss_bytes"}``:
-  private memory is ``Private_Clean + Private_Dirty`` of ``/proc/PID/smaps_rollup`` (the app's: with its
-  descendants); ``null`` where there is no such process or it cannot be read. ``GET /status?wait=S``
-  first waits up to ``S`` seconds (at most 600) for the running app to exit: a long poll for its end.
+  "mode", "started_at"}, "warm_private_bytes", "app_private_bytes", "warm_pss_bytes", "app_pss_bytes",
+  "agent_private_bytes"}``: private memory is ``Private_Clean + Private_Dirty`` of
+  ``/proc/PID/smaps_rollup`` (the app's: with its descendants; the agent's: its own); ``null`` where there
+  is no such process or it cannot be read. ``GET /status?wait=S`` first waits up to ``S`` seconds (at most
+  600) for the running app to exit: a long poll for its end.
 
 ``exit_code`` is like ``subprocess.Popen.returncode`` (negative: killed by that signal). An app that exits
 on its own is recorded, and the agent keeps running: restarting it is the runtime's decision. On
@@ -439,6 +440,7 @@ class Agent:
         if self.warm and proc is not None:
             warm_mem = memory(proc.pid)
         app_mem = tree_memory(app.pid) if app is not None and app.running() else None
+        own = memory(os.getpid())
         return {
             "warm": self.warm,
             "warm_error": self.warm_error,
@@ -447,6 +449,7 @@ class Agent:
             "app_private_bytes": app_mem[0] if app_mem else None,
             "warm_pss_bytes": warm_mem[1] if warm_mem else None,
             "app_pss_bytes": app_mem[1] if app_mem else None,
+            "agent_private_bytes": own[0] if own else None,
         }
 
     def reap(self) -> None:
@@ -634,7 +637,7 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    threading.Thread(target=server.serve_forever, args=(0.5,), daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(1.0,), daemon=True).start()
     if args.autostart:
 
         def autostart() -> None:
