@@ -174,6 +174,12 @@ class KubeApi:
                 return False
             raise
 
+    def delete_pods(self, selector: str, grace: int) -> None:
+        """Delete the pods of ``selector`` within ``grace`` seconds (shortens a longer grace already running)."""
+        self._apis["core"].delete_collection_namespaced_pod(
+            self.namespace, label_selector=selector, grace_period_seconds=grace, _request_timeout=REQUEST_TIMEOUT
+        )
+
     def scale(self, name: str, replicas: int) -> None:
         self._apis["apps"].patch_namespaced_deployment_scale(
             name,

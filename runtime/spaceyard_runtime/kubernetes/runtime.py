@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import socket
 import threading
 import time
@@ -60,6 +61,8 @@ from .reconcile import (
 )
 
 log = logging.getLogger(__name__)
+END_POLL = 0.25
+"""Seconds between the agent status checks of a wake in the pod (did the app end before it answered?)."""
 
 
 def cluster_config(settings: RuntimeSettings) -> ClusterConfig:
@@ -379,20 +382,17 @@ class KubernetesRuntime(Runtime):
         await self._settled(handle)
 
     async def _app_end(self, agent: lightsleep.PodAgent, timeout: float) -> int | None:
-        """Returns once the agent reports the app ended (its exit code); long polls of ``/status``."""
+        """Returns once the agent reports the app ended (its exit code). Plain ``/status`` requests every
+        :data:`END_POLL` seconds, not a long poll: this is cancelled as soon as the app answers, and a long
+        poll cut short makes the agent write a broken pipe into the app's log."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                status = await agent.client.status(wait=min(60.0, max(1.0, deadline - time.monotonic())))
-            except AgentError:
-                await asyncio.sleep(0.5)
-                continue
-            app = status.get("app") or {}
-            if app and not app.get("running"):
-                code = app.get("exit_code")
-                return int(code) if code is not None else None
-            if not app:  # not started yet: the long poll returns at once
-                await asyncio.sleep(0.2)
+            with contextlib.suppress(AgentError):
+                app = (await agent.client.status()).get("app") or {}
+                if app and not app.get("running"):
+                    code = app.get("exit_code")
+                    return int(code) if code is not None else None
+            await asyncio.sleep(END_POLL)
         await asyncio.Future()  # past the deadline: wait_for_http's timeout speaks
         return None
 
@@ -634,10 +634,20 @@ class KubernetesRuntime(Runtime):
         return await self.start(handle.spec, log)
 
     async def deep_sleep(self, handle: AppHandle) -> None:
-        """Scale to 0: the pod, its agent and warm parent are gone; the next wake starts a new pod."""
+        """Scale to 0: the pod, its agent and warm parent are gone; the next wake starts a new pod. A light
+        sleeper's pod has no app to drain: it is ended at once (no preStop wait)."""
         self._stop_pump(handle)
         if await self._still_ours(handle):
+            owner = await asyncio.to_thread(self.api.get, "ConfigMap", handle.backend_id)
             await self._apply(self.desired(handle.spec, awake=False))
+            if ((owner or {}).get("data") or {}).get("light") == "true":
+                await self._end_pods(handle.spec.space_id, 1.0)
+
+    async def _end_pods(self, space_id: str, grace: float) -> None:
+        """End the Space's pods within ``grace`` seconds (after its Deployment went to 0 or away), instead of
+        their preStop pause and termination grace, which are there for rollouts."""
+        with contextlib.suppress(ApiException):
+            await asyncio.to_thread(self.api.delete_pods, objects.space_selector(space_id), max(1, math.ceil(grace)))
 
     async def sleep_cost(self, handle: AppHandle) -> int | None:
         """A light sleeper's agent and warm parent (private memory, as its agent reads ``smaps_rollup``);
@@ -679,6 +689,10 @@ class KubernetesRuntime(Runtime):
         if await self._still_ours(handle):
             self._desired.pop(handle.spec.space_id, None)
             self._tokens.pop(handle.backend_id, None)
+            # replicas 0 first, so that no ReplicaSet makes a new pod for the ones ended within ``grace``
+            with contextlib.suppress(ApiException):
+                await asyncio.to_thread(self.api.scale, handle.backend_id, 0)
+            await self._end_pods(handle.spec.space_id, grace)
             await asyncio.to_thread(delete_space, self.api, handle.spec.space_id)
 
     async def remove(self, handle: AppHandle) -> None:
