@@ -679,6 +679,7 @@ class KubernetesRuntime(Runtime):
                 log.info("%s: light sleepers exceed %d MiB: deep sleep (it held %d bytes)", space.space_id,
                          self.settings.light_sleep_memory_mib, sleeper.cost)  # fmt: skip
                 await self._apply(dataclasses.replace(space, light=False, awake=False))
+                await self._end_pods(space.space_id, 1.0)  # no app to drain: no preStop pause
 
     async def stop(self, handle: AppHandle, grace: float = 5.0) -> None:
         self._stop_pump(handle)
