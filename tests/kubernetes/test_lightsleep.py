@@ -27,7 +27,7 @@ def _container(space: DesiredSpace, cfg: ClusterConfig) -> dict[str, Any]:
 
 
 def test_an_agent_pod_runs_the_agent_around_python_app_py_with_its_own_token(space: Make, cfg: ClusterConfig) -> None:
-    desired = space(agent=PRELOAD, app_file="main.py")
+    desired = space(agent=PRELOAD, app_file="main.py", variables={TOKEN_ENV: "mine", agentpod.TOKEN_FILE_ENV: "/x"})
     template = objects.make_pod_template(desired, cfg)
     container = template["spec"]["containers"][0]
     command = container["command"]
@@ -37,7 +37,8 @@ def test_an_agent_pod_runs_the_agent_around_python_app_py_with_its_own_token(spa
     assert agent[agent.index("--control-port") + 1] == str(AGENT_PORT)
     assert agent[agent.index("--") :] == ["--", "python", "main.py"]
     assert [agent[i + 1] for i, a in enumerate(agent) if a == "--preload"] == list(PRELOAD)
-    token = next(e for e in container["env"] if e["name"] == TOKEN_ENV)
+    assert container["env"][-2:][0] == {"name": agentpod.TOKEN_FILE_ENV, "value": ""}  # a Space cannot set them
+    token = container["env"][-1]
     assert token == {
         "name": TOKEN_ENV,
         "valueFrom": {"secretKeyRef": {"name": "space-alice--demo-agent", "key": agentpod.TOKEN_KEY}},

@@ -41,6 +41,7 @@ Manifest = dict[str, Any]
 SOURCES = (Path(__file__).parent.parent / "agent.py", Path(__file__).parent.parent / "zygote.py")
 CONFIG_PREFIX = "spaceyard-agent-"
 TOKEN_KEY = "token"
+TOKEN_FILE_ENV = "SPACEYARD_AGENT_TOKEN_FILE"
 VOLUME = "spaceyard-agent"
 STOP_GRACE = 5.0
 """Seconds the agent gives a stopping app (light sleep, pod end) before SIGKILL."""
@@ -100,12 +101,15 @@ def wrap_container(space: DesiredSpace, container: dict[str, Any], volumes: list
     )
     container["command"] = ["sh", "-c", HUB_LINK, "sh", *argv]
     container["ports"].append({"name": "agent", "containerPort": AGENT_PORT, "protocol": "TCP"})
-    container["env"].append(
+    # last in the list, so they win over a Space variable or secret of the same name (a Space must not pick
+    # the file its agent reads the token from, nor the token)
+    container["env"] += [
+        {"name": TOKEN_FILE_ENV, "value": ""},
         {
             "name": TOKEN_ENV,
             "valueFrom": {"secretKeyRef": {"name": agent_secret_name(space.space_id), "key": TOKEN_KEY}},
-        }
-    )
+        },
+    ]
     container["volumeMounts"].append({"name": VOLUME, "mountPath": AGENT_DIR, "readOnly": True})
     volumes.append({"name": VOLUME, "configMap": {"name": agent_config_name(), "defaultMode": 0o444}})
 
