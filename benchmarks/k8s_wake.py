@@ -98,7 +98,8 @@ def light_asleep(cluster: Cluster, namespace: str) -> bool:
 def working_set(cluster: Cluster, namespace: str) -> int | None:
     """The kubelet's working set of the Space's app container (``stats/summary``), bytes."""
     try:
-        summary = json.loads(cluster.core.connect_get_node_proxy_with_path("cpu-0", "stats/summary"))
+        raw = cluster.core.connect_get_node_proxy_with_path("cpu-0", "stats/summary", _preload_content=False)
+        summary = json.loads(raw.data)
     except Exception:
         return None
     for pod in summary.get("pods") or []:
