@@ -44,10 +44,13 @@ from tests.support import Server, git, push, start_server, working_copy  # noqa:
 SPACE = "admin/bench-k8s-wake"
 NAME = "space-admin--bench-k8s-wake"
 PHASES = {
-    "fork": ("fork", "app_ready", "first_byte"),
-    "cold": ("scheduling", "image_pull", "container_start", "app_ready", "endpoints", "first_byte"),
+    "fork": ("start", "ready", "fork", "app_ready", "first_byte"),
+    "cold": ("start", "ready", "scheduling", "image_pull", "container_start", "app_ready", "endpoints", "first_byte"),
 }
 WHAT = {
+    "start": "the lifecycle's view: wake asked → `runtime.resume` returned",
+    "ready": "the lifecycle's view: `resume` returned → `runtime.wait_ready` returned (the runtime's phases below "
+    "are timed from the resume call)",
     "fork": "resume → the pod's agent answered `/app/start` (a fork from the warm parent)",
     "scheduling": "scale to 1 → pod bound to a node (Deployment + ReplicaSet controllers, scheduler)",
     "image_pull": "the kubelet's pull (`Pulled` event; image already on the node after the first start)",
