@@ -225,6 +225,23 @@ forks the app (`--autostart`), the readiness probe passes, the Service routes ({
 
 Deep / light, client side p50: **{ratio:.1f}x**. Knative's scale-from-zero anchor: 0.8–4 s.
 
+**Where a cold start goes** (issue 14's gap; analysis of 2026-12-02). The earlier table here (p50 14.2 s at
+load 20, `scheduling` 6.79 s) booked most of each wake as `scheduling`: the runtime's sightings started over
+whenever the pod the previous sleep was ending (same template, still reporting through its preStop pause and
+grace) showed up in the watch, so the woken pod's steps were first "seen" when it was already ready. A watch
+of the same wakes (16:46 UTC, load 4–6) showed where the time really goes: the pod exists 0.07 s after the
+scale, is bound 0.06 s later, its container runs ~1.0 s after that (sandbox, CNI bridge, containerd), and it
+is Ready ~5 s later (Gradio's import and launch, plus up to a probe period); the EndpointSlice and kube-proxy
+add 0.04–0.15 s. Cut: the phase accounting (terminating pods ignored); the readiness probe every 1 s instead
+of 2 s; pods of a `stop`, a deep sleep of a light sleeper and a deepened sleeper end within 1 s instead of
+the 5 s preStop pause plus grace, which kept node CPU requested while the next pod started (the Kubernetes
+contract suite: 64 → 37 s); and, most of all, light sleep, which skips the pod start, the probe period and
+the Service round. Not cut: the image pull is already 0 (`IfNotPresent`, the image stays on the node), and
+the rest is the app's own start on 2 shared cores (`app_ready` above) and container creation. In-place pod
+resize (`InPlacePodVerticalScaling`, on by default in 1.35) works on this cgroup v1 host: `kubectl patch pod
+--subresource resize` from 200m/256Mi to 50m/64Mi was applied in ~0.2 s without a restart (`cpu.shares`
+205 → 51, `status.containerStatuses[].resources` updated), and back up.
+
 **What a light sleeper costs**: its agent's and warm parent's private memory (`Private_Clean + Private_Dirty`,
 `/proc/PID/smaps_rollup`, as the runtime records it at suspend and budgets it): p50
 **{statistics.median(costs) / 2**20 if costs else 0:.0f} MiB** (min {min(costs, default=0) / 2**20:.0f}, max
