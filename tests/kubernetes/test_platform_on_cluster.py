@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
+from spaceyard_runtime.kubernetes.agentpod import agent_config_name
 from tests.conftest import free_port
 from tests.kubernetes.cluster import Cluster, eventually
 from tests.support import Server, git, push, start_server, working_copy
@@ -98,8 +99,17 @@ def test_a_gradio_space_is_served_from_a_pod_sleeps_and_wakes(
     # delete: every object of the Space goes
     r = platform.api("DELETE", "/api/repos/delete", json={"type": "space", "organization": "admin", "name": "hello"})
     assert r.status_code == 200, r.text
+    # (the agent's files stay: one ConfigMap per agent version, shared by the namespace's Spaces)
     eventually(
-        lambda: all(dev_cluster.list(k, NAMESPACE) == [] for k in ("ConfigMap", "Deployment", "Service", "Pod")),
+        lambda: (
+            not [
+                o
+                for k in ("ConfigMap", "Secret", "Deployment", "Service", "Pod")
+                for o in dev_cluster.list(k, NAMESPACE)
+                if o["metadata"]["name"].startswith(NAME)
+            ]
+        ),
         "nothing of the Space is left",
         timeout=120,
     )
+    assert [c["metadata"]["name"] for c in dev_cluster.list("ConfigMap", NAMESPACE)] == [agent_config_name()]
