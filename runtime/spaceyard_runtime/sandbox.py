@@ -47,7 +47,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import netns
+from . import netns, procmem
 from .errors import AppStartError
 from .flavors import oom_message
 from .hubpath import HubListener, HubPath
@@ -125,6 +125,9 @@ class BoxSpec:
     limits: Limits = field(default_factory=Limits)
     mounts: tuple[tuple[Path, str], ...] = ()
     """Host directories bound read-write at another path inside the box (the Space's ``/data``)."""
+    hub_cache: Path | None = None
+    """The Space's Hugging Face cache view (:func:`spaceyard_runtime.hubpath.cache_view`, one of ``ro``):
+    the relay served in the box fills it."""
 
 
 @dataclass
@@ -169,6 +172,10 @@ class Sandbox(abc.ABC):
 
     def oom_kills(self, box: Box) -> int:
         return 0
+
+    def pids(self, box: Box) -> list[int]:
+        """Host pids of the box's processes (to measure what it costs). Default: the leader's tree."""
+        return procmem.tree(box.leader_pid) if box.leader_pid is not None else []
 
     @abc.abstractmethod
     async def destroy(self, box: Box) -> None: ...
@@ -441,7 +448,7 @@ class BwrapSandbox(Sandbox):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(("127.0.0.1", hub.port))
             sock.listen(64)
-            return await hub.serve(sock, box.spec.space_id)
+            return await hub.serve(sock, box.spec.space_id, box.spec.hub_cache)
         except BaseException:
             sock.close()
             raise
@@ -453,6 +460,9 @@ class BwrapSandbox(Sandbox):
         for cg in box.cgroups:
             pids.update(_procs(cg))
         return sorted(pids)
+
+    def pids(self, box: Box) -> list[int]:
+        return self._box_pids(box) or super().pids(box)
 
     def signal(self, box: Box, sig: int, keep: tuple[int, ...] = ()) -> int:
         """Signal every process inside the box's pid namespace but its init and the pids (as seen inside

@@ -45,16 +45,11 @@ class RuntimeSettings(BaseSettings):
         "unprivileged uid per Space, cgroup v1 limits (needs root); none: apps run as the platform's user on the "
         "host's network (trusted Spaces only). See docs/security.md.",
     )
-    max_warm_parents: int = Field(
-        8,
-        description="Local runtime: warm parents kept at once (one per Space; a sleeping Space keeps only its warm "
-        "parent). The least recently used idle one is ended first; its Space then wakes cold.",
-    )
     light_sleep_memory_mib: int = Field(
         4096,
         description="Memory (MiB) the warm parents of light-sleeping Spaces may hold together, per runtime "
-        "(the machine, the Docker engine, the cluster). Past it the least recently suspended Space goes to "
-        "deep sleep first (its next wake is cold); 0: no light sleep.",
+        "(the machine, the Docker engine, the cluster; local: the PSS of each idle warm parent's box). Past it "
+        "the least recently suspended Space goes to deep sleep first (its next wake is cold); 0: no light sleep.",
     )
     local_memory_scale: float = Field(
         1.0,
@@ -134,6 +129,17 @@ class RuntimeSettings(BaseSettings):
         None,
         description="StorageClass of Spaces' persistent /data claims (one PersistentVolumeClaim per Space with "
         "storage); unset: the cluster's default class. Size enforcement is the class's driver's.",
+    )
+    kubernetes_hub_relay_port: int | None = Field(
+        None,
+        description="Kubernetes: the platform pods serve the Hub relay (HF_ENDPOINT of Spaces, Space tokens only) "
+        "on this port of all their addresses, Spaces' NetworkPolicy allows egress to the platform pods on it, and "
+        "apps get HF_ENDPOINT=http://<ClusterIP of kubernetes_hub_relay_service>:PORT. Unset: no relay "
+        "(HF_ENDPOINT is SPACEYARD_SPACE_HUB_URL or the public URL). The chart sets it.",
+    )
+    kubernetes_hub_relay_service: str = Field(
+        "spaceyard-hub",
+        description="Kubernetes: the Service (in the platform namespace) in front of the platform pods' relay port.",
     )
     kubernetes_endpoint: Literal["service-dns", "cluster-ip"] = Field(
         "service-dns",

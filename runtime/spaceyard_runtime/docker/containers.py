@@ -13,11 +13,7 @@ The container (:func:`container_kwargs`):
 * gets ``spec.env`` plus what the SDK needs (port, bind address) and nothing of the platform's own
   environment (:func:`app_env`);
 * on a per-Space network, a ``resolv.conf`` that fails lookups at once (:func:`resolv_conf`);
-* with persistent storage, its ``/data`` volume (:func:`ensure_data_volume`);
-* gradio/streamlit containers (:func:`uses_agent`): the in-container agent as main process
-  (:class:`AgentLaunch`; :mod:`spaceyard_runtime.agent`), its files bound read-only at
-  ``/opt/spaceyard``, its token in ``SPACEYARD_AGENT_TOKEN`` (the agent removes it from the app's
-  environment), the image's own command after it.
+* with persistent storage, its ``/data`` volume (:func:`ensure_data_volume`).
 """
 
 from __future__ import annotations
@@ -25,14 +21,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import docker
 from docker.types import DeviceRequest
 
-from ..agent_client import AGENT_DIR, AGENT_PORT, TOKEN_ENV, agent_command
 from ..api import AppSpec
 from ..settings import RuntimeSettings
 from ..spacefiles import DATA_MOUNT, SpaceFiles
@@ -45,40 +39,7 @@ HEALTH_PROBE = (
     "try: urllib.request.urlopen('http://127.0.0.1:{port}/', timeout=10)\n"
     "except urllib.error.HTTPError as e: sys.exit(e.code >= 500)\n"
 )
-"""Docker HEALTHCHECK of containers without the agent: healthy while ``GET /`` answers below 500."""
-AGENT_HEALTH_PROBE = (
-    "import json, os, sys, urllib.request, urllib.error\n"
-    "ask = urllib.request.Request('http://127.0.0.1:{agent}/status',\n"
-    "    headers={{'Authorization': 'Bearer ' + os.environ.get('{token}', '')}})\n"
-    "app = json.load(urllib.request.urlopen(ask, timeout=10)).get('app') or {{}}\n"
-    "if not app.get('running'): sys.exit(0)\n"
-    "try: urllib.request.urlopen('http://127.0.0.1:{port}/', timeout=10)\n"
-    "except urllib.error.HTTPError as e: sys.exit(e.code >= 500)\n"
-)
-"""HEALTHCHECK of containers with the agent: ``GET /`` while the agent says the app runs; healthy while it
-sleeps or has exited (the runtime learns that from the agent itself)."""
-
-
-@dataclass(frozen=True)
-class AgentLaunch:
-    """How a container runs its app under the agent."""
-
-    files: Path
-    """Host folder holding ``agent.py`` and ``zygote.py`` (:func:`~spaceyard_runtime.agent_client.agent_files`)."""
-    token: str
-    app_argv: tuple[str, ...]
-    """The image's own command (entrypoint and cmd)."""
-    preload: tuple[str, ...] = ()
-    quiet_queue: bool = False
-    stop_grace: float = 5.0
-
-
-def uses_agent(spec: AppSpec) -> bool:
-    """Images the docker engine generated (gradio/streamlit: Python is there) run the agent; ``sdk: docker``
-    images are the author's and run as they are."""
-    return spec.sdk in ("gradio", "streamlit")
-
-
+"""Docker HEALTHCHECK of gradio/streamlit containers: healthy while ``GET /`` answers below 500."""
 NO_DNS_RESOLV_CONF = (
     "# Spaceyard: Spaces on a per-Space network have no egress and no DNS\n"
     "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
@@ -123,12 +84,7 @@ def resolv_conf(settings: RuntimeSettings) -> Path:
 
 
 def container_kwargs(
-    settings: RuntimeSettings,
-    spec: AppSpec,
-    name: str,
-    network: str,
-    gpus: list[str],
-    agent: AgentLaunch | None = None,
+    settings: RuntimeSettings, spec: AppSpec, name: str, network: str, gpus: list[str], hub_cache: Path | None = None
 ) -> dict[str, Any]:
     """Arguments of ``containers.create`` for ``spec``: the whole sandbox, in one place."""
     flavor = spec.flavor
@@ -171,11 +127,8 @@ def container_kwargs(
     }
     interval = settings.docker_health_interval
     if interval > 0 and spec.sdk in ("gradio", "streamlit"):  # images we generated: python3 is there
-        probe = HEALTH_PROBE.format(port=spec.app_port)
-        if agent is not None:
-            probe = AGENT_HEALTH_PROBE.format(agent=AGENT_PORT, token=TOKEN_ENV, port=spec.app_port)
         kwargs["healthcheck"] = {
-            "test": ["CMD", "python3", "-c", probe],
+            "test": ["CMD", "python3", "-c", HEALTH_PROBE.format(port=spec.app_port)],
             "interval": int(interval * 1e9),
             "timeout": int(min(10.0, interval) * 1e9),
             "retries": 3,
@@ -185,17 +138,12 @@ def container_kwargs(
         # No egress on a per-Space network, so no name resolution either: fail lookups at once instead
         # of Docker's embedded DNS timing out after 10 s (Streamlit looks up its external IP at start).
         kwargs["volumes"] = {str(resolv_conf(settings)): {"bind": "/etc/resolv.conf", "mode": "ro"}}
-    if agent is not None:
-        kwargs["entrypoint"] = agent_command(
-            [], preload=list(agent.preload), quiet_queue=agent.quiet_queue, stop_grace=agent.stop_grace
-        )
-        kwargs["command"] = list(agent.app_argv)
-        kwargs["environment"][TOKEN_ENV] = agent.token
-        kwargs.setdefault("volumes", {})[str(agent.files)] = {"bind": AGENT_DIR, "mode": "ro"}
     if gpus:
         kwargs["device_requests"] = [DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])]
     if spec.storage is not None:  # the Space's persistent /data: a named volume (made by ensure_data_volume)
         kwargs.setdefault("volumes", {})[data_volume_name(spec.storage.volume)] = {"bind": DATA_MOUNT, "mode": "rw"}
+    if hub_cache is not None:  # the Space's cache view (hubpath.cache_view): the relay writes it, the app reads
+        kwargs.setdefault("volumes", {})[str(hub_cache)] = {"bind": str(hub_cache), "mode": "ro"}
     return kwargs
 
 

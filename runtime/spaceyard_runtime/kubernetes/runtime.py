@@ -40,15 +40,17 @@ from ..agent_client import AgentError, private_bytes
 from ..api import AppHandle, AppSpec, AppState, AppStatus, Capabilities, Endpoint, Flavor, LogSink, Runtime
 from ..errors import AppCrashed, AppStartError, AppStartTimeout, CapacityPending
 from ..flavors import load_flavors
+from ..hubpath import HubPath
 from ..local.warm import preload_modules
 from ..output import startup_banner
 from ..readiness import wait_for_http
 from ..settings import RuntimeSettings
-from . import lightsleep, objects, slugs
+from . import lightsleep, objects, slugs, volumes
 from .clients import KubeApi, make_api_client
 from .coldstart import ColdStart, may_change_stage, pull_seconds, slice_ready
 from .controller import ClusterRecordSource
 from .desired import ClusterConfig, DesiredSpace, SpaceStatus, Stage
+from .hub import KubernetesHubListener
 from .reconcile import (
     IMAGE_ERRORS,
     LOG_TAIL_LINES,
@@ -75,6 +77,7 @@ def cluster_config(settings: RuntimeSettings) -> ClusterConfig:
         runtime_class_name=settings.kubernetes_runtime_class,
         cluster_domain=settings.kubernetes_cluster_domain,
         storage_class=settings.kubernetes_storage_class,
+        hub_relay_port=settings.kubernetes_hub_relay_port,
     )
 
 
@@ -152,6 +155,17 @@ class KubernetesRuntime(Runtime):
         self._tokens: dict[str, str] = {}
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._budget_lock = asyncio.Lock()
+        self.hub_listener: KubernetesHubListener | None = None
+
+    def attach_hub(self, hub: HubPath) -> None:
+        self.hub = hub
+        if self.settings.kubernetes_hub_relay_port is not None:  # the relay in this pod, behind a Service (hub.py)
+            self.hub_listener = KubernetesHubListener(hub, self.settings, self.client)
+
+    async def _with_hub(self, spec: AppSpec) -> AppSpec:
+        if self.hub_listener is None:
+            return spec
+        return dataclasses.replace(spec, env={**spec.env, "HF_ENDPOINT": await self.hub_listener.endpoint()})
 
     @property
     def capabilities(self) -> Capabilities:
@@ -255,6 +269,7 @@ class KubernetesRuntime(Runtime):
         """Create or scale up the Space's objects; if a pod of this template already runs its agent with no
         app (a light sleeper, or an app that exited), the app is started in that pod instead."""
         began = time.monotonic()
+        spec = await self._with_hub(spec)
         desired = self.desired(spec)
         log(startup_banner())
         if desired.agent is not None:
@@ -707,10 +722,14 @@ class KubernetesRuntime(Runtime):
         (``Delete`` for dynamically provisioned volumes)."""
         await asyncio.to_thread(delete_data_claim, self.api, volume)
 
+    async def volume_usage(self, volume: str) -> int | None:
+        return await asyncio.to_thread(volumes.usage, self.api, volume)  # du in the running pod, None asleep
+
     def get_state(self, handle: AppHandle) -> dict[str, Any]:
         return {**super().get_state(handle), "template": handle.extra.get("template")}
 
     async def load_state(self, spec: AppSpec, state: dict[str, Any], log: LogSink) -> AppHandle | None:
+        spec = await self._with_hub(spec)
         desired = self.desired(spec)
         status = await asyncio.to_thread(
             observe_space, self.api, spec.space_id, self.cfg, want_template=template_hash(desired, self.cfg)
@@ -726,6 +745,8 @@ class KubernetesRuntime(Runtime):
         return handle
 
     async def aclose(self) -> None:
+        if self.hub_listener is not None:
+            self.hub_listener.close()
         for pump in list(self._pumps.values()):
             pump.close()
         self._pumps.clear()
