@@ -4,7 +4,7 @@ Run with the Space image's own Python (standard library only: spaceyard is not i
 folder that also holds ``zygote.py`` (the runtime delivers both read-only at ``/opt/spaceyard/``)::
 
     python /opt/spaceyard/agent.py --control-port PORT [--preload MODULE ...] [--autostart]
-        [--quiet-queue] [--control-host ADDR] [--stop-grace S] -- APP_ARGV...
+        [--quiet-queue] [--setup SHELL] [--control-host ADDR] [--stop-grace S] -- APP_ARGV...
 
 At start the agent reads its token from ``SPACEYARD_AGENT_TOKEN`` (or, if set, from the file named by
 ``SPACEYARD_AGENT_TOKEN_FILE``, which it then deletes if it can) and removes every ``SPACEYARD_AGENT_*``
@@ -12,7 +12,9 @@ variable from the environment before anything else starts: the warm parent and t
 With ``--preload`` it starts :mod:`zygote` (the warm parent: the modules imported, no app) over a
 ``SOCK_SEQPACKET`` socketpair; without it every start is cold. ``--autostart`` starts the app at once (as
 ``POST /app/start`` would, once the warm parent is up or has failed). ``--quiet-queue``: forked Gradio apps
-get :func:`zygote.quiet_gradio_queue`.
+get :func:`zygote.quiet_gradio_queue`. ``--setup``: a shell command run once, before anything else (what an
+image's ``sh -c 'SETUP; exec "$@"' sh APP...`` command did before its app: e.g. linking preloaded Hub files
+into the cache); its output goes to the container log, and its failure does not stop the agent.
 
 The app is *forkable* when ``APP_ARGV`` is ``python[3[.N]] SCRIPT.py [ARGS...]``: it forks from the warm
 parent with the agent's (scrubbed) environment, working directory and ``sys.argv = APP_ARGV[1:]``, unless
@@ -616,6 +618,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--autostart", action="store_true")
     parser.add_argument("--quiet-queue", action="store_true")
     parser.add_argument("--stop-grace", type=float, default=5.0)
+    parser.add_argument("--setup", default="")
     parser.add_argument("app", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     app_argv = args.app[1:] if args.app[:1] == ["--"] else args.app
@@ -626,6 +629,10 @@ def main(argv: list[str]) -> int:
         _log(f"no token ({TOKEN_VAR} or {TOKEN_FILE_VAR}): refusing to serve")
         return 2
     env = dict(os.environ)
+    if args.setup:  # before the reaper thread: this wait must not race it
+        setup = subprocess.run(["/bin/sh", "-c", args.setup], env=env, stdin=subprocess.DEVNULL, check=False)
+        if setup.returncode:
+            _log(f"the setup command exited with {setup.returncode}")
     agent = Agent(app_argv, list(args.preload), env, args.quiet_queue)
     server = Server((args.control_host, args.control_port), agent, token, args.stop_grace)
     threading.Thread(target=agent.reap, daemon=True).start()

@@ -71,9 +71,12 @@ def agent_command(
     stop_grace: float = 5.0,
     port: int = AGENT_PORT,
     autostart: bool = True,
+    setup: str = "",
 ) -> list[str]:
     """The container's command line: the agent, then (after ``--``) the app's own."""
     argv = [python, f"{AGENT_DIR}/agent.py", "--control-port", str(port), "--stop-grace", f"{stop_grace:g}"]
+    if setup:
+        argv += ["--setup", setup]
     for module in preload or []:
         argv += ["--preload", module]
     if quiet_queue:
@@ -81,6 +84,19 @@ def agent_command(
     if autostart:
         argv.append("--autostart")
     return [*argv, "--", *app_argv]
+
+
+SHELL_WRAPPER_TAIL = '; exec "$@"'
+
+
+def split_setup(argv: list[str]) -> tuple[str, list[str]]:
+    """An image command ``sh -c 'SETUP; exec "$@"' sh APP...`` as (``SETUP``, ``APP...``), so that the agent
+    runs the setup once and the app itself can be forked; any other command as ("", itself)."""
+    if len(argv) >= 5 and argv[0] in ("sh", "/bin/sh") and argv[1] == "-c" and argv[3] == "sh":
+        script = argv[2]
+        if script.endswith(SHELL_WRAPPER_TAIL) and script[: -len(SHELL_WRAPPER_TAIL)].strip():
+            return script[: -len(SHELL_WRAPPER_TAIL)], argv[4:]
+    return "", argv
 
 
 class AgentClient:

@@ -19,6 +19,10 @@ from typing import Any
 
 import pytest
 
+from spaceyard_builder.engines.docker import hub_cmd
+from spaceyard_builder.spaceconfig import SpaceConfig
+from spaceyard_runtime.agent_client import split_setup
+
 AGENT = Path(__file__).resolve().parents[2] / "runtime" / "spaceyard_runtime" / "agent.py"
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_spaces" / "hello-gradio"
 PLAIN_APP = """\
@@ -120,7 +124,8 @@ def end(agent: RunningAgent) -> int:
 @pytest.fixture
 def plain(tmp_path: Path, gradio_env: Path) -> Iterator[RunningAgent]:
     (tmp_path / "app.py").write_text(PLAIN_APP)
-    agent = run_agent(gradio_env / "bin" / "python", tmp_path, ["python", "app.py"], "--preload", "json")
+    flags = ("--preload", "json", "--setup", "echo setup ran in $PWD")
+    agent = run_agent(gradio_env / "bin" / "python", tmp_path, ["python", "app.py"], *flags)
     yield agent
     end(agent)
 
@@ -158,7 +163,15 @@ def test_a_plain_app_forks_stops_restarts_and_its_exit_is_recorded(plain: Runnin
     assert seen["env"]["PYTHONHASHSEED"] == "1" and "SPACEYARD_AGENT_X" not in seen["env"]
     assert plain.call("POST", "/app/stop", {"grace": 2})[1] == {"exit_code": -signal.SIGTERM}
     assert end(plain) == 0
-    assert "plain app up" in plain.log.read_text()
+    assert "plain app up" in plain.log.read_text() and f"setup ran in {plain.log.parent}" in plain.log.read_text()
+
+
+def test_an_image_commands_shell_wrapper_is_split_into_setup_and_a_forkable_app() -> None:
+    wrapped = hub_cmd(SpaceConfig(sdk="gradio", app_file="app.py"), preloaded=True)
+    setup, app = split_setup(wrapped)
+    assert app == ["python", "app.py"] and setup.startswith("mkdir -p ") and "exec" not in setup
+    assert split_setup(["python", "app.py"]) == ("", ["python", "app.py"])
+    assert split_setup(["sh", "-c", 'exec "$@"', "sh", "python", "app.py"])[0] == ""
 
 
 def test_wrong_or_missing_tokens_and_bad_bodies_are_refused(plain: RunningAgent) -> None:

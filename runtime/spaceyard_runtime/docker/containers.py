@@ -71,6 +71,8 @@ class AgentLaunch:
     preload: tuple[str, ...] = ()
     quiet_queue: bool = False
     stop_grace: float = 5.0
+    setup: str = ""
+    """Shell run once before the app (the image command's own ``sh -c 'SETUP; exec "$@"'`` wrapper)."""
 
 
 def uses_agent(spec: AppSpec) -> bool:
@@ -187,7 +189,11 @@ def container_kwargs(
         kwargs["volumes"] = {str(resolv_conf(settings)): {"bind": "/etc/resolv.conf", "mode": "ro"}}
     if agent is not None:
         kwargs["entrypoint"] = agent_command(
-            [], preload=list(agent.preload), quiet_queue=agent.quiet_queue, stop_grace=agent.stop_grace
+            [],
+            preload=list(agent.preload),
+            quiet_queue=agent.quiet_queue,
+            stop_grace=agent.stop_grace,
+            setup=agent.setup,
         )
         kwargs["command"] = list(agent.app_argv)
         kwargs["environment"][TOKEN_ENV] = agent.token

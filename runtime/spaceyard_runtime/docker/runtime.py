@@ -14,7 +14,15 @@ from typing import Any
 import docker
 import docker.errors
 
-from ..agent_client import TOKEN_ENV, AgentClient, AgentError, agent_files, new_token, private_bytes
+from ..agent_client import (
+    TOKEN_ENV,
+    AgentClient,
+    AgentError,
+    agent_files,
+    new_token,
+    private_bytes,
+    split_setup,
+)
 from ..api import AppHandle, AppSpec, AppState, AppStatus, Capabilities, Endpoint, Flavor, LogSink, Runtime
 from ..errors import AppCrashed, AppStartError, RuntimeBackendError
 from ..flavors import oom_message
@@ -105,14 +113,16 @@ class DockerRuntime(Runtime):
             config = self.client.api.inspect_image(spec.artifact).get("Config") or {}
         except docker.errors.ImageNotFound as exc:
             raise AppStartError(f"the Space's image is missing ({spec.artifact}); rebuild it") from exc
-        argv = [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
+        argv = [str(a) for a in (*(config.get("Entrypoint") or []), *(config.get("Cmd") or []))]
         if not argv:
             raise AppStartError(f"the Space's image has no command ({spec.artifact})")
+        setup, argv = split_setup(argv)
         gradio = spec.sdk == "gradio"
         return AgentLaunch(
             files=agent_files(self.settings.runtime_dir / "docker"),
             token=new_token(),
-            app_argv=tuple(str(a) for a in argv),
+            app_argv=tuple(argv),
+            setup=setup,
             preload=tuple(preload_modules(spec)) if gradio else (),
             quiet_queue=gradio,
             stop_grace=self.settings.stop_grace,
@@ -496,8 +506,8 @@ class DockerRuntime(Runtime):
         log(startup_banner())
         app.log, app.loop = log, loop  # the follower hands the new run's lines to the new sink
         app.ready, app.asleep, app.restarts = False, False, 0
-        if self.hub_listeners is not None:
-            net = str(handle.extra.get("network") or self.network_name(handle.spec))
+        net = str(handle.extra.get("network") or self.network_name(handle.spec))
+        if self.hub_listeners is not None and not self.hub_listeners.serves(net):  # (re-attached: listen again)
             await self.hub_listeners.endpoint(self.client, net, handle.spec.space_id)
         try:
             answer = await agent.start()
