@@ -4,7 +4,8 @@ Run with the Space image's own Python (standard library only: spaceyard is not i
 folder that also holds ``zygote.py`` (the runtime delivers both read-only at ``/opt/spaceyard/``)::
 
     python /opt/spaceyard/agent.py --control-port PORT [--preload MODULE ...] [--autostart]
-        [--quiet-queue] [--setup SHELL] [--control-host ADDR] [--stop-grace S] -- APP_ARGV...
+        [--quiet-queue] [--setup SHELL] [--health-port PORT [--health-interval S]]
+        [--control-host ADDR] [--stop-grace S] -- APP_ARGV...
 
 At start the agent reads its token from ``SPACEYARD_AGENT_TOKEN`` (or, if set, from the file named by
 ``SPACEYARD_AGENT_TOKEN_FILE``, which it then deletes if it can) and removes every ``SPACEYARD_AGENT_*``
@@ -15,6 +16,10 @@ With ``--preload`` it starts :mod:`zygote` (the warm parent: the modules importe
 get :func:`zygote.quiet_gradio_queue`. ``--setup``: a shell command run once, before anything else (what an
 image's ``sh -c 'SETUP; exec "$@"' sh APP...`` command did before its app: e.g. linking preloaded Hub files
 into the cache); its output goes to the container log, and its failure does not stop the agent.
+``--health-port``: once the app answered ``GET /`` on that port (of 127.0.0.1), the agent probes it every
+``--health-interval`` seconds (30 by default); 3 failures in a row (no answer within 10 s, or a status of
+500 or more) mark the run unhealthy, a success healthy again (what a Docker ``HEALTHCHECK`` did, without
+a process exec'd into the container that would see its environment).
 
 The app is *forkable* when ``APP_ARGV`` is ``python[3[.N]] SCRIPT.py [ARGS...]``: it forks from the warm
 parent with the agent's (scrubbed) environment, working directory and ``sys.argv = APP_ARGV[1:]``, unless
@@ -36,7 +41,7 @@ are JSON objects:
   app's process group, ``SIGKILL`` after the grace; the warm parent stays (light sleep). ``exit_code`` is
   ``null`` if no app ran.
 * ``GET /status`` -> ``{"warm": bool, "warm_error": str, "app": null | {"pid", "running", "exit_code",
-  "mode", "started_at"}, "warm_private_bytes", "app_private_bytes", "warm_pss_bytes", "app_pss_bytes",
+  "mode", "started_at", "healthy"}, "warm_private_bytes", "app_private_bytes", "warm_pss_bytes", "app_pss_bytes",
   "agent_private_bytes"}``: private memory is ``Private_Clean + Private_Dirty`` of
   ``/proc/PID/smaps_rollup`` (the app's: with its descendants; the agent's: its own); ``null`` where there
   is no such process or it cannot be read. ``GET /status?wait=S`` first waits up to ``S`` seconds (at most
@@ -49,9 +54,13 @@ status of the app it stopped (0 if none was running). If a warm parent that had 
 start warms a new one first (a failed preload is not retried: those starts are cold).
 
 Trust: the app shares the container and its uid with the agent; it may reach the agent (same trust
-domain) and read the agent's initial environment in ``/proc`` (the token file variant avoids that). The
-platform keeps other Spaces from reaching the control port (Docker: per-Space networks; Kubernetes:
-NetworkPolicy), and the per-container token refuses anyone else who does.
+domain) but should not learn the token. The agent makes itself non-dumpable at start
+(``prctl(PR_SET_DUMPABLE, 0)``, through ``ctypes`` when the image has it), so a process of the same uid
+can read neither its ``/proc/PID/environ`` (the initial environment, token included) nor its memory; its
+children are exec'd and dumpable again, with the token removed from their environment. Run it as the
+container's PID 1 (no ``init`` in front of it: an init process would hold the token in its own environment;
+the agent reaps orphans itself). The platform keeps other Spaces from reaching the control port (Docker:
+per-Space networks; Kubernetes: NetworkPolicy), and the per-container token refuses anyone else who does.
 """
 
 from __future__ import annotations
@@ -114,6 +123,31 @@ def take_token(environ: MutableMapping[str, str]) -> str:
     return token
 
 
+def no_dump() -> bool:
+    """``prctl(PR_SET_DUMPABLE, 0)``: ``/proc/self/{environ,mem,...}`` readable by root only, no ptrace by the
+    same uid. ``False`` if it could not be done (no ``ctypes`` in this Python)."""
+    try:
+        import ctypes
+
+        return bool(ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0) == 0)  # PR_SET_DUMPABLE = 4
+    except (ImportError, OSError, AttributeError):
+        return False
+
+
+def probe(port: int, timeout: float = 10.0) -> bool:
+    """``GET /`` on 127.0.0.1:``port`` answers below 500 within ``timeout``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(
+                b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: spaceyard-health\r\nConnection: close\r\n\r\n"
+            )
+            line = sock.makefile("rb").readline(256).split()
+    except OSError:
+        return False
+    return len(line) >= 2 and line[0].startswith(b"HTTP/") and line[1].isdigit() and int(line[1]) < 500
+
+
 def memory(pid: int) -> tuple[int, int] | None:
     """(private, PSS) bytes of ``pid`` from ``/proc/PID/smaps_rollup``; ``None`` if it cannot be read."""
     try:
@@ -172,6 +206,10 @@ class App:
         self.started_at = time.time()
         self.exit_code: int | None = None
         self.ended = threading.Event()
+        self.answered = False
+        """The app answered a health probe once (failures count from then on)."""
+        self.failures = 0
+        self.healthy = True
         self._fd_lock = threading.Lock()
 
     def running(self) -> bool:
@@ -215,6 +253,7 @@ class App:
             "exit_code": self.exit_code,
             "mode": self.mode,
             "started_at": self.started_at,
+            "healthy": self.healthy,
         }
 
 
@@ -454,6 +493,22 @@ class Agent:
             "agent_private_bytes": own[0] if own else None,
         }
 
+    def check_health(self, port: int, interval: float, retries: int = 3) -> None:
+        """Thread: probe the running app every ``interval`` seconds (every 0.5 s until it first answers)."""
+        while True:
+            app = self.app
+            if app is None or not app.running():
+                time.sleep(min(interval, 0.5))
+                continue
+            ok = probe(port)
+            if ok:
+                app.answered, app.failures, app.healthy = True, 0, True
+            elif app.answered:
+                app.failures += 1
+                if app.failures >= retries:
+                    app.healthy = False
+            time.sleep(interval if app.answered else 0.5)
+
     def reap(self) -> None:
         """Thread: wait for our children (cold apps, the warm parent; orphans too when we are PID 1)."""
         while True:
@@ -619,11 +674,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quiet-queue", action="store_true")
     parser.add_argument("--stop-grace", type=float, default=5.0)
     parser.add_argument("--setup", default="")
+    parser.add_argument("--health-port", type=int, default=0)
+    parser.add_argument("--health-interval", type=float, default=30.0)
     parser.add_argument("app", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     app_argv = args.app[1:] if args.app[:1] == ["--"] else args.app
     if not app_argv:
         parser.error("the app's command line is missing (after --)")
+    if not no_dump():
+        _log("could not make the agent non-dumpable: processes of its uid can read its token in /proc")
     token = take_token(os.environ)  # type: ignore[arg-type]  # (os._Environ is a MutableMapping)
     if not token:
         _log(f"no token ({TOKEN_VAR} or {TOKEN_FILE_VAR}): refusing to serve")
@@ -636,6 +695,9 @@ def main(argv: list[str]) -> int:
     agent = Agent(app_argv, list(args.preload), env, args.quiet_queue)
     server = Server((args.control_host, args.control_port), agent, token, args.stop_grace)
     threading.Thread(target=agent.reap, daemon=True).start()
+    if args.health_port and args.health_interval > 0:
+        health = (args.health_port, args.health_interval)
+        threading.Thread(target=agent.check_health, args=health, daemon=True).start()
     agent.start_warm()
     stopping = threading.Event()
 

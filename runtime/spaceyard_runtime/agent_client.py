@@ -72,11 +72,15 @@ def agent_command(
     port: int = AGENT_PORT,
     autostart: bool = True,
     setup: str = "",
+    health_port: int = 0,
+    health_interval: float = 30.0,
 ) -> list[str]:
     """The container's command line: the agent, then (after ``--``) the app's own."""
     argv = [python, f"{AGENT_DIR}/agent.py", "--control-port", str(port), "--stop-grace", f"{stop_grace:g}"]
     if setup:
         argv += ["--setup", setup]
+    if health_port:
+        argv += ["--health-port", str(health_port), "--health-interval", f"{health_interval:g}"]
     for module in preload or []:
         argv += ["--preload", module]
     if quiet_queue:

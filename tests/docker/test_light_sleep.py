@@ -6,6 +6,7 @@ anyone without the token."""
 from __future__ import annotations
 
 import asyncio
+import json
 import urllib.request
 
 import docker
@@ -125,13 +126,15 @@ async def test_other_spaces_cannot_reach_an_agent_and_the_budget_deepens_the_lea
         )
         to_b_agent, to_b_app, no_token, guessed = (int(x) for x in _exec(docker_client, a.backend_id, probe).split())
         assert to_b_agent != 0 and to_b_app != 0 and no_token == 401 and guessed == 401
-        # The app's own environment holds no agent variable (only the agent's initial one does).
-        app_env = _exec(docker_client, a.backend_id,
-                        "import os\nfor p in filter(str.isdigit, os.listdir('/proc')):\n"
-                        "    cmd = open(f'/proc/{p}/cmdline', 'rb').read()\n"
-                        "    if b'zygote.py' in cmd and int(p) != os.getpid():\n"
-                        "        print(open(f'/proc/{p}/environ', 'rb').read())")  # fmt: skip
-        assert app_env and "SPACEYARD_AGENT" not in app_env and a.extra["agent_token"] not in app_env
+        # No environment the app can read holds the token: the agent (PID 1) is not dumpable, the warm
+        # parent and the app got their environment without it.
+        readable = json.loads(_exec(docker_client, a.backend_id,
+            "import json, os\nseen = {}\nfor p in filter(str.isdigit, os.listdir('/proc')):\n"
+            "    try: seen[p] = open(f'/proc/{p}/environ', 'rb').read().decode(errors='replace')\n"
+            "    except OSError: pass\n"
+            "seen.pop(str(os.getpid()))\nprint(json.dumps(seen))"))  # fmt: skip
+        assert "1" not in readable and len(readable) >= 2, readable.keys()  # the warm parent and the app
+        assert not [p for p, env in readable.items() if "SPACEYARD_AGENT" in env or a.extra["agent_token"] in env]
         with pytest.raises(AgentError) as refused:  # the platform's side, with a wrong token
             await AgentClient(a.endpoint.host, a.extra["agent_token"][:-1] + "x").status()
         assert refused.value.status == 401

@@ -14,10 +14,12 @@ The container (:func:`container_kwargs`):
   environment (:func:`app_env`);
 * on a per-Space network, a ``resolv.conf`` that fails lookups at once (:func:`resolv_conf`);
 * with persistent storage, its ``/data`` volume (:func:`ensure_data_volume`);
-* gradio/streamlit containers (:func:`uses_agent`): the in-container agent as main process
+* gradio/streamlit containers (:func:`uses_agent`): the in-container agent as PID 1 (no Docker init:
+  it reaps orphans itself, and an init would hold its token in an environment the app can read)
   (:class:`AgentLaunch`; :mod:`spaceyard_runtime.agent`), its files bound read-only at
   ``/opt/spaceyard``, its token in ``SPACEYARD_AGENT_TOKEN`` (the agent removes it from the app's
-  environment), the image's own command after it.
+  environment and makes itself non-dumpable), the image's own command after it; the agent, not a Docker
+  ``HEALTHCHECK`` (whose exec'd probes would get the token in their environment), checks the app's HTTP.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 import docker
 from docker.types import DeviceRequest
 
-from ..agent_client import AGENT_DIR, AGENT_PORT, TOKEN_ENV, agent_command
+from ..agent_client import AGENT_DIR, TOKEN_ENV, agent_command
 from ..api import AppSpec
 from ..settings import RuntimeSettings
 from ..spacefiles import DATA_MOUNT, SpaceFiles
@@ -45,18 +47,8 @@ HEALTH_PROBE = (
     "try: urllib.request.urlopen('http://127.0.0.1:{port}/', timeout=10)\n"
     "except urllib.error.HTTPError as e: sys.exit(e.code >= 500)\n"
 )
-"""Docker HEALTHCHECK of containers without the agent: healthy while ``GET /`` answers below 500."""
-AGENT_HEALTH_PROBE = (
-    "import json, os, sys, urllib.request, urllib.error\n"
-    "ask = urllib.request.Request('http://127.0.0.1:{agent}/status',\n"
-    "    headers={{'Authorization': 'Bearer ' + os.environ.get('{token}', '')}})\n"
-    "app = json.load(urllib.request.urlopen(ask, timeout=10)).get('app') or {{}}\n"
-    "if not app.get('running'): sys.exit(0)\n"
-    "try: urllib.request.urlopen('http://127.0.0.1:{port}/', timeout=10)\n"
-    "except urllib.error.HTTPError as e: sys.exit(e.code >= 500)\n"
-)
-"""HEALTHCHECK of containers with the agent: ``GET /`` while the agent says the app runs; healthy while it
-sleeps or has exited (the runtime learns that from the agent itself)."""
+"""Docker HEALTHCHECK of gradio/streamlit containers without the agent: healthy while ``GET /`` answers
+below 500 (with the agent, the agent checks: ``--health-port``)."""
 
 
 @dataclass(frozen=True)
@@ -172,12 +164,9 @@ def container_kwargs(
         "log_config": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
     }
     interval = settings.docker_health_interval
-    if interval > 0 and spec.sdk in ("gradio", "streamlit"):  # images we generated: python3 is there
-        probe = HEALTH_PROBE.format(port=spec.app_port)
-        if agent is not None:
-            probe = AGENT_HEALTH_PROBE.format(agent=AGENT_PORT, token=TOKEN_ENV, port=spec.app_port)
+    if interval > 0 and spec.sdk in ("gradio", "streamlit") and agent is None:  # python3 is there
         kwargs["healthcheck"] = {
-            "test": ["CMD", "python3", "-c", probe],
+            "test": ["CMD", "python3", "-c", HEALTH_PROBE.format(port=spec.app_port)],
             "interval": int(interval * 1e9),
             "timeout": int(min(10.0, interval) * 1e9),
             "retries": 3,
@@ -194,7 +183,10 @@ def container_kwargs(
             quiet_queue=agent.quiet_queue,
             stop_grace=agent.stop_grace,
             setup=agent.setup,
+            health_port=spec.app_port if interval > 0 else 0,
+            health_interval=interval,
         )
+        kwargs["init"] = False  # the agent is PID 1
         kwargs["command"] = list(agent.app_argv)
         kwargs["environment"][TOKEN_ENV] = agent.token
         kwargs.setdefault("volumes", {})[str(agent.files)] = {"bind": AGENT_DIR, "mode": "ro"}

@@ -320,6 +320,10 @@ class DockerRuntime(Runtime):
             if handle.backend_id in self.sleepers:
                 return AppStatus(AppState.EXITED, message="asleep")
             return AppStatus(AppState.STARTING)
+        if run.get("running") and run.get("healthy") is False:
+            tail = await asyncio.to_thread(self._tail_lines, handle.backend_id)
+            message = "the app stopped answering HTTP (failed health checks)"
+            return AppStatus(AppState.EXITED, message=message + ("\n" + tail if tail else ""))
         if run.get("running"):
             return AppStatus(AppState.RUNNING if ready else AppState.STARTING)
         if (app is not None and app.asleep) or handle.backend_id in self.sleepers:
