@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._report import write_section  # noqa: E402
 from benchmarks.wake_visit import first_byte, pct  # noqa: E402
 from spaceyard_builder.baseimage import DEFAULT_TAG, ensure_base_image  # noqa: E402
-from spaceyard_runtime.agent_client import TOKEN_ENV, AgentClient, AgentError  # noqa: E402
+from spaceyard_runtime.agent_client import AgentClient, AgentError, token_in  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.support import git, push, start_server, working_copy  # noqa: E402
 
@@ -49,10 +49,9 @@ def agent_status(client: docker.DockerClient) -> dict[str, Any] | None:
     if not found:
         return None
     attrs = found[0].attrs
-    env = dict(str(e).partition("=")[::2] for e in attrs["Config"]["Env"] or [])
     ip = next(n["IPAddress"] for n in attrs["NetworkSettings"]["Networks"].values() if n.get("IPAddress"))
     try:
-        return asyncio.run(AgentClient(ip, env[TOKEN_ENV]).status())
+        return asyncio.run(AgentClient(ip, token_in(attrs["Args"])).status())
     except AgentError:  # the container is going away (deep sleep)
         return None
 

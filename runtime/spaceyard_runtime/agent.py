@@ -4,12 +4,14 @@ Run with the Space image's own Python (standard library only: spaceyard is not i
 folder that also holds ``zygote.py`` (the runtime delivers both read-only at ``/opt/spaceyard/``)::
 
     python /opt/spaceyard/agent.py --control-port PORT [--preload MODULE ...] [--autostart]
-        [--quiet-queue] [--setup SHELL] [--health-port PORT [--health-interval S]]
+        [--quiet-queue] [--setup SHELL] [--health-port PORT [--health-interval S]] [--token TOKEN]
         [--control-host ADDR] [--stop-grace S] -- APP_ARGV...
 
 At start the agent reads its token from ``SPACEYARD_AGENT_TOKEN`` (or, if set, from the file named by
-``SPACEYARD_AGENT_TOKEN_FILE``, which it then deletes if it can) and removes every ``SPACEYARD_AGENT_*``
-variable from the environment before anything else starts: the warm parent and the app never get them.
+``SPACEYARD_AGENT_TOKEN_FILE``, which it then deletes if it can; or from ``--token``, which it then blanks
+in its own command line, ``/proc/PID/cmdline``) and removes every ``SPACEYARD_AGENT_*`` variable from the
+environment before anything else starts: the warm parent and the app never get them. ``--token`` keeps the
+token out of the container's configured environment, which every process exec'd into it would get.
 With ``--preload`` it starts :mod:`zygote` (the warm parent: the modules imported, no app) over a
 ``SOCK_SEQPACKET`` socketpair; without it every start is cold. ``--autostart`` starts the app at once (as
 ``POST /app/start`` would, once the warm parent is up or has failed). ``--quiet-queue``: forked Gradio apps
@@ -121,6 +123,28 @@ def take_token(environ: MutableMapping[str, str]) -> str:
         with contextlib.suppress(OSError):
             os.unlink(path)
     return token
+
+
+def blank_argument(secret: str) -> bool:
+    """Overwrite ``secret`` in this process's own command line (``/proc/self/cmdline`` reads it from our
+    memory: ``arg_start``/``arg_end`` of ``/proc/self/stat``). ``False`` if it could not be done."""
+    needle = secret.encode()
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+        start, end = int(fields[45]), int(fields[46])  # fields 48 and 49; the split starts at field 3
+        with open("/proc/self/mem", "r+b", buffering=0) as mem:
+            mem.seek(start)
+            data = mem.read(end - start)
+            at = data.find(needle)
+            while at >= 0:
+                mem.seek(start + at)
+                mem.write(b"x" * len(needle))
+                at = data.find(needle, at + 1)
+        with open("/proc/self/cmdline", "rb") as f:
+            return needle not in f.read()
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 def no_dump() -> bool:
@@ -676,6 +700,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--setup", default="")
     parser.add_argument("--health-port", type=int, default=0)
     parser.add_argument("--health-interval", type=float, default=30.0)
+    parser.add_argument("--token", default="")
     parser.add_argument("app", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     app_argv = args.app[1:] if args.app[:1] == ["--"] else args.app
@@ -684,6 +709,10 @@ def main(argv: list[str]) -> int:
     if not no_dump():
         _log("could not make the agent non-dumpable: processes of its uid can read its token in /proc")
     token = take_token(os.environ)  # type: ignore[arg-type]  # (os._Environ is a MutableMapping)
+    if args.token:
+        token = args.token
+        if not blank_argument(token):
+            _log("could not blank --token in the agent's command line: its uid can read it in /proc")
     if not token:
         _log(f"no token ({TOKEN_VAR} or {TOKEN_FILE_VAR}): refusing to serve")
         return 2

@@ -74,6 +74,7 @@ def agent_command(
     setup: str = "",
     health_port: int = 0,
     health_interval: float = 30.0,
+    token: str = "",
 ) -> list[str]:
     """The container's command line: the agent, then (after ``--``) the app's own."""
     argv = [python, f"{AGENT_DIR}/agent.py", "--control-port", str(port), "--stop-grace", f"{stop_grace:g}"]
@@ -81,6 +82,8 @@ def agent_command(
         argv += ["--setup", setup]
     if health_port:
         argv += ["--health-port", str(health_port), "--health-interval", f"{health_interval:g}"]
+    if token:  # the agent blanks it in its command line at once
+        argv += ["--token", token]
     for module in preload or []:
         argv += ["--preload", module]
     if quiet_queue:
@@ -101,6 +104,16 @@ def split_setup(argv: list[str]) -> tuple[str, list[str]]:
         if script.endswith(SHELL_WRAPPER_TAIL) and script[: -len(SHELL_WRAPPER_TAIL)].strip():
             return script[: -len(SHELL_WRAPPER_TAIL)], argv[4:]
     return "", argv
+
+
+def token_in(argv: list[str]) -> str:
+    """The ``--token`` of an agent command line (a container's arguments), "" if none."""
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "--":
+            break
+        if arg == "--token":
+            return argv[i + 1]
+    return ""
 
 
 class AgentClient:

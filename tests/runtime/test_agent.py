@@ -82,7 +82,8 @@ class RunningAgent:
                 time.sleep(0.05)
 
 
-def run_agent(python: Path, cwd: Path, app: list[str], *flags: str) -> RunningAgent:
+def run_agent(python: Path, cwd: Path, app: list[str], *flags: str, token_flag: bool = False) -> RunningAgent:
+    """The agent on free ports; its token in ``SPACEYARD_AGENT_TOKEN``, or with ``token_flag`` as ``--token``."""
     port, app_port, token = free_port(), free_port(), os.urandom(16).hex()
     env = {
         "PATH": f"{python.parent}:/usr/bin:/bin",
@@ -92,9 +93,12 @@ def run_agent(python: Path, cwd: Path, app: list[str], *flags: str) -> RunningAg
         "GRADIO_SERVER_PORT": str(app_port),
         "GRADIO_SERVER_NAME": "127.0.0.1",
         "GRADIO_ANALYTICS_ENABLED": "False",
-        "SPACEYARD_AGENT_TOKEN": token,
         "SPACEYARD_AGENT_EXTRA": "scrubbed too",
     }
+    if token_flag:
+        flags = (*flags, "--token", token)
+    else:
+        env["SPACEYARD_AGENT_TOKEN"] = token
     log = cwd / "agent.log"
     argv = [str(python), str(AGENT), "--control-port", str(port), "--control-host", "127.0.0.1", *flags, "--", *app]
     with log.open("wb") as out:
@@ -191,9 +195,11 @@ def test_wrong_or_missing_tokens_and_bad_bodies_are_refused(plain: RunningAgent)
 def test_an_app_that_is_not_python_script_runs_cold(tmp_path: Path, gradio_env: Path) -> None:
     (tmp_path / "app.py").write_text(PLAIN_APP)
     agent = run_agent(gradio_env / "bin" / "python", tmp_path, ["sh", "-c", "exec python app.py"], "--preload", "json",
-                      "--autostart")  # fmt: skip
+                      "--autostart", token_flag=True)  # fmt: skip
     try:
         agent.app_get()
+        cmdline = Path(f"/proc/{agent.proc.pid}/cmdline").read_bytes()
+        assert b"--token" in cmdline and agent.token.encode() not in cmdline  # blanked in the agent's own memory
         body = agent.call("GET", "/status")[1]
         assert body["warm"] is False and "not `python SCRIPT.py`" in body["warm_error"]
         assert body["app"]["mode"] == "cold" and body["app"]["running"] is True

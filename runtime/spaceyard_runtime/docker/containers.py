@@ -17,9 +17,10 @@ The container (:func:`container_kwargs`):
 * gradio/streamlit containers (:func:`uses_agent`): the in-container agent as PID 1 (no Docker init:
   it reaps orphans itself, and an init would hold its token in an environment the app can read)
   (:class:`AgentLaunch`; :mod:`spaceyard_runtime.agent`), its files bound read-only at
-  ``/opt/spaceyard``, its token in ``SPACEYARD_AGENT_TOKEN`` (the agent removes it from the app's
-  environment and makes itself non-dumpable), the image's own command after it; the agent, not a Docker
-  ``HEALTHCHECK`` (whose exec'd probes would get the token in their environment), checks the app's HTTP.
+  ``/opt/spaceyard``, its token as ``--token`` (the agent blanks it in its own ``/proc/1/cmdline`` at once
+  and makes itself non-dumpable; not in the container's environment, which every process exec'd into the
+  container gets), the image's own command after it; the agent, not a Docker ``HEALTHCHECK``, checks
+  the app's HTTP.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 import docker
 from docker.types import DeviceRequest
 
-from ..agent_client import AGENT_DIR, TOKEN_ENV, agent_command
+from ..agent_client import AGENT_DIR, agent_command
 from ..api import AppSpec
 from ..settings import RuntimeSettings
 from ..spacefiles import DATA_MOUNT, SpaceFiles
@@ -185,10 +186,10 @@ def container_kwargs(
             setup=agent.setup,
             health_port=spec.app_port if interval > 0 else 0,
             health_interval=interval,
+            token=agent.token,
         )
         kwargs["init"] = False  # the agent is PID 1
         kwargs["command"] = list(agent.app_argv)
-        kwargs["environment"][TOKEN_ENV] = agent.token
         kwargs.setdefault("volumes", {})[str(agent.files)] = {"bind": AGENT_DIR, "mode": "ro"}
     if gpus:
         kwargs["device_requests"] = [DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])]

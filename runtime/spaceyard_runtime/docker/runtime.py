@@ -15,13 +15,13 @@ import docker
 import docker.errors
 
 from ..agent_client import (
-    TOKEN_ENV,
     AgentClient,
     AgentError,
     agent_files,
     new_token,
     private_bytes,
     split_setup,
+    token_in,
 )
 from ..api import AppHandle, AppSpec, AppState, AppStatus, Capabilities, Endpoint, Flavor, LogSink, Runtime
 from ..errors import AppCrashed, AppStartError, RuntimeBackendError
@@ -554,9 +554,9 @@ class DockerRuntime(Runtime):
         running = bool(attrs["State"].get("Running"))
         host = str(state.get("host", ""))
         extra: dict[str, Any] = {"name": name, "network": net, "gpus": gpus}
-        env = dict(str(e).partition("=")[::2] for e in (attrs.get("Config") or {}).get("Env") or [])
-        if env.get(TOKEN_ENV):
-            extra["agent_token"] = env[TOKEN_ENV]
+        token = token_in([str(a) for a in attrs.get("Args") or []])
+        if token:
+            extra["agent_token"] = token
         handle = AppHandle(
             spec=spec,
             endpoint=Endpoint(host, int(state.get("port", spec.app_port))),
