@@ -19,9 +19,10 @@ get :func:`zygote.quiet_gradio_queue`. ``--setup``: a shell command run once, be
 image's ``sh -c 'SETUP; exec "$@"' sh APP...`` command did before its app: e.g. linking preloaded Hub files
 into the cache); its output goes to the container log, and its failure does not stop the agent.
 ``--health-port``: once the app answered ``GET /`` on that port (of 127.0.0.1), the agent probes it every
-``--health-interval`` seconds (30 by default); 3 failures in a row (no answer within 10 s, or a status of
-500 or more) mark the run unhealthy, a success healthy again (what a Docker ``HEALTHCHECK`` did, without
-a process exec'd into the container that would see its environment).
+``--health-interval`` seconds (30 by default); 3 failures in a row (no answer within the interval or
+10 s, whichever is shorter, or a status of 500 or more) mark the run unhealthy, a success healthy again
+(what a Docker ``HEALTHCHECK`` did, without a process exec'd into the container that would see its
+environment).
 
 The app is *forkable* when ``APP_ARGV`` is ``python[3[.N]] SCRIPT.py [ARGS...]``: it forks from the warm
 parent with the agent's (scrubbed) environment, working directory and ``sys.argv = APP_ARGV[1:]``, unless
@@ -43,11 +44,13 @@ are JSON objects:
   app's process group, ``SIGKILL`` after the grace; the warm parent stays (light sleep). ``exit_code`` is
   ``null`` if no app ran.
 * ``GET /status`` -> ``{"warm": bool, "warm_error": str, "app": null | {"pid", "running", "exit_code",
-  "mode", "started_at", "healthy"}, "warm_private_bytes", "app_private_bytes", "warm_pss_bytes", "app_pss_bytes",
-  "agent_private_bytes"}``: private memory is ``Private_Clean + Private_Dirty`` of
-  ``/proc/PID/smaps_rollup`` (the app's: with its descendants; the agent's: its own); ``null`` where there
-  is no such process or it cannot be read. ``GET /status?wait=S`` first waits up to ``S`` seconds (at most
-  600) for the running app to exit: a long poll for its end.
+  "mode", "started_at", "healthy"}, "warm_private_bytes", "app_private_bytes", "warm_pss_bytes",
+  "app_pss_bytes", "agent_private_bytes", "oom_kills"}``: private memory is ``Private_Clean +
+  Private_Dirty`` of ``/proc/PID/smaps_rollup`` (the app's: with its descendants; the agent's: its own);
+  ``null`` where there is no such process or it cannot be read. ``oom_kills``: how many processes the
+  kernel's out-of-memory killer ended in the container's memory cgroup so far (``null`` if unknown).
+  ``GET /status?wait=S`` first waits up to ``S`` seconds (at most 600) for the running app to exit: a
+  long poll for its end.
 
 ``exit_code`` is like ``subprocess.Popen.returncode`` (negative: killed by that signal). An app that exits
 on its own is recorded, and the agent keeps running: restarting it is the runtime's decision. On
@@ -156,6 +159,21 @@ def no_dump() -> bool:
         return bool(ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0) == 0)  # PR_SET_DUMPABLE = 4
     except (ImportError, OSError, AttributeError):
         return False
+
+
+def oom_kills() -> int | None:
+    """Processes the OOM killer ended in our memory cgroup (cgroup v2 ``memory.events``, v1
+    ``memory.oom_control``), ``None`` if neither can be read."""
+    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+        try:
+            with open(path, encoding="ascii") as f:
+                for line in f:
+                    name, _, value = line.partition(" ")
+                    if name == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def probe(port: int, timeout: float = 10.0) -> bool:
@@ -515,6 +533,7 @@ class Agent:
             "warm_pss_bytes": warm_mem[1] if warm_mem else None,
             "app_pss_bytes": app_mem[1] if app_mem else None,
             "agent_private_bytes": own[0] if own else None,
+            "oom_kills": oom_kills(),
         }
 
     def check_health(self, port: int, interval: float, retries: int = 3) -> None:
@@ -524,7 +543,7 @@ class Agent:
             if app is None or not app.running():
                 time.sleep(min(interval, 0.5))
                 continue
-            ok = probe(port)
+            ok = probe(port, min(10.0, interval))
             if ok:
                 app.answered, app.failures, app.healthy = True, 0, True
             elif app.answered:

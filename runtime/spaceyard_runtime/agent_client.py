@@ -83,7 +83,7 @@ def agent_command(
     if health_port:
         argv += ["--health-port", str(health_port), "--health-interval", f"{health_interval:g}"]
     if token:  # the agent blanks it in its command line at once
-        argv += ["--token", token]
+        argv.append(f"--token={token}")  # one argument: a token may start with "-"
     for module in preload or []:
         argv += ["--preload", module]
     if quiet_queue:
@@ -108,10 +108,12 @@ def split_setup(argv: list[str]) -> tuple[str, list[str]]:
 
 def token_in(argv: list[str]) -> str:
     """The ``--token`` of an agent command line (a container's arguments), "" if none."""
-    for i, arg in enumerate(argv[:-1]):
+    for i, arg in enumerate(argv):
         if arg == "--":
             break
-        if arg == "--token":
+        if arg.startswith("--token="):
+            return arg.removeprefix("--token=")
+        if arg == "--token" and i + 1 < len(argv):
             return argv[i + 1]
     return ""
 

@@ -236,9 +236,21 @@ class DockerRuntime(Runtime):
             await asyncio.sleep(0)  # let the last call_soon_threadsafe lines land
         tail = await asyncio.to_thread(self._tail_lines, container_id)
         message = f"the app exited with code {code} {when}"
-        if flavor is not None and await asyncio.to_thread(self._oom_killed, container_id):
+        if flavor is not None and await self._out_of_memory(container_id, code, app):
             message = oom_message(flavor.name, flavor.memory_mib * 2**20)
         return AppCrashed(message, exit_code=code, log_tail=tail)
+
+    async def _out_of_memory(self, container_id: str, code: int | None, app: DockerApp | None) -> bool:
+        """Whether the app (code 137: SIGKILL) was ended by the OOM killer: Docker says so for a container
+        that ended; in a running agent container the agent reads the container's memory cgroup."""
+        if await asyncio.to_thread(self._oom_killed, container_id):
+            return True
+        if code != 137 or app is None or app.agent is None:
+            return False
+        try:
+            return bool((await app.agent.status()).get("oom_kills"))
+        except AgentError:
+            return False
 
     def _oom_killed(self, container_id: str) -> bool:
         try:
@@ -332,7 +344,7 @@ class DockerRuntime(Runtime):
             return AppStatus(AppState.STARTING)  # the watcher decides about a restart
         code = agentapp.container_code(run.get("exit_code"))
         message = f"exited with code {code}"
-        if code == 137 and await asyncio.to_thread(self._oom_killed, handle.backend_id):
+        if await self._out_of_memory(handle.backend_id, code, app):
             message = oom_message(handle.spec.flavor.name, handle.spec.flavor.memory_mib * 2**20)
         tail = await asyncio.to_thread(self._tail_lines, handle.backend_id)
         if tail and code:
