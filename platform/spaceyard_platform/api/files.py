@@ -114,6 +114,11 @@ def json_object(raw: bytes) -> dict[str, Any]:
     return data
 
 
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's body as :func:`json_object`; an empty (or blank) body is ``{}``."""
+    return json_object((await request.body()).strip() or b"{}")
+
+
 def content_disposition(filename: str, disposition: str = "inline") -> str:
     """RFC 6266 / RFC 5987: an ASCII ``filename`` fallback and the exact UTF-8 name in ``filename*``."""
     fallback = "".join(c if " " <= c <= "~" and c not in '"\\%' else "_" for c in filename) or "file"

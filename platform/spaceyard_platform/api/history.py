@@ -23,7 +23,7 @@ from ..deps import PrincipalDep, ServicesDep, SessionDep
 from ..errors import BadRequest, NotFound, RevisionNotFound
 from ..repos import BRANCH
 from .common import each_kind, readable_row, writable_row
-from .files import hub_date, json_object, raw_tail, split_rev
+from .files import hub_date, json_body, raw_tail, split_rev
 
 router = APIRouter()
 COMMITS_PAGE = 50
@@ -106,7 +106,7 @@ async def create_branch(
     space = writable_row(session, principal, request, owner, name)
     branch = _one_name(request, owner, name, "branch")
     ref = revisions.new_ref_name("heads", branch)
-    body = json_object((await request.body()).strip() or b"{}")
+    body = await json_body(request)
     start = str(body.get("startingPoint") or BRANCH)
     sha = revisions.resolve(svc.store(space.kind), space, start)
     if sha is None:
@@ -135,7 +135,7 @@ async def create_tag(
 ) -> Any:
     space = writable_row(session, principal, request, owner, name)
     rev, _ = split_rev(raw_tail(request, owner, name, "tag"))
-    body = json_object((await request.body()).strip() or b"{}")
+    body = await json_body(request)
     tag = str(body.get("tag") or "")
     if not tag:
         raise BadRequest("A tag name is required (`tag` in the body)")

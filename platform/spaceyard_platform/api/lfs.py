@@ -49,7 +49,7 @@ from ..deps import PrincipalDep, Services, ServicesDep, SessionDep, services_of
 from ..errors import BadRequest, Forbidden, NotFound, PlatformError, Unauthorized
 from ..ranges import object_response
 from .common import each_kind, public_base, readable_row, writable_row
-from .files import json_object
+from .files import json_body
 
 router = APIRouter(include_in_schema=False)
 
@@ -144,7 +144,7 @@ async def batch(
     owner: str, repo: str, request: Request, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> Response:
     async def work() -> Any:
-        body = json_object((await request.body()).strip() or b"{}")
+        body = await json_body(request)
         operation = body.get("operation")
         if operation not in ("upload", "download"):
             raise Unprocessable(f"Unknown operation {operation!r}: expected upload or download")
@@ -251,7 +251,7 @@ async def verify(
 
 
 async def _verify(svc: Services, space: RepoRow, request: Request, oid: str | None) -> Any:
-    body = json_object((await request.body()).strip() or b"{}")
+    body = await json_body(request)
     got, size = str(body.get("oid", "")), body.get("size")
     if oid is not None and got != oid:
         raise BadRequest(f"This verify URL is for object {oid}, not {got}")
@@ -354,7 +354,7 @@ async def create_lock(
     async def work() -> Any:
         space = _space_for(session, principal, request, owner, repo, write=True)
         assert principal is not None
-        body = json_object((await request.body()).strip() or b"{}")
+        body = await json_body(request)
         path = str(body.get("path") or "")
         if not path or len(path) > 1024 or "\0" in path:
             raise BadRequest("A lock needs the path of a file")
@@ -386,7 +386,7 @@ async def verify_locks(
     async def work() -> Any:
         space = _space_for(session, principal, request, owner, repo, write=True)
         assert principal is not None
-        body = json_object((await request.body()).strip() or b"{}")
+        body = await json_body(request)
         locks = await asyncio.to_thread(_read_locks, git_dir(svc, space))
         page, nxt = _page(locks, str(body.get("cursor") or ""), _count(body.get("limit")))
         ours = [lk for lk in page if lk["owner"]["name"] == principal.name]
@@ -409,7 +409,7 @@ async def unlock(
     async def work() -> Any:
         space = _space_for(session, principal, request, owner, repo, write=True)
         assert principal is not None
-        force = bool((json_object((await request.body()).strip() or b"{}")).get("force"))
+        force = bool((await json_body(request)).get("force"))
 
         def remove() -> Any:
             with LockFile(git_dir(svc, space)) as f:
