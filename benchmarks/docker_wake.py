@@ -49,15 +49,32 @@ def agent_status(client: docker.DockerClient) -> dict[str, Any] | None:
     if not found:
         return None
     attrs = found[0].attrs
-    ip = next(n["IPAddress"] for n in attrs["NetworkSettings"]["Networks"].values() if n.get("IPAddress"))
+    ip = next((n["IPAddress"] for n in attrs["NetworkSettings"]["Networks"].values() if n.get("IPAddress")), "")
+    if not ip:  # being created or removed
+        return None
     try:
         return asyncio.run(AgentClient(ip, token_in(attrs["Args"])).status())
     except AgentError:  # the container is going away (deep sleep)
         return None
 
 
-def measure(light: bool, wakes: int, env_dir: Path) -> tuple[list[float], list[int], list[int]]:
-    """(first-byte seconds, asleep bytes, awake app bytes)."""
+def phases(metrics: str) -> dict[str, float]:
+    """Mean seconds per wake phase (``start``: resume returned; ``ready``: the app answered) by mode, from the
+    platform's ``spaceyard_wake_phase_seconds`` histogram."""
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for line in metrics.splitlines():
+        for kind, into in (("_sum{", sums), ("_count{", counts)):
+            if line.startswith("spaceyard_wake_phase_seconds" + kind):
+                labels, _, value = line.partition("} ")
+                phase = labels.split('phase="')[1].split('"')[0]
+                mode = labels.split('mode="')[1].split('"')[0]
+                into[f"{mode} {phase}"] = float(value)
+    return {k: sums[k] / counts[k] for k in sums if counts.get(k)}
+
+
+def measure(light: bool, wakes: int, env_dir: Path) -> tuple[list[float], list[int], list[int], dict[str, float]]:
+    """(first-byte seconds, asleep bytes, awake app bytes, mean phase seconds by mode)."""
     client = docker.from_env()
     with tempfile.TemporaryDirectory() as tmp:
         extra = {
@@ -86,7 +103,8 @@ def measure(light: bool, wakes: int, env_dir: Path) -> tuple[list[float], list[i
                 status = agent_status(client)
                 if status is not None and status.get("app_private_bytes"):
                     awake.append(int(status["app_private_bytes"]))
-            return samples[1:], asleep[1:], awake[1:]  # the first wake of a server is not counted
+            split = phases(server.api("GET", "/metrics").text)
+            return samples[1:], asleep[1:], awake[1:], split  # the first wake of a server is not counted
         finally:
             server.stop()
             client.close()
@@ -100,8 +118,9 @@ def main() -> None:
     env_dir.mkdir(parents=True, exist_ok=True)
     ensure_base_image(DEFAULT_TAG)
     load_before = os.getloadavg()
-    light, asleep, awake = measure(True, args.wakes, env_dir)
-    deep, _, deep_awake = measure(False, args.wakes, env_dir)
+    light, asleep, awake, light_split = measure(True, args.wakes, env_dir)
+    print("light sleep wakes:", " ".join(f"{v:.3f}" for v in light), light_split, flush=True)
+    deep, _, deep_awake, deep_split = measure(False, args.wakes, env_dir)
     load_after = os.getloadavg()
     rows = []
     for name, values in (("deep sleep (new container)", deep), ("light sleep (fork in the container)", light)):
@@ -110,6 +129,7 @@ def main() -> None:
             f" {max(values):.3f} s |"
         )
     ratio = statistics.median(deep) / statistics.median(light)
+    split = "; ".join(f"{k} {v:.3f} s" for k, v in sorted({**deep_split, **light_split}.items()))
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     light_mem = f"{statistics.median(asleep) / MIB:.1f} MiB" if asleep else "n/a"
     app_mem = f"{statistics.median(awake) / MIB:.1f} MiB" if awake else "n/a"
@@ -126,6 +146,7 @@ wakes per mode (the first wake of each server is not counted), Python {platform.
 {chr(10).join(rows)}
 
 Light sleep is **{ratio:.1f}x** faster at the median. Goal: p50 <= 0.5 s, p99 <= 1 s from light sleep.
+Mean phases of the platform's wakes (`spaceyard_wake_phase_seconds`, every wake of the run): {split}.
 
 | memory (private: `Private_Clean + Private_Dirty`, medians) | |
 |---|---|

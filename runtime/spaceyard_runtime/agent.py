@@ -50,7 +50,10 @@ are JSON objects:
   ``null`` where there is no such process or it cannot be read. ``oom_kills``: how many processes the
   kernel's out-of-memory killer ended in the container's memory cgroup so far (``null`` if unknown).
   ``GET /status?wait=S`` first waits up to ``S`` seconds (at most 600) for the running app to exit: a
-  long poll for its end.
+  long poll for its end. ``app.announced``: ``true`` once a forked app said that it listens (its HTTP
+  server started: the warm parent's readiness pipe, when its ``zygote.py`` has one), ``false`` while it
+  has not yet, ``null`` if it will not say (a cold start; then probe it). ``GET /status?ready=S`` first
+  waits up to ``S`` seconds for that word (or the app's end).
 
 ``exit_code`` is like ``subprocess.Popen.returncode`` (negative: killed by that signal). An app that exits
 on its own is recorded, and the agent keeps running: restarting it is the runtime's decision. On
@@ -108,6 +111,8 @@ PYTHON_NAME = re.compile(r"python(\d+(\.\d+)?)?")
 REQUEST_TIMEOUT = 30.0
 """Seconds a control connection may stay silent before it is dropped."""
 MAX_WAIT = 600.0
+ANNOUNCES = hasattr(zygote, "_announce_ready")
+"""This zygote.py lets a forked app announce that it listens (a third fd: a readiness pipe)."""
 
 
 def _log(message: str) -> None:
@@ -248,6 +253,9 @@ class App:
         self.started_at = time.time()
         self.exit_code: int | None = None
         self.ended = threading.Event()
+        self.announced: bool | None = None
+        """``True``: the app said it listens; ``False``: not yet; ``None``: it will not say (probe it)."""
+        self.decided = threading.Event()
         self.answered = False
         """The app answered a health probe once (failures count from then on)."""
         self.failures = 0
@@ -265,6 +273,24 @@ class App:
                 self.end(None)
             return False
         return True
+
+    def read_announcement(self, fd: int) -> None:
+        """Thread: the readiness pipe's one byte (it listens), or its end without one (it cannot say)."""
+        try:
+            data = os.read(fd, 1)
+        except OSError:
+            data = b""
+        finally:
+            os.close(fd)
+        self.announced = True if data else None
+        self.decided.set()
+
+    def wait_announced(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds until the app said it listens, cannot say, or ended."""
+        deadline = time.monotonic() + timeout
+        while self.announced is False and not self.decided.wait(min(0.1, max(deadline - time.monotonic(), 0))):
+            if time.monotonic() >= deadline or not self.running():
+                return
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the app to end; whether it did."""
@@ -296,6 +322,7 @@ class App:
             "mode": self.mode,
             "started_at": self.started_at,
             "healthy": self.healthy,
+            "announced": self.announced,
         }
 
 
@@ -428,24 +455,39 @@ class Agent:
         seq = self._seq
         payload = zygote.HEADER.pack(seq) + json.dumps(request).encode()
         fds = [sys.stdout.fileno(), sys.stderr.fileno()]
+        ready_r, ready_w = os.pipe() if ANNOUNCES else (-1, -1)
+        if ready_w >= 0:  # the child writes a byte once it listens (zygote._announce_ready)
+            fds.append(ready_w)
         sys.stdout.flush()
         sys.stderr.flush()
-        sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, bytes(_fd_array(fds)))])
-        deadline = time.monotonic() + 15.0
-        with self._reply_cv:
-            while seq not in self._replies:
-                if self.zygote_sock is not sock or time.monotonic() > deadline:
-                    raise OSError("the warm parent did not fork")
-                self._reply_cv.wait(0.5)
-            reply = self._replies.pop(seq)
-        if reply["type"] != "forked":
-            raise OSError(str(reply.get("message", "fork failed")))
+        try:
+            sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, bytes(_fd_array(fds)))])
+            deadline = time.monotonic() + 15.0
+            with self._reply_cv:
+                while seq not in self._replies:
+                    if self.zygote_sock is not sock or time.monotonic() > deadline:
+                        raise OSError("the warm parent did not fork")
+                    self._reply_cv.wait(0.5)
+                reply = self._replies.pop(seq)
+            if reply["type"] != "forked":
+                raise OSError(str(reply.get("message", "fork failed")))
+        except BaseException:
+            if ready_r >= 0:
+                os.close(ready_r)
+            raise
+        finally:
+            if ready_w >= 0:
+                os.close(ready_w)
         pid = int(reply["pid"])
         try:
             pidfd = os.pidfd_open(pid)
         except OSError:
             pidfd = -1
-        return App(pid, "fork", pidfd)
+        app = App(pid, "fork", pidfd)
+        if ready_r >= 0:
+            app.announced = False
+            threading.Thread(target=app.read_announcement, args=(ready_r,), daemon=True).start()
+        return app
 
     # ------------------------------------------------------------------ app
 
@@ -513,9 +555,11 @@ class Agent:
             app.wait(wait)
         return app.exit_code
 
-    def status(self, wait: float) -> dict[str, Any]:
+    def status(self, wait: float, ready: float = 0.0) -> dict[str, Any]:
         with self.lock:
             app = self.app
+        if ready > 0 and app is not None:
+            app.wait_announced(min(ready, MAX_WAIT))
         if wait > 0 and app is not None:
             app.wait(min(wait, MAX_WAIT))
         warm_mem = None
@@ -654,11 +698,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         query = urllib.parse.parse_qs(url.query)
         try:
-            wait = float(query.get("wait", ["0"])[0])
+            wait, ready = (float(query.get(name, ["0"])[0]) for name in ("wait", "ready"))
         except ValueError:
-            self._answer(400, {"error": "wait must be a number of seconds"})
+            self._answer(400, {"error": "wait and ready must be numbers of seconds"})
             return
-        self._answer(200, self.server.agent.status(wait if wait == wait else 0.0))
+        self._answer(200, self.server.agent.status(wait if wait == wait else 0.0, ready if ready == ready else 0.0))
 
     def do_POST(self) -> None:
         if not self._authorized():

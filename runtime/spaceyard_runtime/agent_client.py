@@ -181,9 +181,12 @@ class AgentClient:
     async def stop(self, grace: float) -> dict[str, Any]:
         return await self.request("POST", "/app/stop", {"grace": grace}, timeout=grace + REQUEST_TIMEOUT)
 
-    async def status(self, wait: float = 0.0) -> dict[str, Any]:
-        path = f"/status?wait={wait:g}" if wait > 0 else "/status"
-        return await self.request("GET", path, timeout=wait + REQUEST_TIMEOUT)
+    async def status(self, wait: float = 0.0, ready: float = 0.0) -> dict[str, Any]:
+        """``wait``: first wait that long for the app to end; ``ready``: for it to say that it listens."""
+        query = "&".join(f"{k}={v:g}" for k, v in (("wait", wait), ("ready", ready)) if v > 0)
+        return await self.request(
+            "GET", "/status" + (f"?{query}" if query else ""), timeout=wait + ready + REQUEST_TIMEOUT
+        )
 
     async def wait_listening(self, timeout: float, interval: float = 0.05) -> None:
         """Until the control port accepts a connection (the container just started)."""

@@ -21,6 +21,7 @@ import pytest
 
 from spaceyard_builder.engines.docker import hub_cmd
 from spaceyard_builder.spaceconfig import SpaceConfig
+from spaceyard_runtime.agent import ANNOUNCES
 from spaceyard_runtime.agent_client import split_setup
 
 AGENT = Path(__file__).resolve().parents[2] / "runtime" / "spaceyard_runtime" / "agent.py"
@@ -221,6 +222,8 @@ def test_a_gradio_app_forks_from_the_warm_parent_again_after_a_stop(tmp_path: Pa
         assert asleep["warm"] is True and asleep["warm_private_bytes"] > 20 * 2**20  # Gradio imported: tens of MiB
         woke = agent.call("POST", "/app/start", {})[1]
         assert woke["mode"] == "fork"
+        said = agent.call("GET", "/status?ready=60")[1]["app"]["announced"]  # readiness without probing
+        assert said is (True if ANNOUNCES else None)
         assert b"Hello Gradio" in agent.app_get(within=60)
     finally:
         end(agent)

@@ -267,11 +267,35 @@ class DockerRuntime(Runtime):
             return
         host, port = handle.endpoint.host, handle.endpoint.port
         exited = app.exited
-        if not await wait_for_http(host, port, exited, timeout, self.settings.readiness_interval):
+        started = asyncio.get_running_loop().time()
+        if await self._announced(app, exited, timeout):  # the forked app said it listens: no probing
+            app.ready = True
+            return
+        left = max(timeout - (asyncio.get_running_loop().time() - started), 0.0)
+        if not await wait_for_http(host, port, exited, left, self.settings.readiness_interval):
             raise await self._crashed(app.container_id, exited.result(), "before answering HTTP", handle.spec.flavor)
         app.ready = True
         if app.agent is None:  # with the agent, the watcher restarts the app (agentapp)
             await asyncio.to_thread(self._arm_restarts, app.container_id)
+
+    async def _announced(self, app: DockerApp, exited: asyncio.Future[int], timeout: float) -> bool:
+        """Whether the agent says that this run (a fork) announced it listens, within ``timeout``; ``False``
+        when it cannot say (a cold start, an older warm parent): then the caller probes."""
+        if app.agent is None or app.pid is None:
+            return False
+        ask = asyncio.ensure_future(app.agent.status(ready=min(timeout, 60.0)))
+        waiting: list[asyncio.Future[Any]] = [ask, exited]
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if not ask.done():
+            ask.cancel()
+            with contextlib.suppress(asyncio.CancelledError, AgentError):
+                await ask
+            return False
+        try:
+            run = (ask.result()).get("app") or {}
+        except AgentError:
+            return False
+        return run.get("pid") == app.pid and run.get("running") is True and run.get("announced") is True
 
     def _arm_restarts(self, container_id: str) -> None:
         if self.settings.docker_restart_retries > 0:
@@ -467,12 +491,14 @@ class DockerRuntime(Runtime):
         name = str(handle.extra.get("name", ""))
         net = str(handle.extra.get("network") or self.network_name(handle.spec))
         previous = [str(g) for g in handle.extra.get("gpus", [])]
+        app = self._apps.get(handle.backend_id)
+        if app is not None and app.agent is not None and app.container_exited and not app.container_exited.done():
+            return await self._wake(handle, app, app.agent, log)  # followed and running: no Docker call
         try:
             attrs = await asyncio.to_thread(self.client.api.inspect_container, handle.backend_id)
         except docker.errors.NotFound:
             self.sleepers.pop(handle.backend_id)
             return await self.start(handle.spec, log)
-        app = self._apps.get(handle.backend_id)
         agent = self._agent(handle, app)
         if agent is not None and attrs["State"].get("Running"):
             return await self._wake(handle, app, agent, log)
