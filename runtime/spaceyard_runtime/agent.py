@@ -22,7 +22,8 @@ into the cache); its output goes to the container log, and its failure does not 
 ``--health-interval`` seconds (30 by default); 3 failures in a row (no answer within the interval or
 10 s, whichever is shorter, or a status of 500 or more) mark the run unhealthy, a success healthy again
 (what a Docker ``HEALTHCHECK`` did, without a process exec'd into the container that would see its
-environment).
+environment). ``app.healthy`` in ``/status``: ``null`` until the first probe answered, then ``true`` or
+``false``.
 
 The app is *forkable* when ``APP_ARGV`` is ``python[3[.N]] SCRIPT.py [ARGS...]``: it forks from the warm
 parent with the agent's (scrubbed) environment, working directory and ``sys.argv = APP_ARGV[1:]``, unless
@@ -259,7 +260,8 @@ class App:
         self.answered = False
         """The app answered a health probe once (failures count from then on)."""
         self.failures = 0
-        self.healthy = True
+        self.healthy: bool | None = None
+        """``None`` until the first health probe answered (or without health checks)."""
         self._fd_lock = threading.Lock()
 
     def running(self) -> bool:

@@ -11,6 +11,7 @@ import docker
 import pytest
 
 from spaceyard_builder.api import BuildResult
+from spaceyard_runtime.agent_client import AgentClient
 from spaceyard_runtime.api import AppSpec, AppState, Flavor
 from spaceyard_runtime.docker import DockerRuntime, GpuAllocator
 from spaceyard_runtime.errors import AppCrashed, AppStartError, CapacityPending
@@ -261,6 +262,12 @@ async def test_an_app_that_stops_answering_fails_its_health_checks(
         args = docker_client.api.inspect_container(handle.backend_id)["Args"]
         assert args[args.index("--health-interval") + 1] == "1"
         assert docker_client.api.inspect_container(handle.backend_id)["Config"].get("Healthcheck") is None
+        agent = AgentClient(handle.endpoint.host, handle.extra["agent_token"])
+        for _ in range(100):  # the agent's first probe answered: failures count from there
+            if (await agent.status())["app"]["healthy"]:
+                break
+            await asyncio.sleep(0.2)
+        assert (await agent.status())["app"]["healthy"] is True
         assert (await rt.poll(handle)).state == AppState.RUNNING
         freeze = (
             "import os, signal\n"
