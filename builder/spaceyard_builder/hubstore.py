@@ -13,10 +13,14 @@ it downloaded itself from the platform, never with a file a Space wrote. Contrac
 * Objects reach Spaces as *hard links* (:meth:`link`) into the per-build tree the runtime serves from:
   a Space's own file system view holds only what it was given, and the object's inode is read-only
   and not the Space's, so a Space cannot change what another reads.
+* :meth:`HubStore.incoming` is :meth:`put` for a body that arrives piece by piece (the relay's download):
+  ``write`` the chunks, then ``commit`` (or ``abort``).
 * Size: :meth:`evict` removes least recently used objects (their mtime is bumped on every use) until the
   store is under ``limit`` bytes; an object still linked somewhere (``st_nlink > 1``) frees nothing when
-  unlinked and is kept. :meth:`stats` says how much is stored and what was hit, missed and evicted
-  (``stats.json``, for the platform's ``/metrics``).
+  unlinked and is kept, unless every other link is in ``views`` (the per-Space Hugging Face cache views
+  the platform writes, ``<views>/<space>/<repo folder>/blobs/<etag>``): those links are released with it
+  (the app's next ``hf_hub_download`` of the file fetches it again through the relay). :meth:`stats` says
+  how much is stored and what was hit, missed and evicted (``stats.json``, for the platform's ``/metrics``).
 """
 
 from __future__ import annotations
@@ -29,11 +33,13 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -90,15 +96,21 @@ class HubStore:
                 for chunk in chunks:
                     digest.update(chunk)
                     f.write(chunk)
-            sha = digest.hexdigest()
-            final = self.object_path(sha)
-            final.parent.mkdir(exist_ok=True)
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, final)
+            return self._adopt(key, Path(tmp), digest.hexdigest())
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+    def incoming(self, key: str) -> Incoming:
+        fd, tmp = tempfile.mkstemp(dir=self.objects, prefix=".incoming-")
+        return Incoming(self, key, os.fdopen(fd, "wb"), Path(tmp))
+
+    def _adopt(self, key: str, tmp: Path, sha: str) -> Path:
+        final = self.object_path(sha)
+        final.parent.mkdir(exist_ok=True)
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, final)
         index_tmp = self.index / f".{key}.{os.getpid()}"
         index_tmp.write_text(sha)
         os.replace(index_tmp, self.index / key)
@@ -126,17 +138,26 @@ class HubStore:
                     with contextlib.suppress(OSError):
                         yield obj, obj.stat()
 
-    def evict(self) -> int:
-        """Remove least recently used unlinked objects until under the limit; how many were removed."""
+    def evict(self, views: Path | None = None) -> int:
+        """Remove least recently used objects until under the limit (module docstring); how many were removed."""
         with self._locked():
             entries = sorted(self._all(), key=lambda e: e[1].st_mtime)
             total = sum(st.st_size for _, st in entries)
             removed = 0
+            in_views: dict[int, list[Path]] | None = None
             for obj, st in entries:
                 if total <= self.limit:
                     break
                 if st.st_nlink > 1:
-                    continue  # still linked into a build: unlinking frees nothing
+                    if views is None:
+                        continue  # still linked into a build: unlinking frees nothing
+                    in_views = _view_links(views) if in_views is None else in_views
+                    links = in_views.get(st.st_ino, [])
+                    if st.st_nlink - 1 != len(links):
+                        continue  # also linked into a build's export
+                    for link in links:
+                        with contextlib.suppress(OSError):
+                            link.unlink()
                 with contextlib.suppress(OSError):
                     obj.unlink()
                     total -= st.st_size
@@ -187,4 +208,43 @@ class HubStore:
                 bump()
 
 
-__all__ = ["HubStore", "Stats", "file_key"]
+class Incoming:
+    """One object being written (:meth:`HubStore.incoming`): its sha256 is computed on the way."""
+
+    def __init__(self, store: HubStore, key: str, file: Any, tmp: Path) -> None:
+        self.store, self.key, self.file, self.tmp = store, key, file, tmp
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        self.digest.update(chunk)
+        self.file.write(chunk)
+        self.size += len(chunk)
+
+    def commit(self) -> Path:
+        self.file.close()
+        try:
+            return self.store._adopt(self.key, self.tmp, self.digest.hexdigest())
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self.file.close()
+        with contextlib.suppress(OSError):
+            self.tmp.unlink()
+
+
+def _view_links(views: Path) -> dict[int, list[Path]]:
+    """Inode -> the blobs of the cache views linking it (``<views>/<space>/<repo folder>/blobs/<etag>``)."""
+    found: dict[int, list[Path]] = {}
+    for blob in views.glob("*/*/blobs/*"):
+        with contextlib.suppress(OSError):
+            st = blob.lstat()
+            if stat.S_ISREG(st.st_mode):
+                found.setdefault(st.st_ino, []).append(blob)
+    return found
+
+
+__all__ = ["HubStore", "Incoming", "Stats", "file_key"]

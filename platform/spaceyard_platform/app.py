@@ -31,7 +31,7 @@ from spaceyard_runtime.api import Runtime
 from spaceyard_runtime.factory import create_runtime
 from spaceyard_runtime.flavors import load_flavors
 
-from . import githttp, hardware, metrics, oplog
+from . import githttp, hardware, metrics, oplog, spacetokens
 from .api import commits as commits_api
 from .api import files as files_api
 from .api import history as history_api
@@ -153,7 +153,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     routes = InMemoryRouteTable()
     activity = ActivityTable()
     runtime = runtime or create_runtime(settings.runtime())
-    metrics.HUB_CACHE.stats = HubStore(settings.data_dir / "hubcache", builder_settings.hub_cache_max_bytes).stats
+    hub_store = HubStore(settings.data_dir / "hubcache", builder_settings.hub_cache_max_bytes)
+    metrics.HUB_CACHE.stats = hub_store.stats
     deployer = Deployer(
         settings,
         db,
@@ -198,7 +199,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     app.add_exception_handler(PlatformError, platform_error_response)  # type: ignore[arg-type]
     control_plane = BodyLimit(app, settings)
-    runtime.attach_hub(HubRelay(control_plane, settings))  # HF_ENDPOINT inside Spaces (hubrelay.py)
+    relay = HubRelay(
+        control_plane, settings, space_token=lambda value: spacetokens.is_valid(db, value), store=hub_store
+    )
+    runtime.attach_hub(relay)  # HF_ENDPOINT inside Spaces (hubrelay.py)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

@@ -26,6 +26,8 @@ from sqlalchemy import or_, select
 
 from spaceyard_builder.hubstore import HubStore
 from spaceyard_builder.settings import BuilderSettings
+from spaceyard_runtime.hubpath import VIEWS
+from spaceyard_runtime.settings import RuntimeSettings
 
 from .db.models import Build, Space
 from .db.session import Database
@@ -127,6 +129,7 @@ def collect(db: Database, data_dir: Path, envs_root: Path, *, envs: bool, keep_r
                     continue  # being (re)built right now
                 _free(env, out)
     if (data_dir / "hubcache").is_dir():  # exports just freed may have been the last links to cached files
-        HubStore(data_dir / "hubcache", BuilderSettings(data_dir=data_dir).hub_cache_max_bytes).evict()
+        views = RuntimeSettings(data_dir=data_dir).runtime_dir / VIEWS  # Spaces' cache views: releasable links
+        HubStore(data_dir / "hubcache", BuilderSettings(data_dir=data_dir).hub_cache_max_bytes).evict(views)
     out.usage = usage(data_dir, envs_root)
     return out

@@ -170,9 +170,9 @@ class Settings(BaseSettings):
     )
     space_hub_url: str | None = Field(
         None,
-        description="HF_ENDPOINT given to Spaces on runtimes without a Hub relay (Kubernetes: the platform's "
-        "in-cluster Service, e.g. http://spaceyard.spaceyard.svc:8000). Default: the public URL. The local "
-        "and Docker runtimes replace it with their relay's address.",
+        description="HF_ENDPOINT given to Spaces on runtimes without a Hub relay. Default: the public URL. The "
+        "local and Docker runtimes, and Kubernetes with SPACEYARD_KUBERNETES_HUB_RELAY_PORT (the chart), replace "
+        "it with their relay's address.",
     )
     hub_relay_port: int = Field(
         7850,

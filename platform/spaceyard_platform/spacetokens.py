@@ -82,8 +82,19 @@ def check(session: Session, token: Token, owner: User) -> bool:
     return space is not None and space.owner == owner.name
 
 
+def is_valid(db: Database, value: str) -> bool:
+    """Whether ``value`` is a live Space token (what the shared Hub relay accepts, and nothing else)."""
+    if not value.startswith(VALUE_PREFIX):
+        return False
+    with db.session() as s:
+        row = s.execute(
+            select(Token, User).join(User, Token.user_id == User.id).where(Token.token_hash == hash_token(value))
+        ).first()
+        return row is not None and row[0].role == SPACE_ROLE and check(s, row[0], row[1])
+
+
 def revoke(session: Session, space: Space) -> None:
     session.execute(delete(Token).where(Token.name == token_name(space), Token.role == SPACE_ROLE))
 
 
-__all__ = ["SPACE_ROLE", "check", "for_space", "mint", "revoke", "token_name"]
+__all__ = ["SPACE_ROLE", "check", "for_space", "is_valid", "mint", "revoke", "token_name"]

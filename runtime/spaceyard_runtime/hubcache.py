@@ -66,6 +66,21 @@ def install(app_dir: Path | None, home: Path, uid: int | None) -> int:
     return added
 
 
+def install_view(app_dir: Path | None, view: Path) -> int:
+    """Add ``app_dir/.spaceyard-hub`` to a Space's cache view (``hubpath.cache_view``: the platform's own
+    directory, read-only to the app); how many files were added."""
+    if app_dir is None:
+        return 0
+    source = Path(app_dir) / HUB_DIR
+    if not source.is_dir() or source.is_symlink():
+        return 0
+    top = os.open(view, _DIR_FLAGS)
+    try:
+        return _mirror(source, top, None, [0])
+    finally:
+        os.close(top)
+
+
 def _same(entry: os.DirEntry[str], dest: int) -> bool:
     """``entry`` is already at ``dest``: the same symlink, or a link to the same read-only inode."""
     try:
@@ -117,4 +132,4 @@ def _mirror(src: Path, dest: int, uid: int | None, seen: list[int]) -> int:
     return added
 
 
-__all__ = ["HUB_DIR", "install"]
+__all__ = ["HUB_DIR", "install", "install_view"]

@@ -125,6 +125,9 @@ class BoxSpec:
     limits: Limits = field(default_factory=Limits)
     mounts: tuple[tuple[Path, str], ...] = ()
     """Host directories bound read-write at another path inside the box (the Space's ``/data``)."""
+    hub_cache: Path | None = None
+    """The Space's Hugging Face cache view (:func:`spaceyard_runtime.hubpath.cache_view`, one of ``ro``):
+    the relay served in the box fills it."""
 
 
 @dataclass
@@ -441,7 +444,7 @@ class BwrapSandbox(Sandbox):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(("127.0.0.1", hub.port))
             sock.listen(64)
-            return await hub.serve(sock, box.spec.space_id)
+            return await hub.serve(sock, box.spec.space_id, box.spec.hub_cache)
         except BaseException:
             sock.close()
             raise

@@ -135,6 +135,17 @@ class RuntimeSettings(BaseSettings):
         description="StorageClass of Spaces' persistent /data claims (one PersistentVolumeClaim per Space with "
         "storage); unset: the cluster's default class. Size enforcement is the class's driver's.",
     )
+    kubernetes_hub_relay_port: int | None = Field(
+        None,
+        description="Kubernetes: the platform pods serve the Hub relay (HF_ENDPOINT of Spaces, Space tokens only) "
+        "on this port of all their addresses, Spaces' NetworkPolicy allows egress to the platform pods on it, and "
+        "apps get HF_ENDPOINT=http://<ClusterIP of kubernetes_hub_relay_service>:PORT. Unset: no relay "
+        "(HF_ENDPOINT is SPACEYARD_SPACE_HUB_URL or the public URL). The chart sets it.",
+    )
+    kubernetes_hub_relay_service: str = Field(
+        "spaceyard-hub",
+        description="Kubernetes: the Service (in the platform namespace) in front of the platform pods' relay port.",
+    )
     kubernetes_endpoint: Literal["service-dns", "cluster-ip"] = Field(
         "service-dns",
         description="How the gateway addresses a Space's Service: its cluster DNS name (the platform runs in "

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from .api import StorageSpec
+from .hubpath import VIEWS
 from .loopvolumes import LoopVolumes
 from .sandbox import space_uid
 
@@ -32,6 +33,7 @@ class SpaceFiles:
     def purge(self, space_id: str, slug: str) -> None:
         shutil.rmtree(self.runtime_dir / "spaces" / slug, ignore_errors=True)
         shutil.rmtree(self.runtime_dir / "sandbox" / str(space_uid(space_id)), ignore_errors=True)
+        shutil.rmtree(self.runtime_dir / VIEWS / slug, ignore_errors=True)  # its Hub cache view (hubpath.py)
 
     def delete_volume(self, volume: str) -> None:
         self.volumes.delete(volume)

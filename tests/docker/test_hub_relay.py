@@ -5,6 +5,7 @@ other services stay out of reach."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from spaceyard_builder.api import BuildRequest, BuildResult, SecretSource
 from spaceyard_builder.engines.docker import DockerEngine
+from spaceyard_builder.hubstore import HubStore
 from spaceyard_builder.logs import FileLogStore
 from spaceyard_builder.pipeline import run_build
 from spaceyard_builder.settings import BuilderSettings
@@ -28,9 +30,17 @@ from tests.docker.conftest import ROOT, git_commit, spec_for, start_app
 pytestmark = pytest.mark.docker
 
 
+WEIGHTS = b'{"w": 3}'
+
+
 async def control_plane(scope: Scope, receive: Receive, send: Send) -> None:
-    """Stands in for the FastAPI app behind the relay: echoes what reached it."""
+    """Stands in for the FastAPI app behind the relay: echoes what reached it; one file to resolve."""
     headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+    if scope["path"] == "/alice/m/resolve/main/w.json":
+        answer = [(b"x-repo-commit", b"c" * 40), (b"etag", f'"{hashlib.sha256(WEIGHTS).hexdigest()}"'.encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": answer})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else WEIGHTS})
+        return
     body = json.dumps({"path": scope["path"], "auth": headers.get("authorization"), "cookie": headers.get("cookie")})
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": body.encode()})
@@ -44,12 +54,22 @@ def call(method, path):
                                                                      "cookie": "spaceyard_session=stolen"})
     try:
         with urllib.request.urlopen(req, timeout=5) as r:
-            return r.status, json.loads(r.read())
+            return r.status, json.loads(r.read() or b"null")
     except urllib.error.HTTPError as e:
         return e.code, None
 s = socket.socket(); s.settimeout(2)
+# what hf_hub_download asks first (this image has no huggingface_hub): the relay puts the file in the view
+head = call("HEAD", "/alice/m/resolve/main/w.json")[0]
+path = os.path.join(os.environ["HF_HUB_CACHE"], "models--alice--m", "snapshots", "c" * 40, "w.json")
+try:
+    open(os.path.join(os.environ["HF_HUB_CACHE"], "planted"), "w").close()
+    planted = "written"
+except OSError as exc:
+    planted = type(exc).__name__
 print(json.dumps({"ep": ep, "info": call("GET", "/api/models/alice/m"), "create": call("POST", "/api/repos/create"),
-                  "metrics": call("GET", "/metrics"), "redis": s.connect_ex(("127.0.0.1", 6379))}))
+                  "metrics": call("GET", "/metrics"), "redis": s.connect_ex(("127.0.0.1", 6379)),
+                  "head": head, "path": path, "content": open(path).read(), "cache": os.environ["HF_HUB_CACHE"],
+                  "planted": planted}))
 """
 
 
@@ -57,12 +77,13 @@ async def test_a_docker_space_reaches_the_hub_relay_at_hf_endpoint(
     docker_build: BuildResult, docker_client: docker.DockerClient, tmp_path: Path
 ) -> None:
     runtime = DockerRuntime(RuntimeSettings(runtime="docker", data_dir=tmp_path, stop_grace=1.0))
-    runtime.attach_hub(HubRelay(control_plane, Settings(data_dir=tmp_path)))
+    store = HubStore(tmp_path / "hubcache", 1 << 20)
+    runtime.attach_hub(HubRelay(control_plane, Settings(data_dir=tmp_path), store=store))
     handle = await runtime.start(spec_for(docker_build, "hubrelay/docker-space"), lambda line: None)
     try:
         await runtime.wait_ready(handle, 60)
         container = docker_client.containers.get(handle.backend_id)
-        out = await asyncio.to_thread(container.exec_run, ["python3", "-c", PROBE])
+        out = await asyncio.to_thread(container.exec_run, ["python", "-c", PROBE])
         result = json.loads(bytes(out.output).decode().strip().splitlines()[-1])
         gateway = docker_client.networks.get("spaceyard-hubrelay-docker-space").attrs["IPAM"]["Config"][0]["Gateway"]
         assert result["ep"] == f"http://{gateway}:7850"
@@ -71,6 +92,11 @@ async def test_a_docker_space_reaches_the_hub_relay_at_hf_endpoint(
         assert seen["auth"] == "Bearer hf_sy_space_x" and seen["cookie"] is None  # credentials yes, cookies no
         assert result["create"][0] == 403 and result["metrics"][0] == 403
         assert result["redis"] != 0  # the host's loopback services stay out of reach
+        # a run-time download: the file is the shared store's object, in the Space's read-only cache view
+        assert result["head"] == 200 and result["content"] == WEIGHTS.decode()
+        assert result["planted"] in ("OSError", "PermissionError"), "the app cannot write its cache view"
+        (obj,) = [p for p in store.objects.rglob("*") if p.is_file()]
+        assert Path(result["path"]).stat().st_ino == obj.stat().st_ino
     finally:
         await runtime.remove(handle)
         await runtime.aclose()

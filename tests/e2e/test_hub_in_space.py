@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -93,10 +94,25 @@ def probe(target: str) -> str:
     return json.dumps(out)
 
 
+def fetch(request: str) -> str:
+    req, cache = json.loads(request), os.environ.get("HF_HUB_CACHE", "")
+    out = {{"cache": cache, "write_cache": attempt(lambda: open(os.path.join(cache, "planted"), "w").close())}}
+    if "open" in req:
+        out["open"] = attempt(lambda: open(req["open"], "rb").read())
+        return json.dumps(out)
+    try:
+        out["path"] = hf_hub_download(req["repo"], req["file"], repo_type=req["type"])
+        out["content"] = open(out["path"]).read()
+    except Exception as exc:
+        out["error"] = type(exc).__name__
+    return json.dumps(out)
+
+
 with gr.Blocks() as demo:
     x, y, t = gr.Number(), gr.Textbox(), gr.Textbox()
     gr.Button("p").click(predict, x, y, api_name="predict")
     gr.Button("q").click(probe, t, y, api_name="probe")
+    gr.Button("f").click(fetch, t, y, api_name="fetch")
 demo.launch()
 """
 
@@ -187,6 +203,38 @@ def test_another_users_space_cannot_read_the_private_model(server: Server, token
     assert probe["read_target"].startswith("RepositoryNotFoundError"), probe
     # the same relay serves bob's own private model to his Space
     assert json.loads(client.predict(SECRET, api_name="/probe"))["read_target"] == "allowed"
+
+
+def test_files_downloaded_at_run_time_are_stored_once_and_seen_only_where_readable(
+    server: Server, tokens: dict[str, str], repos: None
+) -> None:
+    """Both Spaces download the public dataset's CSV at run time: one object of the shared store, linked
+    into each Space's read-only cache view; bob's Space cannot read alice's private model, its view has
+    no trace of it, and alice's view is not in its box."""
+    alice = Client(f"{server.url}/apps/hsalice/predict/", verbose=False)
+    bob = Client(f"{server.url}/apps/hsbob/thief/", verbose=False)
+
+    def fetch(client: Client, **request: str) -> dict[str, str]:
+        answer: dict[str, str] = json.loads(client.predict(json.dumps(request), api_name="/fetch"))
+        return answer
+
+    csv = {"repo": DATA, "file": "train.csv", "type": DATA_TYPE}
+    a, b = fetch(alice, **csv), fetch(bob, **csv)
+    assert a["content"] == b["content"] == CSV, (a, b)
+    for seen in (a, b):
+        assert seen["path"].startswith(seen["cache"] + "/"), seen
+        assert seen["write_cache"] != "allowed", "the cache view is the platform's: the app only reads it"
+    objects = [p for p in (server.data_dir / "hubcache" / "objects").rglob("*") if p.is_file()]
+    (stored,) = [p for p in objects if p.read_bytes() == CSV.encode()]
+    assert os.stat(a["path"]).st_ino == os.stat(b["path"]).st_ino == stored.stat().st_ino, "one copy"
+    assert stored.stat().st_uid == 0 and stored.stat().st_mode & 0o222 == 0
+    weights = {"repo": MODEL, "file": "weights.json", "type": MODEL_TYPE}
+    own = fetch(alice, **weights)
+    assert json.loads(own["content"]) == WEIGHTS
+    assert fetch(bob, **weights)["error"] == "RepositoryNotFoundError"
+    model_folder = f"{MODEL_TYPE}s--{MODEL.replace('/', '--')}"
+    assert (Path(a["cache"]) / model_folder).is_dir() and not (Path(b["cache"]) / model_folder).exists()
+    assert fetch(bob, open=own["path"])["open"].startswith("FileNotFoundError"), "alice's view is not in bob's box"
 
 
 def test_deleting_the_space_revokes_its_token(server: Server, tokens: dict[str, str], repos: None) -> None:

@@ -162,3 +162,59 @@ async def test_the_relay_bounds_connections_and_bodies_and_passes_no_cookie(tmp_
         assert seen[0]["spaceyard.relay"] is True
     finally:
         listener.close()
+
+
+async def test_the_shared_relay_answers_only_space_tokens_and_bounds_each_client(tmp_path: Path) -> None:
+    """The relay every Space shares (the Kubernetes Service): no anonymous request, no user's token."""
+    gate = asyncio.Event()
+    seen: list[str] = []
+
+    async def control_plane(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope["path"])
+        if scope["path"].endswith("/slow"):
+            await gate.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    asked: list[str] = []
+
+    def space_token(value: str) -> bool:
+        asked.append(value)
+        return value == "hf_sy_space_good"
+
+    relay = HubRelay(control_plane, Settings(data_dir=tmp_path, hub_relay_max_connections=2), space_token=space_token)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    sock.setblocking(False)
+    listener = await relay.serve_shared(sock)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            anonymous = await client.get("/api/models/alice/m")
+            assert anonymous.status_code == 401 and anonymous.headers["x-error-code"] == "Unauthorized"
+            user = await client.get("/api/models/alice/m", headers={"authorization": "Bearer hf_alice_write"})
+            assert user.status_code == 401
+            good = {"authorization": "Bearer hf_sy_space_good"}
+            assert (await client.get("/api/models/alice/m", headers=good)).status_code == 200
+            write = await client.post("/api/repos/create", headers=good, json={})
+            assert write.status_code == 403  # the allow-list first: a write never reaches the token check
+            assert seen == ["/api/models/alice/m"] and "hf_alice_write" in asked
+            held = [asyncio.create_task(client.get("/api/models/alice/m/tree/main/slow", headers=good)) for _ in "ab"]
+            while len(seen) < 3:
+                await asyncio.sleep(0.01)
+            third = await client.get("/api/models/alice/m", headers=good)
+            assert third.status_code == 429, "one client address has at most 2 requests in flight"
+            gate.set()
+            assert [(await t).status_code for t in held] == [200, 200]
+            assert (await client.get("/api/models/alice/m", headers=good)).status_code == 200
+    finally:
+        listener.close()
+
+
+async def test_a_relay_without_a_token_check_refuses_to_serve_every_space(tmp_path: Path) -> None:
+    async def control_plane(scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError("never reached")
+
+    with socket.socket() as sock, pytest.raises(RuntimeError, match="Space token"):
+        await HubRelay(control_plane, Settings(data_dir=tmp_path)).serve_shared(sock)

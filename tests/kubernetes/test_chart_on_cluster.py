@@ -37,6 +37,7 @@ from gradio_client import Client
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tests.kubernetes import hubinpod
 from tests.kubernetes.cluster import Cluster, eventually
 from tests.support import ROOT, commit_all, git, working_copy
 
@@ -44,15 +45,17 @@ pytestmark = [pytest.mark.cluster, pytest.mark.docker, pytest.mark.slow, pytest.
 
 CHART = ROOT / "helm" / "spaceyard"
 RELEASE = "spaceyard"
-NAMESPACE = "h14chart-system"
-SPACES_NS = "h14chart-spaces"
-BUILDS_NS = "h14chart-builds"
+# another prefix keeps a second run on the shared dev cluster apart (namespaces, volumes, image repository)
+PREFIX = os.environ.get("SPACEYARD_CHART_TEST_PREFIX", "h14chart")
+NAMESPACE = f"{PREFIX}-system"
+SPACES_NS = f"{PREFIX}-spaces"
+BUILDS_NS = f"{PREFIX}-builds"
 TOKEN = "sy_h14chart_admin_token_0123456789"
 SPACE = "admin/hello"
 SLUG = "space-admin--hello"
 DATA_PVC = f"{RELEASE}-data"
 PG_PVC = f"data-{RELEASE}-postgresql-0"
-PV_ROOT = Path(os.environ.get("SPACEYARD_CHART_TEST_PV_ROOT", "/var/tmp/h14chart-chart-test-pv"))
+PV_ROOT = Path(os.environ.get("SPACEYARD_CHART_TEST_PV_ROOT", f"/var/tmp/{PREFIX}-chart-test-pv"))
 # the objects `helm uninstall` leaves on purpose (helm.sh/resource-policy: keep, StatefulSet volumes)
 KEPT = {("PersistentVolumeClaim", DATA_PVC), ("PersistentVolumeClaim", PG_PVC), ("Secret", f"{RELEASE}-postgresql")}
 
@@ -105,7 +108,7 @@ def values(images: dict[str, str], dns: str, **platform_extra: str) -> dict[str,
         },
         "controller": {"replicas": 2, "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}}},
         "spaces": {"namespace": SPACES_NS, "buildNamespace": BUILDS_NS},
-        "registry": {"url": "127.0.0.1:5000", "repository": "h14chart/space", "insecure": True},
+        "registry": {"url": "127.0.0.1:5000", "repository": f"{PREFIX}/space", "insecure": True},
         "redis": {"image": images["redis"], "resources": {"requests": {"cpu": "20m", "memory": "32Mi"}}},
         "postgresql": {
             "image": images["postgresql"],
@@ -210,7 +213,7 @@ def clean(dev_cluster: Cluster) -> None:
         except ApiException as exc:
             if exc.status != 404:
                 raise
-    for name in ("h14chart-data", "h14chart-postgresql"):
+    for name in (f"{PREFIX}-data", f"{PREFIX}-postgresql"):
         try:
             core(dev_cluster).delete_persistent_volume(name)
         except ApiException as exc:
@@ -227,7 +230,7 @@ def clean(dev_cluster: Cluster) -> None:
 
 def create_volumes(dev_cluster: Cluster) -> None:
     """The dev cluster has no dynamic provisioner: one hostPath PV per claim of the chart, pre-bound."""
-    for name, claim, owner in (("h14chart-data", DATA_PVC, 1000), ("h14chart-postgresql", PG_PVC, 70)):
+    for name, claim, owner in ((f"{PREFIX}-data", DATA_PVC, 1000), (f"{PREFIX}-postgresql", PG_PVC, 70)):
         path = PV_ROOT / name
         path.mkdir(parents=True)
         os.chown(path, owner, owner)
@@ -235,7 +238,7 @@ def create_volumes(dev_cluster: Cluster) -> None:
             {
                 "apiVersion": "v1",
                 "kind": "PersistentVolume",
-                "metadata": {"name": name, "labels": {"spaceyard.dev/test": "h14chart"}},
+                "metadata": {"name": name, "labels": {"spaceyard.dev/test": PREFIX}},
                 "spec": {
                     "capacity": {"storage": "1Gi"},
                     "accessModes": ["ReadWriteOnce"],
@@ -332,6 +335,7 @@ def test_the_chart_installed_for_real_serves_a_space_end_to_end(
     pod = platform_pod(dev_cluster)
     assert not any((e.name or "").startswith("SPACEYARD_PORT") for e in pod.spec.containers[0].env or [])
     assert pod.spec.enable_service_links is False
+
     def holder() -> Any:
         lease = dev_cluster.get("Lease", SPACES_NS, "spaceyard-controller")
         return lease and lease["spec"].get("holderIdentity")
@@ -350,10 +354,11 @@ def test_the_chart_installed_for_real_serves_a_space_end_to_end(
     print(f"first build + start: {time.monotonic() - t0:.0f} s; stages {gateway.stages}")
     assert "BUILDING" in gateway.stages and gateway.stages.index("BUILDING") < gateway.stages.index("RUNNING")
     (space_pod,) = dev_cluster.list("Pod", SPACES_NS, selector=f"spaceyard.dev/space={SLUG}")
-    assert space_pod["spec"]["containers"][0]["image"].startswith("127.0.0.1:5000/h14chart/space:")
+    assert space_pod["spec"]["containers"][0]["image"].startswith(f"127.0.0.1:5000/{PREFIX}/space:")
     assert space_pod["spec"]["nodeName"] == "cpu-0"
     app = gateway.app()
     assert app.predict("chart", api_name="/greet") == "Hello chart! (v1)"
+    hubinpod.check_the_hub_inside_a_space_pod(gateway.url, TOKEN, dev_cluster, NAMESPACE, SPACES_NS, space_pod)
 
     # an app-only change, called without pause across the build and the rolling update
     caller = Caller(app)

@@ -1,5 +1,6 @@
 """A Space's persistent ``/data`` on the real dev cluster: a PersistentVolumeClaim of its own that survives
-a redeploy (a new revision, a new pod) and a sleep (scaled to zero), and is deleted with the Space.
+a redeploy (a new revision, a new pod) and a sleep (scaled to zero), and is deleted with the Space; its used
+bytes are read in the running pod, and a larger storage tier asks for a larger claim.
 
 The dev cluster has no volume provisioner, so the test plays the operator's part, as documented in
 docs/kubernetes.md: a StorageClass with no provisioner and a pre-created hostPath PersistentVolume bound
@@ -27,7 +28,7 @@ from spaceyard_runtime.kubernetes import objects, reconcile
 from spaceyard_runtime.kubernetes.desired import ClusterConfig
 from spaceyard_runtime.kubernetes.runtime import KubernetesRuntime
 from spaceyard_runtime.settings import RuntimeSettings
-from tests.kubernetes.cluster import Cluster
+from tests.kubernetes.cluster import Cluster, eventually
 
 NAMESPACE = "h15data-spaces"
 CLASS = "h15data-static"
@@ -55,12 +56,14 @@ def volume(dev_cluster: Cluster) -> Iterator[str]:
         "provisioner": "kubernetes.io/no-provisioner",
         "reclaimPolicy": "Retain",
         "volumeBindingMode": "Immediate",
+        "allowVolumeExpansion": True,  # the API server then accepts a larger claim (no resizer here grows it)
     }
     try:
         storage.create_storage_class(with_class)
     except ApiException as exc:
         if exc.status != 409:
             raise
+        storage.patch_storage_class(CLASS, {"allowVolumeExpansion": True})
     name = f"h15data{secrets.token_hex(4)}"
     claim = objects.data_claim_name(name)
     path = HOST_DIR / name
@@ -129,17 +132,26 @@ async def test_data_claim_survives_redeploy_and_sleep_and_goes_with_the_space(
                    flavor=Flavor(name="cpu-basic"), storage=storage)  # fmt: skip
     handle = await runtime.start(spec, lambda line: None)
     await runtime.wait_ready(handle, timeout=180)
-    assert _in_pod(dev_cluster, "open('/data/kept', 'w').write('x'); print('ok')") == "ok"
+    assert _in_pod(dev_cluster, "open('/data/kept', 'w').write('x' * 2**20); print('ok')") == "ok"
     claim = _claim(dev_cluster, objects.data_claim_name(volume))
     assert claim is not None and claim["status"]["phase"] == "Bound"
+    used = await runtime.volume_usage(volume)  # du in the running pod
+    assert used is not None and 2**20 <= used < 2 * 2**20, used
 
-    # a redeploy: a new revision replaces the pod; the old handle's stop leaves the new version (and /data)
-    new = await runtime.start(AppSpec(**{**spec.__dict__, "revision": "2" * 40}), lambda line: None)
+    # a redeploy on a larger tier: a new revision replaces the pod; the claim asks for the new size (the
+    # API server accepts it: the class allows expansion; growing the volume is its resizer's, none here)
+    bigger = AppSpec(**{**spec.__dict__, "revision": "2" * 40, "storage": StorageSpec(volume, 32 * 2**20)})
+    new = await runtime.start(bigger, lambda line: None)
     await runtime.wait_ready(new, timeout=180)
     await runtime.stop(handle)
     assert _in_pod(dev_cluster, "import os; print(os.listdir('/data'))") == "['kept']"
+    grown = _claim(dev_cluster, objects.data_claim_name(volume))
+    assert grown is not None and grown["spec"]["resources"]["requests"]["storage"] == str(32 * 2**20)
+    assert grown["status"]["capacity"]["storage"] == "16Mi", "no resizer on the dev cluster: the PV stays"
 
     await runtime.suspend(new)  # asleep: no pod; the claim stays
+    eventually(lambda: dev_cluster.list("Pod", NAMESPACE) == [], "the pod is gone", timeout=120)
+    assert await runtime.volume_usage(volume) is None, "no pod to ask while asleep"
     woken = await runtime.resume(new, lambda line: None)
     await runtime.wait_ready(woken, timeout=180)
     assert _in_pod(dev_cluster, "import os; print(os.listdir('/data'))") == "['kept']"

@@ -96,6 +96,10 @@ capabilities:
 - name: SPACEYARD_KUBERNETES_RUNTIME_CLASS
   value: {{ . | quote }}
 {{- end }}
+- name: SPACEYARD_KUBERNETES_HUB_RELAY_PORT
+  value: {{ .Values.spaces.hubRelayPort | quote }}
+- name: SPACEYARD_KUBERNETES_HUB_RELAY_SERVICE
+  value: {{ printf "%s-hub" (include "spaceyard.fullname" .) | quote }}
 - name: SPACEYARD_REGISTRY
   value: {{ .Values.registry.url | quote }}
 - name: SPACEYARD_REDIS_URL

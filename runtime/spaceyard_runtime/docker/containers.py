@@ -123,6 +123,7 @@ def container_kwargs(
     name: str,
     network: str,
     gpus: list[str],
+    hub_cache: Path | None = None,
     agent: AgentLaunch | None = None,
 ) -> dict[str, Any]:
     """Arguments of ``containers.create`` for ``spec``: the whole sandbox, in one place."""
@@ -195,6 +196,8 @@ def container_kwargs(
         kwargs["device_requests"] = [DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])]
     if spec.storage is not None:  # the Space's persistent /data: a named volume (made by ensure_data_volume)
         kwargs.setdefault("volumes", {})[data_volume_name(spec.storage.volume)] = {"bind": DATA_MOUNT, "mode": "rw"}
+    if hub_cache is not None:  # the Space's cache view (hubpath.cache_view): the relay writes it, the app reads
+        kwargs.setdefault("volumes", {})[str(hub_cache)] = {"bind": str(hub_cache), "mode": "ro"}
     return kwargs
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from pathlib import Path
 from typing import Any
 
 from ..errors import AppStartError
@@ -24,7 +25,7 @@ class DockerHubListeners:
         self._listeners: dict[str, tuple[str, HubListener]] = {}
         self._lock = asyncio.Lock()
 
-    async def endpoint(self, client: Any, network: str, space_id: str) -> str:
+    async def endpoint(self, client: Any, network: str, space_id: str, cache: Path | None = None) -> str:
         """``HF_ENDPOINT`` for an app on ``network`` (which must exist), serving the relay there if needed."""
         async with self._lock:
             attrs = (await asyncio.to_thread(client.networks.get, network)).attrs
@@ -43,7 +44,7 @@ class DockerHubListeners:
                 sock.bind((gateway, self.hub.port))
                 sock.listen(64)
                 sock.setblocking(False)
-                listener = await self.hub.serve(sock, space_id)
+                listener = await self.hub.serve(sock, space_id, cache)
             except OSError as exc:
                 sock.close()
                 raise AppStartError(f"could not serve the Hub relay on {gateway}:{self.hub.port}: {exc}") from exc

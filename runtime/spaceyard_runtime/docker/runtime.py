@@ -9,11 +9,13 @@ import logging
 import secrets
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
 
+from .. import hubcache, hubpath
 from ..agent_client import (
     AgentClient,
     AgentError,
@@ -103,7 +105,15 @@ class DockerRuntime(Runtime):
         self, spec: AppSpec, name: str, net: str, gpus: list[str], agent: AgentLaunch | None = None
     ) -> dict[str, Any]:
         """Arguments of ``containers.create`` for ``spec``: the whole sandbox, in one place."""
-        return containers.container_kwargs(self.settings, spec, name, net, gpus, agent)
+        return containers.container_kwargs(
+            self.settings, spec, name, net, gpus, hub_cache=self._hub_view(spec), agent=agent
+        )
+
+    def _hub_view(self, spec: AppSpec) -> Path | None:
+        """The Space's cache view, when its relay listener is its own (one network per Space, not a shared one)."""
+        if self.hub_listeners is None or self.settings.docker_network:
+            return None
+        return hubpath.cache_view(self.settings.runtime_dir, spec.slug)
 
     def _agent_launch(self, spec: AppSpec) -> AgentLaunch | None:
         """How ``spec``'s container runs its app under the agent (blocking: inspects the image), or ``None``."""
@@ -161,6 +171,9 @@ class DockerRuntime(Runtime):
             )
         return None
 
+    async def purge(self, space_id: str, slug: str) -> None:
+        await asyncio.to_thread(self.files.purge, space_id, slug)  # its Hub cache view
+
     async def delete_volume(self, volume: str) -> None:
         await asyncio.to_thread(containers.remove_data_volume, self.client, volume)
         await asyncio.to_thread(self.files.delete_volume, volume)
@@ -182,8 +195,12 @@ class DockerRuntime(Runtime):
         log(startup_banner())
         if self.hub_listeners is not None:  # the Hub relay on the network's gateway (hub.py)
             await asyncio.to_thread(network.ensure_network, self.client, net, spec)
-            url = await self.hub_listeners.endpoint(self.client, net, spec.space_id)
-            spec = replace(spec, env={**spec.env, "HF_ENDPOINT": url})
+            view = self._hub_view(spec)  # HF_HUB_CACHE, mounted read-only
+            env = {**spec.env, "HF_ENDPOINT": await self.hub_listeners.endpoint(self.client, net, spec.space_id, view)}
+            if view is not None:
+                env.update(hubpath.app_env(view))
+                await asyncio.to_thread(hubcache.install_view, spec.app_dir, view)  # preload_from_hub's files
+            spec = replace(spec, env=env)
 
         def create() -> tuple[str, str, float, AgentLaunch | None]:
             network.ensure_network(self.client, net, spec)
@@ -550,7 +567,7 @@ class DockerRuntime(Runtime):
         app.ready, app.asleep, app.restarts = False, False, 0
         net = str(handle.extra.get("network") or self.network_name(handle.spec))
         if self.hub_listeners is not None and not self.hub_listeners.serves(net):  # (re-attached: listen again)
-            await self.hub_listeners.endpoint(self.client, net, handle.spec.space_id)
+            await self.hub_listeners.endpoint(self.client, net, handle.spec.space_id, self._hub_view(handle.spec))
         try:
             answer = await agent.start()
         except AgentError as exc:

@@ -76,6 +76,8 @@ class ClusterConfig:
     runtime_class_name: str | None = None
     tmp_size_limit: str = "10Gi"
     """sizeLimit of the writable emptyDir at /tmp (the root filesystem is read-only where possible)."""
+    hub_relay_port: int | None = None
+    """Port of the Hub relay on the gateway (platform) pods: Spaces may open connections to it; None: no relay."""
     crash_restart_threshold: int = 3
     """Restarts after which a Space counts as crashed even between CrashLoopBackOff waits."""
     storage_class: str | None = None

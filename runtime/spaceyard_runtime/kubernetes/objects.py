@@ -8,8 +8,9 @@ Per Space (all named :func:`slugs.space_name`, all labelled ``spaceyard.dev/spac
 * a **Secret** with the Space's secrets, reaching the app through ``envFrom.secretRef``;
 * a **Deployment** with replicas 1 (awake) or 0 (asleep), resources from the flavor;
 * a **Service** (ClusterIP, port 80 -> the app port), the address the gateway proxies to;
-* a **NetworkPolicy**: ingress only from the gateway pods, egress to DNS and the internet but not to
-  private/cluster ranges (so neither the platform's services nor other Spaces are reachable).
+* a **NetworkPolicy**: ingress only from the gateway pods, egress to DNS, to the Hub relay port of the
+  platform pods (``hub_relay_port``) and the internet but not to private/cluster ranges (so neither the
+  platform's other services nor other Spaces are reachable).
 
 Why a Deployment and not a StatefulSet: a Space is one stateless replica (the Hub's disk is not
 persistent either), so a StatefulSet's stable identity and ordered, volume-bound pods buy nothing,
@@ -353,11 +354,24 @@ def make_network_policy(space: DesiredSpace, cfg: ClusterConfig, owner: Mapping[
                     ],
                     "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
                 },
+                *_hub_relay_egress(cfg),
                 {"to": internet},
             ],
         },
     }
     return _owned(with_hash(obj), owner)
+
+
+def _hub_relay_egress(cfg: ClusterConfig) -> list[dict[str, Any]]:
+    """The one way into the cluster a Space has: the Hub relay port of the platform pods (its Service's
+    backends: policies see the destination after the Service's address translation)."""
+    if cfg.hub_relay_port is None:
+        return []
+    platform = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": cfg.platform_namespace}},
+        "podSelector": {"matchLabels": dict(cfg.gateway_pod_labels)},
+    }
+    return [{"to": [platform], "ports": [{"protocol": "TCP", "port": cfg.hub_relay_port}]}]
 
 
 def _owned(obj: Manifest, owner: Mapping[str, Any] | None) -> Manifest:

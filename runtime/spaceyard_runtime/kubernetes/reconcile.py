@@ -25,7 +25,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from ..flavors import oom_message
-from . import objects, slugs
+from . import objects, slugs, volumes
 from .clients import KubeApi, retry
 from .desired import ClusterConfig, DesiredSpace, SpaceStatus, Stage
 
@@ -56,10 +56,10 @@ def apply_space(api: KubeApi, space: DesiredSpace, cfg: ClusterConfig) -> dict[s
 
 
 def ensure_data_claim(api: KubeApi, space: DesiredSpace, cfg: ClusterConfig) -> str:
-    """Create the Space's ``/data`` claim if it has none (a claim's spec is immutable: kept as it is)."""
+    """Create the Space's ``/data`` claim if it has none, else grow it to a larger tier (``volumes.grow``)."""
     claim = objects.make_data_claim(space, cfg)
-    if api.get("PersistentVolumeClaim", claim["metadata"]["name"]) is not None:
-        return "unchanged"
+    if (existing := api.get("PersistentVolumeClaim", claim["metadata"]["name"])) is not None:
+        return volumes.grow(api, existing, claim)
     try:
         retry(lambda: api.create(claim))
     except ApiException as exc:

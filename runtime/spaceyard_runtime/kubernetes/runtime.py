@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 import threading
@@ -37,12 +38,14 @@ from kubernetes.client.exceptions import ApiException
 from ..api import AppHandle, AppSpec, AppState, AppStatus, Capabilities, Endpoint, Flavor, LogSink, Runtime
 from ..errors import AppCrashed, AppStartError, AppStartTimeout, CapacityPending
 from ..flavors import load_flavors
+from ..hubpath import HubPath
 from ..output import startup_banner
 from ..settings import RuntimeSettings
-from . import objects, slugs
+from . import objects, slugs, volumes
 from .clients import KubeApi, make_api_client
 from .coldstart import ColdStart, may_change_stage, pull_seconds, slice_ready
 from .desired import ClusterConfig, DesiredSpace, SpaceStatus, Stage
+from .hub import KubernetesHubListener
 from .reconcile import IMAGE_ERRORS, apply_space, delete_data_claim, delete_space, observe_space, template_hash
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,7 @@ def cluster_config(settings: RuntimeSettings) -> ClusterConfig:
         runtime_class_name=settings.kubernetes_runtime_class,
         cluster_domain=settings.kubernetes_cluster_domain,
         storage_class=settings.kubernetes_storage_class,
+        hub_relay_port=settings.kubernetes_hub_relay_port,
     )
 
 
@@ -125,6 +129,17 @@ class KubernetesRuntime(Runtime):
         self.flavors = load_flavors(settings.flavors_file)
         self._pumps: dict[str, _LogPump] = {}
         self._desired: dict[str, DesiredSpace] = {}
+        self.hub_listener: KubernetesHubListener | None = None
+
+    def attach_hub(self, hub: HubPath) -> None:
+        self.hub = hub
+        if self.settings.kubernetes_hub_relay_port is not None:  # the relay in this pod, behind a Service (hub.py)
+            self.hub_listener = KubernetesHubListener(hub, self.settings, self.client)
+
+    async def _with_hub(self, spec: AppSpec) -> AppSpec:
+        if self.hub_listener is None:
+            return spec
+        return dataclasses.replace(spec, env={**spec.env, "HF_ENDPOINT": await self.hub_listener.endpoint()})
 
     capabilities = Capabilities(reattach=True, restarts_crashed_apps=True, wakes_in_place=True, endpoint_delay=15.0)
     """Pods outlive the platform, the kubelet restarts a crashed app, a Deployment scales back up; the
@@ -208,6 +223,7 @@ class KubernetesRuntime(Runtime):
 
     async def start(self, spec: AppSpec, log: LogSink) -> AppHandle:
         began = time.monotonic()
+        spec = await self._with_hub(spec)
         desired = self.desired(spec)
         log(startup_banner())
         await self._apply(desired)
@@ -387,10 +403,14 @@ class KubernetesRuntime(Runtime):
         (``Delete`` for dynamically provisioned volumes)."""
         await asyncio.to_thread(delete_data_claim, self.api, volume)
 
+    async def volume_usage(self, volume: str) -> int | None:
+        return await asyncio.to_thread(volumes.usage, self.api, volume)  # du in the running pod, None asleep
+
     def get_state(self, handle: AppHandle) -> dict[str, Any]:
         return {**super().get_state(handle), "template": handle.extra.get("template")}
 
     async def load_state(self, spec: AppSpec, state: dict[str, Any], log: LogSink) -> AppHandle | None:
+        spec = await self._with_hub(spec)
         desired = self.desired(spec)
         status = await asyncio.to_thread(
             observe_space, self.api, spec.space_id, self.cfg, want_template=template_hash(desired, self.cfg)
@@ -405,6 +425,8 @@ class KubernetesRuntime(Runtime):
         return handle
 
     async def aclose(self) -> None:
+        if self.hub_listener is not None:
+            self.hub_listener.close()
         for pump in list(self._pumps.values()):
             pump.close()
         self._pumps.clear()

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import hubpath
 from ..api import AppSpec
 from ..errors import AppStartError
 from ..sandbox import BoxSpec, Limits
@@ -155,9 +156,12 @@ def box_spec(settings: RuntimeSettings, spec: AppSpec, kind: str, code: Path) ->
     if kind == "zygote":
         ro.append(ZYGOTE_SCRIPT.resolve())
     space = space_dir(settings, spec)
+    view = hubpath.cache_view(settings.runtime_dir, spec.slug)  # HF_HUB_CACHE, written by the relay only
+    ro.append(view)
     return BoxSpec(
         space_id=spec.space_id,
         kind=kind,
+        hub_cache=view,
         ro=tuple(ro),
         rw=(space / "home", space / "tmp"),
         home=space / "home",

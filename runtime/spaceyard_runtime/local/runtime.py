@@ -60,6 +60,7 @@ class LocalRuntime(Runtime):
         plan = launch.plan(self.settings, spec, port)
         if self.hub is not None and self.sandbox.isolated:  # the Hub relay on the box's loopback (sandbox.py)
             plan.env["HF_ENDPOINT"] = hubpath.endpoint("127.0.0.1", self.hub.port)
+            plan.env.update(hubpath.app_env(hubpath.cache_view(self.settings.runtime_dir, spec.slug)))
         return plan
 
     def attach_hub(self, hub: HubPath) -> None:
@@ -80,7 +81,12 @@ class LocalRuntime(Runtime):
             launch.make_readable(Path(plan.cwd))
         log(startup_banner())
         uid = space_uid(spec.space_id) if self.sandbox.isolated else None
-        if added := await asyncio.to_thread(hubcache.install, spec.app_dir, self.space_dir(spec) / "home", uid):
+        if self.hub is not None and self.sandbox.isolated:  # preloaded files into the cache view (HF_HUB_CACHE)
+            view = hubpath.cache_view(self.settings.runtime_dir, spec.slug)
+            added = await asyncio.to_thread(hubcache.install_view, spec.app_dir, view)
+        else:
+            added = await asyncio.to_thread(hubcache.install, spec.app_dir, self.space_dir(spec) / "home", uid)
+        if added:
             log(f"Hub cache: {added} preloaded file(s) (preload_from_hub)")
         zygote, reason = self.warm.source(spec, plan)
         app: LocalApp | None = None
