@@ -69,6 +69,12 @@ def observe_wake(space: str, mode: str, extra: dict[str, Any]) -> None:
         WAKE_PHASE_SECONDS.labels(phase=phase, mode=mode).observe(float(seconds))
     FIRST_BYTE.arm(space, mode)
 SLEEPS = Counter("spaceyard_sleeps_total", "Spaces put to sleep after their idle time", ["space"], registry=REGISTRY)
+DEEP_SLEEPS = Counter(
+    "spaceyard_deep_sleeps_total",
+    "Sleeping Spaces put to deep sleep after deep_sleep_after",
+    ["space"],
+    registry=REGISTRY,
+)
 BUILDS = Counter("spaceyard_builds_total", "Finished builds", ["result"], registry=REGISTRY)
 BUILD_SECONDS = Histogram(
     "spaceyard_build_duration_seconds",

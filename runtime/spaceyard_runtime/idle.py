@@ -9,6 +9,10 @@
   and the idle time has passed since (their end counts as activity), or, if they stay open, once
   ``busy_max`` more seconds have passed with no traffic at all (a forgotten tab's quiet websocket must
   not keep an app awake for ever).
+* Deep sleep: a sleeping Space first sleeps *lightly* (the runtime keeps a warm parent: the wake is a
+  fork); ``deep_sleep_after`` seconds after it fell asleep it goes to *deep* sleep (nothing kept: the wake
+  is a cold start). ``deep_sleep_after`` is the Space's own (a Spaceyard extension) or, ``None``, the
+  platform's default; ``-1`` (any negative value) = never deep, ``0`` = deep at once.
 * The clock is the caller's (``time.monotonic()`` in the platform, a number in tests); ``last_activity``
   must come from the same clock. Activity "in the future" (clock skew) never puts a Space to sleep.
 """
@@ -75,3 +79,17 @@ def next_check(
     if due is None:
         return max_interval
     return max(0.0, min(due - now, max_interval))
+
+
+def effective_deep_sleep_after(deep_sleep_after: int | None, default_deep_sleep_after: int) -> int | None:
+    """Seconds of light sleep before deep sleep, or ``None`` for never (``-1``)."""
+    value = default_deep_sleep_after if deep_sleep_after is None else deep_sleep_after
+    return None if value < 0 else value
+
+
+def should_deep_sleep(
+    *, now: float, slept_at: float, deep_sleep_after: int | None, default_deep_sleep_after: int
+) -> bool:
+    """Whether a Space asleep (lightly) since ``slept_at`` should go to deep sleep now."""
+    limit = effective_deep_sleep_after(deep_sleep_after, default_deep_sleep_after)
+    return limit is not None and now >= slept_at + limit

@@ -47,7 +47,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import netns
+from . import netns, procmem
 from .errors import AppStartError
 from .flavors import oom_message
 from .hubpath import HubListener, HubPath
@@ -172,6 +172,10 @@ class Sandbox(abc.ABC):
 
     def oom_kills(self, box: Box) -> int:
         return 0
+
+    def pids(self, box: Box) -> list[int]:
+        """Host pids of the box's processes (to measure what it costs). Default: the leader's tree."""
+        return procmem.tree(box.leader_pid) if box.leader_pid is not None else []
 
     @abc.abstractmethod
     async def destroy(self, box: Box) -> None: ...
@@ -456,6 +460,9 @@ class BwrapSandbox(Sandbox):
         for cg in box.cgroups:
             pids.update(_procs(cg))
         return sorted(pids)
+
+    def pids(self, box: Box) -> list[int]:
+        return self._box_pids(box) or super().pids(box)
 
     def signal(self, box: Box, sig: int, keep: tuple[int, ...] = ()) -> int:
         """Signal every process inside the box's pid namespace but its init and the pids (as seen inside

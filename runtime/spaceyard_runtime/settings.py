@@ -45,16 +45,11 @@ class RuntimeSettings(BaseSettings):
         "unprivileged uid per Space, cgroup v1 limits (needs root); none: apps run as the platform's user on the "
         "host's network (trusted Spaces only). See docs/security.md.",
     )
-    max_warm_parents: int = Field(
-        8,
-        description="Local runtime: warm parents kept at once (one per Space; a sleeping Space keeps only its warm "
-        "parent). The least recently used idle one is ended first; its Space then wakes cold.",
-    )
     light_sleep_memory_mib: int = Field(
         4096,
         description="Memory (MiB) the warm parents of light-sleeping Spaces may hold together, per runtime "
-        "(the machine, the Docker engine, the cluster). Past it the least recently suspended Space goes to "
-        "deep sleep first (its next wake is cold); 0: no light sleep.",
+        "(the machine, the Docker engine, the cluster; local: the PSS of each idle warm parent's box). Past it "
+        "the least recently suspended Space goes to deep sleep first (its next wake is cold); 0: no light sleep.",
     )
     local_memory_scale: float = Field(
         1.0,

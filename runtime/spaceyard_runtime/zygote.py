@@ -18,7 +18,10 @@ Protocol, one JSON object per packet:
 * runtime -> zygote: ``{"signal": N, "pid": P}`` (after the 8-byte header, no fds): signal child ``P``
   (and its process group) with ``N``; pids are the zygote's own (it may run in a pid namespace).
 * runtime -> zygote: an 8-byte request id, then ``{"argv", "cwd", "env", "app_path", "quiet_queue"}``,
-  with the child's stdout and stderr write ends attached (``SCM_RIGHTS``). Only the child parses it; the
+  with the child's stdout and stderr write ends attached (``SCM_RIGHTS``), and optionally a third fd: a
+  pipe on which the child writes one byte once its HTTP server listens (uvicorn's ``Server.startup``
+  returned with ``started``), or which it closes without a byte if it cannot tell (readiness by
+  announcement instead of probing, :func:`_announce_ready`). Only the child parses it; the
   zygote wipes its copy after forking (a later child must not find an earlier Space's secrets in memory).
 * zygote -> runtime: ``{"type": "forked", "id", "pid"}`` or ``{"type": "fork_failed", "id", "message"}``;
   later ``{"type": "exit", "pid", "code"}`` when the zygote reaped the child (``code`` like
@@ -208,11 +211,29 @@ def _preload(modules: list[str]) -> tuple[dict[str, Any], list[str]]:
 # ---------------------------------------------------------------------------------------- child
 
 
-def _refresh_modules() -> None:
-    """Recompute environment-derived module constants for the child's environment."""
+class _Refresh:
+    """What a child re-executes, prepared once in the warm parent (its state is the child's at fork): the
+    compiled module-level assignments of :data:`REFRESH`, the values they held, and where else those
+    values are held (other modules' globals, default arguments in the refreshed packages)."""
+
+    def __init__(self) -> None:
+        self.code: list[tuple[dict[str, Any], Any, dict[str, object]]] = []
+        """(module namespace, compiled assignments, the assigned names' values before)."""
+        self.globals: dict[int, list[tuple[dict[str, Any], str]]] = {}
+        """id(old value) -> (namespace, name) of other modules holding it under the same name."""
+        self.defaults: dict[int, list[tuple[Any, int | str]]] = {}
+        """id(old value) -> (function, position or keyword) of defaults that are it."""
+
+
+_PREPARED: _Refresh | None = None
+
+
+def _prepare_refresh() -> _Refresh:
+    """Parse and compile the refreshed assignments and index their values' holders (in the warm parent)."""
     import ast
 
-    changed: dict[str, list[tuple[object, object]]] = {}
+    prepared = _Refresh()
+    olds: dict[str, dict[int, object]] = {}
     for name, names in REFRESH.items():
         module = sys.modules.get(name)
         path = getattr(module, "__file__", None)
@@ -221,6 +242,7 @@ def _refresh_modules() -> None:
         with open(path, encoding="utf-8") as f:
             tree = ast.parse(f.read(), path)
         body: list[ast.stmt] = []
+        assigned: set[str] = set()
         for node in tree.body:
             if isinstance(node, (ast.Assign, ast.AnnAssign)):
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -229,58 +251,75 @@ def _refresh_modules() -> None:
                     if isinstance(node, ast.AnnAssign) and node.value is None:
                         continue
                     body.append(node)
+                    assigned.update(tnames)
         ns = vars(module)
-        old = dict(ns)
-        exec(compile(ast.Module(body=body, type_ignores=[]), path, "exec"), ns)
-        for key, value in ns.items():
-            if key in old and old[key] is not value and old[key] != value:
-                changed.setdefault(key, []).append((old[key], value))
+        before = {k: ns[k] for k in assigned if k in ns}
+        prepared.code.append((ns, compile(ast.Module(body=body, type_ignores=[]), path, "exec"), before))
+        for key, value in before.items():
+            olds.setdefault(key, {})[id(value)] = value
+
+    packages = {name.split(".")[0] for name in REFRESH}
+    all_olds = {i: v for by_id in olds.values() for i, v in by_id.items()}
+
+    def index_defaults(func: Any) -> None:
+        func = getattr(func, "__func__", func)
+        for i, d in enumerate(getattr(func, "__defaults__", None) or ()):
+            if all_olds.get(id(d)) is d:
+                prepared.defaults.setdefault(id(d), []).append((func, i))
+        kw = getattr(func, "__kwdefaults__", None)
+        if isinstance(kw, dict):
+            for k, d in kw.items():
+                if all_olds.get(id(d)) is d:
+                    prepared.defaults.setdefault(id(d), []).append((func, k))
+
+    for mod_name, module in list(sys.modules.items()):
+        mod_ns = getattr(module, "__dict__", None)
+        if not isinstance(module, ModuleType) or not isinstance(mod_ns, dict):
+            continue
+        if mod_name not in REFRESH:
+            for key, by_id in olds.items():
+                current = mod_ns.get(key, mod_ns)
+                if by_id.get(id(current)) is current:
+                    prepared.globals.setdefault(id(current), []).append((mod_ns, key))
+        if mod_name.split(".")[0] not in packages:
+            continue
+        for value in list(mod_ns.values()):
+            if getattr(value, "__module__", None) != mod_name:
+                continue
+            if isinstance(value, type):
+                for attr in list(vars(value).values()):
+                    index_defaults(attr)
+            else:
+                index_defaults(value)
+    return prepared
+
+
+def _refresh_modules() -> None:
+    """Recompute environment-derived module constants for the child's environment."""
+    prepared = _PREPARED if _PREPARED is not None else _prepare_refresh()
+    swap: dict[int, object] = {}
+    for ns, code, before in prepared.code:
+        exec(code, ns)
+        for key, old in before.items():
+            new = ns.get(key, old)
+            if new is not old and old != new:
+                swap[id(old)] = new
     conf = sys.modules.get("fsspec.config")
     if conf is not None:  # fsspec reads its config files and FSSPEC_* variables at import
         conf.conf.clear()
         conf.set_conf_files(conf.conf_dir, conf.conf)
         conf.set_conf_env(conf.conf, os.environ)
-    if changed:
-        _rebind(changed)
-
-
-def _rebind(changed: dict[str, list[tuple[object, object]]]) -> None:
-    """Give modules (and default arguments in the refreshed packages) that hold an old value the new one."""
-    swap = {id(old): new for pairs in changed.values() for old, new in pairs}
-    olds = {id(old): old for pairs in changed.values() for old, _ in pairs}
-
-    def fix_defaults(func: Any) -> None:
-        func = getattr(func, "__func__", func)
-        defaults = getattr(func, "__defaults__", None)
-        if defaults and any(id(d) in swap and olds[id(d)] is d for d in defaults):
-            func.__defaults__ = tuple(swap[id(d)] if id(d) in swap and olds[id(d)] is d else d for d in defaults)
-        kw = getattr(func, "__kwdefaults__", None)
-        if kw:
-            for k, d in kw.items():
-                if id(d) in swap and olds[id(d)] is d:
-                    kw[k] = swap[id(d)]
-
-    packages = {name.split(".")[0] for name in REFRESH}
-    for mod_name, module in list(sys.modules.items()):
-        ns = getattr(module, "__dict__", None)
-        if not isinstance(module, ModuleType) or not isinstance(ns, dict):
-            continue
-        if mod_name not in REFRESH:
-            for key, pairs in changed.items():
-                current = ns.get(key, ns)
-                for old_value, new_value in pairs:
-                    if current is old_value:
-                        ns[key] = new_value
-        if mod_name.split(".")[0] not in packages:
-            continue
-        for value in list(ns.values()):
-            if getattr(value, "__module__", None) != mod_name:
-                continue
-            if isinstance(value, type):
-                for attr in list(vars(value).values()):
-                    fix_defaults(attr)
+    for old_id, new in swap.items():  # modules and default arguments that hold an old value get the new one
+        for ns, key in prepared.globals.get(old_id, ()):
+            if id(ns.get(key)) == old_id:
+                ns[key] = new
+        for func, where in prepared.defaults.get(old_id, ()):
+            if isinstance(where, int):
+                defaults = list(func.__defaults__)
+                defaults[where] = new
+                func.__defaults__ = tuple(defaults)
             else:
-                fix_defaults(value)
+                func.__kwdefaults__[where] = new
 
 
 def _reseed() -> None:
@@ -394,6 +433,34 @@ def quiet_gradio_queue() -> bool:
     return True
 
 
+def _announce_ready(fd: int) -> None:
+    """Write one byte on ``fd`` once the app's uvicorn server listens (the first one to start), then close
+    it; close it at once, without a byte, if uvicorn is not there to be watched (the runtime then probes)."""
+    os.set_inheritable(fd, False)  # the app's own subprocesses never see it
+    module = sys.modules.get("uvicorn.server")
+    server_cls = getattr(module, "Server", None)
+    original = getattr(server_cls, "startup", None)
+    if server_cls is None or original is None:
+        os.close(fd)
+        return
+    pending = [fd]
+
+    async def startup(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await original(self, *args, **kwargs)
+        finally:
+            if pending:
+                own = pending.pop()
+                with contextlib.suppress(OSError):
+                    if getattr(self, "started", False):
+                        os.write(own, b"1")
+                    os.close(own)
+
+    startup.__name__, startup.__qualname__, startup.__doc__ = original.__name__, original.__qualname__, original.__doc__
+    startup.__wrapped__ = original  # type: ignore[attr-defined]
+    server_cls.startup = startup
+
+
 _PYTHON_STARTUP_SIGNALS: dict[int, Any] = {
     signal.SIGINT: signal.default_int_handler,
     signal.SIGPIPE: signal.SIG_IGN,
@@ -424,9 +491,10 @@ def _child(request: dict[str, Any], fds: list[int], keep: list[int]) -> int:
     os.dup2(devnull, 0)
     os.dup2(fds[0], 1)
     os.dup2(fds[1], 2)
-    for fd in {devnull, *fds}:
+    for fd in {devnull, fds[0], fds[1]}:
         if fd > 2:
             os.close(fd)
+    ready_fd = fds[2] if len(fds) > 2 else None
     env: dict[str, str] = request["env"]
     os.environ.clear()
     os.environ.update(env)
@@ -447,6 +515,8 @@ def _child(request: dict[str, Any], fds: list[int], keep: list[int]) -> int:
     _reseed()
     if request.get("quiet_queue"):
         quiet_gradio_queue()
+    if ready_fd is not None:
+        _announce_ready(ready_fd)
     sys.stdout.flush()
     sys.stderr.flush()
     # run_path would set sys.argv[0] to the absolute path; `python app.py` keeps it as typed ("app.py") while
@@ -532,6 +602,11 @@ def serve(sock: socket.socket, preload: list[str]) -> int:
     except BaseException:
         _send(sock, {"type": "error", "message": traceback.format_exc()})
         return 1
+    global _PREPARED
+    try:
+        _PREPARED = _prepare_refresh()  # once here, not in every child
+    except Exception:  # each child prepares its own (slower, the same result)
+        _PREPARED = None
     gc.collect()
     gc.freeze()  # keep the preloaded objects out of the children's collections: their pages stay shared
     _send(
@@ -579,7 +654,7 @@ def serve(sock: socket.socket, preload: list[str]) -> int:
             if not fds and size > HEADER.size and buffer[HEADER.size : HEADER.size + 10] == b'{"signal":':
                 _signal_child(json.loads(bytes(buffer[HEADER.size : size])), children)
                 continue
-            if size < HEADER.size or len(fds) != 2 or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+            if size < HEADER.size or len(fds) not in (2, 3) or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
                 for fd in fds:
                     os.close(fd)
                 _forget(buffer, size)

@@ -204,15 +204,16 @@ class Zygote:
         logger.log(logging.INFO if reason == "shut down" else logging.WARNING, "warm parent %s: %s", self.key, reason)
 
     async def fork(
-        self, request: dict[str, Any], stdout_fd: int, stderr_fd: int
+        self, request: dict[str, Any], stdout_fd: int, stderr_fd: int, ready_fd: int | None = None
     ) -> tuple[int, asyncio.Future[int | None]]:
-        """Fork a child; returns its pid and a future of its exit code (``None``: unknown)."""
+        """Fork a child; returns its pid and a future of its exit code (``None``: unknown). ``ready_fd``: the
+        write end of a pipe on which the child announces that it listens (:func:`announced`)."""
         if not self.alive or self._sock is None:
             raise ZygoteError("the warm parent is not running")
         self._seq += 1
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending[self._seq] = future
-        fds = array.array("i", [stdout_fd, stderr_fd])
+        fds = array.array("i", [stdout_fd, stderr_fd, *([] if ready_fd is None else [ready_fd])])
         payload = HEADER.pack(self._seq) + json.dumps(request).encode()
         try:
             if len(payload) > MAX_PACKET:
@@ -301,4 +302,36 @@ class Zygote:
                 await proc.wait()
 
 
-__all__ = ["ZYGOTE_SCRIPT", "Zygote", "ZygoteError"]
+def announced(read_fd: int) -> asyncio.Future[bool]:
+    """Read the child's readiness pipe (``Zygote.fork``'s ``ready_fd``; this function owns ``read_fd``):
+    ``True`` once it announced that it listens, ``False`` if it closed the pipe without (or the future was
+    cancelled: the pipe is closed then too)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[bool] = loop.create_future()
+    os.set_blocking(read_fd, False)
+
+    def finish(value: bool) -> None:
+        loop.remove_reader(read_fd)
+        os.close(read_fd)
+        if not future.done():
+            future.set_result(value)
+
+    def readable() -> None:
+        try:
+            data = os.read(read_fd, 1)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        finish(bool(data))
+
+    def cancelled(f: asyncio.Future[bool]) -> None:
+        if f.cancelled():
+            finish(False)
+
+    loop.add_reader(read_fd, readable)
+    future.add_done_callback(cancelled)
+    return future
+
+
+__all__ = ["ZYGOTE_SCRIPT", "Zygote", "ZygoteError", "announced"]

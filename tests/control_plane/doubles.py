@@ -9,7 +9,7 @@ from typing import Any
 
 from spaceyard_builder.api import BuildRequest, BuildResult
 from spaceyard_platform.buildqueue import BuildQueue
-from spaceyard_runtime.api import AppHandle, AppSpec, AppState, AppStatus, Endpoint, LogSink, Runtime
+from spaceyard_runtime.api import AppHandle, AppSpec, AppState, AppStatus, Capabilities, Endpoint, LogSink, Runtime
 from spaceyard_runtime.errors import AppCrashed, CapacityPending
 
 
@@ -29,7 +29,22 @@ class FakeRuntime(Runtime):
         self.removed: list[str] = []
         self.ended_previous = 0
         """How often the lifecycle asked to end what a killed predecessor left (once per start)."""
+        self.deepened: list[str] = []
+        """Suspended handles the lifecycle put to deep sleep (backend ids)."""
+        self.costs: dict[str, int] = {}
+        """What each suspended handle still holds (bytes; default 1 MiB until deepened)."""
         self._next = 0
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(light_sleep=True)
+
+    async def deep_sleep(self, handle: AppHandle) -> None:
+        self.deepened.append(handle.backend_id)
+        self.costs[handle.backend_id] = 0
+
+    async def sleep_cost(self, handle: AppHandle) -> int | None:
+        return self.costs.get(handle.backend_id, 1 << 20)
 
     async def end_previous(self) -> None:
         self.ended_previous += 1

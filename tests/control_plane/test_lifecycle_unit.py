@@ -22,7 +22,7 @@ from spaceyard_platform.db.models import Build, Space
 from spaceyard_platform.db.session import Database
 from spaceyard_platform.deployer import Deployer
 from spaceyard_platform.gateway.routes import InMemoryRouteTable, RouteSpec, WakeRefused
-from spaceyard_platform.lifecycle import running, stages
+from spaceyard_platform.lifecycle import running, sleeping, stages
 from spaceyard_platform.lifecycle.recovery import recovered_stage
 from spaceyard_platform.lifecycle.stages import IllegalTransition, Stage
 from spaceyard_platform.repos import RepoStore
@@ -267,6 +267,55 @@ async def test_idle_sleep_and_wake_on_the_fake_clock(lab: Lab) -> None:
     assert lab.route().upstream == endpoint  # published before the visitors are released
     await lab.until(Stage.RUNNING)
     assert lab.space().run_log_key
+
+
+async def test_deep_sleep_after_the_platforms_time_or_the_spaces_own(lab: Lab) -> None:
+    lab.settings.deep_sleep_after = 600
+    await lab.push_and_build("c" * 40)
+    await lab.until(Stage.RUNNING)
+    assert lab.deployer.sleep_depth(lab.pk) is None  # awake
+    await lab.deployer.sleep(lab.pk)
+    assert lab.space().stage == Stage.SLEEPING and lab.deployer.sleep_depth(lab.pk) == "light"
+    lab.clock.advance(599)
+    await lab.deployer._check_idle()
+    assert lab.runtime.deepened == [] and lab.deployer.sleep_depth(lab.pk) == "light"
+    lab.clock.advance(1)
+    await lab.deployer._check_idle()
+    assert lab.runtime.deepened == ["1"]  # the suspended handle, once
+    assert lab.space().stage == Stage.SLEEPING and lab.deployer.sleep_depth(lab.pk) == "deep"
+    await lab.deployer._check_idle()
+    assert lab.runtime.deepened == ["1"]
+
+    await lab.deployer.wake(SPACE)  # a wake from deep sleep resumes the deepened handle (a cold start)
+    await lab.until(Stage.RUNNING)
+    assert lab.deployer.sleep_depth(lab.pk) is None
+    with lab.db.session() as s:  # the Space's own setting wins: never, then at once
+        row = s.get(Space, lab.pk)
+        assert row is not None
+        row.deep_sleep_after = -1
+    await lab.deployer.sleep(lab.pk)
+    lab.clock.advance(10 * 600)
+    await lab.deployer._check_idle()
+    assert lab.runtime.deepened == ["1"] and lab.deployer.sleep_depth(lab.pk) == "light"
+    with lab.db.session() as s:
+        row = s.get(Space, lab.pk)
+        assert row is not None
+        row.deep_sleep_after = 0
+    await lab.deployer._check_idle()
+    assert lab.runtime.deepened == ["1", "2"] and lab.deployer.sleep_depth(lab.pk) == "deep"
+
+
+async def test_a_light_sleeper_the_runtime_deepened_itself_shows_as_deep(lab: Lab) -> None:
+    lab.settings.deep_sleep_after = -1
+    await lab.push_and_build("c" * 40)
+    await lab.until(Stage.RUNNING)
+    await lab.deployer.sleep(lab.pk)
+    lab.runtime.costs["1"] = 0  # its memory budget ended the warm parent
+    await lab.deployer._check_idle()
+    assert lab.deployer.sleep_depth(lab.pk) == "light"  # not asked again yet
+    lab.clock.advance(sleeping.DEPTH_CHECK_INTERVAL)
+    await lab.deployer._check_idle()
+    assert lab.deployer.sleep_depth(lab.pk) == "deep" and lab.runtime.deepened == []
 
 
 async def test_wake_is_refused_while_paused_building_or_failed(lab: Lab) -> None:

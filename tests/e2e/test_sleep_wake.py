@@ -97,6 +97,49 @@ def test_a_visit_wakes_it_and_gets_the_right_answer(server: Server, sleepy: Path
     assert "Fork: from the warm parent" in run_log  # woken by forking the warm parent, and says so
 
 
+def warm_parents(server: Server, slug: str) -> list[int]:
+    """The Space's warm parent processes (the zygote script, in the Space's HOME)."""
+    home = str(server.data_dir.resolve() / "runtime" / "spaces" / slug / "home")
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            continue
+        if b"zygote.py" in cmdline and cwd == home and b"bwrap" not in cmdline.split(b"\0")[0]:
+            found.append(int(entry))
+    return found
+
+
+def test_deep_sleep_ends_the_warm_parent_and_the_next_wake_is_cold(server: Server, sleepy: Path) -> None:
+    url = f"/api/spaces/{SPACE}/deepsleeptime"
+    assert server.api("POST", url, json={"seconds": -2}).status_code == 400
+    assert server.api("POST", url, json={"seconds": 0}, token=None).status_code in (401, 404)
+    set_sleep_time(server, 1)
+    server.wait_stage(SPACE, {"SLEEPING"}, timeout=30)
+    assert server.runtime(SPACE)["spaceyardSleep"] == "light"
+    assert warm_parents(server, "admin-sleepy"), "a light sleeper keeps its warm parent"
+    r = server.api("POST", url, json={"seconds": 0})  # deep at once: from the next idle check
+    assert r.status_code == 200 and r.json()["spaceyardDeepSleepAfter"] == 0, r.text
+    deadline = time.monotonic() + 30
+    while server.runtime(SPACE)["spaceyardSleep"] != "deep" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert server.runtime(SPACE)["spaceyardSleep"] == "deep" and server.runtime(SPACE)["stage"] == "SLEEPING"
+    while warm_parents(server, "admin-sleepy") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert warm_parents(server, "admin-sleepy") == []  # nothing kept
+    r = server.api("POST", url, json={"seconds": None})  # back to the platform's default (an hour)
+    assert r.status_code == 200 and r.json()["spaceyardDeepSleepAfter"] == 3600, r.text
+    set_sleep_time(server, 3600)
+    assert greet(server, "deep") == '["Hello deep! (v1)"]'
+    assert server.runtime(SPACE)["spaceyardSleep"] is None
+    run_log = "\n".join(read_sse(f"{server.url}/api/spaces/{SPACE}/logs/run"))
+    assert "Cold start" in run_log and "Fork: from the warm parent" not in run_log  # this wake's log only
+
+
 def test_fifty_concurrent_first_requests_cause_one_wake(server: Server, sleepy: Path) -> None:
     set_sleep_time(server, 1)
     server.wait_stage(SPACE, {"SLEEPING"}, timeout=30)

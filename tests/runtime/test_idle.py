@@ -6,7 +6,14 @@ from functools import partial
 
 import pytest
 
-from spaceyard_runtime.idle import effective_sleep_time, next_check, should_sleep, sleep_at
+from spaceyard_runtime.idle import (
+    effective_deep_sleep_after,
+    effective_sleep_time,
+    next_check,
+    should_deep_sleep,
+    should_sleep,
+    sleep_at,
+)
 
 HOUR = 3600
 DEFAULT = 48 * HOUR
@@ -86,3 +93,19 @@ def test_open_requests_hold_a_space_awake_up_to_the_busy_maximum() -> None:
     assert not base(now=11.0, in_flight=1, busy_max=60.0)
     assert not base(now=69.0, in_flight=2, busy_max=60.0)
     assert base(now=70.0, in_flight=1, busy_max=60.0)
+
+
+def test_deep_sleep_after_its_own_setting_else_the_platforms() -> None:
+    deep = partial(should_deep_sleep, slept_at=1_000.0, default_deep_sleep_after=HOUR)
+    assert effective_deep_sleep_after(None, HOUR) == HOUR
+    assert effective_deep_sleep_after(-1, HOUR) is None
+    assert effective_deep_sleep_after(None, -1) is None
+    assert effective_deep_sleep_after(0, HOUR) == 0
+    assert not deep(now=1_000.0 + HOUR - 0.1, deep_sleep_after=None)
+    assert deep(now=1_000.0 + HOUR, deep_sleep_after=None)
+    assert deep(now=1_000.0, deep_sleep_after=0)  # at once
+    assert not deep(now=1_000.0 + 10 * DEFAULT, deep_sleep_after=-1)  # never
+    assert not deep(now=1_000.0 + 59, deep_sleep_after=60)
+    assert deep(now=1_000.0 + 60, deep_sleep_after=60)
+    # a clock before slept_at (skew) never deepens early
+    assert not should_deep_sleep(now=900.0, slept_at=1_000.0, deep_sleep_after=60, default_deep_sleep_after=HOUR)

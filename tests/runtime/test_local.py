@@ -477,3 +477,79 @@ async def test_preload_modules_and_a_failing_warm_parent(gradio_env: Path, tmp_p
         assert info.value.exit_code == 3
     finally:
         await rt.aclose()
+
+
+async def test_light_sleep_within_a_memory_budget_then_deep_sleep(gradio_env: Path, tmp_path: Path) -> None:
+    """Real warm parents: a light sleeper costs its warm parent's PSS; past the budget the least recently
+    used idle one ends first; ``deep_sleep`` ends one; a wake after either is cold, else a fork."""
+    settings = RuntimeSettings(local_sandbox="none", data_dir=tmp_path / "data", fast_wake=True)
+    rt = LocalRuntime(settings)
+    assert rt.capabilities.light_sleep
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    (app_dir / "app.py").write_text(APP)
+    first = make_spec(gradio_env, app_dir)
+    second = AppSpec(**{**first.__dict__, "space_id": "bob/other", "slug": "", "source_folder": ""})
+    try:
+        assert await rt.prewarm(first) and await rt.prewarm(second)
+        handle = await rt.start(second, lambda _: None)  # the most recently used
+        assert handle.start_mode == "fork"
+        await rt.wait_ready(handle, timeout=60)
+        await rt.suspend(handle)
+        cost = await rt.sleep_cost(handle)
+        assert cost is not None and cost > 20 * 2**20  # Gradio imported: tens of MiB, counted by PSS
+        first_cost = rt.warm.cost(rt.zygote_key(first))
+        assert first_cost > 20 * 2**20
+        settings.light_sleep_memory_mib = (cost + first_cost) // 2**20 - 1  # one of the two fits
+        rt.warm.bound()
+        assert rt.zygote_key(first) not in rt.warm.tasks  # the least recently used went
+        assert (await rt.sleep_cost(handle) or 0) > 20 * 2**20  # it stays
+        woken = await rt.resume(handle, lambda _: None)
+        assert woken.start_mode == "fork"  # light sleep: a fork
+        await rt.wait_ready(woken, timeout=60)
+        await rt.suspend(woken)
+        await rt.deep_sleep(woken)
+        await rt.deep_sleep(woken)  # idempotent
+        assert await rt.sleep_cost(woken) == 0
+        cold = await rt.resume(woken, lambda _: None)
+        assert cold.start_mode == "cold"  # deep sleep: nothing kept
+        await rt.wait_ready(cold, timeout=60)
+        assert call_info(cold.endpoint.url, "deep")["echo"] == "deep"
+        await rt.stop(cold)
+        settings.light_sleep_memory_mib = 0  # no light sleep: the warm parent that cold start began goes too
+        await rt.prewarm(second)
+        rt.warm.bound()
+        assert rt.warm.tasks == {}
+    finally:
+        await rt.aclose()
+
+
+PLAIN_HTTP = textwrap.dedent(
+    """
+    import http.server, os
+    print("serving without uvicorn", flush=True)
+    handler = http.server.SimpleHTTPRequestHandler
+    http.server.HTTPServer((os.environ["GRADIO_SERVER_NAME"], int(os.environ["PORT"])), handler).serve_forever()
+    """
+)
+
+
+@pytest.mark.parametrize("runtime", ["fork"], indirect=True)
+async def test_a_forked_app_that_cannot_announce_is_still_found_ready(
+    runtime: LocalRuntime, gradio_env: Path, tmp_path: Path
+) -> None:
+    """Forked Gradio apps say when uvicorn listens (no probing); one that serves another way never does,
+    and the slow safety-net probe finds it."""
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    (app_dir / "app.py").write_text(PLAIN_HTTP)
+    handle = await runtime.start(make_spec(gradio_env, app_dir), lambda _: None)
+    assert handle.start_mode == "fork"
+    await runtime.wait_ready(handle, timeout=60)
+    with httpx.Client(timeout=10) as client:
+        assert client.get(handle.endpoint.url + "/").status_code == 200
+    app = runtime.processes.get(handle.backend_id)
+    assert app is not None and app.announced is not None and not app.announced.done()  # it never said
+    await runtime.stop(handle)
+    await asyncio.wait_for(asyncio.shield(app.announced), 5)
+    assert app.announced.result() is False  # the pipe closed with the app

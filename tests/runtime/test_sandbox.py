@@ -141,6 +141,8 @@ async def test_cold_and_forked_apps_run_in_the_same_walls(
             while len(uid_processes(uid)) > 1 and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert len(uid_processes(uid)) == 1
+            light = await runtime.sleep_cost(handle)  # measured inside the walls: every process of the box
+            assert light is not None and light > 20 * 2**20
             runtime.settings.fast_wake = False
     await runtime.aclose()
     assert wait_gone(uid) == []

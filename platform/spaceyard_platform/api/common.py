@@ -48,6 +48,10 @@ def runtime_json(svc: Services, space: Space) -> dict[str, Any]:
         "domains": [{"domain": f"{space.app_label}.{svc.settings.resolved_apps_domain}", "stage": "READY"}],
         "sha": space.head_sha,
     }
+    if not static:  # Spaceyard extensions (the Hub has neither)
+        deep = space.deep_sleep_after if space.deep_sleep_after is not None else svc.settings.deep_sleep_after
+        data["spaceyardDeepSleepAfter"] = deep
+        data["spaceyardSleep"] = svc.deployer.sleep_depth(space.id)
     if space.error_message:
         data["errorMessage"] = space.error_message
     return data

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from ..deps import PrincipalDep, ServicesDep, SessionDep
 from ..errors import BadRequest
-from ..services.spaces import check_sleep_time
+from ..services.spaces import check_deep_sleep_after, check_sleep_time
 from .common import runtime_json, writable_space
 
 router = APIRouter(prefix="/api/spaces")
@@ -26,6 +26,25 @@ def set_sleep_time(
     space = writable_space(session, principal, owner, name)
     check_sleep_time(body.seconds)
     space.sleep_time = body.seconds
+    session.commit()
+    return runtime_json(svc, space)
+
+
+class DeepSleepAfter(BaseModel):
+    seconds: int | None
+    """``None``: the platform's ``deep_sleep_after``."""
+
+
+@router.post("/{owner}/{name}/deepsleeptime")
+def set_deep_sleep_after(
+    owner: str, name: str, body: DeepSleepAfter, svc: ServicesDep, session: SessionDep, principal: PrincipalDep
+) -> Any:
+    """Spaceyard extension (the Hub has no such setting): seconds a sleeping Space keeps its fast wake
+    (light sleep) before deep sleep; -1 never, 0 at once. Applies from the Space's next idle check."""
+    space = writable_space(session, principal, owner, name)
+    if body.seconds is not None:
+        check_deep_sleep_after(body.seconds)
+    space.deep_sleep_after = body.seconds
     session.commit()
     return runtime_json(svc, space)
 

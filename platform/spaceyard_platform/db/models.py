@@ -81,6 +81,9 @@ class Space(Base):
     private: Mapped[bool] = mapped_column(Boolean, default=False)
     hardware: Mapped[str] = mapped_column(String(32), default="cpu-basic")
     sleep_time: Mapped[int | None] = mapped_column(Integer, default=None)
+    deep_sleep_after: Mapped[int | None] = mapped_column(Integer, default=None)
+    """Spaceyard extension (the Hub has none): seconds asleep before deep sleep (``-1`` never, ``0`` at
+    once); ``None``: the platform's ``deep_sleep_after``."""
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     head_sha: Mapped[str | None] = mapped_column(String(40), default=None)
     card_data: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -6,6 +6,13 @@ the deployer's own stage and clock, and from what the gateway counted (last acti
 :class:`~spaceyard_platform.gateway.routes.Waker`), which coalesces concurrent visitors into one call;
 here it is serialised with every other lifecycle change by the Space's lock, and the visitors are
 released as soon as the app answers (the stage is recorded just after).
+
+Sleep has two depths, both the stage ``SLEEPING``: first *light* (the runtime keeps what makes the wake
+fast: a warm parent, :attr:`~spaceyard_runtime.api.Capabilities.light_sleep`), then, once the Space has
+slept ``deep_sleep_after`` seconds (its own setting, else the platform's; pure policy
+:func:`spaceyard_runtime.idle.should_deep_sleep`), *deep*: :meth:`Runtime.deep_sleep` frees it all. A
+runtime may deepen light sleepers itself to stay within its memory budget: the idle check asks it what a
+light sleeper still costs every :data:`DEPTH_CHECK_INTERVAL` seconds (0 bytes: it is deep asleep).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from sqlalchemy import select
 
 from spaceyard_runtime.api import Endpoint
 from spaceyard_runtime.errors import RuntimeBackendError
-from spaceyard_runtime.idle import should_sleep
+from spaceyard_runtime.idle import should_deep_sleep, should_sleep
 
 from .. import metrics
 from ..db.models import Space
@@ -28,6 +35,9 @@ from .stages import Stage
 from .state import SpaceState
 
 log = logging.getLogger("spaceyard.deployer")
+
+DEPTH_CHECK_INTERVAL = 30.0
+"""Seconds between questions to the runtime about what a light sleeper still costs."""
 
 
 class SleepWake(Running):
@@ -118,9 +128,10 @@ class SleepWake(Running):
 
     async def _check_idle(self) -> None:
         awake = [s for s in self.states.values() if s.handle is not None]
-        if not awake:
+        light = [s for s in self.states.values() if s.handle is None and s.suspended is not None and not s.deep]
+        if not awake and not light:
             return
-        sleep_times = await asyncio.to_thread(self._sleep_times, [s.pk for s in awake])
+        times = await asyncio.to_thread(self._sleep_times, [s.pk for s in awake + light])
         now = self.clock()
         for state in awake:
             if state.route is None:
@@ -130,17 +141,52 @@ class SleepWake(Running):
             if should_sleep(
                 now=now,
                 last_activity=last,
-                sleep_time=sleep_times.get(state.pk),
+                sleep_time=times.get(state.pk, (None, None))[0],
                 default_sleep_time=self.settings.default_sleep_time,
                 stage=state.stage.value,
                 in_flight=self.activity.in_flight(state.space_id),
                 busy_max=self.settings.sleep_busy_max,
             ):
                 await self.sleep(state.pk)
+        for state in light:
+            if should_deep_sleep(
+                now=now,
+                slept_at=state.slept_at,
+                deep_sleep_after=times.get(state.pk, (None, None))[1],
+                default_deep_sleep_after=self.settings.deep_sleep_after,
+            ):
+                await self.deep_sleep(state.pk)
+            elif now - state.depth_checked_at >= DEPTH_CHECK_INTERVAL:
+                await self._check_depth(state)
 
-    def _sleep_times(self, pks: list[str]) -> dict[str, int | None]:
+    async def _check_depth(self, state: SpaceState) -> None:
+        """Learn whether the runtime deepened a light sleeper on its own (its memory budget)."""
+        state.depth_checked_at = self.clock()
+        handle = state.suspended
+        if handle is None or state.deep:
+            return
+        try:
+            cost = await self.runtime.sleep_cost(handle)
+        except RuntimeBackendError:
+            return
+        if cost == 0 and state.suspended is handle:
+            state.deep = True
+
+    def sleep_depth(self, pk: str) -> str | None:
+        """``light`` or ``deep`` for a sleeping Space (as last known), ``None`` for one that is not asleep."""
+        state = self.states.get(pk)
+        if state is None or state.handle is not None or state.stage is not Stage.SLEEPING:
+            return None
+        if state.suspended is not None and not state.deep and self.runtime.capabilities.light_sleep:
+            return "light"
+        return "deep"
+
+    def _sleep_times(self, pks: list[str]) -> dict[str, tuple[int | None, int | None]]:
+        """Each Space's own ``(sleep_time, deep_sleep_after)``."""
         with self.db.session() as s:
-            return {sp.id: sp.sleep_time for sp in s.scalars(select(Space).where(Space.id.in_(pks)))}
+            return {
+                sp.id: (sp.sleep_time, sp.deep_sleep_after) for sp in s.scalars(select(Space).where(Space.id.in_(pks)))
+            }
 
     async def sleep(self, pk: str) -> None:
         state = self.states.get(pk)
@@ -159,5 +205,24 @@ class SleepWake(Running):
             space = await asyncio.to_thread(self._get_space, pk)
             if space.run_log_key:
                 self.log_writer.close(space.run_log_key)  # the next wake writes a new one
-            state.suspended = handle
+            state.suspended, state.deep = handle, False
+            state.slept_at = self.clock()
+            await self._check_depth(state)  # nothing kept (no warm parent for this app): deep at once
             metrics.SLEEPS.labels(space=state.space_id).inc()
+
+    async def deep_sleep(self, pk: str) -> None:
+        """Free what the runtime keeps for a sleeping Space's fast wake; its next wake is a cold start."""
+        state = self.states.get(pk)
+        if state is None:
+            return
+        async with state.lock:
+            handle = state.suspended
+            if state.handle is not None or handle is None or state.deep:
+                return
+            try:
+                await self.runtime.deep_sleep(handle)
+            except RuntimeBackendError as exc:  # tried again at the next idle check
+                log.warning("deep sleep of %s: %s", state.space_id, exc)
+                return
+            state.deep = True
+            metrics.DEEP_SLEEPS.labels(space=state.space_id).inc()

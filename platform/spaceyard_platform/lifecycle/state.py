@@ -66,6 +66,12 @@ class SpaceState:
     serving: Serving | None = None
     handle: AppHandle | None = None
     suspended: AppHandle | None = None
+    slept_at: float = 0.0
+    """When ``suspended`` was suspended (the deployer's clock): deep sleep is counted from there."""
+    deep: bool = False
+    """``suspended`` is in deep sleep: the runtime keeps nothing of it (its next wake is a cold start)."""
+    depth_checked_at: float = 0.0
+    """When the runtime was last asked what ``suspended`` still costs (it may deepen light sleepers itself)."""
     previous: Previous | None = None
     monitor: asyncio.Task[None] | None = None
     latest_build: str | None = None

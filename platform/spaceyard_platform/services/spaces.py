@@ -79,6 +79,11 @@ def check_sleep_time(seconds: int) -> None:
         raise BadRequest("Sleep time must be a whole number of seconds >= 1, or -1 to never sleep")
 
 
+def check_deep_sleep_after(seconds: int) -> None:
+    if seconds < -1:
+        raise BadRequest("Deep sleep after must be a whole number of seconds >= 0, or -1 to never sleep deeply")
+
+
 def create_space(
     svc: Services,
     session: Session,

@@ -66,6 +66,7 @@ def space_context(
         "disable_embedding": bool(card.get("disable_embedding", False)),
         "full_width": card.get("fullWidth", True) is not False,
         "mini_header": str(card.get("header") or "") == "mini",
+        "sleep_depth": svc.deployer.sleep_depth(space.id),
     }
 
 
@@ -117,6 +118,9 @@ def settings_page(
         variables=variables,
         flavors=svc.flavors,
         sleep_time=gc,
+        deep_sleep_after=(
+            space.deep_sleep_after if space.deep_sleep_after is not None else svc.settings.deep_sleep_after
+        ),
         owners=writable_namespaces(session, principal) if principal else [],
         flash_done=request.query_params.get("done", "")[:300],
         flash_error=request.query_params.get("error", "")[:500],

@@ -16,8 +16,10 @@ Two ways to start an app, said in the run log (second line, after the Hub-style 
 * ``fork``: the app is forked from the Space's warm parent (a *zygote*, :mod:`spaceyard_runtime.zygote`)
   that has already imported Gradio and ``AppSpec.preload_modules``, and runs inside the warm parent's box:
   the same walls as a cold start, ~10x faster. One warm parent per (Space, environment, preload modules),
-  at most ``RuntimeSettings.max_warm_parents`` (least recently used idle ones go first); a sleeping Space
-  keeps only its warm parent. A box holds one app: while the warm parent serves one version, another
+  the idle ones within ``RuntimeSettings.light_sleep_memory_mib`` of measured memory (PSS; least recently
+  used go first). A sleeping Space keeps only its warm parent (light sleep: ``sleep_cost`` is its PSS)
+  until ``deep_sleep`` or the budget ends it (its next wake is cold). A box holds one app: while the warm
+  parent serves one version, another
   version of the Space starts cold. Used for Gradio Spaces when ``RuntimeSettings.fast_wake`` is on and
   the fork would behave like a cold start (:func:`spaceyard_runtime.zygote.fork_blockers`); otherwise,
   or if the warm parent is not ready or fails, the start is cold and the log line says why. The first

@@ -22,7 +22,7 @@ from ..api import AppState, AppStatus, LogSink
 from ..errors import AppCrashed, AppStartError
 from ..output import AppOutput, LineSplitter
 from ..sandbox import Box, Sandbox
-from ..zygote_client import Zygote
+from ..zygote_client import Zygote, announced
 from .launch import LaunchPlan
 
 DRAIN_TIMEOUT = 2.0
@@ -50,6 +50,9 @@ class LocalApp(AppOutput):
     oom_base: int = 0
     oom: bool = False
     """The kernel killed a process of the app for its memory limit."""
+    announced: asyncio.Future[bool] | None = None
+    """A forked app's own word that it listens (``True``), or that it cannot say (``False``): readiness
+    without probing (:func:`spaceyard_runtime.zygote_client.announced`). ``None``: probe."""
 
 
 async def pump(fd: int, app: AppOutput) -> None:
@@ -207,6 +210,7 @@ class Processes:
         log(f"Fork: from the warm parent (pid {zygote.pid}, {preloaded} already imported)")
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        ready_r, ready_w = os.pipe()
         request = {
             "argv": plan.app_argv,
             "orig_argv": plan.argv,
@@ -216,15 +220,18 @@ class Processes:
             "quiet_queue": quiet_queue,
         }
         try:
-            pid, exited = await zygote.fork(request, out_w, err_w)
+            pid, exited = await zygote.fork(request, out_w, err_w, ready_w)
         except BaseException:
             os.close(out_r)
             os.close(err_r)
+            os.close(ready_r)
             raise
         finally:
             os.close(out_w)
             os.close(err_w)
+            os.close(ready_w)
         app = LocalApp(backend_id=self._new_id(pid), pid=pid, mode="fork", log=log, exited=exited, box=box)
+        app.announced = announced(ready_r)
         app.oom_base = oom_base
         app.kill = lambda sig: zygote.signal_child(pid, sig)
 

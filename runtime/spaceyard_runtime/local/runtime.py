@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from pathlib import Path
 from typing import Any
 
 from .. import hubcache, hubpath
-from ..api import AppHandle, AppSpec, AppStatus, Endpoint, LogSink, Runtime
+from ..api import AppHandle, AppSpec, AppStatus, Capabilities, Endpoint, LogSink, Runtime
 from ..errors import AppCrashed, AppStartError
 from ..hubpath import HubPath
 from ..output import startup_banner
@@ -22,6 +23,10 @@ from . import launch
 from .launch import LaunchPlan
 from .process import LocalApp, Processes, end_left_over
 from .warm import WarmParents, zygote_key
+
+ANNOUNCED_PROBE = 1.0
+"""Seconds between readiness probes of a forked app that will say when it listens (a safety net for an app
+that serves HTTP without uvicorn: it never announces)."""
 
 
 class LocalRuntime(Runtime):
@@ -69,6 +74,12 @@ class LocalRuntime(Runtime):
     @staticmethod
     def zygote_key(spec: AppSpec) -> str:
         return zygote_key(spec)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Light sleep: a suspended Gradio app's warm parent stays (within ``light_sleep_memory_mib``) and
+        its wake is a fork (:mod:`.warm`)."""
+        return Capabilities(light_sleep=self.settings.fast_wake and self.settings.light_sleep_memory_mib > 0)
 
     # ------------------------------------------------------------------ start
 
@@ -125,6 +136,14 @@ class LocalRuntime(Runtime):
         """
         return await self.warm.prewarm(spec)
 
+    async def sleep_cost(self, handle: AppHandle) -> int | None:
+        """The PSS of the warm parent a wake of ``handle`` would fork from (0: none, a cold wake)."""
+        return self.warm.cost(zygote_key(handle.spec))  # one read of smaps_rollup per process: ~1 ms
+
+    async def deep_sleep(self, handle: AppHandle) -> None:
+        """End the warm parent of ``handle``'s Space (if idle): its next wake is a cold start."""
+        self.warm.deepen(handle.spec)
+
     async def forget(self, space_id: str) -> None:
         """End the Space's warm parents (and their sandboxes)."""
         await self.warm.forget(space_id)
@@ -146,6 +165,27 @@ class LocalRuntime(Runtime):
             raise AppCrashed("the app is not running", exit_code=self.processes.finished_code(handle.backend_id))
         host, port = handle.endpoint.host, handle.endpoint.port
         interval = self.settings.readiness_interval
+        if app.announced is not None:  # a forked app says when it listens: no GET / to render, no probe step
+            started = time.monotonic()
+            netns = handle.endpoint.netns
+            slow = asyncio.ensure_future(wait_for_http(host, port, app.exited, timeout, ANNOUNCED_PROBE, netns))
+            try:
+                either: list[asyncio.Future[Any]] = [app.announced, slow]
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                if app.announced.done() and app.announced.result():
+                    app.ready = True
+                    return
+                if slow.done():  # an app that serves without uvicorn: found by the slow probe
+                    if not slow.result():  # AppStartTimeout raises here
+                        raise await self.processes.crashed(app, "before answering HTTP")
+                    app.ready = True
+                    return
+            finally:
+                if not slow.done():
+                    slow.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await slow
+            timeout = max(timeout - (time.monotonic() - started), 0.0)  # it could not say: probe the rest
         if not await wait_for_http(host, port, app.exited, timeout, interval, handle.endpoint.netns):
             raise await self.processes.crashed(app, "before answering HTTP")
         app.ready = True

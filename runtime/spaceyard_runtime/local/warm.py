@@ -1,7 +1,10 @@
 """Warm parents (*zygotes*, :mod:`spaceyard_runtime.zygote`): which one an app forks from, warming, bounding.
 
-One warm parent per (Space, environment, preload modules), each in its own box, at most
-``RuntimeSettings.max_warm_parents`` (least recently used idle ones go first). A box holds one app: while
+One warm parent per (Space, environment, preload modules), each in its own box. The idle ones (whose
+Space sleeps lightly, or starts cold) together hold at most ``RuntimeSettings.light_sleep_memory_mib``
+of memory, measured (:mod:`spaceyard_runtime.procmem`: the PSS of every process in the box): past it the
+least recently used idle ones end first (their Space is then in deep sleep: its next wake is cold). A busy
+one serves an awake app and is not counted (the app it forked shares its pages). A box holds one app: while
 the warm parent serves one version, another version of the Space starts cold. :meth:`WarmParents.source`
 says which warm parent a start forks from, or why it starts cold; asking warms one in the background for
 the next start. A warm parent that failed is retried after :data:`ZYGOTE_RETRY_AFTER` seconds.
@@ -18,6 +21,7 @@ import os
 import time
 from pathlib import Path
 
+from .. import procmem
 from ..api import AppSpec
 from ..sandbox import Box, Sandbox
 from ..settings import RuntimeSettings
@@ -90,6 +94,10 @@ class WarmParents:
         self._used: dict[str, float] = {}
         self._lineage: dict[str, str] = {}
         self._boxes: dict[str, Box] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        """Dropped warm parents being closed (awaited by :meth:`aclose`)."""
+        self._cost: dict[str, int] = {}
+        """Last measured PSS (bytes) of each idle warm parent's box."""
 
     def env(self, spec: AppSpec) -> dict[str, str]:
         """The warm parent's environment: an app's (the Space's HOME and TMPDIR), without the Space's
@@ -167,6 +175,8 @@ class WarmParents:
                 logger.warning("warm parent for %s failed: %s", spec.artifact, exc)
                 raise
             self._failures.pop(key, None)
+            self._used[key] = time.monotonic()
+            asyncio.get_running_loop().call_soon(self.bound)  # now it has a size (after the task is done)
             return zygote
 
         task = asyncio.ensure_future(warm())
@@ -187,6 +197,8 @@ class WarmParents:
         """An app forked from ``zygote`` ended."""
         if zygote.key not in self.tasks:  # dropped while it served this app
             asyncio.ensure_future(zygote.close())
+        else:
+            self._used[zygote.key] = time.monotonic()  # its Space just went to sleep: the last to go
         self.bound()
 
     def _idle(self, key: str) -> bool:
@@ -195,14 +207,41 @@ class WarmParents:
             return task is None
         return task.cancelled() or task.exception() is not None or not task.result().busy
 
+    def cost(self, key: str) -> int:
+        """Bytes (PSS) the warm parent ``key`` holds now; 0 if there is none alive."""
+        task = self.tasks.get(key)
+        box = self._boxes.get(key)
+        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+            return 0
+        zygote = task.result()
+        if not zygote.alive:
+            return 0
+        if box is not None and self.sandbox.isolated:
+            pids = self.sandbox.pids(box)
+        else:
+            pids = [zygote.pid] if zygote.pid is not None else []
+        return procmem.total(pids).pss
+
     def bound(self) -> None:
-        """At most ``max_warm_parents``: the least recently used idle ones go (a busy one serves an app that
-        lives in its sandbox: it stays until that app ends)."""
-        while len(self.tasks) > max(self.settings.max_warm_parents, 0):
-            idle = [k for k in self.tasks if self._idle(k)]
-            if not idle:
+        """Keep the idle warm parents within ``light_sleep_memory_mib``: the least recently used go first (a
+        busy one serves an app that lives in its sandbox: it stays until that app ends, and is not counted)."""
+        budget = max(self.settings.light_sleep_memory_mib, 0) * 2**20
+        idle = [k for k in self.tasks if self._idle(k)]  # warming ones are not: they have no size yet
+        for key in idle:
+            self._cost[key] = self.cost(key)
+        held = sum(self._cost[k] for k in idle)
+        for key in sorted(idle, key=lambda k: self._used.get(k, 0.0)):
+            if held <= budget:
                 return
-            self.drop(min(idle, key=lambda k: self._used.get(k, 0.0)))
+            held -= self._cost[key]
+            logger.info("warm parent %s ended: idle warm parents are over light_sleep_memory_mib", key)
+            self.drop(key)
+
+    def deepen(self, spec: AppSpec) -> None:
+        """Deep sleep for ``spec``'s Space: end its idle warm parent (its next start is cold)."""
+        key = zygote_key(spec)
+        if key in self.tasks and self._idle(key):
+            self.drop(key)
 
     def drop(self, key: str) -> None:
         """Close a warm parent and its sandbox. In a sandbox its forked app dies with it: only idle ones go."""
@@ -211,6 +250,7 @@ class WarmParents:
             return
         self.tasks.pop(key, None)
         self._used.pop(key, None)
+        self._cost.pop(key, None)
         self._lineage.pop(key, None)
         box = self._boxes.pop(key, None)
         if task is None:
@@ -222,7 +262,9 @@ class WarmParents:
             if box is not None:
                 await self.sandbox.destroy(box)
 
-        asyncio.ensure_future(close())
+        closing = asyncio.ensure_future(close())
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     async def forget(self, space_id: str) -> None:
         """End the Space's warm parents (and their sandboxes)."""
@@ -231,6 +273,7 @@ class WarmParents:
             if lineage.startswith(prefix):
                 task = self.tasks.pop(key, None)
                 self._used.pop(key, None)
+                self._cost.pop(key, None)
                 self._lineage.pop(key, None)
                 box = self._boxes.pop(key, None)
                 if task is not None:
@@ -251,6 +294,8 @@ class WarmParents:
 
     async def aclose(self) -> None:
         """End every warm parent and its box."""
+        if self._closing:
+            await asyncio.wait(list(self._closing))
         tasks = list(self.tasks.values())
         self.tasks.clear()
         for task in tasks:
