@@ -42,6 +42,9 @@ SSE_INTERVAL = 0.02
 SSE_EVENTS = 150
 WS_WARMUP = 300
 WS_ROUNDS = 3000
+VERSION = "bench-v1"
+COOKIE = f"spaceyard_version={VERSION}; theme=dark"
+"""A returning visitor's cookies (the gateway's version stamp and one of the app's), sent to every target."""
 
 
 # -- the upstream: raw ASGI -----------------------------------------------------------------------
@@ -104,28 +107,43 @@ def serve_upstream(port: int) -> None:
 
 
 def serve_gateway(port: int, upstream_port: int) -> None:
+    """The gateway as ``spaceyard up`` serves it: metrics around it, the head-limited httptools protocol
+    (``limits.http_protocol``), no proxy-headers middleware, no access log; the route carries a version
+    like every deployed Space (visitors are stamped and pinned)."""
     import uvicorn
     from fastapi import FastAPI
 
     from spaceyard_platform.gateway.proxy import Gateway
     from spaceyard_platform.gateway.routes import InMemoryRouteTable, RouteSpec
+    from spaceyard_platform.gateway.timing import GatewayMetrics
+    from spaceyard_platform.limits import http_protocol
     from spaceyard_platform.settings import Settings
     from spaceyard_runtime.api import Endpoint
 
     settings = Settings(port=port)
     routes = InMemoryRouteTable()
-    routes.add_route(RouteSpec(space_id="bench/hello", stage="RUNNING", upstream=Endpoint("127.0.0.1", upstream_port)))
+    routes.add_route(
+        RouteSpec(
+            space_id="bench/hello",
+            stage="RUNNING",
+            upstream=Endpoint("127.0.0.1", upstream_port),
+            version=VERSION,
+        )
+    )
     uvicorn.run(
-        Gateway(FastAPI(), routes, settings),
+        GatewayMetrics(Gateway(FastAPI(), routes, settings)),
         host="127.0.0.1",
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=http_protocol(settings),
         workers=1,
         log_level="warning",
         access_log=False,
+        proxy_headers=False,
         ws="websockets-sansio",
         ws_per_message_deflate=False,
+        timeout_keep_alive=settings.keep_alive_timeout,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
 
 
@@ -211,17 +229,47 @@ def to_ms(value: str) -> float:
     return number / 1000 if unit == "us" else number if unit == "ms" else number * 1000
 
 
-def wrk(url: str, connections: int, duration: float, host: str | None = None) -> dict[str, float]:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of ``pid`` and its descendants (nginx's worker) so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    user = system = 0.0
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            user += int(fields[11]) / tick
+            system += int(fields[12]) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue
+    return user, system
+
+
+def wrk(
+    url: str, connections: int, duration: float, host: str | None = None, pids: dict[str, int] | None = None
+) -> dict[str, float]:
+    """One wrk run; with ``pids`` (role -> process) also each role's CPU microseconds per request."""
+    pids = pids or {}
     args = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency"]
     if host:
         args += ["-H", f"Host: {host}"]
+    args += ["-H", f"Cookie: {COOKIE}"]
+    before = {role: cpu_seconds(pid) for role, pid in pids.items()}
     out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    after = {role: cpu_seconds(pid) for role, pid in pids.items()}
     lat = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", out, re.M))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    count = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         raise RuntimeError(f"wrk saw errors against {url}:\n{out}")
-    return {"rps": rps, "p50": to_ms(lat["50"]), "p99": to_ms(lat["99"])}
+    result = {"rps": rps, "p50": to_ms(lat["50"]), "p99": to_ms(lat["99"])}
+    for role, (user, system) in after.items():
+        result[f"{role}_user"] = (user - before[role][0]) / count * 1e6
+        result[f"{role}_sys"] = (system - before[role][1]) / count * 1e6
+    return result
 
 
 async def sse_latencies(port: int, host: str) -> list[float]:
@@ -290,18 +338,23 @@ def bench(duration: float, repeat: int) -> dict[str, Any]:
     gw_host = f"bench-hello.localhost:{gw_port}"
     results: dict[str, Any] = {"http": {}, "http_best": {}, "sse": {}, "ws": {}, "ws_best": {}}
     with (
-        process([py, me, "serve-upstream", str(up_port)], up_port, work / "upstream.log"),
-        process([py, me, "serve-gateway", str(gw_port), str(up_port)], gw_port, work / "gateway.log"),
+        process([py, me, "serve-upstream", str(up_port)], up_port, work / "upstream.log") as upstream,
+        process([py, me, "serve-gateway", str(gw_port), str(up_port)], gw_port, work / "gateway.log") as gateway,
         process(
             ["nginx", "-p", str(work), "-e", str(work / "error.log"), "-c", str(work / "nginx.conf")],
             ng_port,
             work / "nginx.log",
-        ),
+        ) as nginx,
     ):
         targets = {
             "direct": (f"http://127.0.0.1:{up_port}/", f"127.0.0.1:{up_port}"),
             "nginx": (f"http://127.0.0.1:{ng_port}/", f"127.0.0.1:{ng_port}"),
             "gateway": (f"http://127.0.0.1:{gw_port}/", gw_host),
+        }
+        pids = {
+            "direct": {"upstream": upstream.pid},
+            "nginx": {"proxy": nginx.pid, "upstream": upstream.pid},
+            "gateway": {"proxy": gateway.pid, "upstream": upstream.pid},
         }
         for url, host in targets.values():  # warm up pools and caches
             wrk(url, 50, 1, host)
@@ -309,10 +362,10 @@ def bench(duration: float, repeat: int) -> dict[str, Any]:
         for _ in range(repeat):  # interleaved, so noise from other work on the machine is spread evenly
             for conns in (1, 50):
                 for name, (url, host) in targets.items():
-                    runs.setdefault((name, conns), []).append(wrk(url, conns, duration, host))
+                    runs.setdefault((name, conns), []).append(wrk(url, conns, duration, host, pids[name]))
                     print(name, conns, runs[(name, conns)][-1], flush=True)
         for key, values in runs.items():
-            results["http"][key] = {m: statistics.median(v[m] for v in values) for m in ("rps", "p50", "p99")}
+            results["http"][key] = {m: statistics.median(v[m] for v in values) for m in values[0]}
             results["http_best"][key] = {
                 "rps": max(v["rps"] for v in values),
                 "p50": min(v["p50"] for v in values),
@@ -370,6 +423,23 @@ def _http_tables(http: dict[tuple[str, int], dict[str, float]]) -> list[str]:
     return lines
 
 
+def _cpu_table(http: dict[tuple[str, int], dict[str, float]]) -> list[str]:
+    lines = [
+        "| path | c | proxy user | proxy sys | proxy total | upstream user | upstream sys |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for conns in (1, 50):
+        for name in ("direct", "nginx", "gateway"):
+            r = http[(name, conns)]
+            proxy = (
+                f"{r['proxy_user']:.1f} µs | {r['proxy_sys']:.1f} µs | {r['proxy_user'] + r['proxy_sys']:.1f} µs"
+                if "proxy_user" in r
+                else "— | — | —"
+            )
+            lines.append(f"| {name} | {conns} | {proxy} | {r['upstream_user']:.1f} µs | {r['upstream_sys']:.1f} µs |")
+    return lines
+
+
 def _goals(http: dict[tuple[str, int], dict[str, float]], ws_added: float) -> list[tuple[str, bool, str]]:
     g1, g50, d1, d50 = http[("gateway", 1)], http[("gateway", 50)], http[("direct", 1)], http[("direct", 50)]
     n1, n50 = http[("nginx", 1)], http[("nginx", 50)]
@@ -402,6 +472,11 @@ def report(results: dict[str, Any], duration: float, repeat: int) -> str:
         f"### HTTP: hello world, median of {repeat} runs",
         "",
         *_http_tables(results["http"]),
+        "",
+        f"CPU time per request (median of the {repeat} runs; `/proc/PID/stat`, nginx's worker included; "
+        "1 tick = 10 ms, so each cell is good to about a microsecond):",
+        "",
+        *_cpu_table(results["http"]),
         "",
         f"### HTTP: hello world, best of {repeat} runs",
         "",

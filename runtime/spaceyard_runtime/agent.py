@@ -4,15 +4,26 @@ Run with the Space image's own Python (standard library only: spaceyard is not i
 folder that also holds ``zygote.py`` (the runtime delivers both read-only at ``/opt/spaceyard/``)::
 
     python /opt/spaceyard/agent.py --control-port PORT [--preload MODULE ...] [--autostart]
-        [--quiet-queue] [--control-host ADDR] [--stop-grace S] -- APP_ARGV...
+        [--quiet-queue] [--setup SHELL] [--health-port PORT [--health-interval S]] [--token TOKEN]
+        [--control-host ADDR] [--stop-grace S] -- APP_ARGV...
 
 At start the agent reads its token from ``SPACEYARD_AGENT_TOKEN`` (or, if set, from the file named by
-``SPACEYARD_AGENT_TOKEN_FILE``, which it then deletes if it can) and removes every ``SPACEYARD_AGENT_*``
-variable from the environment before anything else starts: the warm parent and the app never get them.
+``SPACEYARD_AGENT_TOKEN_FILE``, which it then deletes if it can; or from ``--token``, which it then blanks
+in its own command line, ``/proc/PID/cmdline``) and removes every ``SPACEYARD_AGENT_*`` variable from the
+environment before anything else starts: the warm parent and the app never get them. ``--token`` keeps the
+token out of the container's configured environment, which every process exec'd into it would get.
 With ``--preload`` it starts :mod:`zygote` (the warm parent: the modules imported, no app) over a
 ``SOCK_SEQPACKET`` socketpair; without it every start is cold. ``--autostart`` starts the app at once (as
 ``POST /app/start`` would, once the warm parent is up or has failed). ``--quiet-queue``: forked Gradio apps
-get :func:`zygote.quiet_gradio_queue`.
+get :func:`zygote.quiet_gradio_queue`. ``--setup``: a shell command run once, before anything else (what an
+image's ``sh -c 'SETUP; exec "$@"' sh APP...`` command did before its app: e.g. linking preloaded Hub files
+into the cache); its output goes to the container log, and its failure does not stop the agent.
+``--health-port``: once the app answered ``GET /`` on that port (of 127.0.0.1), the agent probes it every
+``--health-interval`` seconds (30 by default); 3 failures in a row (no answer within the interval or
+10 s, whichever is shorter, or a status of 500 or more) mark the run unhealthy, a success healthy again
+(what a Docker ``HEALTHCHECK`` did, without a process exec'd into the container that would see its
+environment). ``app.healthy`` in ``/status``: ``null`` until the first probe answered, then ``true`` or
+``false``.
 
 The app is *forkable* when ``APP_ARGV`` is ``python[3[.N]] SCRIPT.py [ARGS...]``: it forks from the warm
 parent with the agent's (scrubbed) environment, working directory and ``sys.argv = APP_ARGV[1:]``, unless
@@ -34,11 +45,16 @@ are JSON objects:
   app's process group, ``SIGKILL`` after the grace; the warm parent stays (light sleep). ``exit_code`` is
   ``null`` if no app ran.
 * ``GET /status`` -> ``{"warm": bool, "warm_error": str, "app": null | {"pid", "running", "exit_code",
-  "mode", "started_at"}, "warm_private_bytes", "app_private_bytes", "warm_pss_bytes", "app_pss_bytes",
-  "agent_private_bytes"}``: private memory is ``Private_Clean + Private_Dirty`` of
-  ``/proc/PID/smaps_rollup`` (the app's: with its descendants; the agent's: its own); ``null`` where there
-  is no such process or it cannot be read. ``GET /status?wait=S`` first waits up to ``S`` seconds (at most
-  600) for the running app to exit: a long poll for its end.
+  "mode", "started_at", "healthy"}, "warm_private_bytes", "app_private_bytes", "warm_pss_bytes",
+  "app_pss_bytes", "agent_private_bytes", "oom_kills"}``: private memory is ``Private_Clean +
+  Private_Dirty`` of ``/proc/PID/smaps_rollup`` (the app's: with its descendants; the agent's: its own);
+  ``null`` where there is no such process or it cannot be read. ``oom_kills``: how many processes the
+  kernel's out-of-memory killer ended in the container's memory cgroup so far (``null`` if unknown).
+  ``GET /status?wait=S`` first waits up to ``S`` seconds (at most 600) for the running app to exit: a
+  long poll for its end. ``app.announced``: ``true`` once a forked app said that it listens (its HTTP
+  server started: the warm parent's readiness pipe, when its ``zygote.py`` has one), ``false`` while it
+  has not yet, ``null`` if it will not say (a cold start; then probe it). ``GET /status?ready=S`` first
+  waits up to ``S`` seconds for that word (or the app's end).
 
 ``exit_code`` is like ``subprocess.Popen.returncode`` (negative: killed by that signal). An app that exits
 on its own is recorded, and the agent keeps running: restarting it is the runtime's decision. On
@@ -47,9 +63,13 @@ status of the app it stopped (0 if none was running). If a warm parent that had 
 start warms a new one first (a failed preload is not retried: those starts are cold).
 
 Trust: the app shares the container and its uid with the agent; it may reach the agent (same trust
-domain) and read the agent's initial environment in ``/proc`` (the token file variant avoids that). The
-platform keeps other Spaces from reaching the control port (Docker: per-Space networks; Kubernetes:
-NetworkPolicy), and the per-container token refuses anyone else who does.
+domain) but should not learn the token. The agent makes itself non-dumpable at start
+(``prctl(PR_SET_DUMPABLE, 0)``, through ``ctypes`` when the image has it), so a process of the same uid
+can read neither its ``/proc/PID/environ`` (the initial environment, token included) nor its memory; its
+children are exec'd and dumpable again, with the token removed from their environment. Run it as the
+container's PID 1 (no ``init`` in front of it: an init process would hold the token in its own environment;
+the agent reaps orphans itself). The platform keeps other Spaces from reaching the control port (Docker:
+per-Space networks; Kubernetes: NetworkPolicy), and the per-container token refuses anyone else who does.
 """
 
 from __future__ import annotations
@@ -92,6 +112,8 @@ PYTHON_NAME = re.compile(r"python(\d+(\.\d+)?)?")
 REQUEST_TIMEOUT = 30.0
 """Seconds a control connection may stay silent before it is dropped."""
 MAX_WAIT = 600.0
+ANNOUNCES = hasattr(zygote, "_announce_ready")
+"""This zygote.py lets a forked app announce that it listens (a third fd: a readiness pipe)."""
 
 
 def _log(message: str) -> None:
@@ -110,6 +132,68 @@ def take_token(environ: MutableMapping[str, str]) -> str:
         with contextlib.suppress(OSError):
             os.unlink(path)
     return token
+
+
+def blank_argument(secret: str) -> bool:
+    """Overwrite ``secret`` in this process's own command line (``/proc/self/cmdline`` reads it from our
+    memory: ``arg_start``/``arg_end`` of ``/proc/self/stat``). ``False`` if it could not be done."""
+    needle = secret.encode()
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+        start, end = int(fields[45]), int(fields[46])  # fields 48 and 49; the split starts at field 3
+        with open("/proc/self/mem", "r+b", buffering=0) as mem:
+            mem.seek(start)
+            data = mem.read(end - start)
+            at = data.find(needle)
+            while at >= 0:
+                mem.seek(start + at)
+                mem.write(b"x" * len(needle))
+                at = data.find(needle, at + 1)
+        with open("/proc/self/cmdline", "rb") as f:
+            return needle not in f.read()
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def no_dump() -> bool:
+    """``prctl(PR_SET_DUMPABLE, 0)``: ``/proc/self/{environ,mem,...}`` readable by root only, no ptrace by the
+    same uid. ``False`` if it could not be done (no ``ctypes`` in this Python)."""
+    try:
+        import ctypes
+
+        return bool(ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0) == 0)  # PR_SET_DUMPABLE = 4
+    except (ImportError, OSError, AttributeError):
+        return False
+
+
+def oom_kills() -> int | None:
+    """Processes the OOM killer ended in our memory cgroup (cgroup v2 ``memory.events``, v1
+    ``memory.oom_control``), ``None`` if neither can be read."""
+    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+        try:
+            with open(path, encoding="ascii") as f:
+                for line in f:
+                    name, _, value = line.partition(" ")
+                    if name == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def probe(port: int, timeout: float = 10.0) -> bool:
+    """``GET /`` on 127.0.0.1:``port`` answers below 500 within ``timeout``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(
+                b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: spaceyard-health\r\nConnection: close\r\n\r\n"
+            )
+            line = sock.makefile("rb").readline(256).split()
+    except OSError:
+        return False
+    return len(line) >= 2 and line[0].startswith(b"HTTP/") and line[1].isdigit() and int(line[1]) < 500
 
 
 def memory(pid: int) -> tuple[int, int] | None:
@@ -170,6 +254,14 @@ class App:
         self.started_at = time.time()
         self.exit_code: int | None = None
         self.ended = threading.Event()
+        self.announced: bool | None = None
+        """``True``: the app said it listens; ``False``: not yet; ``None``: it will not say (probe it)."""
+        self.decided = threading.Event()
+        self.answered = False
+        """The app answered a health probe once (failures count from then on)."""
+        self.failures = 0
+        self.healthy: bool | None = None
+        """``None`` until the first health probe answered (or without health checks)."""
         self._fd_lock = threading.Lock()
 
     def running(self) -> bool:
@@ -183,6 +275,24 @@ class App:
                 self.end(None)
             return False
         return True
+
+    def read_announcement(self, fd: int) -> None:
+        """Thread: the readiness pipe's one byte (it listens), or its end without one (it cannot say)."""
+        try:
+            data = os.read(fd, 1)
+        except OSError:
+            data = b""
+        finally:
+            os.close(fd)
+        self.announced = True if data else None
+        self.decided.set()
+
+    def wait_announced(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds until the app said it listens, cannot say, or ended."""
+        deadline = time.monotonic() + timeout
+        while self.announced is False and not self.decided.wait(min(0.1, max(deadline - time.monotonic(), 0))):
+            if time.monotonic() >= deadline or not self.running():
+                return
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the app to end; whether it did."""
@@ -213,6 +323,8 @@ class App:
             "exit_code": self.exit_code,
             "mode": self.mode,
             "started_at": self.started_at,
+            "healthy": self.healthy,
+            "announced": self.announced,
         }
 
 
@@ -345,24 +457,39 @@ class Agent:
         seq = self._seq
         payload = zygote.HEADER.pack(seq) + json.dumps(request).encode()
         fds = [sys.stdout.fileno(), sys.stderr.fileno()]
+        ready_r, ready_w = os.pipe() if ANNOUNCES else (-1, -1)
+        if ready_w >= 0:  # the child writes a byte once it listens (zygote._announce_ready)
+            fds.append(ready_w)
         sys.stdout.flush()
         sys.stderr.flush()
-        sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, bytes(_fd_array(fds)))])
-        deadline = time.monotonic() + 15.0
-        with self._reply_cv:
-            while seq not in self._replies:
-                if self.zygote_sock is not sock or time.monotonic() > deadline:
-                    raise OSError("the warm parent did not fork")
-                self._reply_cv.wait(0.5)
-            reply = self._replies.pop(seq)
-        if reply["type"] != "forked":
-            raise OSError(str(reply.get("message", "fork failed")))
+        try:
+            sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, bytes(_fd_array(fds)))])
+            deadline = time.monotonic() + 15.0
+            with self._reply_cv:
+                while seq not in self._replies:
+                    if self.zygote_sock is not sock or time.monotonic() > deadline:
+                        raise OSError("the warm parent did not fork")
+                    self._reply_cv.wait(0.5)
+                reply = self._replies.pop(seq)
+            if reply["type"] != "forked":
+                raise OSError(str(reply.get("message", "fork failed")))
+        except BaseException:
+            if ready_r >= 0:
+                os.close(ready_r)
+            raise
+        finally:
+            if ready_w >= 0:
+                os.close(ready_w)
         pid = int(reply["pid"])
         try:
             pidfd = os.pidfd_open(pid)
         except OSError:
             pidfd = -1
-        return App(pid, "fork", pidfd)
+        app = App(pid, "fork", pidfd)
+        if ready_r >= 0:
+            app.announced = False
+            threading.Thread(target=app.read_announcement, args=(ready_r,), daemon=True).start()
+        return app
 
     # ------------------------------------------------------------------ app
 
@@ -430,9 +557,11 @@ class Agent:
             app.wait(wait)
         return app.exit_code
 
-    def status(self, wait: float) -> dict[str, Any]:
+    def status(self, wait: float, ready: float = 0.0) -> dict[str, Any]:
         with self.lock:
             app = self.app
+        if ready > 0 and app is not None:
+            app.wait_announced(min(ready, MAX_WAIT))
         if wait > 0 and app is not None:
             app.wait(min(wait, MAX_WAIT))
         warm_mem = None
@@ -450,7 +579,24 @@ class Agent:
             "warm_pss_bytes": warm_mem[1] if warm_mem else None,
             "app_pss_bytes": app_mem[1] if app_mem else None,
             "agent_private_bytes": own[0] if own else None,
+            "oom_kills": oom_kills(),
         }
+
+    def check_health(self, port: int, interval: float, retries: int = 3) -> None:
+        """Thread: probe the running app every ``interval`` seconds (every 0.5 s until it first answers)."""
+        while True:
+            app = self.app
+            if app is None or not app.running():
+                time.sleep(min(interval, 0.5))
+                continue
+            ok = probe(port, min(10.0, interval))
+            if ok:
+                app.answered, app.failures, app.healthy = True, 0, True
+            elif app.answered:
+                app.failures += 1
+                if app.failures >= retries:
+                    app.healthy = False
+            time.sleep(interval if app.answered else 0.5)
 
     def reap(self) -> None:
         """Thread: wait for our children (cold apps, the warm parent; orphans too when we are PID 1)."""
@@ -554,11 +700,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         query = urllib.parse.parse_qs(url.query)
         try:
-            wait = float(query.get("wait", ["0"])[0])
+            wait, ready = (float(query.get(name, ["0"])[0]) for name in ("wait", "ready"))
         except ValueError:
-            self._answer(400, {"error": "wait must be a number of seconds"})
+            self._answer(400, {"error": "wait and ready must be numbers of seconds"})
             return
-        self._answer(200, self.server.agent.status(wait if wait == wait else 0.0))
+        self._answer(200, self.server.agent.status(wait if wait == wait else 0.0, ready if ready == ready else 0.0))
 
     def do_POST(self) -> None:
         if not self._authorized():
@@ -616,19 +762,36 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--autostart", action="store_true")
     parser.add_argument("--quiet-queue", action="store_true")
     parser.add_argument("--stop-grace", type=float, default=5.0)
+    parser.add_argument("--setup", default="")
+    parser.add_argument("--health-port", type=int, default=0)
+    parser.add_argument("--health-interval", type=float, default=30.0)
+    parser.add_argument("--token", default="")
     parser.add_argument("app", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     app_argv = args.app[1:] if args.app[:1] == ["--"] else args.app
     if not app_argv:
         parser.error("the app's command line is missing (after --)")
+    if not no_dump():
+        _log("could not make the agent non-dumpable: processes of its uid can read its token in /proc")
     token = take_token(os.environ)  # type: ignore[arg-type]  # (os._Environ is a MutableMapping)
+    if args.token:
+        token = args.token
+        if not blank_argument(token):
+            _log("could not blank --token in the agent's command line: its uid can read it in /proc")
     if not token:
         _log(f"no token ({TOKEN_VAR} or {TOKEN_FILE_VAR}): refusing to serve")
         return 2
     env = dict(os.environ)
+    if args.setup:  # before the reaper thread: this wait must not race it
+        setup = subprocess.run(["/bin/sh", "-c", args.setup], env=env, stdin=subprocess.DEVNULL, check=False)
+        if setup.returncode:
+            _log(f"the setup command exited with {setup.returncode}")
     agent = Agent(app_argv, list(args.preload), env, args.quiet_queue)
     server = Server((args.control_host, args.control_port), agent, token, args.stop_grace)
     threading.Thread(target=agent.reap, daemon=True).start()
+    if args.health_port and args.health_interval > 0:
+        health = (args.health_port, args.health_interval)
+        threading.Thread(target=agent.check_health, args=health, daemon=True).start()
     agent.start_warm()
     stopping = threading.Event()
 

@@ -71,9 +71,19 @@ def agent_command(
     stop_grace: float = 5.0,
     port: int = AGENT_PORT,
     autostart: bool = True,
+    setup: str = "",
+    health_port: int = 0,
+    health_interval: float = 30.0,
+    token: str = "",
 ) -> list[str]:
     """The container's command line: the agent, then (after ``--``) the app's own."""
     argv = [python, f"{AGENT_DIR}/agent.py", "--control-port", str(port), "--stop-grace", f"{stop_grace:g}"]
+    if setup:
+        argv += ["--setup", setup]
+    if health_port:
+        argv += ["--health-port", str(health_port), "--health-interval", f"{health_interval:g}"]
+    if token:  # the agent blanks it in its command line at once
+        argv.append(f"--token={token}")  # one argument: a token may start with "-"
     for module in preload or []:
         argv += ["--preload", module]
     if quiet_queue:
@@ -81,6 +91,31 @@ def agent_command(
     if autostart:
         argv.append("--autostart")
     return [*argv, "--", *app_argv]
+
+
+SHELL_WRAPPER_TAIL = '; exec "$@"'
+
+
+def split_setup(argv: list[str]) -> tuple[str, list[str]]:
+    """An image command ``sh -c 'SETUP; exec "$@"' sh APP...`` as (``SETUP``, ``APP...``), so that the agent
+    runs the setup once and the app itself can be forked; any other command as ("", itself)."""
+    if len(argv) >= 5 and argv[0] in ("sh", "/bin/sh") and argv[1] == "-c" and argv[3] == "sh":
+        script = argv[2]
+        if script.endswith(SHELL_WRAPPER_TAIL) and script[: -len(SHELL_WRAPPER_TAIL)].strip():
+            return script[: -len(SHELL_WRAPPER_TAIL)], argv[4:]
+    return "", argv
+
+
+def token_in(argv: list[str]) -> str:
+    """The ``--token`` of an agent command line (a container's arguments), "" if none."""
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg.startswith("--token="):
+            return arg.removeprefix("--token=")
+        if arg == "--token" and i + 1 < len(argv):
+            return argv[i + 1]
+    return ""
 
 
 class AgentClient:
@@ -146,9 +181,12 @@ class AgentClient:
     async def stop(self, grace: float) -> dict[str, Any]:
         return await self.request("POST", "/app/stop", {"grace": grace}, timeout=grace + REQUEST_TIMEOUT)
 
-    async def status(self, wait: float = 0.0) -> dict[str, Any]:
-        path = f"/status?wait={wait:g}" if wait > 0 else "/status"
-        return await self.request("GET", path, timeout=wait + REQUEST_TIMEOUT)
+    async def status(self, wait: float = 0.0, ready: float = 0.0) -> dict[str, Any]:
+        """``wait``: first wait that long for the app to end; ``ready``: for it to say that it listens."""
+        query = "&".join(f"{k}={v:g}" for k, v in (("wait", wait), ("ready", ready)) if v > 0)
+        return await self.request(
+            "GET", "/status" + (f"?{query}" if query else ""), timeout=wait + ready + REQUEST_TIMEOUT
+        )
 
     async def wait_listening(self, timeout: float, interval: float = 0.05) -> None:
         """Until the control port accepts a connection (the container just started)."""

@@ -19,6 +19,11 @@ from typing import Any
 
 import pytest
 
+from spaceyard_builder.engines.docker import hub_cmd
+from spaceyard_builder.spaceconfig import SpaceConfig
+from spaceyard_runtime.agent import ANNOUNCES
+from spaceyard_runtime.agent_client import split_setup
+
 AGENT = Path(__file__).resolve().parents[2] / "runtime" / "spaceyard_runtime" / "agent.py"
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_spaces" / "hello-gradio"
 PLAIN_APP = """\
@@ -78,7 +83,8 @@ class RunningAgent:
                 time.sleep(0.05)
 
 
-def run_agent(python: Path, cwd: Path, app: list[str], *flags: str) -> RunningAgent:
+def run_agent(python: Path, cwd: Path, app: list[str], *flags: str, token_flag: bool = False) -> RunningAgent:
+    """The agent on free ports; its token in ``SPACEYARD_AGENT_TOKEN``, or with ``token_flag`` as ``--token``."""
     port, app_port, token = free_port(), free_port(), os.urandom(16).hex()
     env = {
         "PATH": f"{python.parent}:/usr/bin:/bin",
@@ -88,9 +94,12 @@ def run_agent(python: Path, cwd: Path, app: list[str], *flags: str) -> RunningAg
         "GRADIO_SERVER_PORT": str(app_port),
         "GRADIO_SERVER_NAME": "127.0.0.1",
         "GRADIO_ANALYTICS_ENABLED": "False",
-        "SPACEYARD_AGENT_TOKEN": token,
         "SPACEYARD_AGENT_EXTRA": "scrubbed too",
     }
+    if token_flag:
+        flags = (*flags, "--token", token)
+    else:
+        env["SPACEYARD_AGENT_TOKEN"] = token
     log = cwd / "agent.log"
     argv = [str(python), str(AGENT), "--control-port", str(port), "--control-host", "127.0.0.1", *flags, "--", *app]
     with log.open("wb") as out:
@@ -120,7 +129,8 @@ def end(agent: RunningAgent) -> int:
 @pytest.fixture
 def plain(tmp_path: Path, gradio_env: Path) -> Iterator[RunningAgent]:
     (tmp_path / "app.py").write_text(PLAIN_APP)
-    agent = run_agent(gradio_env / "bin" / "python", tmp_path, ["python", "app.py"], "--preload", "json")
+    flags = ("--preload", "json", "--setup", "echo setup ran in $PWD")
+    agent = run_agent(gradio_env / "bin" / "python", tmp_path, ["python", "app.py"], *flags)
     yield agent
     end(agent)
 
@@ -158,7 +168,15 @@ def test_a_plain_app_forks_stops_restarts_and_its_exit_is_recorded(plain: Runnin
     assert seen["env"]["PYTHONHASHSEED"] == "1" and "SPACEYARD_AGENT_X" not in seen["env"]
     assert plain.call("POST", "/app/stop", {"grace": 2})[1] == {"exit_code": -signal.SIGTERM}
     assert end(plain) == 0
-    assert "plain app up" in plain.log.read_text()
+    assert "plain app up" in plain.log.read_text() and f"setup ran in {plain.log.parent}" in plain.log.read_text()
+
+
+def test_an_image_commands_shell_wrapper_is_split_into_setup_and_a_forkable_app() -> None:
+    wrapped = hub_cmd(SpaceConfig(sdk="gradio", app_file="app.py"), preloaded=True)
+    setup, app = split_setup(wrapped)
+    assert app == ["python", "app.py"] and setup.startswith("mkdir -p ") and "exec" not in setup
+    assert split_setup(["python", "app.py"]) == ("", ["python", "app.py"])
+    assert split_setup(["sh", "-c", 'exec "$@"', "sh", "python", "app.py"])[0] == ""
 
 
 def test_wrong_or_missing_tokens_and_bad_bodies_are_refused(plain: RunningAgent) -> None:
@@ -178,9 +196,11 @@ def test_wrong_or_missing_tokens_and_bad_bodies_are_refused(plain: RunningAgent)
 def test_an_app_that_is_not_python_script_runs_cold(tmp_path: Path, gradio_env: Path) -> None:
     (tmp_path / "app.py").write_text(PLAIN_APP)
     agent = run_agent(gradio_env / "bin" / "python", tmp_path, ["sh", "-c", "exec python app.py"], "--preload", "json",
-                      "--autostart")  # fmt: skip
+                      "--autostart", token_flag=True)  # fmt: skip
     try:
         agent.app_get()
+        cmdline = Path(f"/proc/{agent.proc.pid}/cmdline").read_bytes()
+        assert b"--token" in cmdline and agent.token.encode() not in cmdline  # blanked in the agent's own memory
         body = agent.call("GET", "/status")[1]
         assert body["warm"] is False and "not `python SCRIPT.py`" in body["warm_error"]
         assert body["app"]["mode"] == "cold" and body["app"]["running"] is True
@@ -202,6 +222,8 @@ def test_a_gradio_app_forks_from_the_warm_parent_again_after_a_stop(tmp_path: Pa
         assert asleep["warm"] is True and asleep["warm_private_bytes"] > 20 * 2**20  # Gradio imported: tens of MiB
         woke = agent.call("POST", "/app/start", {})[1]
         assert woke["mode"] == "fork"
+        said = agent.call("GET", "/status?ready=60")[1]["app"]["announced"]  # readiness without probing
+        assert said is (True if ANNOUNCES else None)
         assert b"Hello Gradio" in agent.app_get(within=60)
     finally:
         end(agent)
