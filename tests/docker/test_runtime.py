@@ -11,6 +11,7 @@ import docker
 import pytest
 
 from spaceyard_builder.api import BuildResult
+from spaceyard_runtime.agent_client import AgentClient
 from spaceyard_runtime.api import AppSpec, AppState, Flavor
 from spaceyard_runtime.docker import DockerRuntime, GpuAllocator
 from spaceyard_runtime.errors import AppCrashed, AppStartError, CapacityPending
@@ -257,18 +258,16 @@ async def test_an_app_that_stops_answering_fails_its_health_checks(
     handle = await rt.start(spec_for(streamlit_build, "health/check"), lambda line: None)
     try:
         await rt.wait_ready(handle, 120)
-        health = docker_client.api.inspect_container(handle.backend_id)["Config"]["Healthcheck"]
-        assert health["Interval"] == 1_000_000_000 and health["Retries"] == 3
-
-        async def health_status() -> str:
-            attrs = await asyncio.to_thread(docker_client.api.inspect_container, handle.backend_id)
-            return str(attrs["State"]["Health"]["Status"])
-
-        for _ in range(100):
-            if await health_status() == "healthy":
+        # The container's agent probes the app (a Docker HEALTHCHECK's exec'd probe would see its token).
+        args = docker_client.api.inspect_container(handle.backend_id)["Args"]
+        assert args[args.index("--health-interval") + 1] == "1"
+        assert docker_client.api.inspect_container(handle.backend_id)["Config"].get("Healthcheck") is None
+        agent = AgentClient(handle.endpoint.host, handle.extra["agent_token"])
+        for _ in range(100):  # the agent's first probe answered: failures count from there
+            if (await agent.status())["app"]["healthy"]:
                 break
             await asyncio.sleep(0.2)
-        assert await health_status() == "healthy"
+        assert (await agent.status())["app"]["healthy"] is True
         assert (await rt.poll(handle)).state == AppState.RUNNING
         freeze = (
             "import os, signal\n"

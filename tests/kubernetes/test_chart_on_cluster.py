@@ -96,7 +96,8 @@ def values(images: dict[str, str], dns: str, **platform_extra: str) -> dict[str,
             "persistence": {"size": "1Gi"},
             "service": {"type": "NodePort", "nodePort": None},
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}},
-            "extraEnv": dict(platform_extra),
+            # every sleeper over the light-sleep budget: deep sleep at once, the wake below is from zero
+            "extraEnv": {"SPACEYARD_LIGHT_SLEEP_MEMORY_MIB": "1", **platform_extra},
         },
         "worker": {
             "buildEngine": "oci",

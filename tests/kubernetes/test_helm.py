@@ -238,6 +238,8 @@ def needed_permissions(fake: FakeKubeAPI) -> set[tuple[str, str, str]]:
         resource = match["plural"] + (f"/{match['sub']}" if match["sub"] else "")
         listing = "watch" if is_watch else "list"
         verb = VERBS.get(method) or ("get" if match["name"] else listing)
+        if method == "DELETE" and not match["name"]:
+            verb = "deletecollection"
         needed.add((match["group"] or "", resource, verb))
     return needed
 

@@ -60,6 +60,8 @@ def platform(
         "SPACEYARD_KUBERNETES_KUBECONFIG": str(dev_cluster.kubeconfig),
         "SPACEYARD_KUBERNETES_NAMESPACE": NAMESPACE,
         "SPACEYARD_KUBERNETES_ENDPOINT": "cluster-ip",
+        # every sleeper over the light-sleep budget: deep sleep at once, so the wake below is from zero
+        "SPACEYARD_LIGHT_SLEEP_MEMORY_MIB": "1",
     }
     server = start_server(tmp_path_factory.mktemp("h14build-platform"), free_port(), shared_env_dir, extra)
     yield server

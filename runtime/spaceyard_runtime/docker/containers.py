@@ -13,7 +13,14 @@ The container (:func:`container_kwargs`):
 * gets ``spec.env`` plus what the SDK needs (port, bind address) and nothing of the platform's own
   environment (:func:`app_env`);
 * on a per-Space network, a ``resolv.conf`` that fails lookups at once (:func:`resolv_conf`);
-* with persistent storage, its ``/data`` volume (:func:`ensure_data_volume`).
+* with persistent storage, its ``/data`` volume (:func:`ensure_data_volume`);
+* gradio/streamlit containers (:func:`uses_agent`): the in-container agent as PID 1 (no Docker init:
+  it reaps orphans itself, and an init would hold its token in an environment the app can read)
+  (:class:`AgentLaunch`; :mod:`spaceyard_runtime.agent`), its files bound read-only at
+  ``/opt/spaceyard``, its token as ``--token`` (the agent blanks it in its own ``/proc/1/cmdline`` at once
+  and makes itself non-dumpable; not in the container's environment, which every process exec'd into the
+  container gets), the image's own command after it; the agent, not a Docker ``HEALTHCHECK``, checks
+  the app's HTTP.
 """
 
 from __future__ import annotations
@@ -21,12 +28,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import docker
 from docker.types import DeviceRequest
 
+from ..agent_client import AGENT_DIR, agent_command
 from ..api import AppSpec
 from ..settings import RuntimeSettings
 from ..spacefiles import DATA_MOUNT, SpaceFiles
@@ -39,7 +48,32 @@ HEALTH_PROBE = (
     "try: urllib.request.urlopen('http://127.0.0.1:{port}/', timeout=10)\n"
     "except urllib.error.HTTPError as e: sys.exit(e.code >= 500)\n"
 )
-"""Docker HEALTHCHECK of gradio/streamlit containers: healthy while ``GET /`` answers below 500."""
+"""Docker HEALTHCHECK of gradio/streamlit containers without the agent: healthy while ``GET /`` answers
+below 500 (with the agent, the agent checks: ``--health-port``)."""
+
+
+@dataclass(frozen=True)
+class AgentLaunch:
+    """How a container runs its app under the agent."""
+
+    files: Path
+    """Host folder holding ``agent.py`` and ``zygote.py`` (:func:`~spaceyard_runtime.agent_client.agent_files`)."""
+    token: str
+    app_argv: tuple[str, ...]
+    """The image's own command (entrypoint and cmd)."""
+    preload: tuple[str, ...] = ()
+    quiet_queue: bool = False
+    stop_grace: float = 5.0
+    setup: str = ""
+    """Shell run once before the app (the image command's own ``sh -c 'SETUP; exec "$@"'`` wrapper)."""
+
+
+def uses_agent(spec: AppSpec) -> bool:
+    """Images the docker engine generated (gradio/streamlit: Python is there) run the agent; ``sdk: docker``
+    images are the author's and run as they are."""
+    return spec.sdk in ("gradio", "streamlit")
+
+
 NO_DNS_RESOLV_CONF = (
     "# Spaceyard: Spaces on a per-Space network have no egress and no DNS\n"
     "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
@@ -84,7 +118,13 @@ def resolv_conf(settings: RuntimeSettings) -> Path:
 
 
 def container_kwargs(
-    settings: RuntimeSettings, spec: AppSpec, name: str, network: str, gpus: list[str], hub_cache: Path | None = None
+    settings: RuntimeSettings,
+    spec: AppSpec,
+    name: str,
+    network: str,
+    gpus: list[str],
+    hub_cache: Path | None = None,
+    agent: AgentLaunch | None = None,
 ) -> dict[str, Any]:
     """Arguments of ``containers.create`` for ``spec``: the whole sandbox, in one place."""
     flavor = spec.flavor
@@ -126,7 +166,7 @@ def container_kwargs(
         "log_config": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
     }
     interval = settings.docker_health_interval
-    if interval > 0 and spec.sdk in ("gradio", "streamlit"):  # images we generated: python3 is there
+    if interval > 0 and spec.sdk in ("gradio", "streamlit") and agent is None:  # python3 is there
         kwargs["healthcheck"] = {
             "test": ["CMD", "python3", "-c", HEALTH_PROBE.format(port=spec.app_port)],
             "interval": int(interval * 1e9),
@@ -138,6 +178,20 @@ def container_kwargs(
         # No egress on a per-Space network, so no name resolution either: fail lookups at once instead
         # of Docker's embedded DNS timing out after 10 s (Streamlit looks up its external IP at start).
         kwargs["volumes"] = {str(resolv_conf(settings)): {"bind": "/etc/resolv.conf", "mode": "ro"}}
+    if agent is not None:
+        kwargs["entrypoint"] = agent_command(
+            [],
+            preload=list(agent.preload),
+            quiet_queue=agent.quiet_queue,
+            stop_grace=agent.stop_grace,
+            setup=agent.setup,
+            health_port=spec.app_port if interval > 0 else 0,
+            health_interval=interval,
+            token=agent.token,
+        )
+        kwargs["init"] = False  # the agent is PID 1
+        kwargs["command"] = list(agent.app_argv)
+        kwargs.setdefault("volumes", {})[str(agent.files)] = {"bind": AGENT_DIR, "mode": "ro"}
     if gpus:
         kwargs["device_requests"] = [DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])]
     if spec.storage is not None:  # the Space's persistent /data: a named volume (made by ensure_data_volume)

@@ -51,6 +51,11 @@ class DockerHubListeners:
             self._listeners[network] = (gateway, listener)
             return endpoint(gateway, self.hub.port)
 
+    def serves(self, network: str) -> bool:
+        """Whether the relay already listens on ``network``'s gateway (a running container's network keeps
+        its gateway address)."""
+        return network in self._listeners
+
     def forget(self, network: str) -> None:
         known = self._listeners.pop(network, None)
         if known is not None:

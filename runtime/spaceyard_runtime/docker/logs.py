@@ -2,8 +2,11 @@
 
 :func:`attach` starts two daemon threads for a running container: one follows ``docker logs --follow``
 (across Docker's own restarts of a crashing app, skipping lines already handed on by their timestamp) and
-hands each line to the app's ``log`` sink on its event loop; the other resolves :attr:`DockerApp.exited`
-with the exit code when the container stops. :func:`tail_lines` gives the last lines for an error.
+hands each line to the app's ``log`` sink on its event loop (the current one: a light sleeper's container
+keeps running, and its next run's lines go to the sink given to ``resume``); the other resolves
+:attr:`DockerApp.container_exited` with the exit code when the container stops. :attr:`DockerApp.exited`
+is the end of the current run of the app: the container's end, or, with the in-container agent, the
+app's (:mod:`.agentapp`). :func:`tail_lines` gives the last lines for an error.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from datetime import datetime
 import docker
 import docker.errors
 
+from ..agent_client import AgentClient
 from ..output import LOG_TAIL_LINES, AppOutput, LineSplitter
 
 
@@ -31,6 +35,15 @@ class DockerApp(AppOutput):
     stopping: threading.Event = field(default_factory=threading.Event)
     follower: threading.Thread | None = None
     exited: asyncio.Future[int] | None = None
+    container_exited: asyncio.Future[int] | None = None
+    agent: AgentClient | None = None
+    """The container's agent (gradio/streamlit images): the app runs, sleeps and wakes inside the container."""
+    pid: int | None = None
+    """The current run's pid (in the container), once known."""
+    asleep: bool = False
+    restarting: bool = False
+    restarts: int = 0
+    watcher: asyncio.Task[None] | None = None
 
     def emit_threadsafe(self, line: str) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed: the platform is gone
@@ -84,7 +97,7 @@ def follow_logs(client: docker.DockerClient, app: DockerApp, since: float) -> No
 
 def watch_exit(client: docker.DockerClient, app: DockerApp) -> None:
     """Thread: resolve ``app.exited`` with the exit code when the container stops."""
-    fut = app.exited
+    fut = app.container_exited
     try:
         code = int(client.api.wait(app.container_id, timeout=None)["StatusCode"])
     except Exception:
@@ -101,7 +114,7 @@ def watch_exit(client: docker.DockerClient, app: DockerApp) -> None:
 def attach(client: docker.DockerClient, app: DockerApp, since: float) -> None:
     """Follow the (just started) container's output from ``since`` and watch for its exit."""
     app.stopping.clear()
-    app.exited = app.loop.create_future()
+    app.container_exited = app.exited = app.loop.create_future()
     app.follower = threading.Thread(target=follow_logs, args=(client, app, since), daemon=True)
     app.follower.start()
     threading.Thread(target=watch_exit, args=(client, app), daemon=True).start()
