@@ -462,7 +462,7 @@ def test_the_chart_installed_for_real_serves_a_space_end_to_end(
         new_values = values(ctx["images"], ctx["dns"], SPACEYARD_H14CHART_REVISION="2")
         upgraded = cfg.upgrade(CHART, RELEASE, new_values, wait="watcher", timeout=600)
         assert upgraded["revision"] == 2 and upgraded["status"] == "deployed", upgraded
-        assert cfg.get_values(RELEASE)["platform"]["extraEnv"] == {"SPACEYARD_H14CHART_REVISION": "2"}
+        assert cfg.get_values(RELEASE)["platform"]["extraEnv"]["SPACEYARD_H14CHART_REVISION"] == "2"
     assert platform_pod(dev_cluster).metadata.uid != old_pod, "the upgrade replaced the platform pod"
     assert dev_cluster.secret_data(NAMESPACE, f"{RELEASE}-postgresql")["password"] == password
     gateway.url = f"http://{ctx['dns']}:{node_port(dev_cluster)}"
