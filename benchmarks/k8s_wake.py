@@ -1,17 +1,25 @@
-"""A Space's cold start on Kubernetes, split into phases: a real `spaceyard up` with the Kubernetes runtime on
-the dev cluster (`helm/dev-cluster.sh`), its image built by the oci engine.
+"""A Space's wake on Kubernetes from light and from deep sleep, split into phases: a real `spaceyard up` with the
+Kubernetes runtime on the dev cluster (`helm/dev-cluster.sh`), its image built by the oci engine.
 
-    .venv/bin/python benchmarks/k8s_wake.py [--wakes 5]
+    .venv/bin/python benchmarks/k8s_wake.py [--wakes 10] [--namespace h18k8s-bench]
 
-Each cycle: the Space sleeps (0 replicas, no pod), then `GET /config` through the gateway is held until the
-woken pod answers; the client times the first byte, the platform's `/metrics` give the phases of that wake
-(`spaceyard_wake_phase_seconds{phase=...}`: the delta of each phase's sum over the cycle). Writes
-`## Wake on Kubernetes` in docs/benchmarks.md, with the Knative anchor.
+Two runs of the platform, each with its own cycles: the Space sleeps (idle 1 s), then `GET /config` through the
+gateway is held until the app answers; the client times the first byte, the platform's `/metrics` give the
+phases of that wake (`spaceyard_wake_phase_seconds{phase=...}`: the delta of each phase's sum over the cycle).
+
+* **light**: the default budget; the pod stays with its agent and warm parent (requests resized down), the
+  wake forks the app in it (`mode="fork"`);
+* **deep**: `SPACEYARD_LIGHT_SLEEP_MEMORY_MIB=1`, so every sleeper is over the budget and goes deep at once
+  (replicas 0, no pod): the wake is a new pod, a cold start (`mode="cold"`).
+
+Also measured: what a light sleeper costs (its agent's and warm parent's private memory, as the runtime records
+it; and the kubelet's working set of the container). Writes `## Wake on Kubernetes` in docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import statistics
@@ -20,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -32,25 +41,36 @@ from tests.conftest import free_port  # noqa: E402
 from tests.kubernetes.cluster import Cluster, push_base_image, start_dev_cluster  # noqa: E402
 from tests.support import Server, git, push, start_server, working_copy  # noqa: E402
 
-NAMESPACE = "h14build-bench"
 SPACE = "admin/bench-k8s-wake"
-PHASES = ("scheduling", "image_pull", "container_start", "app_ready", "endpoints", "first_byte")
+NAME = "space-admin--bench-k8s-wake"
+PHASES = {
+    "fork": ("start", "ready", "fork", "app_ready", "first_byte"),
+    "cold": ("start", "ready", "scheduling", "image_pull", "container_start", "app_ready", "endpoints", "first_byte"),
+}
 WHAT = {
+    "start": "the lifecycle's view: wake asked → `runtime.resume` returned",
+    "ready": "the lifecycle's view: `resume` returned → `runtime.wait_ready` returned (the runtime's phases below "
+    "are timed from the resume call)",
+    "fork": "resume → the pod's agent answered `/app/start` (a fork from the warm parent)",
     "scheduling": "scale to 1 → pod bound to a node (Deployment + ReplicaSet controllers, scheduler)",
     "image_pull": "the kubelet's pull (`Pulled` event; image already on the node after the first start)",
     "container_start": "bound → app container running (sandbox, CNI, container), less the pull",
-    "app_ready": "running → readiness probe passes (Gradio imports and binds; probe every 2 s)",
+    "app_ready": "fork: forked → the app answers HTTP on the pod's address (polled every 50 ms); cold: running → "
+    "the readiness probe passes (agent + warm parent import Gradio, fork; probe every 1 s)",
     "endpoints": "ready → the EndpointSlice lists the pod and the Service accepts a connection (`wait_ready`)",
-    "first_byte": "wake done → first byte of the held request through the gateway (kube-proxy, app)",
+    "first_byte": "wake done → first byte of the held request through the gateway",
 }
 
 
-def phase_sums(server: Server) -> dict[str, float]:
+def phase_sums(server: Server, mode: str) -> dict[str, float]:
+    """Each phase's sum for wakes of ``mode``, and ``count``: how many such wakes reported a first byte."""
     text = httpx.get(f"{server.url}/metrics", timeout=30).text
     out = {}
-    for phase in PHASES:
-        m = re.search(rf'spaceyard_wake_phase_seconds_sum\{{mode="cold",phase="{phase}"\}} (\S+)', text)
+    for phase in PHASES[mode]:
+        m = re.search(rf'spaceyard_wake_phase_seconds_sum\{{mode="{mode}",phase="{phase}"\}} (\S+)', text)
         out[phase] = float(m.group(1)) if m else 0.0
+    m = re.search(rf'spaceyard_wake_phase_seconds_count\{{mode="{mode}",phase="first_byte"\}} (\S+)', text)
+    out["count"] = float(m.group(1)) if m else 0.0
     return out
 
 
@@ -72,78 +92,162 @@ def until(predicate: Callable[[], bool], what: str, timeout: float = 180) -> Non
         time.sleep(0.25)
 
 
+def light_asleep(cluster: Cluster, namespace: str) -> bool:
+    owner = cluster.get("ConfigMap", namespace, NAME) or {}
+    pods = cluster.list("Pod", namespace)
+    return (owner.get("data") or {}).get("light") == "true" and len(pods) == 1
+
+
+def working_set(cluster: Cluster, namespace: str) -> int | None:
+    """The kubelet's working set of the Space's app container (``stats/summary``), bytes."""
+    try:
+        raw = cluster.core.connect_get_node_proxy_with_path("cpu-0", "stats/summary", _preload_content=False)
+        summary = json.loads(raw.data)
+    except Exception:
+        return None
+    for pod in summary.get("pods") or []:
+        if pod["podRef"]["namespace"] == namespace and pod["podRef"]["name"].startswith(NAME):
+            for container in pod.get("containers") or []:
+                if container["name"] == "app":
+                    return int((container.get("memory") or {}).get("workingSetBytes") or 0) or None
+    return None
+
+
+def run(cluster: Cluster, namespace: str, sleep: str, wakes: int, tmp: Path) -> dict[str, Any]:
+    cache = Path(os.environ.get("SPACEYARD_TEST_CACHE", ROOT / ".data" / "test-cache")).resolve()
+    cluster.reset(namespace)
+    extra = {
+        "SPACEYARD_BUILD_ENGINE": "oci",
+        "SPACEYARD_REGISTRY": cluster.registry,
+        "SPACEYARD_DOCKER_BASE_IMAGE": DEFAULT_TAG,
+        "SPACEYARD_DOCKER_IMAGE_REPOSITORY": "h14build/space",
+        "SPACEYARD_OCI_CACHE_DIR": str(cache / "oci"),
+        "SPACEYARD_RUNTIME": "kubernetes",
+        "SPACEYARD_KUBERNETES_KUBECONFIG": str(cluster.kubeconfig),
+        "SPACEYARD_KUBERNETES_NAMESPACE": namespace,
+        "SPACEYARD_KUBERNETES_ENDPOINT": "cluster-ip",
+        "SPACEYARD_LIGHT_SLEEP_MEMORY_MIB": "4096" if sleep == "light" else "1",
+    }
+    mode = "fork" if sleep == "light" else "cold"
+    server = start_server(tmp / f"data-{sleep}", free_port(), cache / "envs", extra)
+    out: dict[str, Any] = {"totals": [], "phases": {p: [] for p in PHASES[mode]}, "of_mode": 0, "costs": []}
+    try:
+        server.create_space(SPACE)
+        wc = working_copy(tmp / sleep, "hello-gradio")
+        push(server, wc, SPACE)
+        built = time.monotonic()
+        server.wait_stage(SPACE, {"RUNNING"}, sha=git(wc, "rev-parse", "HEAD").stdout.strip(), timeout=900)
+        out["build_and_start"] = time.monotonic() - built
+        assert server.api("POST", f"/api/spaces/{SPACE}/sleeptime", json={"seconds": 1}).status_code == 200
+        for _ in range(wakes):
+            server.wait_stage(SPACE, {"SLEEPING"}, timeout=120)
+            if sleep == "light":
+                until(lambda: light_asleep(cluster, namespace), "a light sleeper: the pod stays")
+                data = (cluster.get("ConfigMap", namespace, NAME) or {}).get("data") or {}
+                out["costs"].append((int(data.get("light-bytes") or 0), working_set(cluster, namespace)))
+            else:
+                until(lambda: cluster.list("Pod", namespace) == [], "no pod while deep asleep")
+            before = phase_sums(server, mode)
+            out["totals"].append(first_byte(server))
+            time.sleep(0.5)  # the first-byte phase is observed as the response starts
+            after = phase_sums(server, mode)
+            for p in PHASES[mode]:
+                out["phases"][p].append(after[p] - before[p])
+            out["of_mode"] += round(after["count"] - before["count"])
+    finally:
+        server.stop()
+        cluster.reset(namespace)
+    return out
+
+
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+def table(result: dict[str, Any], mode: str) -> str:
+    rows = [
+        f"| `{p}` | {statistics.median(v):.3f} s | {min(v):.3f} s | {max(v):.3f} s | {WHAT[p]} |"
+        for p, v in result["phases"].items()
+    ]
+    totals = result["totals"]
+    return "\n".join(
+        [
+            "| phase | p50 | min | max | what |",
+            "|---|---|---|---|---|",
+            *rows,
+            f"| **first byte, client side** | **{statistics.median(totals):.3f} s** (p99 {p99(totals):.3f} s) "
+            f"| {min(totals):.3f} s | {max(totals):.3f} s | request sent → first byte (what a visitor waits) |",
+        ]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--wakes", type=int, default=5)
+    parser.add_argument("--wakes", type=int, default=10)
+    parser.add_argument("--namespace", default="h18k8s-bench", help="the Spaces namespace (unique per session)")
     args = parser.parse_args()
     env = start_dev_cluster()
     cluster = Cluster(Path(env["KUBECONFIG"]), env["SPACEYARD_DEV_REGISTRY"], {})
     push_base_image(cluster.registry, DEFAULT_TAG)
-    cluster.ensure_namespace(NAMESPACE)
-    cluster.reset(NAMESPACE)
-    cache = ROOT / ".data" / "test-cache"
+    cluster.ensure_namespace(args.namespace)
+    loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
-        extra = {
-            "SPACEYARD_BUILD_ENGINE": "oci",
-            "SPACEYARD_REGISTRY": cluster.registry,
-            "SPACEYARD_DOCKER_BASE_IMAGE": DEFAULT_TAG,
-            "SPACEYARD_DOCKER_IMAGE_REPOSITORY": "h14build/space",
-            "SPACEYARD_OCI_CACHE_DIR": str(cache / "oci"),
-            "SPACEYARD_RUNTIME": "kubernetes",
-            "SPACEYARD_KUBERNETES_KUBECONFIG": str(cluster.kubeconfig),
-            "SPACEYARD_KUBERNETES_NAMESPACE": NAMESPACE,
-            "SPACEYARD_KUBERNETES_ENDPOINT": "cluster-ip",
-        }
-        server = start_server(Path(tmp) / "data", free_port(), cache / "envs", extra)
-        try:
-            server.create_space(SPACE)
-            wc = working_copy(Path(tmp), "hello-gradio")
-            push(server, wc, SPACE)
-            built = time.monotonic()
-            server.wait_stage(SPACE, {"RUNNING"}, sha=git(wc, "rev-parse", "HEAD").stdout.strip(), timeout=900)
-            build_and_start = time.monotonic() - built
-            assert server.api("POST", f"/api/spaces/{SPACE}/sleeptime", json={"seconds": 1}).status_code == 200
-            totals: list[float] = []
-            phases: dict[str, list[float]] = {p: [] for p in PHASES}
-            for _ in range(args.wakes):
-                server.wait_stage(SPACE, {"SLEEPING"}, timeout=120)
-                until(lambda: cluster.list("Pod", NAMESPACE) == [], "no pod while asleep")
-                before = phase_sums(server)
-                totals.append(first_byte(server))
-                time.sleep(0.5)  # the first-byte phase is observed as the response starts
-                after = phase_sums(server)
-                for p in PHASES:
-                    phases[p].append(after[p] - before[p])
-        finally:
-            server.stop()
-            cluster.reset(NAMESPACE)
-    rows = [
-        f"| `{p}` | {statistics.median(v):.2f} s | {min(v):.2f} s | {max(v):.2f} s | {WHAT[p]} |"
-        for p, v in phases.items()
-    ]
-    summed = [sum(phases[p][i] for p in PHASES) for i in range(args.wakes)]
+        light = run(cluster, args.namespace, "light", args.wakes, Path(tmp))
+        loads.append(os.getloadavg()[0])
+        deep = run(cluster, args.namespace, "deep", args.wakes, Path(tmp))
+        loads.append(os.getloadavg()[0])
+    costs = [c for c, _ in light["costs"] if c]
+    sets = [w for _, w in light["costs"] if w]
+    ratio = statistics.median(deep["totals"]) / statistics.median(light["totals"])
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    load = os.getloadavg()[0]
     markdown = f"""`benchmarks/k8s_wake.py --wakes {args.wakes}`, {when}: a real `spaceyard up` with
 `SPACEYARD_RUNTIME=kubernetes` on the dev cluster (`helm/dev-cluster.sh`: one real kubelet + containerd, 2 CPUs
-shared with other sessions, load average {load:.0f} at the end), sample `hello-gradio` built by the oci engine
-(first push to RUNNING: {build_and_start:.0f} s, build included). Each wake: the Space sleeps (no pod),
-`GET /config` through the
-gateway is held until the new pod answers. Phases from `spaceyard_wake_phase_seconds{{phase=...}}` (how the
-runtime saw the pod start, `KubernetesRuntime.wait_ready`; see `runtime/.../kubernetes/coldstart.py`).
+shared with other sessions, load average {" / ".join(f"{x:.0f}" for x in loads)} at the start / between / end),
+sample `hello-gradio` built by the oci engine (first push to RUNNING: {light["build_and_start"]:.0f} s). Each
+wake: the Space sleeps (idle 1 s), then `GET /config` through the gateway is held until the app answers. Phases
+from `spaceyard_wake_phase_seconds{{phase=...}}` (`KubernetesRuntime.wait_ready`; `runtime/.../kubernetes/`
+`lightsleep.py` and `coldstart.py`). Same run, same Space, {args.wakes} wakes each:
 
-| phase | p50 | min | max | what |
-|---|---|---|---|---|
-{chr(10).join(rows)}
-| **sum of the phases** | **{statistics.median(summed):.2f} s** | {min(summed):.2f} s | {max(summed):.2f} s | |
-| **first byte, client side** | **{statistics.median(totals):.2f} s** | {min(totals):.2f} s | {max(totals):.2f} s \
-| request sent → first byte (what a visitor waits) |
-| Knative anchor | 0.8–4 s | | | scale-from-zero, as Knative reports it (queue-proxy, activator) |
+**From light sleep** (the pod stays: its agent stops the app, keeps the warm parent with Gradio imported, and
+its requests are resized in place to 10m CPU and the parent's memory; the wake forks the app in the same pod
+and the gateway reaches the pod's own address as soon as the app answers); {light["of_mode"]} of the
+{args.wakes} wakes were forks:
 
-The client's time also holds what no phase covers: the gateway's and the deployer's own work before the
-scale request and after readiness. Not near the Knative anchor on this machine: `scheduling` (API server,
-controllers and scheduler sharing 2 loaded cores) and `app_ready` (Gradio importing, then a readiness probe
-every 2 s) are most of it.
+{table(light, "fork")}
+
+**From deep sleep** (`SPACEYARD_LIGHT_SLEEP_MEMORY_MIB=1`: every sleeper is over the budget and goes deep, the
+Deployment at 0 replicas, no pod): the wake is a new pod, the agent starts, its warm parent imports Gradio and
+forks the app (`--autostart`), the readiness probe passes, the Service routes ({deep["of_mode"]} of
+{args.wakes} wakes cold):
+
+{table(deep, "cold")}
+
+Deep / light, client side p50: **{ratio:.1f}x**. Knative's scale-from-zero anchor: 0.8–4 s.
+
+**Where a cold start goes** (issue 14's gap; analysis of 2026-12-02). The earlier table here (p50 14.2 s at
+load 20, `scheduling` 6.79 s) booked most of each wake as `scheduling`: the runtime's sightings started over
+whenever the pod the previous sleep was ending (same template, still reporting through its preStop pause and
+grace) showed up in the watch, so the woken pod's steps were first "seen" when it was already ready. A watch
+of the same wakes (16:46 UTC, load 4–6) showed where the time really goes: the pod exists 0.07 s after the
+scale, is bound 0.06 s later, its container runs ~1.0 s after that (sandbox, CNI bridge, containerd), and it
+is Ready ~5 s later (Gradio's import and launch, plus up to a probe period); the EndpointSlice and kube-proxy
+add 0.04–0.15 s. Cut: the phase accounting (terminating pods ignored); the readiness probe every 1 s instead
+of 2 s; pods of a `stop`, a deep sleep of a light sleeper and a deepened sleeper end within 1 s instead of
+the 5 s preStop pause plus grace, which kept node CPU requested while the next pod started (the Kubernetes
+contract suite: 64 → 37 s); and, most of all, light sleep, which skips the pod start, the probe period and
+the Service round. Not cut: the image pull is already 0 (`IfNotPresent`, the image stays on the node), and
+the rest is the app's own start on 2 shared cores (`app_ready` above) and container creation. In-place pod
+resize (`InPlacePodVerticalScaling`, on by default in 1.35) works on this cgroup v1 host: `kubectl patch pod
+--subresource resize` from 200m/256Mi to 50m/64Mi was applied in ~0.2 s without a restart (`cpu.shares`
+205 → 51, `status.containerStatuses[].resources` updated), and back up.
+
+**What a light sleeper costs**: its agent's and warm parent's private memory (`Private_Clean + Private_Dirty`,
+`/proc/PID/smaps_rollup`, as the runtime records it at suspend and budgets it): p50
+**{statistics.median(costs) / 2**20 if costs else 0:.0f} MiB** (min {min(costs, default=0) / 2**20:.0f}, max
+{max(costs, default=0) / 2**20:.0f}); the kubelet's working set of the sleeping container (`stats/summary`,
+page cache included): p50 {statistics.median(sets) / 2**20 if sets else 0:.0f} MiB. The pod's requests while
+asleep: 10m CPU and that memory plus 25 % (cpu-basic awake: 500m, 2 GiB).
 """
     print(markdown)
     write_section("Wake on Kubernetes", markdown)

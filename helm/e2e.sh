@@ -9,7 +9,8 @@
 # 2. helm lint --strict + helm install (the in-chart PostgreSQL and Redis; the worker builds with the
 #    oci engine and pushes Space images to REGISTRY);
 # 3. through the platform Service (kubectl port-forward: no Ingress needed): create a Space, git push
-#    sample_spaces/hello-gradio, watch BUILDING -> RUNNING, call it with gradio_client, push an
+#    sample_spaces/hello-gradio, watch BUILDING -> RUNNING, call it with gradio_client; push
+#    sample_spaces/hello-docker to a Docker Space (buildah in the worker pod) -> RUNNING, /api/info; push an
 #    app-only change while calling it without pause (zero failed calls across the rolling update),
 #    sleep (0 replicas) and wake through the gateway, helm upgrade (the Space survives a new platform
 #    pod), delete the Space (nothing left), helm uninstall (only the kept volumes + database Secret
@@ -36,7 +37,6 @@ SPACE=admin/e2e-hello
 SLUG=space-admin--e2e-hello
 PORT=${PORT:-18080}
 SPACES_NS=$RELEASE-spaces
-BUILDS_NS=$RELEASE-builds
 URL=http://127.0.0.1:$PORT
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -54,11 +54,11 @@ api() { # METHOD PATH [JSON]
   curl -fsS -X "$1" -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" ${3:+--data "$3"} "$URL$2"
 }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin).get('$1') or '')"; }
-wait_stage() { # SHA WANTED...: prints the stages seen
+wait_stage() { # SHA WANTED...: prints the stages seen (of $SPACE, or of WAIT_SPACE when set)
   local sha=$1 deadline=$((SECONDS + TIMEOUT)) s="" seen="" rt
   shift
   while ((SECONDS < deadline)); do
-    rt=$(api GET "/api/spaces/$SPACE/runtime" || true)
+    rt=$(api GET "/api/spaces/${WAIT_SPACE:-$SPACE}/runtime" || true)
     s=$(field stage <<<"$rt")
     [[ "$seen" == *" $s" ]] || seen+=" $s"
     if [[ -z "$sha" || "$(field sha <<<"$rt")" == "$sha" ]]; then
@@ -96,7 +96,7 @@ SETS=(
   --set image.repository="${PLATFORM%:*}" --set image.tag="${PLATFORM##*:}"
   --set redis.image="$(retag "$SPACEYARD_IMAGE_REDIS")" --set postgresql.image="$(retag "$SPACEYARD_IMAGE_POSTGRESQL")"
   --set host=spaceyard.e2e.test --set appsDomain=apps.e2e.test --set scheme=http --set ingress.enabled=false
-  --set adminToken="$TOKEN" --set spaces.namespace="$SPACES_NS" --set spaces.buildNamespace="$BUILDS_NS"
+  --set adminToken="$TOKEN" --set spaces.namespace="$SPACES_NS"
   --set registry.url="$REGISTRY_IN_CLUSTER" --set registry.repository=spaceyard-e2e/space
   --set registry.insecure="$([[ "${REGISTRY_TLS:-0}" == 1 ]] && echo false || echo true)"
   --set worker.baseImage="$SPACEYARD_IMAGE_BASE" --set worker.hostNetwork="$([[ "${WORKER_HOST_NETWORK:-0}" == 1 ]] && echo true || echo false)"
@@ -119,6 +119,18 @@ stages=$(wait_stage "$(g rev-parse HEAD)" RUNNING)
 echo "$stages"
 [[ "$stages" == *BUILDING*RUNNING* ]] || fail "expected BUILDING before RUNNING"
 [[ "$(greet e2e)" == "Hello e2e! (v1)" ]] || fail "gradio_client through the gateway"
+
+step "a Docker Space (its own Dockerfile, built by buildah in the worker pod) -> RUNNING"
+api POST /api/repos/create '{"type":"space","organization":"admin","name":"e2e-docker","sdk":"docker"}' >/dev/null
+DWORK=$(mktemp -d)
+cp -r "$ROOT/sample_spaces/hello-docker/." "$DWORK/"
+gd() { git -C "$DWORK" -c user.email=e2e@spaceyard -c user.name=e2e "$@"; }
+gd init -q -b main && gd add -A && gd commit -qm v1
+gd push -q "http://admin:$TOKEN@127.0.0.1:$PORT/spaces/admin/e2e-docker" main
+WAIT_SPACE=admin/e2e-docker wait_stage "$(gd rev-parse HEAD)" RUNNING
+info=$(curl -fsS --retry 10 --retry-all-errors --retry-delay 3 "$URL/apps/admin/e2e-docker/api/info")
+[[ "$(field uid <<<"$info")" == 1000 ]] || fail "the Docker Space's /api/info: $info"
+api DELETE /api/repos/delete '{"type":"space","organization":"admin","name":"e2e-docker"}' >/dev/null
 
 step "an app-only change while calling the app without pause (rolling update)"
 python3 - "$URL/apps/$SPACE/" "$WORK/calls.log" <<'PY' &
@@ -158,7 +170,10 @@ helm upgrade "$RELEASE" "$ROOT/helm/spaceyard" -n "$NAMESPACE" "${SETS[@]}" --se
   --wait --timeout 10m
 [[ "$(helm status "$RELEASE" -n "$NAMESPACE" -o json | field version)" == 2 ]] || fail "revision 2"
 port_forward
-wait_stage "$(g rev-parse HEAD)" RUNNING
+# a restarted platform may bring the Space back SLEEPING (then the visit below wakes it) or RUNNING
+wait_stage "$(g rev-parse HEAD)" SLEEPING RUNNING
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 600 "$URL/apps/$SPACE/config")
+[[ "$code" == 200 ]] || fail "the Space after the upgrade answered $code"
 [[ "$(greet upgraded)" == "Hello upgraded! (v2)" ]] || fail "the Space after the upgrade"
 
 step "delete the Space: every object of it goes"
@@ -176,7 +191,7 @@ if [[ "${KEEP:-0}" != 1 ]]; then
   kill "$PF_PID" 2>/dev/null || true
   PF_PID=""
   helm uninstall "$RELEASE" -n "$NAMESPACE" --wait --timeout 10m
-  kubectl wait --for=delete "namespace/$SPACES_NS" "namespace/$BUILDS_NS" --timeout=5m 2>/dev/null || true
+  kubectl wait --for=delete "namespace/$SPACES_NS" --timeout=5m 2>/dev/null || true
   left=$(kubectl -n "$NAMESPACE" get deploy,sts,svc,pods,configmap,secret,pvc -o name | grep -v 'configmap/kube-root-ca.crt' | sort)
   kept=$(printf '%s\n' "persistentvolumeclaim/data-$RELEASE-postgresql-0" "persistentvolumeclaim/$RELEASE-data" \
     "secret/$RELEASE-postgresql" | sort)
@@ -185,4 +200,4 @@ if [[ "${KEEP:-0}" != 1 ]]; then
   kubectl -n "$NAMESPACE" delete secret "$RELEASE-postgresql" >/dev/null
 fi
 
-printf '\nPASS: install, build in the cluster, RUNNING through the gateway, rolling update with no failed call, sleep, wake, upgrade, delete, uninstall\n'
+printf '\nPASS: install, build in the cluster (Gradio and Docker Spaces), RUNNING through the gateway, rolling update with no failed call, sleep, wake, upgrade, delete, uninstall\n'

@@ -13,6 +13,7 @@ from .errors import BuilderError, BuildFailed, ConfigError, NoAppFileError, Tran
 from .hubstore import HubStore
 from .lfs import MissingObjects, smudge_tree
 from .logs import LogStore
+from .ownership import give_to_data_owner
 from .preload import preload
 from .settings import BuilderSettings
 from .source import TreeItem, export_commit, link_target, list_tree, read_blob, resolve_in_tree
@@ -120,6 +121,7 @@ def run_build(
                 time.sleep(delay)
         raise AssertionError("unreachable")
     finally:
+        give_to_data_owner(settings.data_dir, [settings.data_dir / "sources" / source_folder(request)])
         log_store.close(request.log_key)
 
 

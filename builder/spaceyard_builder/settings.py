@@ -101,7 +101,14 @@ class BuilderSettings(BaseSettings):
         "spaceyard/space", description="Repository of built Space images; the tag is the content hash."
     )
     docker_build_network: str = Field(
-        "host", description="Network of RUN steps in docker builds (pip needs the network; 'host' works everywhere)."
+        "host",
+        description="Network of RUN steps in Dockerfile builds (docker engine; oci engine's buildah: 'host' = the "
+        "worker's, 'none' = no network at all). pip needs the network; 'host' works everywhere.",
+    )
+    dockerfile_build_max_bytes: int = Field(
+        20 * 2**30,
+        description="oci engine, Docker Spaces: disk a Dockerfile build (buildah's storage, base images included) "
+        "may fill; measured while it runs, the build ends with BUILD_ERROR past it.",
     )
     docker_build_ca_bundle: Path | None = Field(
         None,

@@ -120,6 +120,21 @@ class BuildWalls(abc.ABC):
             "engine needs SPACEYARD_BUILD_SANDBOX=bwrap"
         )
 
+    def tool_command(self, argv: list[str], *, ro: dict[str, Path], rw: dict[str, Path], network: bool) -> list[str]:
+        """``argv``, an image builder run as root (``buildah``: it runs a Dockerfile's ``RUN`` steps as the
+        image's root), walled off from the worker: new pid, IPC, UTS, mount and cgroup namespaces showing
+        the system (``/usr``, a few files of ``/etc``, ``/sys`` read-only) and only the given paths
+        (``{place: host path}``), so that a ``RUN`` step that leaves its chroot finds nothing of the
+        worker (no ``DATA_DIR``, no service-account token, no other build). It keeps the worker's
+        capabilities (the builder mounts and chowns); ``network=False`` gives it a new, empty network
+        namespace. The caller passes the whole environment. Walls that cannot do this refuse."""
+        from .errors import BuildFailed
+
+        raise BuildFailed(
+            f"the {self.name!r} build sandbox cannot wall off a Dockerfile build; Docker Spaces on the oci "
+            "engine need SPACEYARD_BUILD_SANDBOX=bwrap and a root worker"
+        )
+
 
 class NoBuildWalls(BuildWalls):
     """Clean environment only; build-time code runs as the worker's user and sees its files."""
@@ -203,24 +218,12 @@ class BwrapBuildWalls(BuildWalls):
             for root, _dirs, _files in os.walk(tree):
                 os.lchown(root, BUILD_UID, BUILD_UID)
 
-    def command(self, argv: list[str], *, cwd: Path, ro: list[Path], rw: list[Path]) -> list[str]:
-        self.check()
-        assert self.bwrap
-        args = [
-            self.bwrap,
-            *(self._userns_flags() if self.rootless else []),
-            "--die-with-parent",
-            "--new-session",
-            "--unshare-pid",
-            "--unshare-ipc",
-            "--unshare-uts",
-            "--unshare-cgroup-try",
-            "--hostname",
-            "build",
-            "--ro-bind",
-            "/usr",
-            "/usr",
-        ]
+    @staticmethod
+    def _system() -> list[str]:
+        """New pid/IPC/UTS/cgroup namespaces showing the host's ``/usr``, a few files of ``/etc``, a fresh
+        ``/proc``, ``/dev`` and ``/tmp``."""
+        args = ["--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+        args += ["--unshare-cgroup-try", "--hostname", "build", "--ro-bind", "/usr", "/usr"]
         for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
             if os.path.islink(top):
                 args += ["--symlink", os.readlink(top), top]
@@ -230,7 +233,12 @@ class BwrapBuildWalls(BuildWalls):
         for etc in ETC_FILES:
             args += ["--ro-bind-try", etc, etc]
         args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm"]
-        args += ["--perms", "1777", "--tmpfs", "/tmp"]
+        return [*args, "--perms", "1777", "--tmpfs", "/tmp"]
+
+    def command(self, argv: list[str], *, cwd: Path, ro: list[Path], rw: list[Path]) -> list[str]:
+        self.check()
+        assert self.bwrap
+        args = [self.bwrap, *(self._userns_flags() if self.rootless else []), *self._system()]
         made = {"/", "/usr", "/etc", "/proc", "/dev", "/tmp", "/bin", "/sbin", "/lib", "/lib64"}
         binds = [("--ro-bind", p) for p in ro if not p.is_relative_to("/usr")] + [("--bind", p) for p in rw]
         for _, bound in binds:
@@ -263,6 +271,26 @@ class BwrapBuildWalls(BuildWalls):
         # as root, the image's own setpriv (util-linux, essential in Debian-based images) drops to the build user
         args += ["--chdir", cwd, "--", *self._drop("setpriv"), *argv]
         return args
+
+    def tool_command(self, argv: list[str], *, ro: dict[str, Path], rw: dict[str, Path], network: bool) -> list[str]:
+        from .errors import BuildFailed
+
+        if self.rootless or not self.bwrap:
+            raise BuildFailed(
+                "Docker Spaces are built with buildah, which needs a root worker with bubblewrap (the chart's "
+                f"worker.buildWalls); this worker runs as uid {os.geteuid()}"
+                if self.rootless
+                else "Docker Spaces are built with buildah inside bubblewrap: install bubblewrap on the worker"
+            )
+        args = [self.bwrap, *self._system(), "--cap-add", "ALL", "--ro-bind", "/sys", "/sys"]
+        args += [] if network else ["--unshare-net"]
+        args += ["--ro-bind-try", "/etc/passwd", "/etc/passwd", "--ro-bind-try", "/etc/group", "/etc/group"]
+        args += ["--perms", "1777", "--dir", "/var/tmp"]
+        for place, path in ro.items():
+            args += ["--ro-bind", str(path), place]
+        for place, path in rw.items():
+            args += ["--bind", str(path), place]
+        return [*args, "--chdir", "/", "--", *argv]
 
 
 def create_walls(kind: str) -> BuildWalls:

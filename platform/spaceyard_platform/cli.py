@@ -158,6 +158,7 @@ def up(
     from .db.session import Database
     from .limits import http_protocol
     from .private import prepare_data_dir
+    from .serving import tune_gc
 
     if port is not None:
         os.environ["SPACEYARD_PORT"] = str(port)
@@ -187,8 +188,10 @@ def up(
     for warning in runtime_class(runtime_settings.runtime).start_warnings(runtime_settings):
         console.print(f"WARNING: {warning}", highlight=False, markup=False, soft_wrap=True)
     sys.stdout.flush()
+    served = create_app(settings)
+    tune_gc()  # after the app is built: its objects frozen out of collections (serving.py)
     uvicorn.run(
-        create_app(settings),
+        served,
         host=settings.host,
         port=settings.port,
         loop="uvloop",

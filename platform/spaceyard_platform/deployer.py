@@ -46,9 +46,10 @@ class Deployer(Recovery, OwnerActions):
             self._idle_task.cancel()
         for task in list(self._tasks):
             task.cancel()
+        keep = self.runtime.capabilities.survives_restart  # re-attached by the next process (recovery)
         for state in self.states.values():
             for handle in (state.handle, state.suspended):
-                if handle is not None:
+                if handle is not None and not keep:
                     try:
                         await self.runtime.remove(handle)
                     except Exception:  # shutting down: keep going

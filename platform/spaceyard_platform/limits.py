@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .errors import PlatformError
+from .serving import LeanProtocol
 from .settings import Settings
 from .xet.cas import MAX_SHARD_BYTES, MAX_XORB_BYTES
 
@@ -63,11 +64,12 @@ def http_protocol(settings: Settings) -> type[HttpToolsProtocol]:
     trusted = {a.strip() for a in (settings.forwarded_allow_ips or "").split(",") if a.strip()}
     pending: Counter[str] = Counter()
 
-    class LimitedProtocol(HttpToolsProtocol):
+    class LimitedProtocol(LeanProtocol):  # one write for a response's head and first chunk, fewer timers
         _in_head = False
         _head_bytes = 0
         _head_fields = 0
         _head_timer: asyncio.TimerHandle | None = None
+        _head_began = 0.0
         _address = ""
         _counted = False
 
@@ -87,24 +89,30 @@ def http_protocol(settings: Settings) -> type[HttpToolsProtocol]:
             if not self._counted:
                 pending[self._address] += 1
                 self._counted = True
-            if head_timeout and self._head_timer is None:
-                self._head_timer = self.loop.call_later(head_timeout, self._head_timed_out)
+            if head_timeout:
+                self._head_began = self.loop.time()
+                if self._head_timer is None:
+                    self._head_timer = self.loop.call_later(head_timeout, self._head_timed_out)
 
         def _end_head(self) -> None:
+            # the head timer stays armed: when it fires outside a head it ends, and the next head on
+            # this connection arms it again (one timer per connection and timeout, not per request)
             self._in_head = False
             if self._counted:
                 pending[self._address] -= 1
                 if pending[self._address] <= 0:
                     del pending[self._address]
                 self._counted = False
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-                self._head_timer = None
 
         def _head_timed_out(self) -> None:
             self._head_timer = None
-            if self._in_head and not self.transport.is_closing():
-                self._refuse(408, f"The request head was not received within {head_timeout:g} seconds")
+            if not self._in_head or self.transport.is_closing():
+                return
+            left = self._head_began + head_timeout - self.loop.time()
+            if left > 0:  # this head began after the timer was armed: wait for its own deadline
+                self._head_timer = self.loop.call_later(left, self._head_timed_out)
+                return
+            self._refuse(408, f"The request head was not received within {head_timeout:g} seconds")
 
         def _refuse(self, status: int, message: str) -> None:
             self._end_head()
@@ -154,9 +162,14 @@ def http_protocol(settings: Settings) -> type[HttpToolsProtocol]:
             self._count(len(url))
             super().on_url(url)
 
-        def on_header(self, name: bytes, value: bytes) -> None:
-            self._count(len(name) + len(value) + 4)
-            super().on_header(name, value)
+        def on_header(self, name: bytes, value: bytes) -> None:  # on every header of every request:
+            self._head_fields += len(name) + len(value) + 4  # _count and uvicorn's on_header inline
+            if self._head_fields > max_head:
+                raise _HeadTooLarge
+            name = name.lower()
+            if name == b"expect" and value.lower() == b"100-continue":
+                self.expect_100_continue = True
+            self.headers.append((name, value))
 
         def on_headers_complete(self) -> None:
             self._end_head()
@@ -164,6 +177,9 @@ def http_protocol(settings: Settings) -> type[HttpToolsProtocol]:
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._end_head()
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
             super().connection_lost(exc)
 
     return LimitedProtocol

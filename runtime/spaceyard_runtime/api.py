@@ -173,6 +173,12 @@ class Capabilities:
     wakes_in_place: bool = False
     """``resume`` starts the same backend object again (the stopped container, the scaled-down
     Deployment): the new handle has the suspended one's ``backend_id``. ``False``: a new app."""
+    survives_restart: bool = False
+    """Apps outlive the platform process and are re-attached, not ended, across its restart (Kubernetes:
+    the Deployments keep serving while the platform pod is replaced). The lifecycle then leaves them
+    running when it stops and, at start, re-attaches each Space that was serving with ``load_state``
+    (no restart, no cold start); a Space whose app is gone comes back ``SLEEPING``. Needs ``reattach``.
+    ``False``: a stopping platform removes its apps and every Space comes back ``SLEEPING``."""
     light_sleep: bool = False
     """``suspend`` keeps a *warm parent* of the app (its SDK imported, no app running) and ``resume`` forks
     the app from it: the resumed handle's ``start_mode`` is ``fork``. A light sleeper costs the memory
@@ -220,8 +226,9 @@ class Runtime(abc.ABC):
 
     async def end_previous(self) -> None:
         """End what a previous platform process on the same state left running (it was killed before it
-        could stop its apps). The lifecycle calls it once at start, before anything runs: it re-attaches
-        nothing, so every Space starts again from ``SLEEPING``. Default: nothing is left (the local runtime
+        could stop its apps). The lifecycle calls it once at start, before anything runs; unless the backend
+        ``survives_restart``, it re-attaches nothing, so every Space starts again from ``SLEEPING``. Default:
+        nothing is left (the local runtime
         ends its leftovers when it is made; the Kubernetes controller converges pods to the desired state)."""
 
     async def suspend(self, handle: AppHandle) -> None:

@@ -85,6 +85,34 @@ class FakeRuntime(Runtime):
         return AppStatus(AppState.RUNNING)
 
 
+class SurvivingRuntime(FakeRuntime):
+    """Apps outlive the platform (``survives_restart``, as pods do): ``load_state`` finds the Space's last
+    app again unless it was removed, it exited, or ``gone`` is set (it ended while the platform was down)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gone = False
+        self.reattached: list[str] = []
+        self._live: dict[str, AppHandle] = {}
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(reattach=True, survives_restart=True)
+
+    async def start(self, spec: AppSpec, log: LogSink) -> AppHandle:
+        handle = await super().start(spec, log)
+        self._live[spec.space_id] = handle
+        return handle
+
+    async def load_state(self, spec: AppSpec, state: dict[str, Any], log: LogSink) -> AppHandle | None:
+        handle = self._live.get(spec.space_id)
+        if self.gone or handle is None or handle.backend_id in self.removed or handle.backend_id in self.exited:
+            return None
+        self.reattached.append(handle.backend_id)
+        log("re-attached")
+        return AppHandle(spec=spec, endpoint=handle.endpoint, backend_id=handle.backend_id, started_at=time.time())
+
+
 class FakeQueue(BuildQueue):
     """A build queue whose results the test releases by hand, in any order."""
 

@@ -29,7 +29,7 @@ from spaceyard_platform.repos import RepoStore
 from spaceyard_platform.settings import Settings
 from spaceyard_runtime.api import AppState
 from spaceyard_runtime.flavors import load_flavors
-from tests.control_plane.doubles import FakeActivity, FakeClock, FakeQueue, FakeRuntime
+from tests.control_plane.doubles import FakeActivity, FakeClock, FakeQueue, FakeRuntime, SurvivingRuntime
 
 SPACE = "unit/lifecycle"
 GRACE = 0.2
@@ -189,7 +189,7 @@ def test_stage_groups_and_the_one_mapping_from_app_states() -> None:
 
 def test_restart_recovery_stages() -> None:
     def after(stage: Stage, **kw: bool) -> Stage:
-        flags = {"serving": False, "pending": False, "undeployed": False, "paused": False, **kw}
+        flags = {"serving": False, "pending": False, "undeployed": False, "paused": False, "reattached": False, **kw}
         return recovered_stage(stage, **flags)
 
     assert after(Stage.RUNNING, serving=True) is Stage.SLEEPING  # nothing runs after a restart
@@ -200,6 +200,9 @@ def test_restart_recovery_stages() -> None:
     assert after(Stage.RUNNING, serving=True, pending=True) is Stage.RUNNING_BUILDING
     assert after(Stage.PAUSED, serving=True, pending=True, paused=True) is Stage.PAUSED
     assert after(Stage.BUILD_ERROR, serving=True) is Stage.BUILD_ERROR  # the old version sleeps untouched
+    # a runtime whose apps survive the restart (Kubernetes): the re-attached app keeps serving
+    assert after(Stage.RUNNING, serving=True, reattached=True) is Stage.RUNNING
+    assert after(Stage.RUNNING, serving=True, pending=True, reattached=True) is Stage.RUNNING_BUILDING
 
 
 # -- the deployer -----------------------------------------------------------------------------------
@@ -451,6 +454,44 @@ async def test_restart_recovery_requeues_an_unfinished_build_and_sleeps_the_serv
     lab.queue.finish(lab.queue.submitted[-1])
     await lab.until(Stage.RUNNING)
     assert lab.space().serving_build_id == pending != first
+
+
+async def _with_surviving_apps(lab: Lab) -> SurvivingRuntime:
+    await lab.deployer.aclose()
+    lab.runtime = surviving = SurvivingRuntime()
+    lab.deployer = lab.make_deployer()
+    await lab.deployer.start()
+    lab.deployer.register(lab.space())
+    return surviving
+
+
+async def test_restart_reattaches_a_running_space_whose_app_survived_it(lab: Lab) -> None:
+    surviving = await _with_surviving_apps(lab)
+    await lab.push_and_build("d4" * 20)
+    await lab.until(Stage.RUNNING)
+    upstream, starts = lab.route().upstream, len(surviving.started)
+    state = lab.deployer.states.get(lab.pk)
+    handle = state.handle if state else None
+    assert handle is not None
+    backend_id = handle.backend_id
+    await lab.restart()
+    assert surviving.removed == [] and surviving.stopped == []  # the stopping process left it running
+    await lab.until(Stage.RUNNING)
+    assert surviving.reattached == [backend_id] and len(surviving.started) == starts  # no new app, no cold start
+    assert lab.route().upstream == upstream is not None
+    # the crash watch is back on the re-attached app
+    surviving.exited.add(backend_id)
+    await lab.until(Stage.RUNTIME_ERROR)
+
+
+async def test_restart_sleeps_a_space_whose_app_did_not_survive_it(lab: Lab) -> None:
+    surviving = await _with_surviving_apps(lab)
+    await lab.push_and_build("e5" * 20)
+    await lab.until(Stage.RUNNING)
+    surviving.gone = True  # its pod was deleted while the platform was down
+    await lab.restart()
+    await lab.until(Stage.SLEEPING)
+    assert surviving.reattached == [] and lab.route().upstream is None
 
 
 async def test_restart_recovery_deploys_a_build_that_finished_but_never_served(lab: Lab) -> None:

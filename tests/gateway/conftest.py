@@ -1,4 +1,4 @@
-"""Gateway fixtures: the gateway under a real uvicorn (uvloop + httptools), real upstream apps.
+"""Gateway fixtures: the gateway under a real uvicorn (uvloop + the platform's httptools protocol), real upstream apps.
 
 * ``gateway``: ``Gateway(FastAPI app, routes, settings, ...)`` served by uvicorn in a thread; tests
   publish routes into ``gateway.routes`` (each test its own Space names) and talk to ``gateway.port``.
@@ -36,6 +36,7 @@ from spaceyard_platform.gateway.activity import ActivityTable
 from spaceyard_platform.gateway.asgi import Message, Receive, Scope, Send
 from spaceyard_platform.gateway.proxy import Gateway
 from spaceyard_platform.gateway.routes import Authorizer, InMemoryRouteTable, RouteSpec, Waker
+from spaceyard_platform.limits import http_protocol
 from spaceyard_platform.settings import Settings
 from spaceyard_runtime.api import Endpoint
 from tests.conftest import free_port
@@ -151,16 +152,17 @@ def platform_app(events: list[str]) -> FastAPI:
     return app
 
 
-def serve_in_thread(app: Any, port: int) -> tuple[uvicorn.Server, threading.Thread]:
+def serve_in_thread(app: Any, port: int, keep_alive: int = 5) -> tuple[uvicorn.Server, threading.Thread]:
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=http_protocol(Settings()),  # as `spaceyard up` serves: httptools with head limits, coalesced writes
         lifespan="on",
         log_level="warning",
         proxy_headers=False,
+        timeout_keep_alive=keep_alive,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -197,6 +199,7 @@ class UpstreamState:
     streams_closed: list[str] = field(default_factory=list)
     ws_client_close: list[int] = field(default_factory=list)
     uploads: list[int] = field(default_factory=list)
+    release_late: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -204,6 +207,15 @@ class Upstream:
     endpoint: Endpoint
     state: UpstreamState
     loop: asyncio.AbstractEventLoop
+
+
+LOOKALIKE_PARTS = (
+    b"HTTP/1.1 200 OK\r\n",
+    b"HTTP/1.1 302 Found\r\nLocation: https://evil.example/\r\nSet-Cookie: spaceyard_session=x\r\n\r\n",
+    b"HTTP/",
+    b"1.1 200 OK\r\nContent-Length: 5\r\n\r\nevil!",
+)
+LOOKALIKE_BODY = b"".join(LOOKALIKE_PARTS)
 
 
 def upstream_app(state: UpstreamState) -> web.Application:
@@ -285,6 +297,26 @@ def upstream_app(state: UpstreamState) -> web.Application:
             await asyncio.sleep(0.1)
         return resp
 
+    async def late(request: web.Request) -> web.StreamResponse:
+        """Sends its head, then its body only once the test sets ``state.release_late``."""
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        released = await asyncio.get_running_loop().run_in_executor(None, state.release_late.wait, 20)
+        await resp.write(b"data: released\n\n" if released else b"data: never released\n\n")
+        await resp.write_eof()
+        return resp
+
+    async def lookalike(request: web.Request) -> web.StreamResponse:
+        """A body whose chunks look like response heads (and a whole second response)."""
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        resp.content_length = len(LOOKALIKE_BODY)
+        await resp.prepare(request)
+        for part in LOOKALIKE_PARTS:
+            await resp.write(part)
+            await asyncio.sleep(0.01)
+        await resp.write_eof()
+        return resp
+
     async def reject(request: web.Request) -> web.Response:
         """Refuses an upload without reading it, and hangs up."""
         resp = web.json_response({"error": "too large"}, status=413)
@@ -323,6 +355,8 @@ def upstream_app(state: UpstreamState) -> web.Application:
     app.router.add_get("/redirect", redirect)
     app.router.add_get("/silent", silent)
     app.router.add_post("/reject", reject)
+    app.router.add_get("/late", late)
+    app.router.add_get("/lookalike", lookalike)
     app.router.add_get("/ws", ws)
     return app
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -17,7 +18,7 @@ from spaceyard_platform.gateway.routes import RouteTable, WakeRefused
 from spaceyard_runtime.api import Endpoint
 from tests.conftest import free_port
 
-from .conftest import GatewayServer, Upstream, rss_kib
+from .conftest import LOOKALIKE_BODY, GatewayServer, Upstream, rss_kib
 
 
 def echoed(resp: httpx.Response) -> dict[str, str]:
@@ -471,6 +472,42 @@ def test_head_and_bodies_with_length(gateway: GatewayServer, upstream: Upstream)
         r = client.put(base + "/headers", content=b"x")
         assert r.json()["method"] == "PUT"
         assert r.json()["path"] == "/headers"
+
+
+def test_response_head_is_not_held_for_a_late_body(gateway: GatewayServer, upstream: Upstream) -> None:
+    """The server writes a head together with the first body chunk (serving.py) only when both are
+    ready in the same turn: a stream whose first event comes later shows its head at once."""
+    gateway.add("lena/late", upstream.endpoint)
+    upstream.state.release_late.clear()
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        host = gateway.host("lena-late").encode()
+        sock.sendall(b"GET /late HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+        got = b""
+        while b"\r\n\r\n" not in got:  # the head arrives while the app still holds its body back
+            chunk = sock.recv(65536)
+            assert chunk, got
+            got += chunk
+        assert got.startswith(b"HTTP/1.1 200 ") and b"released" not in got
+        upstream.state.release_late.set()
+        while b"data: released" not in got:
+            chunk = sock.recv(65536)
+            assert chunk, got
+            got += chunk
+        assert b"never" not in got
+
+
+def test_body_chunks_that_look_like_heads_stay_body(gateway: GatewayServer, upstream: Upstream) -> None:
+    """An app streaming bytes that look like a response head (a smuggled second response with a
+    redirect and a platform cookie): the visitor gets them as body, byte for byte, and the kept-alive
+    connection stays in step (the next response is the next request's)."""
+    gateway.add("lena/lookalike", upstream.endpoint)
+    with httpx.Client(headers={"Host": gateway.host("lena-lookalike")}) as client:
+        for _ in range(3):
+            r = client.get(f"{gateway.url}/lookalike")
+            assert r.status_code == 200 and r.content == LOOKALIKE_BODY
+            assert "location" not in r.headers and "set-cookie" not in {k.lower() for k in r.headers}
+            follow = client.get(f"{gateway.url}/headers")
+            assert follow.status_code == 200 and follow.json()["path"] == "/headers"
 
 
 def test_request_on_a_stale_pooled_connection_is_retried(gateway: GatewayServer) -> None:

@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 from spaceyard_platform.gateway.activity import ActivityTable
+from spaceyard_platform.gateway.matching import MAX_HOSTS, Matcher
 from spaceyard_platform.gateway.routes import InMemoryRouteTable, RouteSpec, WakeRefused
 from spaceyard_platform.gateway.waking import Wakes
 from spaceyard_runtime.api import Endpoint
@@ -64,3 +65,39 @@ async def test_one_wake_however_many_visitors() -> None:
     assert calls == ["a/b"]
     with pytest.raises(WakeRefused):
         await Wakes(None, 5).endpoint(asleep)  # no waker: a clear refusal
+
+
+def _scope(host: bytes, path: str = "/") -> dict[str, object]:
+    return {"type": "http", "path": path, "raw_path": path.encode(), "headers": [(b"host", host)]}
+
+
+def test_remembered_hosts_match_as_a_fresh_parse_and_stay_bounded() -> None:
+    routes = InMemoryRouteTable()
+    routes.add_route(RouteSpec(space_id="alice/app", stage="RUNNING", upstream=Endpoint("127.0.0.1", 1)))
+    matcher = Matcher(routes, "apps.example:8000")
+    tricky = [
+        b"alice-app.apps.example:8000",
+        b"ALICE-App.Apps.Example:8000",
+        b"alice-app.apps.example",
+        b"alice-app.apps.example:9999",  # another port of the apps domain: still the bare domain
+        b"alice-app.apps.example.evil.com",  # not the apps domain
+        b"x.alice-app.apps.example",  # a label with a dot is no Space's
+        b"evil.com",
+        b"apps.example",
+        b"",
+    ]
+    first = [(m.route, m.host, m.label) if (m := matcher(_scope(h))) else None for h in tricky]
+    again = [(m.route, m.host, m.label) if (m := matcher(_scope(h))) else None for h in tricky]
+    assert first == again  # remembered == parsed
+    ids = [r[0].space_id if r and r[0] else None for r in first]
+    assert ids == ["alice/app"] * 4 + [None] * 5
+    # a visitor sending a new Host on every request cannot grow the memo without bound
+    for i in range(MAX_HOSTS * 2 + 10):
+        matcher(_scope(b"h%d.apps.example" % i))
+    assert len(matcher._hosts) <= MAX_HOSTS
+    match = matcher(_scope(b"Alice-App.apps.example:8000"))
+    assert match is not None and match.route is not None and match.route.space_id == "alice/app"
+    # the route is looked up on every request: a route published later is found for a remembered host
+    assert (m := matcher(_scope(b"bob-app.apps.example"))) is not None and m.route is None
+    routes.add_route(RouteSpec(space_id="bob/app", stage="RUNNING", upstream=Endpoint("127.0.0.1", 2)))
+    assert (m := matcher(_scope(b"bob-app.apps.example"))) is not None and m.route is not None

@@ -39,7 +39,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.kubernetes import hubinpod
 from tests.kubernetes.cluster import Cluster, eventually
-from tests.support import ROOT, commit_all, git, working_copy
+from tests.support import ROOT, commit_all, git, read_sse, working_copy
 
 pytestmark = [pytest.mark.cluster, pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(2700)]
 
@@ -49,7 +49,6 @@ RELEASE = "spaceyard"
 PREFIX = os.environ.get("SPACEYARD_CHART_TEST_PREFIX", "h14chart")
 NAMESPACE = f"{PREFIX}-system"
 SPACES_NS = f"{PREFIX}-spaces"
-BUILDS_NS = f"{PREFIX}-builds"
 TOKEN = "sy_h14chart_admin_token_0123456789"
 SPACE = "admin/hello"
 SLUG = "space-admin--hello"
@@ -97,7 +96,8 @@ def values(images: dict[str, str], dns: str, **platform_extra: str) -> dict[str,
             "persistence": {"size": "1Gi"},
             "service": {"type": "NodePort", "nodePort": None},
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}},
-            "extraEnv": dict(platform_extra),
+            # every sleeper over the light-sleep budget: deep sleep at once, the wake below is from zero
+            "extraEnv": {"SPACEYARD_LIGHT_SLEEP_MEMORY_MIB": "1", **platform_extra},
         },
         "worker": {
             "buildEngine": "oci",
@@ -107,7 +107,7 @@ def values(images: dict[str, str], dns: str, **platform_extra: str) -> dict[str,
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "3Gi"}},
         },
         "controller": {"replicas": 2, "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}}},
-        "spaces": {"namespace": SPACES_NS, "buildNamespace": BUILDS_NS},
+        "spaces": {"namespace": SPACES_NS},
         "registry": {"url": "127.0.0.1:5000", "repository": f"{PREFIX}/space", "insecure": True},
         "redis": {"image": images["redis"], "resources": {"requests": {"cpu": "20m", "memory": "32Mi"}}},
         "postgresql": {
@@ -207,7 +207,7 @@ def clean(dev_cluster: Cluster) -> None:
     """Remove what an earlier (killed) run may have left: the release, its namespaces, the PVs."""
     with helm_config(dev_cluster) as cfg, contextlib.suppress(helm.HelmError):
         cfg.uninstall(RELEASE, ignore_not_found=True, wait="watcher", timeout=300)
-    for ns in (NAMESPACE, SPACES_NS, BUILDS_NS):
+    for ns in (NAMESPACE, SPACES_NS):
         try:
             core(dev_cluster).delete_namespace(ns)
         except ApiException as exc:
@@ -220,7 +220,7 @@ def clean(dev_cluster: Cluster) -> None:
             if exc.status != 404:
                 raise
     eventually(
-        lambda: not any(namespace_exists(dev_cluster, ns) for ns in (NAMESPACE, SPACES_NS, BUILDS_NS)),
+        lambda: not any(namespace_exists(dev_cluster, ns) for ns in (NAMESPACE, SPACES_NS)),
         "the test's namespaces are gone",
         timeout=300,
         interval=2,
@@ -327,6 +327,68 @@ def installed(dev_cluster: Cluster) -> Iterator[tuple[Gateway, dict[str, Any]]]:
             clean(dev_cluster)
 
 
+HOSTILE_DOCKERFILE = ROOT / "tests" / "security" / "spaces" / "hostile-dockerfile"
+
+
+def _docker_space(gateway: Gateway, name: str, wc: Path, stages: set[str]) -> dict[str, Any]:
+    """Create ``admin/NAME`` (sdk docker), push ``wc`` and wait for one of ``stages``."""
+    body = {"type": "space", "organization": "admin", "name": name, "sdk": "docker"}
+    assert gateway.api("POST", "/api/repos/create", json=body).status_code == 200
+    url = gateway.url.replace("http://", f"http://admin:{TOKEN}@") + f"/spaces/admin/{name}"
+    git(wc, "push", "-q", url, "main")
+    sha = git(wc, "rev-parse", "HEAD").stdout.strip()
+    deadline = time.monotonic() + 1200
+    while time.monotonic() < deadline:
+        rt: dict[str, Any] = gateway.api("GET", f"/api/spaces/admin/{name}/runtime").json()
+        if rt.get("sha") == sha and rt["stage"] in stages:
+            return rt
+        if rt.get("sha") == sha and rt["stage"].endswith("_ERROR"):
+            raise AssertionError(f"admin/{name}: {rt}\n{gateway.diagnose()}")
+        time.sleep(1)
+    raise AssertionError(f"admin/{name} never reached {stages}\n{gateway.diagnose()}")
+
+
+def test_docker_spaces_are_built_in_the_worker_pod_and_a_hostile_dockerfile_finds_nothing(
+    installed: tuple[Gateway, dict[str, Any]], dev_cluster: Cluster, tmp_path: Path
+) -> None:
+    """Runs before the end-to-end test below (which uninstalls the chart)."""
+    gateway, _ctx = installed
+    worker = core(dev_cluster).list_namespaced_pod(NAMESPACE, label_selector="app.kubernetes.io/component=worker")
+    (worker_pod,) = worker.items
+    assert worker_pod.spec.automount_service_account_token is False  # nothing for a build step to find
+    # sample_spaces/hello-docker: its own Dockerfile, built by buildah inside the worker pod, run as a pod
+    t0 = time.monotonic()
+    _docker_space(gateway, "hello-docker", working_copy(tmp_path, "hello-docker"), {"RUNNING"})
+    print(f"Docker Space built in the worker pod and running: {time.monotonic() - t0:.0f} s")
+    (pod,) = dev_cluster.list("Pod", SPACES_NS, selector="spaceyard.dev/space=space-admin--hello-docker")
+    assert pod["spec"]["containers"][0]["image"].startswith(f"127.0.0.1:5000/{PREFIX}/space:docker-")
+    info = eventually(
+        lambda: (
+            (r := httpx.get(f"{gateway.url}/apps/admin/hello-docker/api/info", timeout=60)).status_code == 200 and r
+        ),
+        "the Docker Space answers through the gateway",
+        timeout=180,
+    )
+    assert info.json()["uid"] == 1000 and info.json()["greeting"] == "Hello", info.text
+    # a Dockerfile that looks for the worker's token, environment, key and API server
+    rt = _docker_space(gateway, "evil-docker", working_copy(tmp_path, HOSTILE_DOCKERFILE), {"BUILD_ERROR"})
+    log = "\n".join(read_sse(f"{gateway.url}/api/spaces/admin/evil-docker/logs/build"))
+    assert "EVIL done" in log and "EVIL id 0" in log, log[-3000:]
+    for text in (rt["errorMessage"], log):
+        assert "EVIL read" not in text, [line for line in text.splitlines() if "EVIL read" in line]
+        assert "SPACEYARD_" not in text and TOKEN not in text and "KUBERNETES_SERVICE" not in text
+        assert "EVIL chroot worked" not in text
+    api = [line for line in log.splitlines() if "EVIL api " in line]
+    assert api and not [line for line in api if " 200 " in line], api
+    # the worker (root) handed what it exported to the volume's owner: the platform's collector can remove it
+    sources = PV_ROOT / f"{PREFIX}-data" / "sources"
+    owners = {(p.lstat().st_uid, p.lstat().st_gid) for p in [sources, *sources.rglob("*")]}
+    assert owners == {(1000, 1000)}, owners
+    for name in ("hello-docker", "evil-docker"):
+        body = {"type": "space", "organization": "admin", "name": name}
+        assert gateway.api("DELETE", "/api/repos/delete", json=body).status_code == 200
+
+
 def test_the_chart_installed_for_real_serves_a_space_end_to_end(
     installed: tuple[Gateway, dict[str, Any]], dev_cluster: Cluster, tmp_path: Path
 ) -> None:
@@ -394,6 +456,7 @@ def test_the_chart_installed_for_real_serves_a_space_end_to_end(
 
     # helm upgrade: a new platform pod (same volume, same database password) finds everything again
     old_pod = platform_pod(dev_cluster).metadata.uid
+    (space_pod,) = dev_cluster.list("Pod", SPACES_NS, selector=f"spaceyard.dev/space={SLUG}")
     password = dev_cluster.secret_data(NAMESPACE, f"{RELEASE}-postgresql")["password"]
     with helm_config(dev_cluster) as cfg:
         new_values = values(ctx["images"], ctx["dns"], SPACEYARD_H14CHART_REVISION="2")
@@ -404,10 +467,11 @@ def test_the_chart_installed_for_real_serves_a_space_end_to_end(
     assert dev_cluster.secret_data(NAMESPACE, f"{RELEASE}-postgresql")["password"] == password
     gateway.url = f"http://{ctx['dns']}:{node_port(dev_cluster)}"
     eventually(lambda: gateway.api("GET", "/api/health").status_code == 200, "the upgraded platform answers")
-    # the stopping platform removes the Spaces it ran and a restarted one re-attaches none (the lifecycle's
-    # restart rule, every runtime alike): the Space is SLEEPING at the same version, and a visit wakes it
-    assert gateway.wait_stage({"SLEEPING", "RUNNING"}, sha=sha2, timeout=300)["sha"] == sha2
-    woken = httpx.get(f"{gateway.url}/apps/{SPACE}/config", timeout=300)  # held while the objects are re-created
+    # the stopping platform leaves the Space's pod and the new one re-attaches it: RUNNING at once, the same pod
+    assert gateway.wait_stage({"RUNNING"}, sha=sha2, timeout=300)["sha"] == sha2
+    (same,) = dev_cluster.list("Pod", SPACES_NS, selector=f"spaceyard.dev/space={SLUG}")
+    assert same["metadata"]["uid"] == space_pod["metadata"]["uid"], "re-attached, not restarted"
+    woken = httpx.get(f"{gateway.url}/apps/{SPACE}/config", timeout=300)
     assert woken.status_code == 200, woken.text[:500]
     assert gateway.app().predict("upgraded", api_name="/greet") == "Hello upgraded! (v2)"
     assert gateway.runtime()["stage"] == "RUNNING"
@@ -424,8 +488,8 @@ def test_the_chart_installed_for_real_serves_a_space_end_to_end(
         cfg.uninstall(RELEASE, wait="watcher", timeout=600)
         assert [r["name"] for r in cfg.list()] == []
     eventually(
-        lambda: not namespace_exists(dev_cluster, SPACES_NS) and not namespace_exists(dev_cluster, BUILDS_NS),
-        "the Spaces and build namespaces are gone",
+        lambda: not namespace_exists(dev_cluster, SPACES_NS),
+        "the Spaces namespace is gone",
         timeout=300,
         interval=2,
     )

@@ -53,6 +53,24 @@ def test_bound_and_running_at_once_are_split_by_the_pods_timestamps() -> None:
     assert cold.phases() == {}
 
 
+def test_a_terminating_pod_of_the_same_template_does_not_reset_the_sightings() -> None:
+    """Found on the dev cluster: the pod a sleep ended still reports (preStop, grace) while the woken one
+    starts; each of its reports started the sightings over, and the whole wake was booked as scheduling."""
+    old = _pod("old", node="cpu-0", running=True, ready=True)
+    old["metadata"]["deletionTimestamp"] = "2026-12-02T09:59:50Z"
+    cold = ColdStart(began=100.0)
+    cold.see(_pod(node="cpu-0"), 100.2)
+    cold.see(old, 100.5)
+    cold.see(_pod(node="cpu-0", running=True), 101.2)
+    cold.see(old, 103.0)
+    cold.see(_pod(node="cpu-0", running=True, ready=True), 106.2)
+    assert cold.phases() == {
+        "scheduling": pytest.approx(0.2),
+        "container_start": pytest.approx(1.0),
+        "app_ready": pytest.approx(5.0),
+    }
+
+
 @pytest.mark.parametrize(
     ("message", "seconds"),
     [

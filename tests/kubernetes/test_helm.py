@@ -12,6 +12,7 @@ import asyncio
 import base64
 import dataclasses
 import json
+import re
 import subprocess
 import threading
 from pathlib import Path
@@ -237,6 +238,8 @@ def needed_permissions(fake: FakeKubeAPI) -> set[tuple[str, str, str]]:
         resource = match["plural"] + (f"/{match['sub']}" if match["sub"] else "")
         listing = "watch" if is_watch else "list"
         verb = VERBS.get(method) or ("get" if match["name"] else listing)
+        if method == "DELETE" and not match["name"]:
+            verb = "deletecollection"
         needed.add((match["group"] or "", resource, verb))
     return needed
 
@@ -324,6 +327,10 @@ async def test_rbac_grants_exactly_what_the_code_uses(
             {"kind": "ServiceAccount", "name": f"spaceyard-{component}", "namespace": "spaceyard"}
         ]
     assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    # the worker calls no Kubernetes API: no Role, no binding, and no token in its pod for a build to find
+    assert not [d for d in docs if d["kind"] in ("Role", "RoleBinding") and "worker" in d["metadata"]["name"]]
+    worker = find(docs, "Deployment", "spaceyard-worker")["spec"]["template"]["spec"]
+    assert worker["automountServiceAccountToken"] is False
 
 
 # ------------------------------------------------------------------------------------ other files
@@ -333,3 +340,22 @@ def test_e2e_script_and_dockerfile_are_well_formed() -> None:
     subprocess.run(["bash", "-n", str(ROOT / "helm" / "e2e.sh")], check=True)
     dockerfile = (ROOT / "helm" / "Dockerfile").read_text()
     assert "USER 1000" in dockerfile and "pip install" in dockerfile
+
+
+def test_every_value_e2e_sh_sets_is_in_the_charts_schema() -> None:
+    """helm/e2e.sh cannot run here (no kind/k3s): at least every ``--set`` it passes names a value the chart
+    has (values.schema.json forbids unknown keys, so a stale one would fail its ``helm install``)."""
+    script = (ROOT / "helm" / "e2e.sh").read_text()
+    keys = set(re.findall(r"--set ([A-Za-z][A-Za-z0-9_.]*)=", script))
+    assert {"image.repository", "worker.baseImage", "spaces.namespace", "platform.extraEnv.E2E_REVISION"} <= keys
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    for key in keys:
+        node = schema
+        for part in key.split("."):
+            props = node.get("properties", {})
+            if part in props:
+                node = props[part]
+            elif isinstance(node.get("additionalProperties"), dict):
+                node = node["additionalProperties"]
+            else:
+                raise AssertionError(f"helm/e2e.sh sets {key}, which the chart does not have ({part!r})")

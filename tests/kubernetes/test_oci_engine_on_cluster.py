@@ -60,6 +60,8 @@ def platform(
         "SPACEYARD_KUBERNETES_KUBECONFIG": str(dev_cluster.kubeconfig),
         "SPACEYARD_KUBERNETES_NAMESPACE": NAMESPACE,
         "SPACEYARD_KUBERNETES_ENDPOINT": "cluster-ip",
+        # every sleeper over the light-sleep budget: deep sleep at once, so the wake below is from zero
+        "SPACEYARD_LIGHT_SLEEP_MEMORY_MIB": "1",
     }
     server = start_server(tmp_path_factory.mktemp("h14build-platform"), free_port(), shared_env_dir, extra)
     yield server
@@ -172,3 +174,104 @@ def test_a_hostile_build_step_sees_nothing_of_the_platform(
     assert env_keys and not any(k.startswith(("SPACEYARD", "KUBE", "HF_", "CELERY")) for k in env_keys), env_keys
     environs = [line for line in log.splitlines() if "EVIL environ" in line]
     assert environs and all(ADMIN_TOKEN not in line and "KUBECONFIG" not in line for line in environs)
+
+
+HOSTILE_DOCKERFILE = Path(__file__).resolve().parents[1] / "security" / "spaces" / "hostile-dockerfile"
+
+
+def test_a_docker_space_is_built_by_buildah_and_runs_in_a_pod_and_a_no_change_rebuild_builds_nothing(
+    platform: Server, dev_cluster: Cluster, tmp_path: Path
+) -> None:
+    space = "admin/h14rest-docker"
+    platform.create_space(space, sdk="docker")
+    wc = working_copy(tmp_path, "hello-docker")
+    push(platform, wc, space)
+    platform.wait_stage(space, {"RUNNING"}, sha=git(wc, "rev-parse", "HEAD").stdout.strip(), timeout=900)
+    log = _build_log(platform, space)
+    assert "FROM ${BASE_IMAGE}: spaceyard/python:" in log, log[-3000:]
+    selector = "spaceyard.dev/space=space-admin--h14rest-docker"
+    (pod,) = eventually(lambda: dev_cluster.list("Pod", NAMESPACE, selector=selector), "the Space's pod")
+    image = pod["spec"]["containers"][0]["image"]
+    assert image.startswith(f"{dev_cluster.registry}/{REPOSITORY}:docker-"), image
+    # built by buildah here, or (the registry outlives test sessions) by an earlier run of this very test
+    if f"Reusing image {image}" not in log:
+        assert "Building the Dockerfile with buildah" in log and "RUN useradd -m -u 1000 user" in log, log[-3000:]
+        assert "no build secret" in log and f"Pushed {image}" in log, log[-3000:]
+    info = eventually(lambda: platform.app_get(space, "/api/info"), "the app answers", timeout=120)
+    assert info.status_code == 200 and info.json()["uid"] == 1000, info.text
+
+    mark = REGISTRY_LOG.stat().st_size
+    git(wc, "commit", "-q", "--allow-empty", "-m", "no change")
+    push(platform, wc, space)
+    platform.wait_stage(space, {"RUNNING"}, sha=git(wc, "rev-parse", "HEAD").stdout.strip(), timeout=300)
+    assert f"Reusing image {image}: same Dockerfile" in _build_log(platform, space)
+    assert _registry_writes(mark) == []
+
+
+def test_a_dockerfile_from_an_image_the_cluster_lacks_is_a_build_error_naming_what_is_there(
+    platform: Server, tmp_path: Path
+) -> None:
+    space = "admin/h14rest-nobase"
+    platform.create_space(space, sdk="docker")
+    wc = working_copy(tmp_path, "hello-docker")
+    (wc / "Dockerfile").write_text("FROM ghcr.io/someone/elsewhere:1\nRUN true\n")
+    git(wc, "commit", "-qam", "a base from another registry")
+    push(platform, wc, space)
+    message = platform.wait_stage(space, {"BUILD_ERROR"}, timeout=300)["errorMessage"]
+    assert "FROM ghcr.io/someone/elsewhere:1" in message and "spaceyard/python:" in message, message
+    assert "BASE_IMAGE" in message, message
+
+
+def test_a_hostile_dockerfile_finds_nothing_of_the_worker(
+    platform: Server, dev_cluster: Cluster, tmp_path: Path
+) -> None:
+    space = "admin/h14rest-evil-docker"
+    platform.create_space(space, sdk="docker")
+    push(platform, working_copy(tmp_path, HOSTILE_DOCKERFILE), space)
+    rt = platform.wait_stage(space, {"BUILD_ERROR"}, timeout=600)
+    message, log = rt["errorMessage"], _build_log(platform, space)
+    key = (platform.data_dir / "secret.key").read_bytes().strip().decode(errors="replace")
+    assert "EVIL done" in log and "EVIL id 0" in log, log[-3000:]  # it ran, as the image's root
+    for text in (message, log):
+        assert "SPACEYARD_" not in text and ADMIN_TOKEN not in text and key not in text
+        assert "EVIL read" not in text, [line for line in text.splitlines() if "EVIL read" in line]
+        assert str(platform.data_dir) not in text and str(dev_cluster.kubeconfig) not in text
+        assert "EVIL chroot worked" not in text
+    env_keys = {line.split("=", 1)[0].removeprefix("EVIL env ") for line in log.splitlines() if "EVIL env " in line}
+    assert env_keys and not any(k.startswith(("SPACEYARD", "KUBE", "HF_", "CELERY")) for k in env_keys), env_keys
+    environs = [line for line in log.splitlines() if "EVIL environ " in line]
+    assert environs and not [line for line in environs if "SPACEYARD" in line or "KUBE" in line], environs
+    # the API server answers, but to nobody: no token reaches the build (200 would be a leak)
+    api = [line for line in log.splitlines() if "EVIL api " in line]
+    assert api and not [line for line in api if " 200 " in line], api
+
+
+def test_a_platform_restart_reattaches_the_running_pod_instead_of_a_cold_start(
+    platform: Server, dev_cluster: Cluster, tmp_path: Path
+) -> None:
+    """Last in this module: it replaces the module's platform process by a new one on the same data."""
+    space = "admin/h14rest-restart"
+    platform.create_space(space, sdk="docker")
+    wc = working_copy(tmp_path, "hello-docker")
+    push(platform, wc, space)
+    platform.wait_stage(space, {"RUNNING"}, sha=git(wc, "rev-parse", "HEAD").stdout.strip(), timeout=900)
+    selector = "spaceyard.dev/space=space-admin--h14rest-restart"
+    (before,) = eventually(lambda: dev_cluster.list("Pod", NAMESPACE, selector=selector), "the Space's pod")
+
+    platform.stop()  # SIGINT: the platform shuts down cleanly, and leaves the Space's Deployment running
+    (during,) = dev_cluster.list("Pod", NAMESPACE, selector=selector)
+    assert during["metadata"]["uid"] == before["metadata"]["uid"]
+    extra = {k: v for k, v in platform.env.items() if k.startswith("SPACEYARD_")}
+    again = start_server(platform.data_dir, platform.port, Path(platform.env["SPACEYARD_ENV_DIR"]), extra)
+    try:
+        assert again.runtime(space)["stage"] == "RUNNING"  # re-attached at start, not SLEEPING
+        assert again.app_get(space, "/api/info").json()["uid"] == 1000  # served by the same pod, no wake
+        (after,) = dev_cluster.list("Pod", NAMESPACE, selector=selector)
+        assert after["metadata"]["uid"] == before["metadata"]["uid"]
+        restarts = [c["restartCount"] for c in after["status"]["containerStatuses"]]
+        assert restarts == [c["restartCount"] for c in before["status"]["containerStatuses"]]
+        body = {"type": "space", "organization": "admin", "name": "h14rest-restart"}
+        assert again.api("DELETE", "/api/repos/delete", json=body).status_code == 200
+        eventually(lambda: dev_cluster.list("Pod", NAMESPACE, selector=selector) == [], "the pod goes with the Space")
+    finally:
+        again.stop()

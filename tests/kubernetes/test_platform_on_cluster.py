@@ -3,8 +3,8 @@
 The push is built by the Docker engine from the debootstrap base image and pushed to the cluster's
 registry (``SPACEYARD_REGISTRY``); ``KubernetesRuntime`` deploys it; containerd pulls it; the app
 answers ``gradio_client`` through the platform's gateway (which reaches the pod through the Service's
-ClusterIP, routed by kube-proxy). Then sleep (the Deployment at 0 replicas, no pod) and wake by a
-visit through the gateway.
+ClusterIP, routed by kube-proxy). Then a light sleep (the pod stays with its warm parent, its app stopped) and
+a wake by a visit through the gateway (the app forked again in the same pod).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
+from spaceyard_runtime.kubernetes.agentpod import agent_config_name
 from tests.conftest import free_port
 from tests.kubernetes.cluster import Cluster, eventually
 from tests.support import Server, git, push, start_server, working_copy
@@ -68,25 +69,47 @@ def test_a_gradio_space_is_served_from_a_pod_sleeps_and_wakes(
     assert client.predict("Kubernetes", api_name="/greet") == "Hello Kubernetes! (v1)"
     assert platform.app_get("admin/hello", "/config").status_code == 200
 
-    # sleep: 0 replicas, no pod; the Service and the NetworkPolicy stay
+    # light sleep: the pod stays (its agent keeps the warm parent, the app is stopped), with small requests;
+    # not ready, so its Service routes nothing to it; the Service and the NetworkPolicy stay
     assert platform.api("POST", "/api/spaces/admin/hello/sleeptime", json={"seconds": 1}).status_code == 200
     platform.wait_stage("admin/hello", {"SLEEPING"}, timeout=120)
     deployment = dev_cluster.get("Deployment", NAMESPACE, NAME)
-    assert deployment is not None and deployment["spec"]["replicas"] == 0
-    eventually(lambda: dev_cluster.list("Pod", NAMESPACE) == [], "no pod while asleep")
+    assert deployment is not None and deployment["spec"]["replicas"] == 1
+    (asleep,) = dev_cluster.list("Pod", NAMESPACE)
+    assert asleep["metadata"]["uid"] == pod["metadata"]["uid"]
+    assert asleep["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "10m"
+    eventually(
+        lambda: not [
+            c for c in (dev_cluster.get("Pod", NAMESPACE, asleep["metadata"]["name"]) or {})["status"]["conditions"]
+            if c["type"] == "Ready" and c["status"] == "True"
+        ],
+        "the sleeping pod is not ready",
+    )  # fmt: skip
     assert dev_cluster.get("NetworkPolicy", NAMESPACE, NAME) is not None
 
-    # wake: a visit through the gateway is held until the new pod is ready
+    # wake: a visit through the gateway is held while the app is forked again in the same pod
     assert platform.api("POST", "/api/spaces/admin/hello/sleeptime", json={"seconds": 3600}).status_code == 200
     assert platform.app_get("admin/hello", "/config").status_code == 200
     assert platform.runtime("admin/hello")["stage"] == "RUNNING"
     assert client.predict("again", api_name="/greet") == "Hello again! (v1)"
+    (awake,) = dev_cluster.list("Pod", NAMESPACE)
+    assert awake["metadata"]["uid"] == pod["metadata"]["uid"]
+    assert awake["status"]["containerStatuses"][0]["restartCount"] == 0
 
     # delete: every object of the Space goes
     r = platform.api("DELETE", "/api/repos/delete", json={"type": "space", "organization": "admin", "name": "hello"})
     assert r.status_code == 200, r.text
+    # (the agent's files stay: one ConfigMap per agent version, shared by the namespace's Spaces)
     eventually(
-        lambda: all(dev_cluster.list(k, NAMESPACE) == [] for k in ("ConfigMap", "Deployment", "Service", "Pod")),
+        lambda: (
+            not [
+                o
+                for k in ("ConfigMap", "Secret", "Deployment", "Service", "Pod")
+                for o in dev_cluster.list(k, NAMESPACE)
+                if o["metadata"]["name"].startswith(NAME)
+            ]
+        ),
         "nothing of the Space is left",
         timeout=120,
     )
+    assert [c["metadata"]["name"] for c in dev_cluster.list("ConfigMap", NAMESPACE)] == [agent_config_name()]

@@ -72,7 +72,9 @@ def chart_rbac(kube: Cluster) -> Iterator[Cluster]:
 async def test_the_runtime_needs_nothing_the_chart_does_not_grant(chart_rbac: Cluster) -> None:
     kube = chart_rbac
     api_client = client_as(kube, "spaceyard-platform")
-    runtime = KubernetesRuntime(RuntimeSettings(kubernetes_namespace=NAMESPACE), api_client=api_client)
+    runtime = KubernetesRuntime(
+        RuntimeSettings(kubernetes_namespace=NAMESPACE, light_sleep_memory_mib=0), api_client=api_client
+    )
     lines: list[str] = []
     try:
         spec = AppSpec(space_id="a/b", revision="1", sdk="gradio", artifact=kube.images["ok"], env={"A": "1"})
@@ -105,7 +107,9 @@ def test_the_controller_needs_nothing_the_chart_does_not_grant(chart_rbac: Clust
     kube = chart_rbac
     # what the platform wrote (as the platform's account), replayed by the controller as its own account
     platform_client = client_as(kube, "spaceyard-platform")
-    runtime_settings = RuntimeSettings(kubernetes_namespace=NAMESPACE)
+    runtime_settings = RuntimeSettings(
+        kubernetes_namespace=NAMESPACE, light_sleep_memory_mib=0
+    )  # test images: own command
 
     async def start() -> None:
         runtime = KubernetesRuntime(runtime_settings, api_client=platform_client)

@@ -26,7 +26,8 @@ from tests.kubernetes.conftest import NAMESPACE
 
 pytestmark = pytest.mark.cluster
 NAME = "space-alice--demo"
-SETTINGS = RuntimeSettings(runtime="kubernetes", kubernetes_namespace=NAMESPACE)
+# the test images run their own command (not the builder's `python app.py`): no in-container agent, no light sleep
+SETTINGS = RuntimeSettings(runtime="kubernetes", kubernetes_namespace=NAMESPACE, light_sleep_memory_mib=0)
 
 
 def spec(image: str, flavor: str = "cpu-basic", space_id: str = "alice/demo", **kwargs: Any) -> AppSpec:

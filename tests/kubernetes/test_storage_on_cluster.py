@@ -33,7 +33,9 @@ from tests.kubernetes.cluster import Cluster, eventually
 NAMESPACE = "h15data-spaces"
 CLASS = "h15data-static"
 HOST_DIR = Path("/var/tmp/h15data-pv")
-SETTINGS = RuntimeSettings(runtime="kubernetes", kubernetes_namespace=NAMESPACE, kubernetes_storage_class=CLASS)
+SETTINGS = RuntimeSettings(
+    runtime="kubernetes", kubernetes_namespace=NAMESPACE, kubernetes_storage_class=CLASS, light_sleep_memory_mib=0
+)  # the test image runs its own command: no in-container agent
 
 
 def _ignore_missing(call: Any) -> None:

@@ -361,6 +361,40 @@ def test_slow_heads_time_out_and_are_bounded_per_address(srv: Server) -> None:
         assert client.get("/api/health").status_code == 200
 
 
+def _response(sock: socket.socket) -> tuple[int, bytes]:
+    """One whole response (with Content-Length) from a kept-alive raw connection: status, body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(
+        next(v for k, _, v in (line.partition(b": ") for line in head.split(b"\r\n")) if k.lower() == b"content-length")
+    )
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, body
+        body += chunk
+    return int(head.split(b" ", 2)[1]), body
+
+
+def test_head_time_limit_is_per_head_on_kept_alive_connections(srv: Server) -> None:
+    """One head timer per connection (limits.py): a later head on the same connection gets its own full
+    time (not what is left of an earlier head's), and a head that stalls still gets 408."""
+    request = b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=15) as sock:
+        sock.sendall(request)
+        assert _response(sock)[0] == 200
+        time.sleep(HEAD_TIMEOUT * 0.75)  # the connection's timer was armed by the first head
+        sock.sendall(request[:20])
+        time.sleep(HEAD_TIMEOUT * 0.5)  # past the first timer's deadline, within this head's own
+        sock.sendall(request[20:])
+        assert _response(sock)[0] == 200
+        sock.sendall(request[:20])  # and this one never completes
+        assert _status(sock) == 408
+
+
 def test_git_push_over_the_body_limit_is_refused_and_loses_nothing(srv: Server, tmp_path: Path) -> None:
     srv.create_space("admin/bigpush", sdk="static")
     wc = working_copy(tmp_path, "hello-static")
@@ -438,6 +472,7 @@ def test_build_secrets_never_rest_in_the_queue_and_data_dir_is_private(srv: Serv
     # The worker reads them by reference, from the database, with the platform's key.
     source = DatabaseSecretSource(BuilderSettings(data_dir=srv.data_dir))
     assert source.secrets(space["id"]) == {"API_KEY": SECRET_VALUE}
+
     def mode(p: Path) -> int:
         return stat.S_IMODE(p.stat().st_mode)
 

@@ -30,10 +30,11 @@ Content addressing, twice:
   manifest are sent. Layers are written reproducibly, so every blob is uploaded only if the registry
   lacks its digest, and base layers are mounted across repositories, never re-sent.
 
+``sdk: docker`` Spaces (their own Dockerfile) are built by buildah in the same walls and pushed to the
+same registry (:mod:`.buildah`).
+
 Not done by this engine, and said in the build log or as ``BUILD_ERROR``:
 
-* ``sdk: docker`` (a user Dockerfile needs a Dockerfile builder): ``BUILD_ERROR`` naming the docker
-  engine (see docs/kubernetes.md, "Builds");
 * ``packages.txt``: apt packages are not installed (a warning, as with the local engine); the app
   gets the base image's system packages (ffmpeg included);
 * a ``python_version`` other than the base image's interpreter: a warning; set
@@ -74,6 +75,7 @@ from ..settings import BuilderSettings
 from ..spaceconfig import SpaceConfig
 from ..walls import BuildWalls, create_walls
 from . import compile_progress, resolution, steps
+from .buildah import BuildahBuilder
 from .docker import APP_PORT, SDK_REQUIREMENTS, SKIP_FILES, hub_cmd, hub_env
 from .local import _uv
 
@@ -196,15 +198,12 @@ class OciEngine(BuildEngine):
             log("--> static Space: no image to build, files are served as they are")
             return Artifact(id=f"static:{source}", cache_hit=True)
         self._cancelled = cancel.BuildCancel(self.settings).checker(request.build_id)
-        if config.sdk == "docker":
-            raise BuildFailed(
-                "sdk: docker Spaces need a Dockerfile builder: this worker runs the oci engine, which assembles "
-                "Gradio and Streamlit images without running a Dockerfile. Run a worker with "
-                "SPACEYARD_BUILD_ENGINE=docker (a Docker engine on its machine) for Docker Spaces."
-            )
         deadline = time.monotonic() + self.settings.build_timeout
         registry = self.registry()
         try:
+            if config.sdk == "docker":
+                builder = BuildahBuilder(self.settings, self.walls)
+                return builder.build(request, source, log, registry, deadline, self._cancelled)
             return self._build(request, source, config, log, registry, deadline)
         finally:
             self.last_stats = {

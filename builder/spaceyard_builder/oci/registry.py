@@ -219,6 +219,21 @@ class Registry:
         self.stats.manifests_put += 1
         return r.headers.get("Docker-Content-Digest") or sha256_digest(manifest)
 
+    def images(self, limit: int = 20) -> list[str]:
+        """Up to ``limit`` ``repository:tag`` names the registry lists (its catalog; empty if it keeps it
+        private), for messages that say what is available."""
+        r = self._request("GET", "/v2/_catalog", "", params={"n": "100"})
+        if r.status_code != 200:
+            return []
+        out: list[str] = []
+        for repository in r.json().get("repositories") or []:
+            t = self._request("GET", f"/v2/{repository}/tags/list", repository)
+            tags = (t.json().get("tags") or []) if t.status_code == 200 else []
+            out += [f"{repository}:{tag}" for tag in sorted(tags) if not tag.startswith("env-")]
+            if len(out) >= limit:
+                break
+        return out[:limit]
+
     # -- blobs -------------------------------------------------------------------------------------
 
     def blob_exists(self, repository: str, digest: str) -> bool:

@@ -9,8 +9,7 @@ outlives any number of republished routes.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Protocol
 
 from .gradiostate import StateMemo
@@ -35,7 +34,7 @@ class ActivityReader(Protocol):
 class SpaceActivity:
     """One Space's counters. ``clock`` is the table's (``time.monotonic``)."""
 
-    __slots__ = ("_clock", "gradio_state", "last_activity", "open", "used")
+    __slots__ = ("_busy", "_clock", "gradio_state", "last_activity", "open", "used")
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
@@ -44,6 +43,7 @@ class SpaceActivity:
         self.used: dict[str, float] = {}
         self.gradio_state = StateMemo()
         """Which version answered each Gradio event id and upload path (cookie-less follow-ups, swaps)."""
+        self._busy = _Busy(self)
 
     def touch(self) -> float:
         """Record activity (any request, streamed bytes, websocket frame); returns its time."""
@@ -56,15 +56,27 @@ class SpaceActivity:
             self.used.clear()
         self.used[version] = self._clock()
 
-    @contextmanager
-    def busy(self) -> Iterator[None]:
-        """Count an open request or websocket for as long as it lasts; its end is activity too."""
-        self.open += 1
-        try:
-            yield
-        finally:
-            self.open -= 1
-            self.touch()
+    def busy(self) -> _Busy:
+        """Count an open request or websocket for as long as it lasts; its end is activity too
+        (``with activity.busy(): ...``; one context object per Space, reentrant, nothing allocated)."""
+        return self._busy
+
+
+class _Busy:
+    """:meth:`SpaceActivity.busy` without a generator per request (it is on every proxied request)."""
+
+    __slots__ = ("activity",)
+
+    def __init__(self, activity: SpaceActivity) -> None:
+        self.activity = activity
+
+    def __enter__(self) -> None:
+        self.activity.open += 1
+
+    def __exit__(self, *exc: object) -> None:
+        activity = self.activity
+        activity.open -= 1
+        activity.touch()
 
 
 class ActivityTable(ActivityReader):

@@ -1,10 +1,14 @@
 """Which Space a request is for: by subdomain (``OWNER-NAME.<apps domain>``, the port may be left out) or
-by path (``/apps/OWNER/NAME/...``). Two dict lookups in the route table; nothing else is read."""
+by path (``/apps/OWNER/NAME/...``). Two dict lookups in the route table (and a bounded memo of parsed
+``Host`` values); nothing else is read."""
 
 from __future__ import annotations
 
 from .asgi import Scope
 from .routes import RouteSpec, RouteTable, subdomain_for
+
+MAX_HOSTS = 4096
+"""Host values whose parse is remembered (the memo is emptied when full)."""
 
 
 class Match:
@@ -32,6 +36,23 @@ class Matcher:
         self._suffix = ("." + domain).encode("latin-1")
         bare = domain.rsplit(":", 1)[0] if ":" in domain and not domain.endswith("]") else domain
         self._suffix_bare = ("." + bare).encode("latin-1")
+        self._hosts: dict[bytes, tuple[str, str]] = {}
+        """``Host`` value -> (as text, its subdomain label or ``""``): the parse of a host seen before."""
+
+    def _host(self, host: bytes) -> tuple[str, str]:
+        lower = host.lower()
+        label = b""
+        if lower.endswith(self._suffix):
+            label = lower[: -len(self._suffix)]
+        else:
+            bare = lower.rsplit(b":", 1)[0] if b":" in lower and not lower.endswith(b"]") else lower
+            if bare.endswith(self._suffix_bare):
+                label = bare[: -len(self._suffix_bare)]
+        known = (host.decode("latin-1"), label.decode("latin-1") if label and b"." not in label else "")
+        if len(self._hosts) >= MAX_HOSTS:  # any visitor can send any Host: the memo stays bounded
+            self._hosts.clear()
+        self._hosts[host] = known
+        return known
 
     def __call__(self, scope: Scope) -> Match | None:
         host = b""
@@ -40,20 +61,16 @@ class Matcher:
                 host = value
                 break
         if host:
-            lower = host.lower()
-            label = b""
-            if lower.endswith(self._suffix):
-                label = lower[: -len(self._suffix)]
-            else:
-                bare = lower.rsplit(b":", 1)[0] if b":" in lower and not lower.endswith(b"]") else lower
-                if bare.endswith(self._suffix_bare):
-                    label = bare[: -len(self._suffix_bare)]
-            if label and b"." not in label:
-                text = label.decode("latin-1")
-                route = self.routes.by_subdomain(text)
-                return Match(route, host.decode("latin-1"), "", scope["path"], scope.get("raw_path") or b"", text)
+            known = self._hosts.get(host)
+            if known is None:
+                known = self._host(host)
+            text, label = known
+            if label:
+                route = self.routes.by_subdomain(label)
+                return Match(route, text, "", scope["path"], scope.get("raw_path") or b"", label)
         path: str = scope["path"]
         if path.startswith("/apps/"):
+            text = host.decode("latin-1")
             parts = path.split("/", 4)
             if len(parts) < 4 or not parts[2] or not parts[3]:
                 return None
@@ -68,5 +85,5 @@ class Matcher:
                 raw_rest = b""
             rest = "/" + parts[4] if len(parts) == 5 else ""
             own = route.subdomain if route is not None else subdomain_for(f"{owner}/{name}")
-            return Match(route, host.decode("latin-1"), prefix, rest, raw_rest, own)
+            return Match(route, text, prefix, rest, raw_rest, own)
         return None

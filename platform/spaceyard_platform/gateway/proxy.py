@@ -110,17 +110,21 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http" or kind == "websocket":
-            match = self.match(scope)
-            if match is None:
-                await self.app(scope, receive, platform_send(send) if kind == "http" else send)
-            elif kind == "http":
-                await self._http(scope, receive, send, match)
-            else:
-                await self._websocket(scope, receive, send, match)
+            await self.dispatch(scope, receive, send, self.match(scope))
         elif kind == "lifespan":
             await self._lifespan(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send, match: Match | None) -> None:
+        """An HTTP or websocket request already matched (``self.match(scope)``; ``None``: the platform's),
+        so a wrapper that needs the match (:class:`~.timing.GatewayMetrics`) does not match twice."""
+        if match is None:
+            await self.app(scope, receive, platform_send(send) if scope["type"] == "http" else send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send, match)
+        else:
+            await self._websocket(scope, receive, send, match)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_wrapper(message: Message) -> None:
@@ -185,11 +189,15 @@ class Gateway:
                 match.prefix,
             )
             return
-        navigation = route.upstream is None and is_navigation(scope)
-        body, receive = await gs.held_body(scope["method"], match.path, scope["headers"], receive)  # a session's join
+        body: bytes | None = None
+        if scope["method"] == "POST":
+            body, receive = await gs.held_body("POST", match.path, scope["headers"], receive)  # a session's join
         try:
-            endpoint = await self.wakes.endpoint(route, NAVIGATION_PATIENCE if navigation else None)
-            if route.upstream is None:  # woken: the deployer published the route it serves now
+            endpoint = route.upstream  # awake: no wait (and no coroutine) on the hot path
+            if endpoint is None:
+                patience = NAVIGATION_PATIENCE if is_navigation(scope) else None
+                endpoint = await self.wakes.endpoint(route, patience)
+                # woken: the deployer published the route it serves now
                 route = self.routes.by_id(route.space_id) or route
             if route.version:
                 endpoint, stamp = versions.pin_version(
@@ -213,7 +221,7 @@ class Gateway:
             # a browser gets a page that reloads itself while the wake goes on; API clients retry later
             title, message, retry, refresh = (
                 ("is waking up", "This Space was asleep and is starting; this page reloads by itself.", b"1", 1)
-                if navigation
+                if is_navigation(scope)
                 else ("is starting", "The Space is taking long to start; try again in a few seconds.", b"5", None)
             )
             await pages.send_page(

@@ -116,7 +116,9 @@ class Relay:
         pool = self._pool_get()
         conn: UpstreamConnection | None = None
         try:
-            conn = await pool.acquire(endpoint.host, endpoint.port, netns=endpoint.netns)
+            conn = pool.take_idle((endpoint.host, endpoint.port, endpoint.netns)) or await pool.acquire(
+                endpoint.host, endpoint.port, netns=endpoint.netns
+            )
             if framing == 0:
                 conn.write(head_bytes)
                 try:

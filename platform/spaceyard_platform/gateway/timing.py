@@ -52,7 +52,7 @@ class GatewayMetrics:
             return
         match = self.gateway.match(scope)
         if match is None or match.route is None:
-            await self.gateway(scope, receive, send)
+            await self.gateway.dispatch(scope, receive, send, match)
             return
         space = match.route.space_id
         started = time.perf_counter()
@@ -63,4 +63,4 @@ class GatewayMetrics:
                 FIRST_BYTE.fire(space)
             await send(message)
 
-        await self.gateway(scope, receive, timed_send)
+        await self.gateway.dispatch(scope, receive, timed_send, match)

@@ -67,7 +67,10 @@ class UpstreamConnection(asyncio.Protocol):
         "_reading_paused",
         "_skip",
         "_status",
+        "_timer",
+        "_wait_began",
         "_waiter",
+        "_waiting",
         "in_pool",
         "loop",
         "parser",
@@ -91,6 +94,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self.reused = False
         self._no_reuse = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._wait_began = 0.0
+        self._waiting = False
         self._reset()
 
     def _reset(self) -> None:
@@ -133,6 +139,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
+        self._stop_timer()
         if self.in_pool:
             self.pool.discard(self)
         if not self._complete:
@@ -218,10 +225,31 @@ class UpstreamConnection(asyncio.Protocol):
         self.abort()
 
     async def _wait(self, fut: asyncio.Future[None]) -> None:
-        timer = self.loop.call_later(self._idle_timeout, self._on_timeout)
+        # One idle timer per connection, not one per wait (a wait is on every request): it stays armed
+        # between waits and, when it fires, either cuts off a wait older than the idle timeout or
+        # re-arms for the rest of a younger one's; outside a wait it just ends.
+        self._wait_began = self.loop.time()
+        if self._timer is None:
+            self._timer = self.loop.call_later(self._idle_timeout, self._idle_check)
+        self._waiting = True
         try:
             await fut
         finally:
+            self._waiting = False
+
+    def _idle_check(self) -> None:
+        self._timer = None
+        if not self._waiting or self._lost:
+            return
+        left = self._wait_began + self._idle_timeout - self.loop.time()
+        if left > 0:
+            self._timer = self.loop.call_later(left, self._idle_check)
+        else:
+            self._on_timeout()
+
+    def _stop_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
             timer.cancel()
 
     # -- the exchange -----------------------------------------------------------------------------
@@ -300,6 +328,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def abort(self) -> None:
         self._lost = True
+        self._stop_timer()
         if self.transport is not None:
             self.transport.abort()
 
@@ -320,14 +349,9 @@ class UpstreamPool:
         there (:mod:`spaceyard_runtime.netns`), then used like any other."""
         key = (host, port, netns)
         if not fresh:
-            idle = self._idle.get(key)
-            while idle:
-                conn = idle.pop()
-                conn.in_pool = False
-                if conn.alive:
-                    conn._reset()
-                    conn.reused = True
-                    return conn
+            conn = self.take_idle(key)
+            if conn is not None:
+                return conn
         loop = asyncio.get_running_loop()
         try:
             _, protocol = await asyncio.wait_for(self._connect(loop, key), self.connect_timeout)
@@ -336,6 +360,19 @@ class UpstreamPool:
         except OSError as exc:
             raise UpstreamError(f"cannot connect to the app: {exc.strerror or exc}") from exc
         return protocol
+
+    def take_idle(self, key: PoolKey) -> UpstreamConnection | None:
+        """A pooled keep-alive connection to ``key`` ready for the next exchange, or ``None`` (then
+        :meth:`acquire` connects): the hot path takes one without a coroutine."""
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            conn.in_pool = False
+            if conn.alive:
+                conn._reset()
+                conn.reused = True
+                return conn
+        return None
 
     async def _connect(
         self, loop: asyncio.AbstractEventLoop, key: PoolKey

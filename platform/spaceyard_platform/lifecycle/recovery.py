@@ -2,10 +2,13 @@
 
 Nothing runs after a restart (apps are not re-attached: the previous process's sandboxes, containers
 or pods are ended or reused by the runtime itself), so a Space that was serving comes back ``SLEEPING``
-(the next visit wakes it). Its latest build is then resumed where it stopped: still queued or running
--> re-queued (the worker that held it may be gone) and awaited; finished but never deployed (the
-process stopped while it started, or before it learnt the result) -> deployed now, so the version that
-serves is the one the API reports.
+(the next visit wakes it) — unless the runtime ``survives_restart`` (Kubernetes): then a Space that was
+serving is re-attached to its app (``load_state``: the same pod keeps serving, no cold start), its
+route and its crash watch restored, and only a Space whose app is gone comes back ``SLEEPING``.
+Its latest build is then resumed where it stopped: still queued or running -> re-queued (the worker
+that held it may be gone) and awaited; finished but never deployed (the process stopped while it
+started, or before it learnt the result) -> deployed now, so the version that serves is the one the
+API reports.
 """
 
 from __future__ import annotations
@@ -15,19 +18,26 @@ import logging
 
 from sqlalchemy import select
 
+from spaceyard_runtime.api import AppHandle
+
 from ..db.models import Build, Space
 from .builds import Builds
 from .running import Running
 from .stages import Stage
-from .state import serving_of
+from .state import SpaceState, serving_of
 
 log = logging.getLogger("spaceyard.deployer")
 
 
-def recovered_stage(stage: Stage, *, serving: bool, pending: bool, undeployed: bool, paused: bool) -> Stage:
-    """The stage a Space resumes at after a restart (pure: the unit tests call it directly)."""
+def recovered_stage(
+    stage: Stage, *, serving: bool, pending: bool, undeployed: bool, paused: bool, reattached: bool = False
+) -> Stage:
+    """The stage a Space resumes at after a restart (pure: the unit tests call it directly); ``reattached``:
+    its serving app survived the restart and is re-attached (it keeps its stage)."""
     out = stage
-    if serving and (stage.serving or stage in (Stage.APP_STARTING, Stage.SLEEPING, Stage.SCHEDULING)):
+    if serving and reattached:
+        out = Stage.RUNNING
+    elif serving and (stage.serving or stage in (Stage.APP_STARTING, Stage.SLEEPING, Stage.SCHEDULING)):
         out = Stage.SLEEPING  # nothing runs after a restart; the next visit wakes it
     elif not serving and stage in (Stage.APP_STARTING, Stage.SCHEDULING) and not undeployed:
         out = Stage.BUILDING if pending else stage
@@ -55,12 +65,21 @@ class Recovery(Builds, Running):
                 and not space.paused
                 and stored.in_progress
             )
+            handle = await self._reattach(space, state, stored)
             stage = recovered_stage(
-                stored, serving=state.serving is not None, pending=pending, undeployed=undeployed, paused=space.paused
+                stored,
+                serving=state.serving is not None,
+                pending=pending,
+                undeployed=undeployed,
+                paused=space.paused,
+                reattached=handle is not None,
             )
             if stage is not stored:
                 space = await self._save_stage(space.id, stage, space.error_message) or space
+            state.handle = handle
             self._publish_full(space, state)
+            if handle is not None:
+                self._watch(state, handle)
             if latest is not None and pending:
                 state.latest_build = latest.id
                 await self._requeue_build(space, latest)
@@ -69,6 +88,24 @@ class Recovery(Builds, Running):
                 state.latest_build = latest.id
                 log.info("resuming the deploy of %s (build %s)", space.space_id, latest.id)
                 self._spawn(self._deploy(space, state, serving_of(latest)))
+
+    async def _reattach(self, space: Space, state: SpaceState, stored: Stage) -> AppHandle | None:
+        """The app a Space was serving before the restart, if the runtime keeps apps across it and it still
+        runs (``load_state``); ``None`` otherwise (the Space sleeps). Its output goes on into its run log."""
+        serving = state.serving
+        if not self.runtime.capabilities.survives_restart or serving is None or serving.sdk == "static":
+            return None
+        if space.paused or not (stored.serving or stored is Stage.RUNNING_BUILDING):
+            return None
+        try:
+            spec = await self._spec(space, serving)
+            handle = await self.runtime.load_state(spec, {}, self._run_sink(space.run_log_key or ""))
+        except Exception:  # the backend cannot say: the Space sleeps, as without re-attaching
+            log.exception("re-attaching %s", space.space_id)
+            return None
+        if handle is not None:
+            log.info("re-attached %s to its running app %s", space.space_id, handle.backend_id)
+        return handle
 
     def _load_all(self) -> tuple[list[Space], dict[str, Build]]:
         with self.db.session() as s:

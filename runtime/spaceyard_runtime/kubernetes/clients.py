@@ -12,7 +12,9 @@ All calls are synchronous (the client is urllib3-based); async callers use ``asy
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -172,6 +174,12 @@ class KubeApi:
                 return False
             raise
 
+    def delete_pods(self, selector: str, grace: int) -> None:
+        """Delete the pods of ``selector`` within ``grace`` seconds (shortens a longer grace already running)."""
+        self._apis["core"].delete_collection_namespaced_pod(
+            self.namespace, label_selector=selector, grace_period_seconds=grace, _request_timeout=REQUEST_TIMEOUT
+        )
+
     def scale(self, name: str, replicas: int) -> None:
         self._apis["apps"].patch_namespaced_deployment_scale(
             name,
@@ -179,6 +187,20 @@ class KubeApi:
             {"spec": {"replicas": replicas}},
             _content_type=MERGE_PATCH,
             _request_timeout=REQUEST_TIMEOUT,
+        )
+
+    def resize_pod(self, name: str, container: str, requests: dict[str, str]) -> dict[str, Any]:
+        """Change a running pod's resource requests in place (the ``resize`` subresource; the kubelet applies
+        it without a restart). A strategic merge: the container's limits stay as they are."""
+        body = {"spec": {"containers": [{"name": container, "resources": {"requests": requests}}]}}
+        return self.to_dict(
+            self._apis["core"].patch_namespaced_pod_resize(
+                name,
+                self.namespace,
+                body,
+                _content_type="application/strategic-merge-patch+json",
+                _request_timeout=REQUEST_TIMEOUT,
+            )
         )
 
     def pod_log(self, name: str, *, tail_lines: int = 50, previous: bool = False) -> str:
@@ -192,8 +214,12 @@ class KubeApi:
         )
         return text
 
-    def follow_pod_log(self, name: str, *, tail_lines: int | None = None) -> Iterator[str]:
-        """Lines of the app container's log as they are written; ends when the pod goes away."""
+    def follow_pod_log(self, name: str, *, tail_lines: int | None = None, since: float | None = None) -> Iterator[str]:
+        """Lines of the app container's log as they are written; ends when the pod goes away. ``since`` (a
+        ``time.time()``): only the lines written from then on (the kubelet's timestamps, to the nanosecond)."""
+        extra: dict[str, Any] = {}
+        if since is not None:
+            extra = {"since_seconds": max(1, math.ceil(time.time() - since) + 1), "timestamps": True}
         stream = watch.Watch().stream(
             self._apis["core"].read_namespaced_pod_log,
             name,
@@ -202,8 +228,19 @@ class KubeApi:
             follow=True,
             tail_lines=tail_lines,
             _request_timeout=(10, LOG_READ_TIMEOUT),
+            **extra,
         )
-        yield from stream
+        if since is None:
+            yield from stream
+            return
+        for line in stream:
+            stamp, _, text = line.partition(" ")
+            try:
+                when = dt.datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00").timestamp()
+            except ValueError:
+                when = since
+            if when >= since:
+                yield text
 
     def watch(
         self, kind: str, selector: str | None, timeout_seconds: int, resource_version: str | None = None

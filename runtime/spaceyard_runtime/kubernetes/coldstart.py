@@ -114,7 +114,13 @@ class ColdStart:
     seen: dict[str, float] = field(default_factory=dict)
 
     def see(self, pod: dict[str, Any], now: float) -> None:
-        """A sighting of the Space's current pod at ``now``: marks the steps it shows for the first time."""
+        """A sighting of the Space's current pod at ``now``: marks the steps it shows for the first time.
+
+        A terminating pod (``deletionTimestamp``: the one a sleep or a rollout is ending, still reporting while
+        its preStop and grace run) is not the pod being started and is ignored: counting it would start the
+        sightings over each time it reports, and the whole start would be booked as ``scheduling``."""
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            return
         name = (pod.get("metadata") or {}).get("name")
         if name and self.pod != name:  # another pod of the same template (a replaced one): start over
             self.pod, self.scheduled, self.running, self.ready, self.routable = name, None, None, None, None

@@ -344,6 +344,11 @@ class ClusterRecordSource:
                 awake=data.get("awake") != "false",
                 paused=data.get("paused") == "true",
                 storage=StorageSpec(**json.loads(data["storage"])) if data.get("storage") else None,
+                agent=tuple(json.loads(data["agent"])) if data.get("agent") else None,
+                app_file=data.get("app-file", "app.py"),
+                light=data.get("light") == "true",
+                light_since=float(data.get("light-since") or 0),
+                light_bytes=int(data.get("light-bytes") or 0),
             )
         except (KeyError, ValueError) as exc:  # UnknownFlavor is a KeyError: flavor removed from the file
             log.error("owner %s is not usable, leaving it alone: %s", owner["metadata"]["name"], exc)

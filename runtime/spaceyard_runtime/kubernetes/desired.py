@@ -42,6 +42,16 @@ class DesiredSpace:
     """Explicit pause by the owner: scale to zero even while waiting for capacity (an idle sleep waits)."""
     storage: StorageSpec | None = None
     """Persistent ``/data``: a PersistentVolumeClaim of its own, kept across versions, deleted with the Space."""
+    agent: tuple[str, ...] | None = None
+    """The pod runs the in-container agent (:mod:`.agentpod`; light sleep) with these preload modules for its
+    warm parent, around ``python app_file``; ``None``: the image's own command, as built."""
+    app_file: str = "app.py"
+    light: bool = False
+    """Asleep (``awake`` False) but lightly: the pod and its warm parent stay (replicas 1), the app is stopped."""
+    light_since: float = 0.0
+    """``time.time()`` the light sleep began: the cluster's light sleepers are deepened oldest first."""
+    light_bytes: int = 0
+    """What the light sleeper costs (its agent's and warm parent's private memory), for the memory budget."""
 
     def __post_init__(self) -> None:
         for kind, values in (("secret", self.secrets), ("variable", self.variables)):
@@ -53,7 +63,7 @@ class DesiredSpace:
 
     @property
     def replicas(self) -> int:
-        return 1 if self.awake and not self.paused else 0
+        return 1 if (self.awake or (self.light and self.agent is not None)) and not self.paused else 0
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..flavors import ClusterFlavor
-from . import slugs
+from . import agentpod, slugs
 from .desired import ClusterConfig, DesiredSpace, stable_hash
 
 Manifest = dict[str, Any]
@@ -77,6 +77,11 @@ def _meta(space: DesiredSpace, cfg: ClusterConfig, component: str) -> dict[str, 
     }
 
 
+def owned_meta(space: DesiredSpace, cfg: ClusterConfig, component: str, owner: Mapping[str, Any]) -> dict[str, Any]:
+    """Metadata of a Space's object of ``component``, owned by the Space's owner object."""
+    return {**_meta(space, cfg, component), "ownerReferences": [owner_reference(owner)]}
+
+
 def with_hash(obj: Manifest) -> Manifest:
     """Stamp the manifest with a hash of itself: the controller compares it to the live object.
 
@@ -116,6 +121,20 @@ def make_owner(space: DesiredSpace, cfg: ClusterConfig) -> Manifest:
                 "variables": json.dumps(dict(space.variables), sort_keys=True),
                 "awake": str(space.awake).lower(),
                 "paused": str(space.paused).lower(),
+                **(
+                    {
+                        "agent": json.dumps(list(space.agent)),
+                        "app-file": space.app_file,
+                        "light": str(space.light).lower(),
+                        **(
+                            {"light-since": f"{space.light_since:.3f}", "light-bytes": str(space.light_bytes)}
+                            if space.light
+                            else {}
+                        ),
+                    }
+                    if space.agent is not None
+                    else {}
+                ),
                 **(
                     {"storage": json.dumps(dataclasses.asdict(space.storage), sort_keys=True)}
                     if space.storage is not None
@@ -204,7 +223,7 @@ def make_pod_template(space: DesiredSpace, cfg: ClusterConfig) -> Manifest:
         "env": app_env(space),
         "envFrom": [{"secretRef": {"name": slugs.space_name(space.space_id), "optional": True}}],
         "resources": resources(flavor),
-        "readinessProbe": {**probe_action, "periodSeconds": 2, "timeoutSeconds": 2, "failureThreshold": 3},
+        "readinessProbe": {**probe_action, "periodSeconds": 1, "timeoutSeconds": 2, "failureThreshold": 3},
         # a replaced pod keeps serving while the endpoints and kube-proxy's rules stop sending it new
         # requests (they learn of its end at the same time as the kubelet): no refused call mid-rollout
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SECONDS}}},
@@ -225,6 +244,8 @@ def make_pod_template(space: DesiredSpace, cfg: ClusterConfig) -> Manifest:
             {"name": "data", "persistentVolumeClaim": {"claimName": data_claim_name(space.storage.volume)}}
         )
         container["volumeMounts"].append({"name": "data", "mountPath": DATA_MOUNT})
+    if space.agent is not None:
+        agentpod.wrap_container(space, container, spec["volumes"])
     if flavor.node_selector:
         spec["nodeSelector"] = dict(flavor.node_selector)
     affinity = getattr(flavor, "affinity", None)
@@ -341,7 +362,10 @@ def make_network_policy(space: DesiredSpace, cfg: ClusterConfig, owner: Mapping[
                             "podSelector": {"matchLabels": dict(cfg.gateway_pod_labels)},
                         }
                     ],
-                    "ports": [{"protocol": "TCP", "port": space.app_port}],
+                    "ports": [
+                        {"protocol": "TCP", "port": space.app_port},
+                        *([{"protocol": "TCP", "port": agentpod.AGENT_PORT}] if space.agent is not None else []),
+                    ],
                 }
             ],
             "egress": [

@@ -18,14 +18,16 @@ cluster and the desired state are the only inputs.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import logging
+import secrets
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
 from ..flavors import oom_message
-from . import objects, slugs, volumes
+from . import agentpod, objects, slugs, volumes
 from .clients import KubeApi, retry
 from .desired import ClusterConfig, DesiredSpace, SpaceStatus, Stage
 
@@ -46,6 +48,8 @@ def apply_space(api: KubeApi, space: DesiredSpace, cfg: ClusterConfig) -> dict[s
     actions = {"ConfigMap": owner_action}
     if space.storage is not None:
         actions["PersistentVolumeClaim"] = ensure_data_claim(api, space, cfg)
+    if space.agent is not None:
+        actions["agent"] = ensure_agent_objects(api, space, cfg, owner)
     for obj in objects.make_space_objects(space, cfg, owner):
         action, _ = retry(lambda obj=obj: api.ensure(obj))  # type: ignore[misc]
         actions[obj["kind"]] = action
@@ -66,6 +70,35 @@ def ensure_data_claim(api: KubeApi, space: DesiredSpace, cfg: ClusterConfig) -> 
         if exc.status != 409:
             raise
     return "created"
+
+
+def _create_if_absent(api: KubeApi, obj: dict[str, Any]) -> bool:
+    """Create ``obj`` unless an object of its name exists (kept as it is); True if it was created."""
+    if api.get(obj["kind"], obj["metadata"]["name"]) is not None:
+        return False
+    try:
+        retry(lambda: api.create(obj))
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        return False
+    return True
+
+
+def ensure_agent_objects(api: KubeApi, space: DesiredSpace, cfg: ClusterConfig, owner: dict[str, Any]) -> str:
+    """The agent's files (one immutable ConfigMap per version, shared by the namespace's agent pods) and the
+    Space's agent token (a Secret made once, with a new random token, owned by the Space's owner object)."""
+    made = _create_if_absent(api, agentpod.make_agent_config(cfg, objects.MANAGED_BY))
+    meta = objects.owned_meta(space, cfg, "agent-token", owner)
+    made = _create_if_absent(api, agentpod.make_agent_secret(space, cfg, secrets.token_urlsafe(32), meta)) or made
+    return "created" if made else "unchanged"
+
+
+def agent_token(api: KubeApi, space_id: str) -> str | None:
+    """The Space's agent token, from its Secret (``None``: there is none)."""
+    secret = api.get("Secret", agentpod.agent_secret_name(space_id))
+    value = ((secret or {}).get("data") or {}).get(agentpod.TOKEN_KEY)
+    return base64.b64decode(value).decode() if value else None
 
 
 def delete_data_claim(api: KubeApi, volume: str) -> bool:
@@ -151,6 +184,8 @@ def observe_space(api: KubeApi, space_id: str, cfg: ClusterConfig, *, want_templ
         owner = api.get("ConfigMap", name) or {}
         paused = (owner.get("data") or {}).get("paused") == "true"
         return SpaceStatus(space_id, Stage.PAUSED if paused else Stage.SLEEPING)
+    if _runs_agent(deployment) and ((api.get("ConfigMap", name) or {}).get("data") or {}).get("light") == "true":
+        return SpaceStatus(space_id, Stage.SLEEPING, message="light sleep")  # the pod stays, its app is stopped
     template = want_template or spec["template"]["metadata"]["labels"].get(objects.LABEL_TEMPLATE)
     pods = [p for p in api.list("Pod", objects.space_selector(space_id)) if not p["metadata"].get("deletionTimestamp")]
     current = [p for p in pods if p["metadata"].get("labels", {}).get(objects.LABEL_TEMPLATE) == template]
@@ -181,6 +216,11 @@ def observe_space(api: KubeApi, space_id: str, cfg: ClusterConfig, *, want_templ
     return SpaceStatus(space_id, Stage.STARTING, message=message, pod=pod_name)
 
 
+def _runs_agent(deployment: dict[str, Any]) -> bool:
+    volumes = (((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}).get("volumes") or []
+    return any(v.get("name") == agentpod.VOLUME for v in volumes)
+
+
 def reconcile_space(api: KubeApi, space: DesiredSpace, cfg: ClusterConfig) -> SpaceStatus:
     """Converge one Space and return its observed status."""
     if space.replicas == 0 and not space.paused:
@@ -205,6 +245,7 @@ def delete_space(api: KubeApi, space_id: str) -> bool:
     found = retry(lambda: api.delete("ConfigMap", name))
     for kind in DEPENDENT_KINDS:
         found = retry(lambda kind=kind: api.delete(kind, name)) or found  # type: ignore[misc]
+    found = retry(lambda: api.delete("Secret", agentpod.agent_secret_name(space_id))) or found
     return found
 
 

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import socket
 import threading
 import time
@@ -35,20 +36,35 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from ..agent_client import AgentError, private_bytes
 from ..api import AppHandle, AppSpec, AppState, AppStatus, Capabilities, Endpoint, Flavor, LogSink, Runtime
 from ..errors import AppCrashed, AppStartError, AppStartTimeout, CapacityPending
 from ..flavors import load_flavors
 from ..hubpath import HubPath
+from ..local.warm import preload_modules
 from ..output import startup_banner
+from ..readiness import wait_for_http
 from ..settings import RuntimeSettings
-from . import objects, slugs, volumes
+from . import lightsleep, objects, slugs, volumes
 from .clients import KubeApi, make_api_client
 from .coldstart import ColdStart, may_change_stage, pull_seconds, slice_ready
+from .controller import ClusterRecordSource
 from .desired import ClusterConfig, DesiredSpace, SpaceStatus, Stage
 from .hub import KubernetesHubListener
-from .reconcile import IMAGE_ERRORS, apply_space, delete_data_claim, delete_space, observe_space, template_hash
+from .reconcile import (
+    IMAGE_ERRORS,
+    LOG_TAIL_LINES,
+    agent_token,
+    apply_space,
+    delete_data_claim,
+    delete_space,
+    observe_space,
+    template_hash,
+)
 
 log = logging.getLogger(__name__)
+END_POLL = 0.25
+"""Seconds between the agent status checks of a wake in the pod (did the app end before it answered?)."""
 
 
 def cluster_config(settings: RuntimeSettings) -> ClusterConfig:
@@ -70,8 +86,13 @@ class _LogPump:
 
     MAX_DELAY = 10.0
 
-    def __init__(self, api: KubeApi, space_id: str, template: str, sink: LogSink, interval: float) -> None:
+    def __init__(
+        self, api: KubeApi, space_id: str, template: str, sink: LogSink, interval: float, since: float | None = None
+    ) -> None:
+        """``since``: follow only what the pod writes from then on (a light wake: the pod's earlier runs of
+        the app are already logged); ``None``: the current pod's whole log first."""
         self.api, self.space_id, self.template, self.interval = api, space_id, template, interval
+        self.since = since
         self.loop = asyncio.get_running_loop()
         self.sink = sink
         self.stop = threading.Event()
@@ -96,7 +117,9 @@ class _LogPump:
                 ]
                 if current:
                     name = current[0]["metadata"]["name"]
-                    for line in self.api.follow_pod_log(name, tail_lines=0 if followed.get(name) else None):
+                    since = self.since if not followed.get(name) else None
+                    tail = 0 if followed.get(name) else None
+                    for line in self.api.follow_pod_log(name, tail_lines=tail, since=since):
                         followed[name] = True
                         delay = self.interval * 10
                         self._emit(line)
@@ -129,6 +152,9 @@ class KubernetesRuntime(Runtime):
         self.flavors = load_flavors(settings.flavors_file)
         self._pumps: dict[str, _LogPump] = {}
         self._desired: dict[str, DesiredSpace] = {}
+        self._tokens: dict[str, str] = {}
+        self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._budget_lock = asyncio.Lock()
         self.hub_listener: KubernetesHubListener | None = None
 
     def attach_hub(self, hub: HubPath) -> None:
@@ -141,9 +167,23 @@ class KubernetesRuntime(Runtime):
             return spec
         return dataclasses.replace(spec, env={**spec.env, "HF_ENDPOINT": await self.hub_listener.endpoint()})
 
-    capabilities = Capabilities(reattach=True, restarts_crashed_apps=True, wakes_in_place=True, endpoint_delay=15.0)
-    """Pods outlive the platform, the kubelet restarts a crashed app, a Deployment scales back up; the
-    Service routes to a pod a moment after it is ready (kube-proxy)."""
+    @property
+    def capabilities(self) -> Capabilities:
+        """Pods outlive the platform (and are re-attached after its restart), a Deployment scales back up, the
+        Service routes to a pod a moment after it is ready (kube-proxy). With light sleep
+        (``light_sleep_memory_mib`` > 0), Gradio pods run the in-container agent (:mod:`.lightsleep`): the
+        wake forks the app in the same pod, and an app that exits is reported by ``poll`` with its exit code
+        (the agent keeps the container up, so the kubelet does not restart it). Without it (and for
+        ``sdk: docker`` pods) the kubelet restarts a crashed app."""
+        light = self.settings.light_sleep_memory_mib > 0
+        return Capabilities(
+            reattach=True,
+            restarts_crashed_apps=not light,
+            wakes_in_place=True,
+            light_sleep=light,
+            endpoint_delay=15.0,
+            survives_restart=True,
+        )
 
     # -- desired state -----------------------------------------------------------------------------
 
@@ -158,17 +198,27 @@ class KubernetesRuntime(Runtime):
             raise AppStartError(str(exc)) from exc
 
     def _desired_space(self, spec: AppSpec, awake: bool) -> DesiredSpace:
+        flavor = self._flavor(spec.flavor)
         return DesiredSpace(
             space_id=spec.space_id,
             image=spec.artifact,
             revision=spec.revision,
-            flavor=self._flavor(spec.flavor),
+            flavor=flavor,
             sdk=spec.sdk,
             app_port=spec.app_port,
             secrets=dict(spec.env),
             awake=awake,
             storage=spec.storage,
+            agent=self._agent_preload(spec, flavor),
+            app_file=spec.app_file,
         )
+
+    def _agent_preload(self, spec: AppSpec, flavor: Flavor) -> tuple[str, ...] | None:
+        """The warm parent's modules if ``spec``'s pod runs the agent (light sleep): Gradio Spaces without a
+        GPU (a light sleeper would keep its GPU), when the budget allows light sleep at all."""
+        if self.settings.light_sleep_memory_mib <= 0 or spec.sdk != "gradio" or flavor.gpus:
+            return None
+        return tuple(preload_modules(spec))
 
     def desired_spaces(self) -> list[DesiredSpace]:
         """What this runtime has started: a :class:`~.controller.DesiredStateSource` for an in-process controller."""
@@ -208,10 +258,10 @@ class KubernetesRuntime(Runtime):
         self._desired[desired.space_id] = desired
         await asyncio.to_thread(apply_space, self.api, desired, self.cfg)
 
-    def _pump(self, handle: AppHandle, log_sink: LogSink) -> None:
+    def _pump(self, handle: AppHandle, log_sink: LogSink, since: float | None = None) -> None:
         self._stop_pump(handle)
         self._pumps[handle.backend_id] = _LogPump(
-            self.api, handle.spec.space_id, handle.extra["template"], log_sink, self.settings.readiness_interval
+            self.api, handle.spec.space_id, handle.extra["template"], log_sink, self.settings.readiness_interval, since
         )
 
     def _stop_pump(self, handle: AppHandle) -> None:
@@ -222,14 +272,156 @@ class KubernetesRuntime(Runtime):
     # -- Runtime -----------------------------------------------------------------------------------
 
     async def start(self, spec: AppSpec, log: LogSink) -> AppHandle:
+        """Create or scale up the Space's objects; if a pod of this template already runs its agent with no
+        app (a light sleeper, or an app that exited), the app is started in that pod instead."""
         began = time.monotonic()
         spec = await self._with_hub(spec)
         desired = self.desired(spec)
         log(startup_banner())
+        if desired.agent is not None:
+            woken = await self._wake_in_pod(spec, desired, log, began)
+            if woken is not None:
+                return woken
         await self._apply(desired)
         handle = await self._handle(spec, desired, began=began)
         self._pump(handle, log)
         return handle
+
+    # -- the agent in the pod (light sleep) ----------------------------------------------------------
+
+    async def _token(self, space_id: str, *, fresh: bool = False) -> str | None:
+        name = slugs.space_name(space_id)
+        if fresh or name not in self._tokens:
+            token = await asyncio.to_thread(agent_token, self.api, space_id)
+            if token is None:
+                return None
+            self._tokens[name] = token
+        return self._tokens[name]
+
+    async def _pod_agent(self, space_id: str, template: str) -> lightsleep.PodAgent | None:
+        """The agent of the Space's running pod of ``template``, if there is one."""
+        pods = await asyncio.to_thread(self.api.list, "Pod", objects.space_selector(space_id))
+        pod = lightsleep.current_pod(pods, template)
+        token = await self._token(space_id) if pod is not None else None
+        return lightsleep.pod_agent(pod, token) if pod is not None and token is not None else None
+
+    async def _agent_status(self, agent: lightsleep.PodAgent, space_id: str) -> dict[str, Any]:
+        """``GET /status``; a 401 re-reads the token once (the Secret was made again)."""
+        try:
+            return await agent.client.status()
+        except AgentError as exc:
+            if exc.status != 401:
+                raise
+            token = await self._token(space_id, fresh=True)
+            if token is None:
+                raise
+            agent.client.token = token
+            return await agent.client.status()
+
+    async def _resize(self, pod: str, requests: dict[str, str], space_id: str) -> None:
+        """Resize the pod's requests in place; a cluster without in-place resize keeps them (logged once)."""
+        try:
+            await asyncio.to_thread(self.api.resize_pod, pod, "app", requests)
+        except ApiException as exc:
+            log.warning("%s: pod %s keeps its requests (resize to %s: %s %s)", space_id, pod, requests, exc.status,
+                        exc.reason)  # fmt: skip
+
+    async def _wake_in_pod(
+        self, spec: AppSpec, desired: DesiredSpace, log_sink: LogSink, began: float
+    ) -> AppHandle | None:
+        """Start the app in the Space's running pod of this template (a fork from its warm parent): the app
+        was stopped by a light sleep, or exited. ``None`` if there is no such pod, its agent does not answer,
+        or its app already runs (the caller goes the usual way: the objects, then the pod's readiness)."""
+        template = template_hash(desired, self.cfg)
+        agent = await self._pod_agent(spec.space_id, template)
+        if agent is None:
+            return None
+        try:
+            status = await self._agent_status(agent, spec.space_id)
+        except AgentError as exc:
+            log.info("%s: the agent of pod %s does not answer (%s): starting the usual way", spec.space_id,
+                     agent.pod, exc)  # fmt: skip
+            return None
+        if (status.get("app") or {}).get("running"):
+            return None
+        since = time.time()
+        name = slugs.space_name(spec.space_id)
+        handle = AppHandle(
+            spec=spec,
+            endpoint=Endpoint(agent.ip, spec.app_port),
+            backend_id=name,
+            started_at=since,
+            start_mode="fork",
+            extra={"template": template, "namespace": self.cfg.namespace, "began": began, "pod": agent.pod},
+        )
+        self._pump(handle, log_sink, since=since)
+        # meanwhile, not waited for here (wait_ready does, once the app answers): the owner says awake
+        # again, and the pod gets its flavor's requests back
+        self._pending[name] = asyncio.ensure_future(
+            asyncio.gather(
+                self._apply(desired), self._resize(agent.pod, lightsleep.awake_requests(desired), spec.space_id)
+            )
+        )
+        try:
+            answer = await agent.client.start()
+        except AgentError as exc:
+            self._stop_pump(handle)
+            raise AppStartError(f"the app could not be started in its pod: {exc}") from exc
+        handle.start_mode = str(answer.get("mode") or "cold")
+        handle.extra["agent"] = {"ip": agent.ip, "forked": round(time.monotonic() - began, 4)}
+        return handle
+
+    async def _settled(self, handle: AppHandle) -> None:
+        """The writes a wake in the pod left running (owner, resize) are done."""
+        pending = self._pending.pop(handle.backend_id, None)
+        if pending is not None:
+            await pending
+
+    async def _wait_forked(self, handle: AppHandle, timeout: float) -> None:
+        """A wake in the pod: the app answers HTTP on the pod's own address (polled every
+        ``readiness_interval``), or AppCrashed with its exit code and log tail if the agent sees it end."""
+        agent = await self._pod_agent(handle.spec.space_id, handle.extra["template"])
+        if agent is None or agent.pod != handle.extra.get("pod"):
+            raise AppCrashed("The app's pod is gone")
+        exited: asyncio.Future[Any] = asyncio.ensure_future(self._app_end(agent, timeout))
+        try:
+            ok = await wait_for_http(agent.ip, handle.spec.app_port, exited, timeout, self.settings.readiness_interval)
+        finally:
+            if not exited.done():
+                exited.cancel()
+        if not ok:
+            code = exited.result() if not exited.cancelled() else None
+            tail = await asyncio.to_thread(self._log_tail, agent.pod)
+            raise AppCrashed(f"The app exited with code {code}", exit_code=code, log_tail=tail)
+        began = handle.extra.get("began", time.monotonic())
+        forked = (handle.extra.get("agent") or {}).get("forked", 0.0)
+        handle.extra["cold_start"] = {
+            "seconds": round(time.time() - handle.started_at, 3),
+            "capacity_wait_seconds": 0.0,
+            "phases": {"fork": forked, "app_ready": round(max(0.0, time.monotonic() - began - forked), 4)},
+        }
+        await self._settled(handle)
+
+    async def _app_end(self, agent: lightsleep.PodAgent, timeout: float) -> int | None:
+        """Returns once the agent reports the app ended (its exit code). Plain ``/status`` requests every
+        :data:`END_POLL` seconds, not a long poll: this is cancelled as soon as the app answers, and a long
+        poll cut short makes the agent write a broken pipe into the app's log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(AgentError):
+                app = (await agent.client.status()).get("app") or {}
+                if app and not app.get("running"):
+                    code = app.get("exit_code")
+                    return int(code) if code is not None else None
+            await asyncio.sleep(END_POLL)
+        await asyncio.Future()  # past the deadline: wait_for_http's timeout speaks
+        return None
+
+    def _log_tail(self, pod: str) -> str:
+        try:
+            return self.api.pod_log(pod, tail_lines=LOG_TAIL_LINES).rstrip("\n")
+        except ApiException:
+            return ""
 
     async def observe(self, handle: AppHandle) -> SpaceStatus:
         return await asyncio.to_thread(
@@ -237,7 +429,15 @@ class KubernetesRuntime(Runtime):
         )
 
     async def wait_ready(self, handle: AppHandle, timeout: float) -> None:
+        if handle.extra.get("agent"):
+            await self._wait_forked(handle, timeout)
+        else:
+            await self._wait_pod_ready(handle, timeout)
+        handle.extra["ready"] = True
+
+    async def _wait_pod_ready(self, handle: AppHandle, timeout: float) -> None:
         deadline = time.monotonic() + timeout
+        agent_pod = self._uses_agent(handle)
         selector = objects.space_selector(handle.spec.space_id)
         capacity_wait, waiting_since = 0.0, None
         cold = ColdStart(began=handle.extra.get("began", time.monotonic()))
@@ -274,14 +474,41 @@ class KubernetesRuntime(Runtime):
                 raise AppCrashed(status.message, exit_code=status.exit_code, log_tail=status.log_tail)
             if status.stage in (Stage.ABSENT, Stage.SLEEPING, Stage.PAUSED):
                 raise AppCrashed(f"The app is not running ({status.stage.value.lower()})")
+            if agent_pod and status.stage is Stage.STARTING:
+                await self._raise_if_app_ended(handle, pods)  # the agent outlives the app: the pod shows nothing
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 if status.stage is Stage.SCHEDULING:
                     raise CapacityPending(status.message)
                 raise AppStartTimeout(f"The app did not become ready within {timeout:g} seconds")
             await asyncio.to_thread(
-                self._wait_for_pod_event, selector, since, remaining, cold, handle.extra["template"]
+                self._wait_for_pod_event,
+                selector,
+                since,
+                min(remaining, 1.0) if agent_pod else remaining,
+                cold,
+                handle.extra["template"],
             )
+
+    def _uses_agent(self, handle: AppHandle) -> bool:
+        desired = self._desired.get(handle.spec.space_id)
+        return (desired or self.desired(handle.spec)).agent is not None
+
+    async def _raise_if_app_ended(self, handle: AppHandle, pods: Any) -> None:
+        """AppCrashed if the agent of the Space's starting pod reports that its app ended (exit code, log tail)."""
+        pod = lightsleep.current_pod(pods, handle.extra["template"])
+        token = await self._token(handle.spec.space_id) if pod is not None else None
+        if pod is None or token is None:
+            return
+        try:
+            status = await lightsleep.pod_agent(pod, token).client.status()
+        except AgentError:
+            return  # not listening yet
+        app = status.get("app") or {}
+        if app and not app.get("running"):
+            tail = await asyncio.to_thread(self._log_tail, pod["metadata"]["name"])
+            code = app.get("exit_code")
+            raise AppCrashed(f"The app exited with code {code}", exit_code=code, log_tail=tail)
 
     def _wait_for_pod_event(
         self, selector: str, since: str, remaining: float, cold: ColdStart | None = None, template: str | None = None
@@ -357,6 +584,10 @@ class KubernetesRuntime(Runtime):
 
     async def poll(self, handle: AppHandle) -> AppStatus:
         status = await self.observe(handle)
+        if status.stage in (Stage.RUNNING, Stage.STARTING) and self._uses_agent(handle):
+            said = await self._agent_poll(handle)
+            if said is not None:
+                return said
         if status.stage is Stage.RUNNING:
             return AppStatus(AppState.RUNNING)
         if status.stage is Stage.STARTING:
@@ -368,28 +599,122 @@ class KubernetesRuntime(Runtime):
             return AppStatus(AppState.EXITED, exit_code=status.exit_code, message=message)
         return AppStatus(AppState.EXITED, message=status.stage.value.lower())
 
+    async def _agent_poll(self, handle: AppHandle) -> AppStatus | None:
+        """What the pod's agent says of the app: ``EXITED`` with its exit code once it ended, ``RUNNING``
+        while it runs after ``wait_ready`` (a woken pod is ready for the kubelet a probe period later);
+        ``None``: ask the pod."""
+        agent = await self._pod_agent(handle.spec.space_id, handle.extra.get("template", ""))
+        if agent is None:
+            return None
+        try:
+            status = await self._agent_status(agent, handle.spec.space_id)
+        except AgentError:
+            return None
+        app = status.get("app") or {}
+        if app and not app.get("running"):
+            code = app.get("exit_code")
+            tail = await asyncio.to_thread(self._log_tail, agent.pod)
+            message = f"The app exited with code {code}" + (f"\n{tail}" if tail else "")
+            return AppStatus(AppState.EXITED, exit_code=code, message=message)
+        if app and handle.extra.get("ready"):
+            return AppStatus(AppState.RUNNING)
+        return None
+
     async def _still_ours(self, handle: AppHandle) -> bool:
         owner = await asyncio.to_thread(self.api.get, "ConfigMap", handle.backend_id)
         return owner is not None and (owner.get("data") or {}).get("revision") == handle.spec.revision
 
     async def suspend(self, handle: AppHandle) -> None:
+        """Light sleep where the pod runs the agent (:mod:`.lightsleep`): the app stopped, the pod kept with
+        its requests down to the warm parent's size, within the cluster's budget. Else scale to 0."""
         self._stop_pump(handle)
-        if await self._still_ours(handle):
-            await self._apply(self.desired(handle.spec, awake=False))
+        if not await self._still_ours(handle):
+            return
+        await self._settled(handle)
+        desired = self.desired(handle.spec, awake=False)
+        agent = await self._pod_agent(handle.spec.space_id, handle.extra.get("template", ""))
+        if desired.agent is None or agent is None:
+            await self._apply(desired)  # deep: no pod is kept
+            return
+        try:
+            await agent.client.stop(self.settings.stop_grace)
+            status = await self._agent_status(agent, handle.spec.space_id)
+        except AgentError as exc:
+            log.warning("%s: the agent of pod %s failed (%s): deep sleep", handle.spec.space_id, agent.pod, exc)
+            await self._apply(desired)
+            return
+        cost = private_bytes(status, "warm_private_bytes", "agent_private_bytes") or 0
+        await self._resize(agent.pod, lightsleep.asleep_requests(desired, cost), handle.spec.space_id)
+        light = dataclasses.replace(desired, light=True, light_since=time.time(), light_bytes=cost)
+        await self._apply(light)
+        await self._keep_budget()
 
     async def resume(self, handle: AppHandle, log: LogSink) -> AppHandle:
-        began = time.monotonic()
-        desired = self.desired(handle.spec, awake=True)
-        log(startup_banner())
-        await self._apply(desired)
-        new = await self._handle(handle.spec, desired, mode="cold", began=began)
-        self._pump(new, log)
-        return new
+        """A light sleeper wakes in its pod (a fork: ``start_mode`` ``fork``, or ``cold`` where the warm
+        parent cannot serve); a deep sleeper scales to 1 (a cold start). The caller waits with ``wait_ready``."""
+        return await self.start(handle.spec, log)
+
+    async def deep_sleep(self, handle: AppHandle) -> None:
+        """Scale to 0: the pod, its agent and warm parent are gone; the next wake starts a new pod. A light
+        sleeper's pod has no app to drain: it is ended at once (no preStop wait)."""
+        self._stop_pump(handle)
+        if await self._still_ours(handle):
+            owner = await asyncio.to_thread(self.api.get, "ConfigMap", handle.backend_id)
+            await self._apply(self.desired(handle.spec, awake=False))
+            if ((owner or {}).get("data") or {}).get("light") == "true":
+                await self._end_pods(handle.spec.space_id, 1.0)
+
+    async def _end_pods(self, space_id: str, grace: float) -> None:
+        """End the Space's pods within ``grace`` seconds (after its Deployment went to 0 or away), instead of
+        their preStop pause and termination grace, which are there for rollouts."""
+        with contextlib.suppress(ApiException):
+            await asyncio.to_thread(self.api.delete_pods, objects.space_selector(space_id), max(1, math.ceil(grace)))
+
+    async def sleep_cost(self, handle: AppHandle) -> int | None:
+        """A light sleeper's agent and warm parent (private memory, as its agent reads ``smaps_rollup``);
+        0 once deep asleep (no pod)."""
+        owner = await asyncio.to_thread(self.api.get, "ConfigMap", handle.backend_id)
+        data = (owner or {}).get("data") or {}
+        if data.get("light") != "true":
+            return 0
+        agent = await self._pod_agent(handle.spec.space_id, handle.extra.get("template", ""))
+        if agent is not None:
+            with contextlib.suppress(AgentError):
+                status = await self._agent_status(agent, handle.spec.space_id)
+                return private_bytes(status, "warm_private_bytes", "agent_private_bytes")
+        return int(data.get("light-bytes") or 0) or None
+
+    async def _keep_budget(self) -> None:
+        """Deepen the cluster's light sleepers, least recently suspended first, until they fit
+        ``light_sleep_memory_mib`` (every owner of the namespace counts, whoever suspended it)."""
+        budget = self.settings.light_sleep_memory_mib * lightsleep.MIB
+        selector = f"{objects.managed_selector()},{objects.LABEL_COMPONENT}=owner"
+        async with self._budget_lock:
+            owners = await asyncio.to_thread(self.api.list, "ConfigMap", selector)
+            for sleeper in lightsleep.deepen_first(lightsleep.sleepers(owners), budget):
+                space = self.desired_space(sleeper.name) or await asyncio.to_thread(
+                    ClusterRecordSource(self.api, self.flavors).desired_space, sleeper.name
+                )
+                if space is None or not space.light:
+                    continue
+                log.info("%s: light sleepers exceed %d MiB: deep sleep (it held %d bytes)", space.space_id,
+                         self.settings.light_sleep_memory_mib, sleeper.cost)  # fmt: skip
+                await self._apply(dataclasses.replace(space, light=False, awake=False))
+                await self._end_pods(space.space_id, 1.0)  # no app to drain: no preStop pause
 
     async def stop(self, handle: AppHandle, grace: float = 5.0) -> None:
         self._stop_pump(handle)
+        pending = self._pending.pop(handle.backend_id, None)
+        if pending is not None:
+            with contextlib.suppress(Exception):
+                await pending
         if await self._still_ours(handle):
             self._desired.pop(handle.spec.space_id, None)
+            self._tokens.pop(handle.backend_id, None)
+            # replicas 0 first, so that no ReplicaSet makes a new pod for the ones ended within ``grace``
+            with contextlib.suppress(ApiException):
+                await asyncio.to_thread(self.api.scale, handle.backend_id, 0)
+            await self._end_pods(handle.spec.space_id, grace)
             await asyncio.to_thread(delete_space, self.api, handle.spec.space_id)
 
     async def remove(self, handle: AppHandle) -> None:
@@ -421,6 +746,7 @@ class KubernetesRuntime(Runtime):
         if not await self._still_ours(handle):
             return None
         self._desired[spec.space_id] = desired
+        handle.extra["ready"] = status.stage is Stage.RUNNING
         self._pump(handle, log)
         return handle
 
