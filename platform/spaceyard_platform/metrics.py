@@ -68,6 +68,8 @@ def observe_wake(space: str, mode: str, extra: dict[str, Any]) -> None:
     for phase, seconds in phases.items():
         WAKE_PHASE_SECONDS.labels(phase=phase, mode=mode).observe(float(seconds))
     FIRST_BYTE.arm(space, mode)
+
+
 SLEEPS = Counter("spaceyard_sleeps_total", "Spaces put to sleep after their idle time", ["space"], registry=REGISTRY)
 DEEP_SLEEPS = Counter(
     "spaceyard_deep_sleeps_total",

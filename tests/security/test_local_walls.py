@@ -32,6 +32,8 @@ def _root() -> None:
     """The walls need root (bubblewrap, setpriv, cgroups): without it this is a failure, never a skip."""
     if os.geteuid() != 0:
         pytest.fail("the sandbox needs root: run the tests as root, as .ci/test does")
+
+
 HERE = Path(__file__).resolve().parent
 PROBER, VICTIM = "admin/prober", "admin/victim"
 VICTIM_SECRET = "victim-secret-5b1e0c"
