@@ -285,6 +285,19 @@ def space_objects(dev_cluster: Cluster) -> list[str]:
     ]
 
 
+def wait_healthy(gateway: Gateway) -> None:
+    """Until the platform answers through its NodePort: the workloads are ready when ``helm install`` or
+    ``upgrade`` returns, but kube-proxy programs the node's NodePort rules a moment later (refused until then)."""
+
+    def healthy() -> bool:
+        try:
+            return gateway.api("GET", "/api/health").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    eventually(healthy, "the platform answers through its NodePort", timeout=120)
+
+
 class Caller(threading.Thread):
     """Calls the app through the gateway without pause and counts what fails."""
 
@@ -321,6 +334,7 @@ def installed(dev_cluster: Cluster) -> Iterator[tuple[Gateway, dict[str, Any]]]:
         print(f"helm install (waited for every workload to be ready) in {time.monotonic() - t0:.0f} s")
         assert release["status"] == "deployed" and release["revision"] == 1, release
         gateway = Gateway(f"http://{dns}:{node_port(dev_cluster)}", lambda: pod_logs(dev_cluster))
+        wait_healthy(gateway)
         yield gateway, {"images": images, "dns": dns}
     finally:
         if os.environ.get("SPACEYARD_CHART_TEST_KEEP") != "1":
@@ -466,7 +480,7 @@ def test_the_chart_installed_for_real_serves_a_space_end_to_end(
     assert platform_pod(dev_cluster).metadata.uid != old_pod, "the upgrade replaced the platform pod"
     assert dev_cluster.secret_data(NAMESPACE, f"{RELEASE}-postgresql")["password"] == password
     gateway.url = f"http://{ctx['dns']}:{node_port(dev_cluster)}"
-    eventually(lambda: gateway.api("GET", "/api/health").status_code == 200, "the upgraded platform answers")
+    wait_healthy(gateway)
     # the stopping platform leaves the Space's pod and the new one re-attaches it: RUNNING at once, the same pod
     assert gateway.wait_stage({"RUNNING"}, sha=sha2, timeout=300)["sha"] == sha2
     (same,) = dev_cluster.list("Pod", SPACES_NS, selector=f"spaceyard.dev/space={SLUG}")
