@@ -119,12 +119,6 @@ class Settings(BaseSettings):
         "session started on it (cookie spaceyard_version), so no in-flight Gradio job or session is lost.",
     )
     upstream_connect_timeout: float = Field(5.0, description="Seconds to connect to an app.")
-    upstream_max_reuse_age: float = Field(
-        2.0,
-        gt=0,
-        description="Seconds a kept-alive connection to an app is reused after it was opened; then the next "
-        "request opens a new one (behind a Kubernetes Service, so that traffic leaves a replaced, draining pod).",
-    )
     stream_idle_timeout: float = Field(
         300.0, description="Seconds a proxied response or websocket may stay silent before it is closed."
     )

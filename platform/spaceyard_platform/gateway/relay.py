@@ -56,11 +56,7 @@ class Relay:
     def _pool_get(self) -> UpstreamPool:
         pool = self._pool
         if pool is None:
-            pool = self._pool = UpstreamPool(
-                self.settings.upstream_connect_timeout,
-                self.settings.stream_idle_timeout,
-                max_reuse_age=self.settings.upstream_max_reuse_age,
-            )
+            pool = self._pool = UpstreamPool(self.settings.upstream_connect_timeout, self.settings.stream_idle_timeout)
         return pool
 
     def request_head(self, scope: Scope, match: Match) -> tuple[bytes, int]:

@@ -12,9 +12,6 @@ Properties the gateway relies on:
   full; at most ``HIGH_WATER`` bytes of response body are buffered before the socket stops being
   read until the visitor has taken them;
 * a silent app is cut off after ``idle_timeout`` seconds of no data (the connect has its own bound);
-* a connection is reused only within ``max_reuse_age`` seconds of being opened: behind a Kubernetes
-  Service a kept-alive connection stays with the pod it first reached, so an unbounded one would keep
-  sending to a pod that has left the Service (a replaced version draining) until it is killed;
 * a connection is reused only after a complete, keep-alive response; a request that fails on a
   reused idle connection before any answer (the app closed it meanwhile) is retried once on a new
   connection when its body has not been sent;
@@ -76,7 +73,6 @@ class UpstreamConnection(asyncio.Protocol):
         "_waiting",
         "in_pool",
         "loop",
-        "opened_at",
         "parser",
         "pool",
         "reused",
@@ -101,7 +97,6 @@ class UpstreamConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._wait_began = 0.0
         self._waiting = False
-        self.opened_at = loop.time()
         self._reset()
 
     def _reset(self) -> None:
@@ -341,16 +336,9 @@ class UpstreamConnection(asyncio.Protocol):
 class UpstreamPool:
     """Keep-alive connections per ``(host, port)``; LIFO so the warmest connection is reused."""
 
-    def __init__(
-        self,
-        connect_timeout: float,
-        idle_timeout: float,
-        max_idle_per_upstream: int = 256,
-        max_reuse_age: float = 2.0,
-    ) -> None:
+    def __init__(self, connect_timeout: float, idle_timeout: float, max_idle_per_upstream: int = 256) -> None:
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
-        self.max_reuse_age = max_reuse_age
         self.max_idle = max_idle_per_upstream
         self._idle: dict[PoolKey, list[UpstreamConnection]] = {}
 
@@ -380,9 +368,7 @@ class UpstreamPool:
         while idle:
             conn = idle.pop()
             conn.in_pool = False
-            if conn.loop.time() - conn.opened_at >= self.max_reuse_age:
-                conn.abort()
-            elif conn.alive:
+            if conn.alive:
                 conn._reset()
                 conn.reused = True
                 return conn
@@ -398,8 +384,8 @@ class UpstreamPool:
         return await loop.create_connection(factory, sock=await netns.connect(host, port, token))
 
     def release(self, conn: UpstreamConnection) -> None:
-        """Back to the pool if the exchange ended cleanly and the connection is young enough, else closed."""
-        if conn.reusable and conn.loop.time() - conn.opened_at < self.max_reuse_age:
+        """Back to the pool if the exchange ended cleanly, else closed."""
+        if conn.reusable:
             idle = self._idle.setdefault(conn._pool_key, [])
             if len(idle) < self.max_idle:
                 conn.in_pool = True
