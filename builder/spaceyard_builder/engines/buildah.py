@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -42,6 +41,7 @@ from pathlib import Path
 
 from ..api import Artifact, BuildLog, BuildRequest
 from ..errors import BuildFailed
+from ..framedhash import FramedHash
 from ..oci.registry import ImageRef, Registry, RegistryError
 from ..settings import BuilderSettings
 from ..walls import PASSED_THROUGH, BuildWalls
@@ -129,13 +129,8 @@ class BuildahBuilder:
         )
 
     def content_tag(self, pinned_dockerfile: str, source: Path, args: dict[str, str], secrets: list[str]) -> str:
-        h = hashlib.sha256()
-
-        def put(*parts: str | bytes) -> None:
-            for part in parts:
-                data = part.encode() if isinstance(part, str) else part
-                h.update(len(data).to_bytes(8, "big"))
-                h.update(data)
+        h = FramedHash()
+        put = h.put
 
         put("buildah", ENGINE_VERSION, pinned_dockerfile, json.dumps(args, sort_keys=True))
         put(json.dumps(sorted(secrets)), self.settings.docker_build_network)

@@ -37,7 +37,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -57,6 +56,7 @@ import docker.errors
 from .. import cancel
 from ..api import Artifact, BuildEngine, BuildLog, BuildRequest
 from ..errors import BuildFailed, EngineMisconfigured, TransientBuildError
+from ..framedhash import FramedHash
 from ..preload import HUB_DIR
 from ..settings import BuilderSettings
 from ..spaceconfig import SpaceConfig
@@ -279,13 +279,8 @@ class DockerEngine(BuildEngine):
             raise TransientBuildError(f"the Docker engine failed: {exc}") from exc
 
     def content_hash(self, dockerfile: str, source: Path, build_args: dict[str, str], secret_names: list[str]) -> str:
-        h = hashlib.sha256()
-
-        def put(*parts: str | bytes) -> None:
-            for part in parts:
-                data = part.encode() if isinstance(part, str) else part
-                h.update(len(data).to_bytes(8, "big"))
-                h.update(data)
+        h = FramedHash()
+        put = h.put
 
         put("engine", ENGINE_VERSION, "dockerfile", dockerfile, "base", self._base_image_id(build_args["BASE_IMAGE"]))
         put("args", json.dumps(build_args, sort_keys=True), "secrets", json.dumps(sorted(secret_names)))
