@@ -189,6 +189,22 @@ async def test_state_survives_a_platform_restart(kube: Cluster) -> None:
     await second.aclose()
 
 
+async def test_forget_removes_a_space_no_handle_of_this_process_holds(kube: Cluster) -> None:
+    """A platform restarted after a crash holds no handle of a pod that outlived it: deleting the Space
+    (``forget``) still removes every object of it."""
+    first = KubernetesRuntime(SETTINGS, api_client=kube.client())
+    handle = await first.start(spec(kube.images["ok"]), lambda line: None)
+    await first.wait_ready(handle, timeout=120)
+    await first.aclose()  # the pod outlives the platform process
+    second = KubernetesRuntime(SETTINGS, api_client=kube.client())
+    await second.forget(handle.spec.space_id)
+    for kind in ("ConfigMap", "Secret", "Service", "Deployment", "NetworkPolicy"):
+        assert kube.list(kind, NAMESPACE) == [], kind
+    await wait_for(lambda: kube.list("Pod", NAMESPACE) == [], "pods removed")
+    await second.forget(handle.spec.space_id)  # idempotent
+    await second.aclose()
+
+
 async def test_an_env_name_kubernetes_cannot_pass_is_a_start_error(runtime: KubernetesRuntime) -> None:
     bad = AppSpec(space_id="alice/demo", revision="1", sdk="gradio", artifact="i:1", env={"MY-VAR": "x"})
     with pytest.raises(AppStartError, match="MY-VAR"):

@@ -720,6 +720,12 @@ class KubernetesRuntime(Runtime):
     async def remove(self, handle: AppHandle) -> None:
         await self.stop(handle)
 
+    async def forget(self, space_id: str) -> None:
+        """The Space is deleted: remove its objects even where no handle of this process holds them (pods
+        outlive the platform: one a restarted platform did not re-attach, or of a revision it never ran)."""
+        self._desired.pop(space_id, None)
+        await asyncio.to_thread(delete_space, self.api, space_id)
+
     def unavailable(self, flavor: Flavor) -> str | None:
         return None  # GPU flavors are scheduled onto GPU nodes; SCHEDULING with the reason while none is free
 
