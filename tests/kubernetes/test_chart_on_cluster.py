@@ -96,8 +96,9 @@ def values(images: dict[str, str], dns: str, **platform_extra: str) -> dict[str,
             "persistence": {"size": "1Gi"},
             "service": {"type": "NodePort", "nodePort": None},
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}},
-            # every sleeper over the light-sleep budget: deep sleep at once, the wake below is from zero
-            "extraEnv": {"SPACEYARD_LIGHT_SLEEP_MEMORY_MIB": "1", **platform_extra},
+            # no light sleep: the Space sleeps at 0 replicas, the wake below is from zero (light sleep on the
+            # cluster: test_lightsleep_on_cluster.py, test_platform_on_cluster.py)
+            "extraEnv": {"SPACEYARD_LIGHT_SLEEP_MEMORY_MIB": "0", **platform_extra},
         },
         "worker": {
             "buildEngine": "oci",
@@ -464,8 +465,7 @@ def test_the_chart_installed_for_real_serves_a_space_end_to_end(
     # sleep: 0 replicas, no pod; wake: a request through the gateway is held until the pod is ready
     assert gateway.api("POST", f"/api/spaces/{SPACE}/sleeptime", json={"seconds": 1}).status_code == 200
     gateway.wait_stage({"SLEEPING"}, timeout=180)
-    # the platform's 1 MiB light-sleep budget (values above): the light sleeper is deepened just after it
-    # sleeps, so the Deployment goes to 0 replicas a moment after the stage says SLEEPING
+    # no light sleep (values above): the Deployment goes to 0 replicas (the stage may say SLEEPING a moment before)
     eventually(
         lambda: (d := dev_cluster.get("Deployment", SPACES_NS, SLUG)) is not None and d["spec"]["replicas"] == 0,
         "the sleeping Space's Deployment at 0 replicas (deep sleep)",
