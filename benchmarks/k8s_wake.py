@@ -6,6 +6,8 @@ Kubernetes runtime on the dev cluster (`helm/dev-cluster.sh`), its image built b
 Two runs of the platform, each with its own cycles: the Space sleeps (idle 1 s), then `GET /config` through the
 gateway is held until the app answers; the client times the first byte, the platform's `/metrics` give the
 phases of that wake (`spaceyard_wake_phase_seconds{phase=...}`: the delta of each phase's sum over the cycle).
+Then the same image without the platform and its gateway: `KubernetesRuntime` alone (suspend, resume,
+`wait_ready`, `GET /config` straight to the woken endpoint), light and deep, the same number of cycles.
 
 * **light**: the default budget; the pod stays with its agent and warm parent (requests resized down), the
   wake forks the app in it (`mode="fork"`);
@@ -19,6 +21,7 @@ it; and the kubelet's working set of the container). Writes `## Wake on Kubernet
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -26,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._report import write_section  # noqa: E402
 from spaceyard_builder.baseimage import DEFAULT_TAG  # noqa: E402
+from spaceyard_runtime.api import AppHandle, AppSpec  # noqa: E402
+from spaceyard_runtime.kubernetes.runtime import KubernetesRuntime  # noqa: E402
+from spaceyard_runtime.settings import RuntimeSettings  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.kubernetes.cluster import Cluster, push_base_image, start_dev_cluster  # noqa: E402
 from tests.support import Server, git, push, start_server, working_copy  # noqa: E402
@@ -44,22 +51,27 @@ from tests.support import Server, git, push, start_server, working_copy  # noqa:
 SPACE = "admin/bench-k8s-wake"
 NAME = "space-admin--bench-k8s-wake"
 PHASES = {
-    "fork": ("start", "ready", "fork", "app_ready", "first_byte"),
+    "fork": ("start", "ready", "lookup", "fork", "app_ready", "first_byte"),
     "cold": ("start", "ready", "scheduling", "image_pull", "container_start", "app_ready", "endpoints", "first_byte"),
 }
 WHAT = {
     "start": "the lifecycle's view: wake asked → `runtime.resume` returned",
     "ready": "the lifecycle's view: `resume` returned → `runtime.wait_ready` returned (the runtime's phases below "
     "are timed from the resume call)",
-    "fork": "resume → the pod's agent answered `/app/start` (a fork from the warm parent)",
+    "lookup": "resume → the pod's agent known (remembered from the suspend: no Kubernetes API call; else the pods "
+    "listed and the agent's `/status`)",
+    "fork": "→ the pod's agent answered `/app/start` (a signed request; a fork from the warm parent)",
     "scheduling": "scale to 1 → pod bound to a node (Deployment + ReplicaSet controllers, scheduler)",
     "image_pull": "the kubelet's pull (`Pulled` event; image already on the node after the first start)",
     "container_start": "bound → app container running (sandbox, CNI, container), less the pull",
-    "app_ready": "fork: forked → the app answers HTTP on the pod's address (polled every 50 ms); cold: running → "
-    "the readiness probe passes (agent + warm parent import Gradio, fork; probe every 1 s)",
+    "app_ready": "fork: forked → the app says it listens (`GET /status?ready=` on its agent: the warm parent's "
+    "readiness pipe; `GET /` probed every 50 ms only if it cannot say); cold: running → the readiness probe passes "
+    "(agent + warm parent import Gradio, fork; probe every 1 s)",
     "endpoints": "ready → the EndpointSlice lists the pod and the Service accepts a connection (`wait_ready`)",
     "first_byte": "wake done → first byte of the held request through the gateway",
+    "direct_first_byte": "`wait_ready` returned → first byte of `GET /config` sent straight to the endpoint",
 }
+DIRECT = {"fork": ("lookup", "fork", "app_ready"), "cold": PHASES["cold"][2:-1]}
 
 
 def phase_sums(server: Server, mode: str) -> dict[str, float]:
@@ -154,8 +166,63 @@ def run(cluster: Cluster, namespace: str, sleep: str, wakes: int, tmp: Path) -> 
             for p in PHASES[mode]:
                 out["phases"][p].append(after[p] - before[p])
             out["of_mode"] += round(after["count"] - before["count"])
+        deployment = cluster.get("Deployment", namespace, NAME) or {}
+        out["image"] = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     finally:
         server.stop()
+        cluster.reset(namespace)
+    return out
+
+
+async def direct_first_byte(host: str, port: int) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(f"GET /config HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        line = await reader.readline()
+        assert line.split()[1:2] == [b"200"], line
+    finally:
+        writer.close()
+
+
+async def direct(cluster: Cluster, namespace: str, image: str, sleep: str, wakes: int) -> dict[str, Any]:
+    """The runtime alone (no platform, no gateway): ``wakes`` cycles of suspend, resume, ``wait_ready`` and a
+    first byte of ``GET /config`` straight from the woken endpoint."""
+    cluster.reset(namespace)
+    budget = 4096 if sleep == "light" else 1
+    settings = RuntimeSettings(runtime="kubernetes", kubernetes_namespace=namespace, kubernetes_endpoint="cluster-ip",
+                               light_sleep_memory_mib=budget)  # fmt: skip
+    rt = KubernetesRuntime(settings, api_client=cluster.client())
+    mode = "fork" if sleep == "light" else "cold"
+    spec = AppSpec(space_id=f"h18k8swake/direct-{uuid.uuid4().hex[:6]}", revision=uuid.uuid4().hex + "0" * 8,
+                   sdk="gradio", artifact=image)  # fmt: skip
+    out: dict[str, Any] = {"totals": [], "phases": {p: [] for p in (*DIRECT[mode], "direct_first_byte")}, "of_mode": 0,
+                           "announced": 0}  # fmt: skip
+    handle: AppHandle = await rt.start(spec, lambda line: None)
+    try:
+        await rt.wait_ready(handle, 300)
+        for _ in range(wakes):
+            await rt.suspend(handle)
+            if sleep == "deep":
+                until(lambda: cluster.list("Pod", namespace) == [], "no pod while deep asleep")
+            await asyncio.sleep(1.0)  # as the platform's idle time: the sleeper settles
+            began = time.perf_counter()
+            handle = await rt.resume(handle, lambda line: None)
+            await rt.wait_ready(handle, 300)
+            ready = time.perf_counter()
+            await direct_first_byte(handle.endpoint.host, handle.endpoint.port)
+            done = time.perf_counter()
+            out["totals"].append(done - began)
+            phases = handle.extra["cold_start"]["phases"]
+            for p in DIRECT[mode]:
+                out["phases"][p].append(float(phases.get(p, 0.0)))
+            out["phases"]["direct_first_byte"].append(done - ready)
+            out["of_mode"] += handle.start_mode == mode
+            out["announced"] += (handle.extra.get("agent") or {}).get("ready_by") == "announced"
+            await rt._settled(handle)  # the wake's owner and resize writes (the next suspend waits for them too)
+    finally:
+        await rt.stop(handle, grace=1.0)
+        await rt.aclose()
         cluster.reset(namespace)
     return out
 
@@ -165,10 +232,15 @@ def p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
-def table(result: dict[str, Any], mode: str) -> str:
+def cells(result: dict[str, Any]) -> str:
+    return f"{statistics.median(result['totals']):.3f} s | {p99(result['totals']):.3f} s"
+
+
+def table(result: dict[str, Any], mode: str, what: str = "request sent → first byte (what a visitor waits)") -> str:
     rows = [
         f"| `{p}` | {statistics.median(v):.3f} s | {min(v):.3f} s | {max(v):.3f} s | {WHAT[p]} |"
         for p, v in result["phases"].items()
+        if v
     ]
     totals = result["totals"]
     return "\n".join(
@@ -177,7 +249,7 @@ def table(result: dict[str, Any], mode: str) -> str:
             "|---|---|---|---|---|",
             *rows,
             f"| **first byte, client side** | **{statistics.median(totals):.3f} s** (p99 {p99(totals):.3f} s) "
-            f"| {min(totals):.3f} s | {max(totals):.3f} s | request sent → first byte (what a visitor waits) |",
+            f"| {min(totals):.3f} s | {max(totals):.3f} s | {what} |",
         ]
     )
 
@@ -185,7 +257,7 @@ def table(result: dict[str, Any], mode: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--wakes", type=int, default=10)
-    parser.add_argument("--namespace", default="h18k8s-bench", help="the Spaces namespace (unique per session)")
+    parser.add_argument("--namespace", default="h18k8swake-bench", help="the Spaces namespace (unique per session)")
     args = parser.parse_args()
     env = start_dev_cluster()
     cluster = Cluster(Path(env["KUBECONFIG"]), env["SPACEYARD_DEV_REGISTRY"], {})
@@ -197,24 +269,44 @@ def main() -> None:
         loads.append(os.getloadavg()[0])
         deep = run(cluster, args.namespace, "deep", args.wakes, Path(tmp))
         loads.append(os.getloadavg()[0])
+        light_direct = asyncio.run(direct(cluster, args.namespace, light["image"], "light", args.wakes))
+        deep_direct = asyncio.run(direct(cluster, args.namespace, light["image"], "deep", args.wakes))
+        loads.append(os.getloadavg()[0])
     costs = [c for c, _ in light["costs"] if c]
     sets = [w for _, w in light["costs"] if w]
     ratio = statistics.median(deep["totals"]) / statistics.median(light["totals"])
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    p50, top = statistics.median(light["totals"]), p99(light["totals"])
+    met = "**met**" if p50 <= 0.5 and top <= 1.0 else "**not met**"
+    alone = "the runtime alone, `GET /config` straight to the endpoint"
     markdown = f"""`benchmarks/k8s_wake.py --wakes {args.wakes}`, {when}: a real `spaceyard up` with
 `SPACEYARD_RUNTIME=kubernetes` on the dev cluster (`helm/dev-cluster.sh`: one real kubelet + containerd, 2 CPUs
-shared with other sessions, load average {" / ".join(f"{x:.0f}" for x in loads)} at the start / between / end),
-sample `hello-gradio` built by the oci engine (first push to RUNNING: {light["build_and_start"]:.0f} s). Each
-wake: the Space sleeps (idle 1 s), then `GET /config` through the gateway is held until the app answers. Phases
-from `spaceyard_wake_phase_seconds{{phase=...}}` (`KubernetesRuntime.wait_ready`; `runtime/.../kubernetes/`
-`lightsleep.py` and `coldstart.py`). Same run, same Space, {args.wakes} wakes each:
+shared with other sessions, load average {" / ".join(f"{x:.0f}" for x in loads)} at the start / after the light
+run / after the deep run / end), sample `hello-gradio` built by the oci engine (first push to RUNNING:
+{light["build_and_start"]:.0f} s). Each wake: the Space sleeps (idle 1 s), then `GET /config` through the gateway
+is held until the app answers. Phases from `spaceyard_wake_phase_seconds{{phase=...}}`
+(`KubernetesRuntime.wait_ready`; `runtime/.../kubernetes/` `lightsleep.py` and `coldstart.py`). Then the same
+image with `KubernetesRuntime` alone (no platform, no gateway: suspend, resume, `wait_ready`, then `GET /config`
+straight to the woken endpoint). Same run, {args.wakes} wakes each; first byte, client side:
+
+| wake | light p50 | light p99 | deep p50 | deep p99 |
+|---|---|---|---|---|
+| through the gateway (`spaceyard up`) | **{p50:.3f} s** | **{top:.3f} s** | {cells(deep)} |
+| the runtime alone (no lifecycle, no gateway) | {cells(light_direct)} | {cells(deep_direct)} |
+
+Issue 18's goal for a light wake through the gateway, p50 <= 0.5 s and p99 <= 1 s: {met} in this run.
 
 **From light sleep** (the pod stays: its agent stops the app, keeps the warm parent with Gradio imported, and
-its requests are resized in place to 10m CPU and the parent's memory; the wake forks the app in the same pod
-and the gateway reaches the pod's own address as soon as the app answers); {light["of_mode"]} of the
-{args.wakes} wakes were forks:
+its requests are resized in place to 10m CPU and the parent's memory; the wake forks the app in the same pod,
+remembered from the suspend, and the gateway reaches the pod's own address as soon as the app says it listens);
+{light["of_mode"]} of the {args.wakes} wakes were forks:
 
 {table(light, "fork")}
+
+The runtime alone, same image ({light_direct["of_mode"]} of {args.wakes} forks, {light_direct["announced"]} ready by
+the app's own word):
+
+{table(light_direct, "fork", alone)}
 
 **From deep sleep** (`SPACEYARD_LIGHT_SLEEP_MEMORY_MIB=1`: every sleeper is over the budget and goes deep, the
 Deployment at 0 replicas, no pod): the wake is a new pod, the agent starts, its warm parent imports Gradio and
@@ -222,6 +314,10 @@ forks the app (`--autostart`), the readiness probe passes, the Service routes ({
 {args.wakes} wakes cold):
 
 {table(deep, "cold")}
+
+The runtime alone, same image ({deep_direct["of_mode"]} of {args.wakes} cold):
+
+{table(deep_direct, "cold", alone)}
 
 Deep / light, client side p50: **{ratio:.1f}x**. Knative's scale-from-zero anchor: 0.8–4 s.
 

@@ -35,7 +35,14 @@ own errors, prefixed ``spaceyard-agent:``.
 Protocol: HTTP/1.1 on ``--control-port`` (never the app's), one request per connection; every request
 carries ``Authorization: Bearer TOKEN`` (compared in constant time; anything else is ``401``); request
 bodies are JSON objects of at most :data:`MAX_BODY` bytes (``413`` beyond, ``400`` if not JSON). Answers
-are JSON objects:
+are JSON objects. Instead of the bearer token, a request may be *signed*, so that a client that is not sure who
+listens at an address (a pod's address remembered from an earlier look: the pod may be gone and its address
+another pod's) never sends the token and learns whether the answer comes from the agent that holds it:
+``Authorization: Spaceyard-Signed ts=T,nonce=N,mac=M`` with ``M = signature(token, "request", METHOD,
+PATH_AND_QUERY, T, N, sha256_hex(BODY))`` (:func:`signature`), ``T`` the client's Unix time (within
+:data:`SIGNED_WINDOW` of the agent's), ``N`` 16-64 letters or digits never used before (the agent remembers
+them: no replays); the answer then carries ``X-Spaceyard-Proof: signature(token, "answer", N, STATUS,
+sha256_hex(ANSWER_BODY))``. A bad signature is ``401`` like a wrong token:
 
 * ``POST /app/start`` ``{}`` (optional ``"env"``: variables laid over the agent's environment, checked for
   fork blockers; ``"wait_warm"``: seconds to wait for a warming parent, default 60) ->
@@ -54,7 +61,8 @@ are JSON objects:
   long poll for its end. ``app.announced``: ``true`` once a forked app said that it listens (its HTTP
   server started: the warm parent's readiness pipe, when its ``zygote.py`` has one), ``false`` while it
   has not yet, ``null`` if it will not say (a cold start; then probe it). ``GET /status?ready=S`` first
-  waits up to ``S`` seconds for that word (or the app's end).
+  waits up to ``S`` seconds for that word (or the app's end). ``memory=0``: no memory read (the byte
+  counts ``null``), for an answer as quick as can be (a wake waiting on it).
 
 ``exit_code`` is like ``subprocess.Popen.returncode`` (negative: killed by that signal). An app that exits
 on its own is recorded, and the agent keeps running: restarting it is the runtime's decision. On
@@ -84,6 +92,7 @@ if __name__ == "__main__":  # only zygote.py from our folder: never shadow the a
 
 import argparse
 import contextlib
+import hashlib
 import hmac
 import http.server
 import json
@@ -114,6 +123,21 @@ REQUEST_TIMEOUT = 30.0
 MAX_WAIT = 600.0
 ANNOUNCES = hasattr(zygote, "_announce_ready")
 """This zygote.py lets a forked app announce that it listens (a third fd: a readiness pipe)."""
+SIGNED = "Spaceyard-Signed"
+"""The ``Authorization`` scheme of a signed request (the token itself never sent; see the module docstring)."""
+PROOF_HEADER = "X-Spaceyard-Proof"
+SIGNED_WINDOW = 300.0
+"""Seconds a signed request's time may differ from the agent's clock (its nonce is remembered that long)."""
+MAX_NONCES = 4096
+
+
+def signature(token: str, *parts: str) -> str:
+    """HMAC-SHA256 of ``parts`` (joined by newlines) keyed by the token, in hex: both sides of a signed request."""
+    return hmac.new(token.encode(), "\n".join(parts).encode(), hashlib.sha256).hexdigest()
+
+
+def body_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _log(message: str) -> None:
@@ -557,7 +581,7 @@ class Agent:
             app.wait(wait)
         return app.exit_code
 
-    def status(self, wait: float, ready: float = 0.0) -> dict[str, Any]:
+    def status(self, wait: float, ready: float = 0.0, measure: bool = True) -> dict[str, Any]:
         with self.lock:
             app = self.app
         if ready > 0 and app is not None:
@@ -566,10 +590,10 @@ class Agent:
             app.wait(min(wait, MAX_WAIT))
         warm_mem = None
         proc = self.zygote_proc
-        if self.warm and proc is not None:
+        if measure and self.warm and proc is not None:
             warm_mem = memory(proc.pid)
-        app_mem = tree_memory(app.pid) if app is not None and app.running() else None
-        own = memory(os.getpid())
+        app_mem = tree_memory(app.pid) if measure and app is not None and app.running() else None
+        own = memory(os.getpid()) if measure else None
         return {
             "warm": self.warm,
             "warm_error": self.warm_error,
@@ -651,6 +675,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     server: Server
     protocol_version = "HTTP/1.1"
     timeout = REQUEST_TIMEOUT
+    _nonce = ""
+    _raw: bytes | None = None
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
         pass  # the container log is the app's
@@ -661,27 +687,61 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Connection", "close")
+        if self._nonce:  # a signed request: prove that this answer comes from the holder of the token
+            proof = signature(self.server.token, "answer", self._nonce, str(code), body_digest(data))
+            self.send_header(PROOF_HEADER, proof)
         self.end_headers()
         self.wfile.write(data)
         self.close_connection = True
 
+    def _raw_body(self) -> bytes | None:
+        """The request's body (read once), ``None`` if its length is not a number or beyond :data:`MAX_BODY`."""
+        if self._raw is None:
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if length < 0 or length > MAX_BODY:
+                return None
+            self._raw = self.rfile.read(length) if length else b""
+        return self._raw
+
     def _authorized(self) -> bool:
+        self._nonce, self._raw = "", None
         given = self.headers.get("Authorization", "")
-        expected = "Bearer " + self.server.token
-        if not self.server.token or not hmac.compare_digest(given.encode(), expected.encode()):
+        token = self.server.token
+        if given.startswith(SIGNED + " "):
+            ok = bool(token) and self._signed(given[len(SIGNED) + 1 :])
+        else:
+            ok = bool(token) and hmac.compare_digest(given.encode(), ("Bearer " + token).encode())
+        if not ok:
+            self._nonce = ""
             self._answer(401, {"error": "unauthorized"})
+        return ok
+
+    def _signed(self, credentials: str) -> bool:
+        """``ts=T,nonce=N,mac=M`` with ``M = signature(token, "request", METHOD, PATH, T, N, sha256(body))``,
+        ``T`` within :data:`SIGNED_WINDOW` of now and ``N`` not seen before."""
+        fields = dict(part.strip().partition("=")[::2] for part in credentials.split(","))
+        ts, nonce, mac = fields.get("ts", ""), fields.get("nonce", ""), fields.get("mac", "")
+        try:
+            skew = abs(time.time() - float(ts))
+        except ValueError:
             return False
+        raw = self._raw_body()
+        if not (skew <= SIGNED_WINDOW and 16 <= len(nonce) <= 64 and nonce.isalnum() and raw is not None):
+            return False
+        expected = signature(self.server.token, "request", self.command, self.path, ts, nonce, body_digest(raw))
+        if not hmac.compare_digest(mac.encode(), expected.encode()) or not self.server.fresh(nonce):
+            return False
+        self._nonce = nonce
         return True
 
     def _body(self) -> dict[str, Any] | None:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0 or length > MAX_BODY:
+        raw = self._raw_body()
+        if raw is None:
             self._answer(413, {"error": f"the body must be at most {MAX_BODY} bytes"})
             return None
-        raw = self.rfile.read(length) if length else b"{}"
         try:
             body = json.loads(raw or b"{}")
         except ValueError:
@@ -704,7 +764,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             self._answer(400, {"error": "wait and ready must be numbers of seconds"})
             return
-        self._answer(200, self.server.agent.status(wait if wait == wait else 0.0, ready if ready == ready else 0.0))
+        memory = query.get("memory", ["1"])[0] != "0"
+        status = self.server.agent.status(wait if wait == wait else 0.0, ready if ready == ready else 0.0, memory)
+        self._answer(200, status)
 
     def do_POST(self) -> None:
         if not self._authorized():
@@ -749,9 +811,27 @@ class Server(http.server.ThreadingHTTPServer):
         self.agent = agent
         self.token = token
         self.stop_grace = stop_grace
+        self._nonces: dict[str, float] = {}
+        self._nonce_lock = threading.Lock()
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.address_family = family
         super().__init__(address, Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer (a long poll given up) is no error for the container log."""
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+    def fresh(self, nonce: str) -> bool:
+        """Whether ``nonce`` was not seen within :data:`SIGNED_WINDOW` (and remember it): no replays."""
+        now = time.monotonic()
+        with self._nonce_lock:
+            for seen in [n for n, until in self._nonces.items() if until < now]:
+                del self._nonces[seen]
+            if nonce in self._nonces or len(self._nonces) >= MAX_NONCES:
+                return False
+            self._nonces[nonce] = now + 2 * SIGNED_WINDOW
+            return True
 
 
 def main(argv: list[str]) -> int:

@@ -4,7 +4,10 @@ and an asyncio client of its control port.
 :func:`agent_files` is a folder holding ``agent.py`` and ``zygote.py`` (a copy per version of them, made once
 under the runtime's state directory) for a backend to deliver read-only at :data:`AGENT_DIR` in the
 container; :func:`agent_command` is the container's command around the image's own. :class:`AgentClient`
-speaks the agent's protocol (one HTTP/1.1 request per connection, a bearer token, JSON both ways).
+speaks the agent's protocol (one HTTP/1.1 request per connection, a bearer token, JSON both ways); with
+``signed=True`` its requests are signed instead and every answer must prove it comes from the token's holder
+(:class:`AgentError` otherwise): for an address that may no longer be that agent's (a pod remembered from its
+suspend), so that nothing else that answers there learns the token or is taken for the agent.
 """
 
 from __future__ import annotations
@@ -12,11 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Any
+
+from .agent import PROOF_HEADER, SIGNED, body_digest, signature
 
 AGENT_SOURCES = (Path(__file__).with_name("agent.py"), Path(__file__).with_name("zygote.py"))
 AGENT_DIR = "/opt/spaceyard"
@@ -119,20 +126,34 @@ def token_in(argv: list[str]) -> str:
 
 
 class AgentClient:
-    """One container's agent at ``host:port``."""
+    """One container's agent at ``host:port``. ``signed``: sign the requests and check that every answer
+    proves it comes from the token's holder; ``connect_timeout``: seconds to wait for the connection (an
+    address that may be gone: a quick failure instead of the request's whole timeout)."""
 
-    def __init__(self, host: str, token: str, port: int = AGENT_PORT) -> None:
+    def __init__(
+        self, host: str, token: str, port: int = AGENT_PORT, *, signed: bool = False, connect_timeout: float = 0.0
+    ) -> None:
         self.host = host
         self.port = port
         self.token = token
+        self.signed = signed
+        self.connect_timeout = connect_timeout
 
     async def request(
         self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = REQUEST_TIMEOUT
     ) -> dict[str, Any]:
-        """The JSON answer of a 200; :class:`AgentError` otherwise (``status`` is ``None`` when unreachable)."""
+        """The JSON answer of a 200; :class:`AgentError` otherwise (``status`` is ``None`` when unreachable, or
+        when a signed request's answer does not prove it comes from the agent)."""
         data = json.dumps(body).encode() if body is not None else b""
+        nonce = secrets.token_hex(16) if self.signed else ""
+        if nonce:
+            ts = f"{time.time():.3f}"
+            mac = signature(self.token, "request", method, path, ts, nonce, body_digest(data))
+            authorization = f"{SIGNED} ts={ts},nonce={nonce},mac={mac}"
+        else:
+            authorization = f"Bearer {self.token}"
         head = (
-            f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nAuthorization: Bearer {self.token}\r\n"
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nAuthorization: {authorization}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n"
         )
         try:
@@ -144,7 +165,11 @@ class AgentClient:
             status = int(status_line.split()[1])
         except (IndexError, ValueError) as exc:
             raise AgentError(f"the agent answered something else than HTTP: {status_line[:80]!r}") from exc
-        payload = rest.partition(b"\r\n\r\n")[2]
+        headers, _, payload = rest.partition(b"\r\n\r\n")
+        if nonce and status != 401:
+            expected = signature(self.token, "answer", nonce, str(status), body_digest(payload))
+            if not hmac.compare_digest(_header(headers, PROOF_HEADER).encode(), expected.encode()):
+                raise AgentError(f"the answer at {self.host}:{self.port} is not from this Space's agent (no proof)")
         try:
             answer = json.loads(payload) if payload else {}
         except ValueError:
@@ -156,7 +181,11 @@ class AgentClient:
         return answer
 
     async def _exchange(self, request: bytes) -> bytes:
-        reader, writer = await asyncio.open_connection(self.host, self.port)
+        connecting = asyncio.open_connection(self.host, self.port)
+        if self.connect_timeout > 0:
+            reader, writer = await asyncio.wait_for(connecting, self.connect_timeout)
+        else:
+            reader, writer = await connecting
         try:
             writer.write(request)
             await writer.drain()
@@ -181,9 +210,12 @@ class AgentClient:
     async def stop(self, grace: float) -> dict[str, Any]:
         return await self.request("POST", "/app/stop", {"grace": grace}, timeout=grace + REQUEST_TIMEOUT)
 
-    async def status(self, wait: float = 0.0, ready: float = 0.0) -> dict[str, Any]:
-        """``wait``: first wait that long for the app to end; ``ready``: for it to say that it listens."""
+    async def status(self, wait: float = 0.0, ready: float = 0.0, memory: bool = True) -> dict[str, Any]:
+        """``wait``: first wait that long for the app to end; ``ready``: for it to say that it listens;
+        ``memory=False``: no memory counts (a quicker answer)."""
         query = "&".join(f"{k}={v:g}" for k, v in (("wait", wait), ("ready", ready)) if v > 0)
+        if not memory:
+            query = f"{query}&memory=0" if query else "memory=0"
         return await self.request(
             "GET", "/status" + (f"?{query}" if query else ""), timeout=wait + ready + REQUEST_TIMEOUT
         )
@@ -201,6 +233,16 @@ class AgentClient:
                 if loop.time() > deadline:
                     raise AgentError(f"the agent at {self.host}:{self.port} never listened: {exc}") from exc
                 await asyncio.sleep(interval)
+
+
+def _header(head: bytes, name: str) -> str:
+    """The value of header ``name`` in an answer's header lines ("" if absent)."""
+    wanted = name.lower().encode()
+    for line in head.split(b"\r\n"):
+        key, sep, value = line.partition(b":")
+        if sep and key.strip().lower() == wanted:
+            return value.strip().decode("latin-1")
+    return ""
 
 
 def private_bytes(status: dict[str, Any], *keys: str) -> int | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -141,15 +142,28 @@ async def test_light_sleep_keeps_the_pod_with_small_requests_and_wakes_by_fork_i
     assert not await _serves(handle)
 
     lines: list[str] = []
+    listed: list[str] = []
+    list_objects = rt.api.list
+
+    def counted(kind: str, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        if not threading.current_thread().name.startswith("k8s-logs-"):  # the run log's follower, once ready
+            listed.append(kind)
+        return list_objects(kind, *args, **kwargs)
+
+    rt.api.list = counted  # type: ignore[method-assign]
     woken = await rt.resume(handle, lines.append)
     assert woken.start_mode == "fork" and woken.backend_id == handle.backend_id
     await rt.wait_ready(woken, READY)
     assert await _serves(woken)
+    # the pod remembered from the suspend, its app's own word that it listens: no pods listed on the way
+    assert "Pod" not in listed and woken.extra["agent"]["ready_by"] == "announced"
+    rt.api.list = list_objects  # type: ignore[method-assign]
     assert (await rt.poll(woken)).state is AppState.RUNNING
     [awake] = _pods(cluster, handle)
-    assert awake["metadata"]["uid"] == pod["metadata"]["uid"] and _requests(awake) == _requests(pod)
+    assert awake["metadata"]["uid"] == pod["metadata"]["uid"]
     assert awake["status"]["containerStatuses"][0]["restartCount"] == 0
-    assert set(woken.extra["cold_start"]["phases"]) == {"fork", "app_ready"}
+    eventually(lambda: _requests(_pods(cluster, handle)[0]) == _requests(pod), "the requests resized back up")
+    assert set(woken.extra["cold_start"]["phases"]) == {"lookup", "fork", "app_ready"}
     eventually(lambda: any("Running on local URL" in line for line in lines), "the woken app's log")
     assert sum("Running on local URL" in line for line in lines) == 1  # its own run only, not the earlier one
     eventually(lambda: _ready_endpoints(rt, handle), "the pod is ready for its Service again", timeout=30)
@@ -186,8 +200,16 @@ async def test_budget_deepens_the_least_recently_suspended_deep_sleep_is_cold_an
     assert [p["metadata"]["uid"] for p in _pods(cluster, second)] == [pod_second["metadata"]["uid"]]
     assert (await rt.sleep_cost(second) or 0) > 0
 
+    # the deep sleeper's old address, as if now another Space's pod: there its agent gets a signed request it
+    # refuses (first's token is never sent), and the wake looks the pods up instead (none: a cold start)
+    template_first = first.extra["template"]
+    impostor = lightsleep.PodAgent(pod_first["metadata"]["name"], pod_second["status"]["podIP"],
+                                   AgentClient(pod_second["status"]["podIP"], token_first))  # fmt: skip
+    rt._asleep[first.backend_id] = lightsleep.remembered(impostor, template_first)
     woken = await rt.resume(first, lambda line: None)  # deep: a new pod, a cold start
     assert woken.start_mode == "cold"
+    assert (await AgentClient(pod_second["status"]["podIP"], agent_token(rt.api, second.spec.space_id) or "")
+            .status())["app"]["running"] is False  # fmt: skip  # nothing started in the other Space's pod
     await rt.wait_ready(woken, READY)
     assert await _serves(woken)
     [new_pod] = _pods(cluster, first)

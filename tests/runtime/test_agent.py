@@ -3,6 +3,7 @@ Gradio test environment's interpreter, with a plain stdlib app and the hello-gra
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -21,8 +22,8 @@ import pytest
 
 from spaceyard_builder.engines.docker import hub_cmd
 from spaceyard_builder.spaceconfig import SpaceConfig
-from spaceyard_runtime.agent import ANNOUNCES
-from spaceyard_runtime.agent_client import split_setup
+from spaceyard_runtime.agent import ANNOUNCES, SIGNED, body_digest, signature
+from spaceyard_runtime.agent_client import AgentClient, AgentError, split_setup
 
 AGENT = Path(__file__).resolve().parents[2] / "runtime" / "spaceyard_runtime" / "agent.py"
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_spaces" / "hello-gradio"
@@ -227,3 +228,61 @@ def test_a_gradio_app_forks_from_the_warm_parent_again_after_a_stop(tmp_path: Pa
         assert b"Hello Gradio" in agent.app_get(within=60)
     finally:
         end(agent)
+
+
+async def test_signed_requests_never_send_the_token_and_answers_prove_they_come_from_the_agent(
+    plain: RunningAgent,
+) -> None:
+    signed = AgentClient("127.0.0.1", plain.token, plain.port, signed=True, connect_timeout=1.0)
+    started = await signed.start()
+    assert started["mode"] == "fork"
+    assert (await signed.status(memory=False))["warm_private_bytes"] is None  # no memory read when not asked
+    assert (await signed.status())["warm_private_bytes"] > 0
+    for wrong in (AgentClient("127.0.0.1", plain.token + "x", plain.port, signed=True),
+                  AgentClient("127.0.0.1", "", plain.port, signed=True)):  # fmt: skip
+        with pytest.raises(AgentError) as refused:
+            await wrong.status()
+        assert refused.value.status == 401
+
+    def raw(authorization: str) -> bytes:
+        with socket.create_connection(("127.0.0.1", plain.port)) as s:
+            s.sendall(f"GET /status HTTP/1.1\r\nHost: x\r\nAuthorization: {authorization}\r\n\r\n".encode())
+            return s.recv(100)
+
+    ts, nonce = f"{time.time():.3f}", os.urandom(16).hex()
+    mac = signature(plain.token, "request", "GET", "/status", ts, nonce, body_digest(b""))
+    assert raw(f"{SIGNED} ts={ts},nonce={nonce},mac={mac}").startswith(b"HTTP/1.1 200")
+    assert raw(f"{SIGNED} ts={ts},nonce={nonce},mac={mac}").startswith(b"HTTP/1.1 401")  # a replay
+    old, nonce = f"{time.time() - 3600:.3f}", os.urandom(16).hex()
+    mac = signature(plain.token, "request", "GET", "/status", old, nonce, body_digest(b""))
+    assert raw(f"{SIGNED} ts={old},nonce={nonce},mac={mac}").startswith(b"HTTP/1.1 401")  # out of its time
+    nonce = os.urandom(16).hex()
+    mac = signature(plain.token, "request", "POST", "/app/stop", ts, nonce, body_digest(b""))
+    assert raw(f"{SIGNED} ts={ts},nonce={nonce},mac={mac}").startswith(b"HTTP/1.1 401")  # signed for another request
+    assert (await signed.status())["app"]["running"] is True  # nothing refused was done
+
+
+async def test_a_signed_client_sends_no_token_to_an_impostor_and_does_not_believe_it(tmp_path: Path) -> None:
+    """What listens at a remembered address may be another pod now: it learns nothing, and is not believed."""
+    seen: list[bytes] = []
+
+    async def impostor(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readuntil(b"\r\n\r\n"))
+        body = json.dumps({"pid": 1, "mode": "fork"}).encode()
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Spaceyard-Proof: 00\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(impostor, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    token = os.urandom(16).hex()
+    try:
+        with pytest.raises(AgentError, match="not from this Space's agent"):
+            await AgentClient("127.0.0.1", token, port, signed=True).start()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert seen and token.encode() not in seen[0] and b"Bearer" not in seen[0]
+    with pytest.raises(AgentError) as gone:  # nothing there at all: a quick failure
+        await AgentClient("127.0.0.1", token, free_port(), signed=True, connect_timeout=1.0).start()
+    assert gone.value.status is None

@@ -7,11 +7,16 @@ light sleep     ``POST /app/stop`` to the pod's agent; the pod's requests resize
                 parent's size (:func:`asleep_requests`; ``pods/resize``, no restart); the owner records
                 ``light`` with its time and cost (replicas stay 1). The app's readiness probe fails, so the
                 Service lists no endpoint: nothing reaches the warm-only pod through it.
-light wake      ``POST /app/start`` (a fork from the warm parent), the requests resized back up, the owner
-                awake: all at once. The woken handle's endpoint is the pod's own address (the app port),
-                ready as soon as the app accepts a connection: no pod start, no readiness probe period, no
-                EndpointSlice or kube-proxy round on the way (as Knative's activator sends the first requests
-                to a pod directly).
+light wake      ``POST /app/start`` (a fork from the warm parent) to the pod remembered from the suspend
+                (:func:`remembered`: no Kubernetes API call before the fork; the requests are signed and every
+                answer must prove it comes from this Space's agent, so an address now another pod's learns
+                nothing and is not taken for it: then the pods are listed, as after a platform restart), then
+                the requests resized back up and the owner awake, not waited for. Ready when the app says it
+                listens (``GET /status?ready=``: the warm parent's readiness pipe, a long poll on the agent;
+                probing ``GET /`` only where the app cannot say). The woken handle's endpoint is the pod's own
+                address (the app port): no pod start, no readiness probe period, no EndpointSlice or
+                kube-proxy round on the way (as Knative's activator sends the first requests to a pod
+                directly).
 deep sleep      replicas 0: the pod is gone and costs nothing; the next wake is a cold start.
 budget          per cluster (the Spaces namespace): the owners record every light sleeper with its cost,
                 so whichever platform process suspends a Space sees all of them; past
@@ -96,13 +101,18 @@ def deepen_first(light: Iterable[Sleeper], budget: int) -> list[Sleeper]:
     return out
 
 
+REMEMBERED_CONNECT = 1.0
+"""Seconds to wait for a connection to a remembered pod's agent (a pod gone since: the wake lists the pods)."""
+
+
 @dataclass(frozen=True)
 class PodAgent:
-    """The agent of one running pod of a Space."""
+    """The agent of one running pod of a Space (``template``: the pod's, where known)."""
 
     pod: str
     ip: str
     client: AgentClient
+    template: str = ""
 
 
 def current_pod(pods: Iterable[dict[str, Any]], template: str) -> dict[str, Any] | None:
@@ -122,6 +132,15 @@ def pod_agent(pod: dict[str, Any], token: str) -> PodAgent:
     return PodAgent(pod["metadata"]["name"], ip, AgentClient(ip, token, AGENT_PORT))
 
 
+def remembered(agent: PodAgent, template: str) -> PodAgent:
+    """``agent`` (as the pods' list showed it) to be reached again later without a new look: its requests
+    signed, its answers proven, a quick connection or none."""
+    client = AgentClient(
+        agent.ip, agent.client.token, agent.client.port, signed=True, connect_timeout=REMEMBERED_CONNECT
+    )
+    return PodAgent(agent.pod, agent.ip, client, template)
+
+
 __all__ = [
     "PodAgent",
     "Sleeper",
@@ -130,5 +149,6 @@ __all__ = [
     "current_pod",
     "deepen_first",
     "pod_agent",
+    "remembered",
     "sleepers",
 ]

@@ -154,6 +154,10 @@ class KubernetesRuntime(Runtime):
         self._desired: dict[str, DesiredSpace] = {}
         self._tokens: dict[str, str] = {}
         self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._asleep: dict[str, lightsleep.PodAgent] = {}
+        """Light sleepers' pod agents, as their suspend saw them: the wake forks there with no API call."""
+        self._waking: dict[str, tuple[lightsleep.PodAgent, LogSink, float]] = {}
+        """Wakes in a pod between ``start`` and ``wait_ready``: the agent, the run log's sink and its start."""
         self._budget_lock = asyncio.Lock()
         self.hub_listener: KubernetesHubListener | None = None
 
@@ -330,9 +334,23 @@ class KubernetesRuntime(Runtime):
         self, spec: AppSpec, desired: DesiredSpace, log_sink: LogSink, began: float
     ) -> AppHandle | None:
         """Start the app in the Space's running pod of this template (a fork from its warm parent): the app
-        was stopped by a light sleep, or exited. ``None`` if there is no such pod, its agent does not answer,
-        or its app already runs (the caller goes the usual way: the objects, then the pod's readiness)."""
+        was stopped by a light sleep, or exited. First in the pod its suspend saw (signed requests, no API
+        call: :func:`.lightsleep.remembered`), else in the one the pods' list shows. ``None`` if there is no
+        such pod, its agent does not answer, or its app already runs (the caller goes the usual way: the
+        objects, then the pod's readiness)."""
         template = template_hash(desired, self.cfg)
+        name = slugs.space_name(spec.space_id)
+        since = time.time()
+        known = self._asleep.pop(name, None)
+        if known is not None and known.template == template:
+            looked = time.monotonic()
+            try:
+                answer = await known.client.start()
+            except AgentError as exc:
+                log.info("%s: pod %s as its suspend saw it does not answer (%s): looking again", spec.space_id,
+                         known.pod, exc)  # fmt: skip
+            else:
+                return self._woken(spec, desired, known, answer, (log_sink, since), began, looked)
         agent = await self._pod_agent(spec.space_id, template)
         if agent is None:
             return None
@@ -344,31 +362,54 @@ class KubernetesRuntime(Runtime):
             return None
         if (status.get("app") or {}).get("running"):
             return None
-        since = time.time()
+        looked = time.monotonic()
+        try:
+            answer = await agent.client.start()
+        except AgentError as exc:
+            raise AppStartError(f"the app could not be started in its pod: {exc}") from exc
+        agent = lightsleep.remembered(agent, template)
+        return self._woken(spec, desired, agent, answer, (log_sink, since), began, looked)
+
+    def _woken(
+        self,
+        spec: AppSpec,
+        desired: DesiredSpace,
+        agent: lightsleep.PodAgent,
+        answer: dict[str, Any],
+        log: tuple[LogSink, float],
+        began: float,
+        looked: float,
+    ) -> AppHandle:
+        """The handle of an app the pod's agent just started (``answer``); ``looked``: when the agent was
+        known. The owner (awake) and the pod's requests (back up) are written meanwhile, not waited for; the
+        run log is followed from the wake's start once the app is ready (no API call before that)."""
         name = slugs.space_name(spec.space_id)
+        now = time.monotonic()
         handle = AppHandle(
             spec=spec,
             endpoint=Endpoint(agent.ip, spec.app_port),
             backend_id=name,
-            started_at=since,
-            start_mode="fork",
-            extra={"template": template, "namespace": self.cfg.namespace, "began": began, "pod": agent.pod},
+            started_at=log[1],
+            start_mode=str(answer.get("mode") or "cold"),
+            extra={
+                "template": agent.template,
+                "namespace": self.cfg.namespace,
+                "began": began,
+                "pod": agent.pod,
+                "agent": {
+                    "ip": agent.ip,
+                    "pid": answer.get("pid"),
+                    "lookup": round(looked - began, 4),
+                    "forked": round(now - began, 4),
+                },
+            },
         )
-        self._pump(handle, log_sink, since=since)
-        # meanwhile, not waited for here (wait_ready does, once the app answers): the owner says awake
-        # again, and the pod gets its flavor's requests back
+        self._waking[name] = (agent, log[0], log[1])
         self._pending[name] = asyncio.ensure_future(
             asyncio.gather(
                 self._apply(desired), self._resize(agent.pod, lightsleep.awake_requests(desired), spec.space_id)
             )
         )
-        try:
-            answer = await agent.client.start()
-        except AgentError as exc:
-            self._stop_pump(handle)
-            raise AppStartError(f"the app could not be started in its pod: {exc}") from exc
-        handle.start_mode = str(answer.get("mode") or "cold")
-        handle.extra["agent"] = {"ip": agent.ip, "forked": round(time.monotonic() - began, 4)}
         return handle
 
     async def _settled(self, handle: AppHandle) -> None:
@@ -378,11 +419,64 @@ class KubernetesRuntime(Runtime):
             await pending
 
     async def _wait_forked(self, handle: AppHandle, timeout: float) -> None:
-        """A wake in the pod: the app answers HTTP on the pod's own address (polled every
-        ``readiness_interval``), or AppCrashed with its exit code and log tail if the agent sees it end."""
-        agent = await self._pod_agent(handle.spec.space_id, handle.extra["template"])
-        if agent is None or agent.pod != handle.extra.get("pod"):
-            raise AppCrashed("The app's pod is gone")
+        """A wake in the pod: the app says that it listens (a long poll on its agent, ``GET
+        /status?ready=``), or, where it cannot say (a cold start in the pod), answers HTTP on the pod's own
+        address (polled every ``readiness_interval``); AppCrashed with its exit code and log tail if the
+        agent sees it end. The owner and resize writes of the wake are not waited for (``suspend`` and
+        ``stop`` wait for them)."""
+        name = handle.backend_id
+        waking = self._waking.pop(name, None)
+        if waking is None:  # wait_ready again (or after a restart of this object): look the pod up
+            found = await self._pod_agent(handle.spec.space_id, handle.extra["template"])
+            if found is None or found.pod != handle.extra.get("pod"):
+                raise AppCrashed("The app's pod is gone")
+            waking = (lightsleep.remembered(found, handle.extra["template"]), lambda line: None, handle.started_at)
+        agent, sink, since = waking
+        try:
+            said = await self._announced(agent, handle, timeout)
+            if not said:
+                await self._wait_answers(agent, handle, timeout)
+        except AppCrashed as exc:
+            for line in exc.log_tail.splitlines():
+                sink(line)
+            raise
+        began = handle.extra.get("began", time.monotonic())
+        info = handle.extra.get("agent") or {}
+        forked, lookup = info.get("forked", 0.0), info.get("lookup", 0.0)
+        info["ready_by"] = "announced" if said else "probed"
+        handle.extra["cold_start"] = {
+            "seconds": round(time.time() - handle.started_at, 3),
+            "capacity_wait_seconds": 0.0,
+            "phases": {
+                "lookup": lookup,
+                "fork": round(max(0.0, forked - lookup), 4),
+                "app_ready": round(max(0.0, time.monotonic() - began - forked), 4),
+            },
+        }
+        self._pump(handle, sink, since=since)
+
+    async def _announced(self, agent: lightsleep.PodAgent, handle: AppHandle, timeout: float) -> bool:
+        """Whether the woken run (its pid) said that it listens within ``timeout``; ``False`` if it cannot
+        say (a cold start, an agent without the readiness pipe) or the agent did not answer (then probe);
+        AppCrashed if it ended."""
+        pid = (handle.extra.get("agent") or {}).get("pid")
+        try:
+            status = await agent.client.status(ready=min(timeout, 600.0), memory=False)
+        except AgentError as exc:
+            log.info("%s: no word from the agent of pod %s (%s): probing", handle.spec.space_id, agent.pod, exc)
+            return False
+        app = status.get("app") or {}
+        if not app or app.get("pid") != pid:
+            raise AppCrashed("The app's run in its pod is gone")
+        if not app.get("running"):
+            code = app.get("exit_code")
+            tail = await asyncio.to_thread(self._log_tail, agent.pod)
+            raise AppCrashed(f"The app exited with code {code}", exit_code=code, log_tail=tail)
+        return app.get("announced") is True
+
+    async def _wait_answers(self, agent: lightsleep.PodAgent, handle: AppHandle, timeout: float) -> None:
+        """The app answers HTTP on the pod's own address (polled every ``readiness_interval``), or AppCrashed
+        once the agent sees it end."""
         exited: asyncio.Future[Any] = asyncio.ensure_future(self._app_end(agent, timeout))
         try:
             ok = await wait_for_http(agent.ip, handle.spec.app_port, exited, timeout, self.settings.readiness_interval)
@@ -393,14 +487,6 @@ class KubernetesRuntime(Runtime):
             code = exited.result() if not exited.cancelled() else None
             tail = await asyncio.to_thread(self._log_tail, agent.pod)
             raise AppCrashed(f"The app exited with code {code}", exit_code=code, log_tail=tail)
-        began = handle.extra.get("began", time.monotonic())
-        forked = (handle.extra.get("agent") or {}).get("forked", 0.0)
-        handle.extra["cold_start"] = {
-            "seconds": round(time.time() - handle.started_at, 3),
-            "capacity_wait_seconds": 0.0,
-            "phases": {"fork": forked, "app_ready": round(max(0.0, time.monotonic() - began - forked), 4)},
-        }
-        await self._settled(handle)
 
     async def _app_end(self, agent: lightsleep.PodAgent, timeout: float) -> int | None:
         """Returns once the agent reports the app ended (its exit code). Plain ``/status`` requests every
@@ -647,6 +733,7 @@ class KubernetesRuntime(Runtime):
         await self._resize(agent.pod, lightsleep.asleep_requests(desired, cost), handle.spec.space_id)
         light = dataclasses.replace(desired, light=True, light_since=time.time(), light_bytes=cost)
         await self._apply(light)
+        self._asleep[handle.backend_id] = lightsleep.remembered(agent, handle.extra.get("template", ""))
         await self._keep_budget()
 
     async def resume(self, handle: AppHandle, log: LogSink) -> AppHandle:
@@ -658,6 +745,7 @@ class KubernetesRuntime(Runtime):
         """Scale to 0: the pod, its agent and warm parent are gone; the next wake starts a new pod. A light
         sleeper's pod has no app to drain: it is ended at once (no preStop wait)."""
         self._stop_pump(handle)
+        self._asleep.pop(handle.backend_id, None)
         if await self._still_ours(handle):
             owner = await asyncio.to_thread(self.api.get, "ConfigMap", handle.backend_id)
             await self._apply(self.desired(handle.spec, awake=False))
@@ -676,6 +764,7 @@ class KubernetesRuntime(Runtime):
         owner = await asyncio.to_thread(self.api.get, "ConfigMap", handle.backend_id)
         data = (owner or {}).get("data") or {}
         if data.get("light") != "true":
+            self._asleep.pop(handle.backend_id, None)
             return 0
         agent = await self._pod_agent(handle.spec.space_id, handle.extra.get("template", ""))
         if agent is not None:
@@ -700,10 +789,12 @@ class KubernetesRuntime(Runtime):
                 log.info("%s: light sleepers exceed %d MiB: deep sleep (it held %d bytes)", space.space_id,
                          self.settings.light_sleep_memory_mib, sleeper.cost)  # fmt: skip
                 await self._apply(dataclasses.replace(space, light=False, awake=False))
+                self._asleep.pop(sleeper.name, None)
                 await self._end_pods(space.space_id, 1.0)  # no app to drain: no preStop pause
 
     async def stop(self, handle: AppHandle, grace: float = 5.0) -> None:
         self._stop_pump(handle)
+        self._waking.pop(handle.backend_id, None)
         pending = self._pending.pop(handle.backend_id, None)
         if pending is not None:
             with contextlib.suppress(Exception):
@@ -711,6 +802,7 @@ class KubernetesRuntime(Runtime):
         if await self._still_ours(handle):
             self._desired.pop(handle.spec.space_id, None)
             self._tokens.pop(handle.backend_id, None)
+            self._asleep.pop(handle.backend_id, None)
             # replicas 0 first, so that no ReplicaSet makes a new pod for the ones ended within ``grace``
             with contextlib.suppress(ApiException):
                 await asyncio.to_thread(self.api.scale, handle.backend_id, 0)
@@ -724,6 +816,7 @@ class KubernetesRuntime(Runtime):
         """The Space is deleted: remove its objects even where no handle of this process holds them (pods
         outlive the platform: one a restarted platform did not re-attach, or of a revision it never ran)."""
         self._desired.pop(space_id, None)
+        self._asleep.pop(slugs.space_name(space_id), None)
         await asyncio.to_thread(delete_space, self.api, space_id)
 
     def unavailable(self, flavor: Flavor) -> str | None:
