@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._report import write_section  # noqa: E402
 from spaceyard_builder.baseimage import DEFAULT_TAG  # noqa: E402
 from spaceyard_runtime.api import AppHandle, AppSpec  # noqa: E402
+from spaceyard_runtime.kubernetes import objects  # noqa: E402
 from spaceyard_runtime.kubernetes.runtime import KubernetesRuntime  # noqa: E402
 from spaceyard_runtime.settings import RuntimeSettings  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
@@ -86,16 +87,6 @@ def phase_sums(server: Server, mode: str) -> dict[str, float]:
     return out
 
 
-def first_byte(server: Server) -> float:
-    started = time.perf_counter()
-    host = f"{SPACE.replace('/', '-')}.localhost:{server.port}"
-    with httpx.stream("GET", f"{server.url}/config", headers={"Host": host}, timeout=300) as r:
-        next(r.iter_raw())
-        elapsed = time.perf_counter() - started
-        assert r.status_code == 200, r.status_code
-    return elapsed
-
-
 def until(predicate: Callable[[], bool], what: str, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -104,10 +95,13 @@ def until(predicate: Callable[[], bool], what: str, timeout: float = 180) -> Non
         time.sleep(0.25)
 
 
+def pods(cluster: Cluster, namespace: str, space_id: str = SPACE) -> list[dict[str, Any]]:
+    return cluster.list("Pod", namespace, objects.space_selector(space_id))
+
+
 def light_asleep(cluster: Cluster, namespace: str) -> bool:
     owner = cluster.get("ConfigMap", namespace, NAME) or {}
-    pods = cluster.list("Pod", namespace)
-    return (owner.get("data") or {}).get("light") == "true" and len(pods) == 1
+    return (owner.get("data") or {}).get("light") == "true" and len(pods(cluster, namespace)) == 1
 
 
 def working_set(cluster: Cluster, namespace: str) -> int | None:
@@ -125,7 +119,68 @@ def working_set(cluster: Cluster, namespace: str) -> int | None:
     return None
 
 
-def run(cluster: Cluster, namespace: str, sleep: str, wakes: int, tmp: Path) -> dict[str, Any]:
+class Alone:
+    """A second Space of the same image in the same namespace, run by ``KubernetesRuntime`` alone (no platform,
+    no gateway): each cycle suspends it, waits 1 s (as the platform's idle time), resumes it, waits with
+    ``wait_ready`` and times the first byte of ``GET /config`` sent straight to the woken endpoint."""
+
+    def __init__(self, cluster: Cluster, namespace: str, sleep: str) -> None:
+        self.cluster, self.namespace, self.sleep = cluster, namespace, sleep
+        self.mode = "fork" if sleep == "light" else "cold"
+        self.loop = asyncio.new_event_loop()
+        settings = RuntimeSettings(runtime="kubernetes", kubernetes_namespace=namespace,
+                                   kubernetes_endpoint="cluster-ip",
+                                   light_sleep_memory_mib=4096 if sleep == "light" else 1)  # fmt: skip
+        self.rt = self.loop.run_until_complete(self._runtime(settings))
+        self.handle: AppHandle | None = None
+        phases = DIRECT[self.mode]
+        self.out: dict[str, Any] = {"totals": [], "phases": {p: [] for p in (*phases, "direct_first_byte")},
+                                    "of_mode": 0, "announced": 0}  # fmt: skip
+
+    async def _runtime(self, settings: RuntimeSettings) -> KubernetesRuntime:
+        return KubernetesRuntime(settings, api_client=self.cluster.client())
+
+    def begin(self, image: str) -> None:
+        spec = AppSpec(space_id=f"h18k8swake/alone-{uuid.uuid4().hex[:6]}", revision=uuid.uuid4().hex + "0" * 8,
+                       sdk="gradio", artifact=image)  # fmt: skip
+        self.handle = self.loop.run_until_complete(self.rt.start(spec, lambda line: None))
+        self.loop.run_until_complete(self.rt.wait_ready(self.handle, 300))
+
+    def cycle(self) -> None:
+        assert self.handle is not None
+        self.loop.run_until_complete(self.rt.suspend(self.handle))
+        if self.sleep == "deep":
+            space_id = self.handle.spec.space_id
+            until(lambda: pods(self.cluster, self.namespace, space_id) == [], "no pod while deep asleep")
+        time.sleep(1.0)
+        self.loop.run_until_complete(self._wake())
+
+    async def _wake(self) -> None:
+        assert self.handle is not None
+        began = time.perf_counter()
+        self.handle = handle = await self.rt.resume(self.handle, lambda line: None)
+        await self.rt.wait_ready(handle, 300)
+        ready = time.perf_counter()
+        await first_byte(handle.endpoint.host, handle.endpoint.port)
+        done = time.perf_counter()
+        self.out["totals"].append(done - began)
+        phases = handle.extra["cold_start"]["phases"]
+        for p in DIRECT[self.mode]:
+            self.out["phases"][p].append(float(phases.get(p, 0.0)))
+        self.out["phases"]["direct_first_byte"].append(done - ready)
+        self.out["of_mode"] += handle.start_mode == self.mode
+        self.out["announced"] += (handle.extra.get("agent") or {}).get("ready_by") == "announced"
+        await self.rt._settled(handle)  # the wake's owner and resize writes (the next suspend waits for them too)
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.loop.run_until_complete(self.rt.stop(self.handle, grace=1.0))
+        self.loop.run_until_complete(self.rt.aclose())
+        self.loop.close()
+
+
+def run(cluster: Cluster, namespace: str, sleep: str, wakes: int, tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The platform's wakes through its gateway, each followed by one of :class:`Alone` (same load)."""
     cache = Path(os.environ.get("SPACEYARD_TEST_CACHE", ROOT / ".data" / "test-cache")).resolve()
     cluster.reset(namespace)
     extra = {
@@ -143,6 +198,7 @@ def run(cluster: Cluster, namespace: str, sleep: str, wakes: int, tmp: Path) -> 
     mode = "fork" if sleep == "light" else "cold"
     server = start_server(tmp / f"data-{sleep}", free_port(), cache / "envs", extra)
     out: dict[str, Any] = {"totals": [], "phases": {p: [] for p in PHASES[mode]}, "of_mode": 0, "costs": []}
+    alone = Alone(cluster, namespace, sleep)
     try:
         server.create_space(SPACE)
         wc = working_copy(tmp / sleep, "hello-gradio")
@@ -150,6 +206,8 @@ def run(cluster: Cluster, namespace: str, sleep: str, wakes: int, tmp: Path) -> 
         built = time.monotonic()
         server.wait_stage(SPACE, {"RUNNING"}, sha=git(wc, "rev-parse", "HEAD").stdout.strip(), timeout=900)
         out["build_and_start"] = time.monotonic() - built
+        deployment = cluster.get("Deployment", namespace, NAME) or {}
+        alone.begin(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
         assert server.api("POST", f"/api/spaces/{SPACE}/sleeptime", json={"seconds": 1}).status_code == 200
         for _ in range(wakes):
             server.wait_stage(SPACE, {"SLEEPING"}, timeout=120)
@@ -158,73 +216,38 @@ def run(cluster: Cluster, namespace: str, sleep: str, wakes: int, tmp: Path) -> 
                 data = (cluster.get("ConfigMap", namespace, NAME) or {}).get("data") or {}
                 out["costs"].append((int(data.get("light-bytes") or 0), working_set(cluster, namespace)))
             else:
-                until(lambda: cluster.list("Pod", namespace) == [], "no pod while deep asleep")
+                until(lambda: pods(cluster, namespace) == [], "no pod while deep asleep")
+            alone.cycle()  # the platform's Space asleep meanwhile: nothing of it runs during this wake
             before = phase_sums(server, mode)
-            out["totals"].append(first_byte(server))
+            authority = f"{SPACE.replace('/', '-')}.localhost:{server.port}"
+            out["totals"].append(alone.loop.run_until_complete(first_byte("127.0.0.1", server.port, authority)))
             time.sleep(0.5)  # the first-byte phase is observed as the response starts
             after = phase_sums(server, mode)
             for p in PHASES[mode]:
                 out["phases"][p].append(after[p] - before[p])
             out["of_mode"] += round(after["count"] - before["count"])
-        deployment = cluster.get("Deployment", namespace, NAME) or {}
-        out["image"] = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     finally:
+        alone.close()
         server.stop()
         cluster.reset(namespace)
-    return out
+    return out, alone.out
 
 
-async def direct_first_byte(host: str, port: int) -> None:
+async def first_byte(host: str, port: int, authority: str | None = None) -> float:
+    """Seconds from connecting to the status line of ``GET /config`` (200), the same plain client for the
+    gateway (``authority``: the Space's host name) and for the app's endpoint straight."""
+    began = time.perf_counter()
     reader, writer = await asyncio.open_connection(host, port)
     try:
-        writer.write(f"GET /config HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+        head = f"GET /config HTTP/1.1\r\nHost: {authority or f'{host}:{port}'}\r\nConnection: close\r\n\r\n"
+        writer.write(head.encode())
         await writer.drain()
         line = await reader.readline()
+        elapsed = time.perf_counter() - began
         assert line.split()[1:2] == [b"200"], line
+        return elapsed
     finally:
         writer.close()
-
-
-async def direct(cluster: Cluster, namespace: str, image: str, sleep: str, wakes: int) -> dict[str, Any]:
-    """The runtime alone (no platform, no gateway): ``wakes`` cycles of suspend, resume, ``wait_ready`` and a
-    first byte of ``GET /config`` straight from the woken endpoint."""
-    cluster.reset(namespace)
-    budget = 4096 if sleep == "light" else 1
-    settings = RuntimeSettings(runtime="kubernetes", kubernetes_namespace=namespace, kubernetes_endpoint="cluster-ip",
-                               light_sleep_memory_mib=budget)  # fmt: skip
-    rt = KubernetesRuntime(settings, api_client=cluster.client())
-    mode = "fork" if sleep == "light" else "cold"
-    spec = AppSpec(space_id=f"h18k8swake/direct-{uuid.uuid4().hex[:6]}", revision=uuid.uuid4().hex + "0" * 8,
-                   sdk="gradio", artifact=image)  # fmt: skip
-    out: dict[str, Any] = {"totals": [], "phases": {p: [] for p in (*DIRECT[mode], "direct_first_byte")}, "of_mode": 0,
-                           "announced": 0}  # fmt: skip
-    handle: AppHandle = await rt.start(spec, lambda line: None)
-    try:
-        await rt.wait_ready(handle, 300)
-        for _ in range(wakes):
-            await rt.suspend(handle)
-            if sleep == "deep":
-                until(lambda: cluster.list("Pod", namespace) == [], "no pod while deep asleep")
-            await asyncio.sleep(1.0)  # as the platform's idle time: the sleeper settles
-            began = time.perf_counter()
-            handle = await rt.resume(handle, lambda line: None)
-            await rt.wait_ready(handle, 300)
-            ready = time.perf_counter()
-            await direct_first_byte(handle.endpoint.host, handle.endpoint.port)
-            done = time.perf_counter()
-            out["totals"].append(done - began)
-            phases = handle.extra["cold_start"]["phases"]
-            for p in DIRECT[mode]:
-                out["phases"][p].append(float(phases.get(p, 0.0)))
-            out["phases"]["direct_first_byte"].append(done - ready)
-            out["of_mode"] += handle.start_mode == mode
-            out["announced"] += (handle.extra.get("agent") or {}).get("ready_by") == "announced"
-            await rt._settled(handle)  # the wake's owner and resize writes (the next suspend waits for them too)
-    finally:
-        await rt.stop(handle, grace=1.0)
-        await rt.aclose()
-        cluster.reset(namespace)
-    return out
 
 
 def p99(values: list[float]) -> float:
@@ -265,12 +288,9 @@ def main() -> None:
     cluster.ensure_namespace(args.namespace)
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
-        light = run(cluster, args.namespace, "light", args.wakes, Path(tmp))
+        light, light_direct = run(cluster, args.namespace, "light", args.wakes, Path(tmp))
         loads.append(os.getloadavg()[0])
-        deep = run(cluster, args.namespace, "deep", args.wakes, Path(tmp))
-        loads.append(os.getloadavg()[0])
-        light_direct = asyncio.run(direct(cluster, args.namespace, light["image"], "light", args.wakes))
-        deep_direct = asyncio.run(direct(cluster, args.namespace, light["image"], "deep", args.wakes))
+        deep, deep_direct = run(cluster, args.namespace, "deep", args.wakes, Path(tmp))
         loads.append(os.getloadavg()[0])
     costs = [c for c, _ in light["costs"] if c]
     sets = [w for _, w in light["costs"] if w]
@@ -281,13 +301,14 @@ def main() -> None:
     alone = "the runtime alone, `GET /config` straight to the endpoint"
     markdown = f"""`benchmarks/k8s_wake.py --wakes {args.wakes}`, {when}: a real `spaceyard up` with
 `SPACEYARD_RUNTIME=kubernetes` on the dev cluster (`helm/dev-cluster.sh`: one real kubelet + containerd, 2 CPUs
-shared with other sessions, load average {" / ".join(f"{x:.0f}" for x in loads)} at the start / after the light
-run / after the deep run / end), sample `hello-gradio` built by the oci engine (first push to RUNNING:
-{light["build_and_start"]:.0f} s). Each wake: the Space sleeps (idle 1 s), then `GET /config` through the gateway
-is held until the app answers. Phases from `spaceyard_wake_phase_seconds{{phase=...}}`
-(`KubernetesRuntime.wait_ready`; `runtime/.../kubernetes/` `lightsleep.py` and `coldstart.py`). Then the same
-image with `KubernetesRuntime` alone (no platform, no gateway: suspend, resume, `wait_ready`, then `GET /config`
-straight to the woken endpoint). Same run, {args.wakes} wakes each; first byte, client side:
+shared with other sessions, load average {" / ".join(f"{x:.0f}" for x in loads)} at the start / between / end),
+sample `hello-gradio` built by the oci engine (first push to RUNNING: {light["build_and_start"]:.0f} s).
+Each wake: the Space sleeps (idle 1 s), then `GET /config` through the gateway is held until the app
+answers. Phases from `spaceyard_wake_phase_seconds{{phase=...}}` (`KubernetesRuntime.wait_ready`;
+`runtime/.../kubernetes/` `lightsleep.py` and `coldstart.py`). Before each of them, a second Space of the
+same image in the same namespace wakes with `KubernetesRuntime` alone (no platform, no gateway: suspend, 1 s,
+resume, `wait_ready`, then `GET /config` straight to the woken endpoint), so both see the same load. Same
+run, {args.wakes} wakes each; first byte, client side:
 
 | wake | light p50 | light p99 | deep p50 | deep p99 |
 |---|---|---|---|---|

@@ -381,8 +381,9 @@ class KubernetesRuntime(Runtime):
         looked: float,
     ) -> AppHandle:
         """The handle of an app the pod's agent just started (``answer``); ``looked``: when the agent was
-        known. The owner (awake) and the pod's requests (back up) are written meanwhile, not waited for; the
-        run log is followed from the wake's start once the app is ready (no API call before that)."""
+        known. The pod's requests go back up meanwhile (the app starts on the asleep CPU share until the
+        kubelet applies it), not waited for; the owner is written awake and the run log followed from the
+        wake's start once the app is ready (no other API call on the way)."""
         name = slugs.space_name(spec.space_id)
         now = time.monotonic()
         handle = AppHandle(
@@ -405,12 +406,25 @@ class KubernetesRuntime(Runtime):
             },
         )
         self._waking[name] = (agent, log[0], log[1])
+        self._desired[spec.space_id] = desired
         self._pending[name] = asyncio.ensure_future(
-            asyncio.gather(
-                self._apply(desired), self._resize(agent.pod, lightsleep.awake_requests(desired), spec.space_id)
-            )
+            self._resize(agent.pod, lightsleep.awake_requests(desired), spec.space_id)
         )
         return handle
+
+    def _then_apply(self, name: str, desired: DesiredSpace) -> None:
+        """After the woken app is ready: the owner awake (and every object as ``desired`` says), not waited
+        for; ``suspend`` and ``stop`` wait for it (:meth:`_settled`)."""
+        before = self._pending.pop(name, None)
+
+        async def apply() -> None:
+            try:
+                await self._apply(desired)
+            finally:
+                if before is not None:
+                    await before
+
+        self._pending[name] = asyncio.ensure_future(apply())
 
     async def _settled(self, handle: AppHandle) -> None:
         """The writes a wake in the pod left running (owner, resize) are done."""
@@ -453,6 +467,7 @@ class KubernetesRuntime(Runtime):
                 "app_ready": round(max(0.0, time.monotonic() - began - forked), 4),
             },
         }
+        self._then_apply(name, self._desired.get(handle.spec.space_id) or self.desired(handle.spec))
         self._pump(handle, sink, since=since)
 
     async def _announced(self, agent: lightsleep.PodAgent, handle: AppHandle, timeout: float) -> bool:
