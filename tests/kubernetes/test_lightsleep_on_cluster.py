@@ -9,6 +9,7 @@ network (the Service's ClusterIP, the pods' addresses), as ``spaceyard up`` on t
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import threading
@@ -164,7 +165,11 @@ async def test_light_sleep_keeps_the_pod_with_small_requests_and_wakes_by_fork_i
     assert awake["status"]["containerStatuses"][0]["restartCount"] == 0
     eventually(lambda: _requests(_pods(cluster, handle)[0]) == _requests(pod), "the requests resized back up")
     assert set(woken.extra["cold_start"]["phases"]) == {"lookup", "fork", "app_ready"}
-    eventually(lambda: any("Running on local URL" in line for line in lines), "the woken app's log")
+    for _ in range(600):  # followed a moment after ready (off the first request's path), on this event loop
+        if any("Running on local URL" in line for line in lines):
+            break
+        await asyncio.sleep(0.1)
+    assert any("Running on local URL" in line for line in lines), "the woken app's log"
     assert sum("Running on local URL" in line for line in lines) == 1  # its own run only, not the earlier one
     eventually(lambda: _ready_endpoints(rt, handle), "the pod is ready for its Service again", timeout=30)
     await rt.stop(woken, grace=1.0)

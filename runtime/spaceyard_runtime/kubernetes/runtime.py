@@ -65,6 +65,9 @@ from .reconcile import (
 log = logging.getLogger(__name__)
 END_POLL = 0.25
 """Seconds between the agent status checks of a wake in the pod (did the app end before it answered?)."""
+AFTER_READY = 1.0
+"""Seconds a light wake's owner write and log follower wait after the app is ready: off the path of the
+visitor's first request, which the gateway relays then (sooner if the Space is suspended or stopped)."""
 
 
 def cluster_config(settings: RuntimeSettings) -> ClusterConfig:
@@ -157,6 +160,8 @@ class KubernetesRuntime(Runtime):
         self._asleep: dict[str, lightsleep.PodAgent] = {}
         """Light sleepers' pod agents, as their suspend saw them: the wake forks there with no API call."""
         self._waking: dict[str, tuple[lightsleep.PodAgent, LogSink, float]] = {}
+        self._hurry: dict[str, asyncio.Event] = {}
+        """Set: the deferred writes of a wake (:meth:`_after_ready`) go at once (a suspend or stop waits)."""
         """Wakes in a pod between ``start`` and ``wait_ready``: the agent, the run log's sink and its start."""
         self._budget_lock = asyncio.Lock()
         self.hub_listener: KubernetesHubListener | None = None
@@ -412,22 +417,35 @@ class KubernetesRuntime(Runtime):
         )
         return handle
 
-    def _then_apply(self, name: str, desired: DesiredSpace) -> None:
-        """After the woken app is ready: the owner awake (and every object as ``desired`` says), not waited
-        for; ``suspend`` and ``stop`` wait for it (:meth:`_settled`)."""
+    def _after_ready(self, handle: AppHandle, sink: LogSink, since: float) -> None:
+        """After the woken app is ready, :data:`AFTER_READY` later (off the first request's path): the run
+        log followed from ``since`` and the owner written awake (every object as desired), not waited for;
+        ``suspend`` and ``stop`` wait for it (:meth:`_settled`), hurrying it."""
+        name = handle.backend_id
+        desired = self._desired.get(handle.spec.space_id) or self.desired(handle.spec)
         before = self._pending.pop(name, None)
+        hurry = self._hurry[name] = asyncio.Event()
 
-        async def apply() -> None:
+        async def later() -> None:
             try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(hurry.wait(), AFTER_READY)
+                if not hurry.is_set():
+                    self._pump(handle, sink, since=since)
                 await self._apply(desired)
+                if self._hurry.get(name) is hurry:
+                    del self._hurry[name]
             finally:
                 if before is not None:
                     await before
 
-        self._pending[name] = asyncio.ensure_future(apply())
+        self._pending[name] = asyncio.ensure_future(later())
 
     async def _settled(self, handle: AppHandle) -> None:
         """The writes a wake in the pod left running (owner, resize) are done."""
+        hurry = self._hurry.pop(handle.backend_id, None)
+        if hurry is not None:
+            hurry.set()
         pending = self._pending.pop(handle.backend_id, None)
         if pending is not None:
             await pending
@@ -467,8 +485,7 @@ class KubernetesRuntime(Runtime):
                 "app_ready": round(max(0.0, time.monotonic() - began - forked), 4),
             },
         }
-        self._then_apply(name, self._desired.get(handle.spec.space_id) or self.desired(handle.spec))
-        self._pump(handle, sink, since=since)
+        self._after_ready(handle, sink, since)
 
     async def _announced(self, agent: lightsleep.PodAgent, handle: AppHandle, timeout: float) -> bool:
         """Whether the woken run (its pid) said that it listens within ``timeout``; ``False`` if it cannot
@@ -684,6 +701,10 @@ class KubernetesRuntime(Runtime):
         return pull_seconds(events, pod_name)
 
     async def poll(self, handle: AppHandle) -> AppStatus:
+        if handle.backend_id in self._hurry:  # woken, its owner not yet written awake: the agent says
+            said = await self._agent_poll(handle)
+            if said is not None:
+                return said
         status = await self.observe(handle)
         if status.stage in (Stage.RUNNING, Stage.STARTING) and self._uses_agent(handle):
             said = await self._agent_poll(handle)
@@ -728,10 +749,10 @@ class KubernetesRuntime(Runtime):
     async def suspend(self, handle: AppHandle) -> None:
         """Light sleep where the pod runs the agent (:mod:`.lightsleep`): the app stopped, the pod kept with
         its requests down to the warm parent's size, within the cluster's budget. Else scale to 0."""
+        await self._settled(handle)
         self._stop_pump(handle)
         if not await self._still_ours(handle):
             return
-        await self._settled(handle)
         desired = self.desired(handle.spec, awake=False)
         agent = await self._pod_agent(handle.spec.space_id, handle.extra.get("template", ""))
         if desired.agent is None or agent is None:
@@ -808,12 +829,10 @@ class KubernetesRuntime(Runtime):
                 await self._end_pods(space.space_id, 1.0)  # no app to drain: no preStop pause
 
     async def stop(self, handle: AppHandle, grace: float = 5.0) -> None:
-        self._stop_pump(handle)
         self._waking.pop(handle.backend_id, None)
-        pending = self._pending.pop(handle.backend_id, None)
-        if pending is not None:
-            with contextlib.suppress(Exception):
-                await pending
+        with contextlib.suppress(Exception):
+            await self._settled(handle)
+        self._stop_pump(handle)
         if await self._still_ours(handle):
             self._desired.pop(handle.spec.space_id, None)
             self._tokens.pop(handle.backend_id, None)
