@@ -4,8 +4,10 @@ start or a killed platform, and a subnet given again never reaches the previous 
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
+import subprocess
 from pathlib import Path
 
 import docker
@@ -16,6 +18,7 @@ from spaceyard_runtime.docker import DockerRuntime
 from spaceyard_runtime.docker.containers import owner_key
 from spaceyard_runtime.docker.hub import DockerHubListeners
 from spaceyard_runtime.docker.network import ensure_network, free_subnets, remove_unused_networks
+from spaceyard_runtime.docker.routeguard import RouteGuard
 from spaceyard_runtime.errors import AppStartError
 from spaceyard_runtime.hubpath import HubListener, HubPath
 from spaceyard_runtime.settings import RuntimeSettings
@@ -145,3 +148,41 @@ async def test_a_subnet_given_again_never_reaches_the_previous_spaces_relay(
     finally:
         listeners.close()
         remove_unused_networks(docker_client, settings)
+
+
+async def test_containers_the_engine_starts_by_itself_lose_their_default_route(
+    docker_client: docker.DockerClient, base_image: str, tmp_path: Path
+) -> None:
+    """What dockerd does on its own (its restart brings back every container that ran; a restart policy
+    after a crash) gives a container a default route: the guard's sweep and its start events remove it."""
+    settings = RuntimeSettings(runtime="docker", data_dir=tmp_path, docker_network_pool="10.216.0.0/24")
+    net = f"spaceyard-guard-{tmp_path.name[-6:]}"
+    ensure_network(docker_client, settings, net, spec("guard/x"))
+    guard = RouteGuard(settings)
+    container = docker_client.containers.run(
+        base_image, ["sleep", "120"], detach=True, network=net, labels={"org.spaceyard.owner": owner_key(settings)}
+    )
+    try:
+        assert any(r.startswith("default") for r in _routes(docker_client, container.id))  # Docker's doing
+        guard.start()  # its sweep: the containers already running
+        assert await _eventually_no_default(docker_client, container.id)
+        await asyncio.to_thread(container.restart, timeout=0)  # a start the runtime did not make
+        assert await _eventually_no_default(docker_client, container.id)
+    finally:
+        await asyncio.to_thread(guard.close)
+        container.remove(force=True)
+        remove_unused_networks(docker_client, settings)
+
+
+def _routes(client: docker.DockerClient, container_id: str) -> list[str]:
+    pid = client.api.inspect_container(container_id)["State"]["Pid"]
+    out = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "route"], capture_output=True, text=True, check=True)
+    return out.stdout.splitlines()
+
+
+async def _eventually_no_default(client: docker.DockerClient, container_id: str) -> bool:
+    for _ in range(100):
+        if not any(r.startswith("default") for r in _routes(client, container_id)):
+            return True
+        await asyncio.sleep(0.05)
+    return False

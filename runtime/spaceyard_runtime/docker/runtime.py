@@ -39,6 +39,7 @@ from .containers import AgentLaunch
 from .gpus import GpuAllocator
 from .hub import DockerHubListeners
 from .logs import DockerApp
+from .routeguard import RouteGuard
 from .sleepers import Sleepers
 
 log = logging.getLogger("spaceyard.runtime.docker")
@@ -68,6 +69,7 @@ class DockerRuntime(Runtime):
         self.hub_listeners: DockerHubListeners | None = None
         self.sleepers = Sleepers()
         self._budget_lock = asyncio.Lock()
+        self.route_guard = RouteGuard(settings) if settings.docker_strip_default_route else None
 
     def attach_hub(self, hub: HubPath) -> None:
         self.hub = hub
@@ -141,6 +143,8 @@ class DockerRuntime(Runtime):
     # ------------------------------------------------------------------ docker helpers (blocking)
 
     def _run_container(self, container_id: str, net: str, log: LogSink) -> str:
+        if self.route_guard is not None:
+            self.route_guard.start()  # from now on, also after starts the engine makes by itself
         self.client.api.start(container_id)
         if self.settings.docker_strip_default_route:
             error = network.strip_default_route(self.client, container_id)
@@ -609,6 +613,8 @@ class DockerRuntime(Runtime):
         """Re-attach to the container (running, light asleep, or stopped by ``suspend``); ``None`` if it is
         gone. The agent's token is read back from the container's own configuration."""
         container_id = str(state.get("backend_id", ""))
+        if self.route_guard is not None:
+            self.route_guard.start()  # its first sweep covers the containers the engine restarted meanwhile
         try:
             attrs = await asyncio.to_thread(self.client.api.inspect_container, container_id)
         except docker.errors.NotFound:
@@ -658,6 +664,8 @@ class DockerRuntime(Runtime):
         self._apps.clear()
         if self.hub_listeners is not None:
             self.hub_listeners.close()
+        if self.route_guard is not None:
+            await asyncio.to_thread(self.route_guard.close)
         if self._client is not None:
             with contextlib.suppress(Exception):
                 self._client.close()
