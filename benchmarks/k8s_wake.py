@@ -342,6 +342,25 @@ The runtime alone, same image ({deep_direct["of_mode"]} of {args.wakes} cold):
 
 Deep / light, client side p50: **{ratio:.1f}x**. Knative's scale-from-zero anchor: 0.8–4 s.
 
+**Where the light wake went, and what was cut** (issue 18, 2026-12-02). Before (main at `8fbee62`, this
+benchmark, 20:45 UTC, load 5-7): through the gateway p50 0.651 s / p99 1.418 s, the runtime alone 0.520 s /
+1.028 s; `start` (the pods listed, the agent's `/status`, then `/app/start`) 0.072 s, `app_ready` (`GET /`
+polled every 50 ms from the platform) 0.413 s, `first_byte` 0.107 s. (The table here before, 17:52 UTC, load
+6-9, timed with an HTTP client built per request: 1.039 s / 2.117 s.) Cut: (1) the wake forks in the pod its
+suspend saw, with no Kubernetes API call before the first byte: the agent requests are signed and each answer
+must prove it comes from the Space's agent (else the pods are listed, as before): `start` 0.072 -> 0.014 s;
+(2) ready on the app's own word (`GET /status?ready=`, a long poll answered by the warm parent's readiness
+pipe) instead of probing `GET /`: no page render, no poll step, though `/config` is then the app's first
+request (straight from the pod 0.023 -> 0.015-0.056 s); (3) `wait_ready` no longer waits for the owner write
+and the resize (it did), the owner write and the run log's follower come a second after the app is ready, off
+the first request; only the resize up runs beside the fork (the app starts on the asleep 10m CPU share until
+the kubelet applies it). After, same benchmark: 20:36 UTC at load 12 -> 5, 0.471 s / 1.894 s (the runtime
+alone 0.393 s / 0.619 s); the run above. **What is left** is the app's own start in the pod (fork to uvicorn
+listening, `app_ready`: 0.16 s on a quiet machine, 0.33 s at load 12: `app.py` building its Blocks and Gradio's
+launch, in the warm parent's child) and Gradio's first `/config`; the lifecycle and the gateway add about
+0.05 s at p50. Under load the tail is the machine's: at load 12 one wake in ten took 1.9 s (`app_ready` 1.2 s),
+so the goal holds on a quiet machine, not on this one at load 10 and more.
+
 **Where a cold start goes** (issue 14's gap; analysis of 2026-12-02). The earlier table here (p50 14.2 s at
 load 20, `scheduling` 6.79 s) booked most of each wake as `scheduling`: the runtime's sightings started over
 whenever the pod the previous sleep was ending (same template, still reporting through its preStop pause and
