@@ -355,7 +355,8 @@ request (straight from the pod 0.023 -> 0.015-0.056 s); (3) `wait_ready` no long
 and the resize (it did), the owner write and the run log's follower come a second after the app is ready, off
 the first request; only the resize up runs beside the fork (the app starts on the asleep 10m CPU share until
 the kubelet applies it). After, same benchmark: 20:36 UTC at load 12 -> 5, 0.471 s / 1.894 s (the runtime
-alone 0.393 s / 0.619 s); the run above. **What is left** is the app's own start in the pod (fork to uvicorn
+alone 0.393 s / 0.619 s); 20:56 UTC at load 4-6, 0.231 s / 0.326 s; 21:09 UTC at load 2, 0.204 s /
+0.368 s (alone 0.212 s / 0.400 s). **What is left** is the app's own start in the pod (fork to uvicorn
 listening, `app_ready`: 0.16 s on a quiet machine, 0.33 s at load 12: `app.py` building its Blocks and Gradio's
 launch, in the warm parent's child) and Gradio's first `/config`; the lifecycle and the gateway add about
 0.05 s at p50. Under load the tail is the machine's: at load 12 one wake in ten took 1.9 s (`app_ready` 1.2 s),
