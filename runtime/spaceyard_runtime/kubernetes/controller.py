@@ -349,6 +349,7 @@ class ClusterRecordSource:
                 light=data.get("light") == "true",
                 light_since=float(data.get("light-since") or 0),
                 light_bytes=int(data.get("light-bytes") or 0),
+                retiring=tuple(json.loads(data.get("retiring") or "[]")),
             )
         except (KeyError, ValueError) as exc:  # UnknownFlavor is a KeyError: flavor removed from the file
             log.error("owner %s is not usable, leaving it alone: %s", owner["metadata"]["name"], exc)
