@@ -91,9 +91,9 @@ async def test_start_wait_ready_poll_and_logs(runtime: KubernetesRuntime, kube: 
     await wait_for(lambda: "request served /hello" in lines, "streamed log line of the request")
     assert kube.secret_data(NAMESPACE, NAME) == {"TOKEN": "x"}
     # the runtime resolved the plain Flavor through the flavors file: requests below limits
-    resources = kube.get("Deployment", NAMESPACE, revision(handle))["spec"]["template"]["spec"]["containers"][0][
-        "resources"
-    ]  # type: ignore[index]
+    deployment = kube.get("Deployment", NAMESPACE, revision(handle))
+    assert deployment is not None
+    resources = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]
     assert resources["requests"]["cpu"] == "500m" and resources["limits"]["cpu"] == "2"
     (pod,) = kube.list("Pod", NAMESPACE)
     assert pod["spec"]["nodeName"] == "cpu-0"

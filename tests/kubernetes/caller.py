@@ -1,0 +1,36 @@
+"""A client that calls a Gradio app without pause in a thread and records every answer and every failure."""
+
+from __future__ import annotations
+
+import threading
+
+from gradio_client import Client
+
+
+class Caller(threading.Thread):
+    """Calls ``/greet`` through the gateway without pause (one ``gradio_client`` session, kept throughout)."""
+
+    def __init__(self, app: Client, name: str = "rolling") -> None:
+        super().__init__(daemon=True)
+        self.app, self.name, self.stop = app, name, threading.Event()
+        self.answers: list[str] = []
+        self.failures: list[str] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.answers.append(str(self.app.predict(self.name, api_name="/greet")))
+            except Exception as exc:  # every failure counts, whatever it is
+                self.failures.append(f"{type(exc).__name__}: {exc}")
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.join(timeout=60)
+
+    def check_rolled(self, old: str, new: str) -> None:
+        """No call failed, some were answered by ``old``, and none by ``old`` once ``new`` answered."""
+        failed = self.failures
+        assert failed == [], f"{len(failed)} of {len(failed) + len(self.answers)} failed in the update: {failed[:5]}"
+        assert old in self.answers, "calls were made while the old version served"
+        first_new = self.answers.index(new)
+        assert set(self.answers[first_new:]) == {new}, "no going back to the old version once the new one answered"
