@@ -445,6 +445,37 @@ def test_a_pod_event_after_a_new_revision_does_not_put_the_old_one_back(
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == kube.images["slow"]
 
 
+def test_a_reconcile_from_a_read_older_than_the_runtimes_write_leaves_the_newer_state(
+    kube: Cluster, cfg: ClusterConfig, rspace: Callable[..., DesiredSpace], kube_api: KubeApi, flavors: Any
+) -> None:
+    # Found under the deployed controller: a light sleep's pod resize is a pod event; the controller read the
+    # owner (still awake), the runtime wrote the sleep, and the controller wrote what it had read back over it:
+    # the owner said awake again, so the light sleeper was never deepened by the budget.
+    awake = rspace()
+    apply_space(kube_api, awake, cfg)
+    records = ClusterRecordSource(kube_api, flavors)
+
+    class ReadBeforeTheWrite:
+        """The controller's first read of the Space happened before the runtime's write."""
+
+        reads = 0
+
+        def desired_spaces(self) -> list[DesiredSpace]:
+            return records.desired_spaces()
+
+        def desired_space(self, name: str) -> DesiredSpace | None:
+            self.reads += 1
+            return awake if self.reads == 1 else records.desired_space(name)
+
+    ctl = Controller(kube.client(), cfg, ReadBeforeTheWrite(), identity="x", delete_orphans=False, owner_is_record=True)
+    apply_space(kube_api, dataclasses.replace(awake, awake=False), cfg)  # the runtime's sleep, after that read
+    assert ctl.resync() is not None
+    owner = kube.get("ConfigMap", NAMESPACE, NAME)
+    assert owner is not None and owner["data"]["awake"] == "false", "the owner is the runtime's, never rewritten"
+    deployment = kube.get("Deployment", NAMESPACE, rev(kube))
+    assert deployment is not None and deployment["spec"]["replicas"] == 0, "converged again to the newer state"
+
+
 def test_cluster_record_source_skips_unusable_owners_without_deleting_them(
     kube: Cluster, cfg: ClusterConfig, rspace: Callable[..., DesiredSpace], kube_api: KubeApi, flavors: Any
 ) -> None:

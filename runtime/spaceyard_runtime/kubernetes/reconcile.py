@@ -81,9 +81,19 @@ def remove_revisions(api: KubeApi, space_id: str, keep: set[str], older_than: st
     return gone
 
 
-def apply_space(api: KubeApi, space: DesiredSpace, cfg: ClusterConfig) -> dict[str, str]:
-    """Create or update the owner, then everything it owns. Returns ``{kind: action}``."""
-    owner_action, owner = retry(lambda: api.ensure(objects.make_owner(space, cfg)))
+def apply_space(api: KubeApi, space: DesiredSpace, cfg: ClusterConfig, *, write_owner: bool = True) -> dict[str, str]:
+    """Create or update the owner, then everything it owns. Returns ``{kind: action}``.
+
+    ``write_owner=False``: ``space`` was read from the owner (the deployed controller's source), which is left
+    as it is — writing back what was read could undo a newer desired state the runtime wrote meanwhile (a
+    light sleep, found so under the deployed controller); without an owner nothing is written."""
+    if write_owner:
+        owner_action, owner = retry(lambda: api.ensure(objects.make_owner(space, cfg)))
+    else:
+        found = retry(lambda: api.get("ConfigMap", slugs.space_name(space.space_id)))
+        if found is None:
+            return {"ConfigMap": "absent"}
+        owner_action, owner = "unchanged", found
     actions = {"ConfigMap": owner_action}
     if space.storage is not None:
         actions["PersistentVolumeClaim"] = ensure_data_claim(api, space, cfg)
@@ -266,17 +276,17 @@ def _runs_agent(deployment: dict[str, Any]) -> bool:
     return any(v.get("name") == agentpod.VOLUME for v in volumes)
 
 
-def reconcile_space(api: KubeApi, space: DesiredSpace, cfg: ClusterConfig) -> SpaceStatus:
-    """Converge one Space and return its observed status."""
+def reconcile_space(api: KubeApi, space: DesiredSpace, cfg: ClusterConfig, *, write_owner: bool = True) -> SpaceStatus:
+    """Converge one Space and return its observed status (``write_owner``: see :func:`apply_space`)."""
     want = template_hash(space, cfg)
     if space.replicas == 0 and not space.paused:
         before = observe_space(api, space.space_id, cfg, want_template=want)
         if before.stage is Stage.SCHEDULING:
             log.info("space %s: idle sleep deferred, waiting for capacity: %s", space.space_id, before.message)
-            apply_space(api, dataclasses.replace(space, awake=True), cfg)
+            apply_space(api, dataclasses.replace(space, awake=True), cfg, write_owner=write_owner)
             after = observe_space(api, space.space_id, cfg, want_template=want)
             return dataclasses.replace(after, sleep_deferred=True)
-    apply_space(api, space, cfg)
+    apply_space(api, space, cfg, write_owner=write_owner)
     status = observe_space(api, space.space_id, cfg, want_template=want)
     if status.stage in (Stage.RUNNING, Stage.SLEEPING, Stage.PAUSED):
         current = api.get("Deployment", slugs.revision_name(space.space_id, want)) or {}
