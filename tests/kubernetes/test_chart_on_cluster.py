@@ -96,10 +96,10 @@ def values(images: dict[str, str], dns: str, **platform_extra: str) -> dict[str,
             "persistence": {"size": "1Gi"},
             "service": {"type": "NodePort", "nodePort": None},
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}},
-            # no light sleep: the Space sleeps at 0 replicas, the wake below is from zero (light sleep on the
-            # cluster: test_lightsleep_on_cluster.py, test_platform_on_cluster.py)
-            # a replaced version in continuous use is retired after 20 grace periods: 60 s, not 10 min
-            "extraEnv": {"SPACEYARD_LIGHT_SLEEP_MEMORY_MIB": "0", "SPACEYARD_VERSION_GRACE": "3", **platform_extra},
+            # every light sleeper over the 1 MiB budget: deepened by the runtime at once, under the deployed
+            # controller (which once wrote an older read of the owner back over the light sleep), so the wake
+            # below is from zero; a replaced version in continuous use is retired after 20 grace periods: 60 s
+            "extraEnv": {"SPACEYARD_LIGHT_SLEEP_MEMORY_MIB": "1", "SPACEYARD_VERSION_GRACE": "3", **platform_extra},
         },
         "worker": {
             "buildEngine": "oci",
@@ -447,7 +447,8 @@ def test_the_chart_installed_for_real_serves_a_space_end_to_end(
     # sleep: 0 replicas, no pod; wake: a request through the gateway is held until the pod is ready
     assert gateway.api("POST", f"/api/spaces/{SPACE}/sleeptime", json={"seconds": 1}).status_code == 200
     gateway.wait_stage({"SLEEPING"}, timeout=180)
-    # no light sleep (values above): the Deployment goes to 0 replicas (the stage may say SLEEPING a moment before)
+    # the 1 MiB light-sleep budget (values above): the light sleeper is deepened just after it sleeps, so the
+    # Deployment goes to 0 replicas a moment after the stage says SLEEPING
     eventually(
         lambda: [d["spec"]["replicas"] for d in dev_cluster.list("Deployment", SPACES_NS)] == [0],
         "the sleeping Space's Deployment at 0 replicas (deep sleep)",
