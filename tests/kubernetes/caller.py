@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from gradio_client import Client
 
@@ -21,11 +22,15 @@ class Caller(threading.Thread):
             try:
                 self.answers.append(str(self.app.predict(self.name, api_name="/greet")))
             except Exception as exc:  # every failure counts, whatever it is
-                self.failures.append(f"{type(exc).__name__}: {exc}")
+                self.failures.append(f"{time.strftime('%H:%M:%S')} after {len(self.answers)} calls: {exc!r}")
 
     def finish(self) -> None:
         self.stop.set()
         self.join(timeout=60)
+
+    def report(self, new: str) -> str:
+        first = self.answers.index(new) if new in self.answers else None
+        return f"rolling update: {len(self.answers)} calls (the new version from call {first}), failed: {self.failures}"
 
     def check_rolled(self, old: str, new: str) -> None:
         """No call failed, some were answered by ``old``, and none by ``old`` once ``new`` answered."""

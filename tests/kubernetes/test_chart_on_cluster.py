@@ -434,10 +434,10 @@ def test_the_chart_installed_for_real_serves_a_space_end_to_end(
     v1, v2 = "Hello rolling! (v1)", "Hello rolling! (v2)"
     eventually(lambda: caller.answers[-3:] == [v2] * 3, "the caller's session moves to v2", timeout=150)
     caller.finish()
+    print(caller.report(v2))
     # zero failed calls: v1 kept its own address while the session was pinned to it, and was drained (the stream of
     # a join it took still reached it) before it was retired
     caller.check_rolled(v1, v2)
-    print(f"rolling update: {len(caller.answers)} calls, {len(caller.failures)} failed")
     eventually(
         lambda: len(dev_cluster.list("Deployment", SPACES_NS, selector=f"spaceyard.dev/space={SLUG}")) == 1,
         "the retired revision's Deployment is gone",

@@ -136,8 +136,8 @@ def test_a_gradio_space_built_without_docker_runs_in_a_pod_and_a_no_change_rebui
     v1, v2 = "Hello rolling! (v1)", "Hello rolling! (v2)"
     eventually(lambda: caller.answers[-3:] == [v2] * 3, "the caller's session moves to v2", timeout=150)
     caller.finish()
+    print(caller.report(v2))
     caller.check_rolled(v1, v2)
-    print(f"rolling update: {len(caller.answers)} calls, {len(caller.failures)} failed")
     eventually(lambda: len(dev_cluster.list("Deployment", NAMESPACE)) == 1, "the old revision is gone", timeout=30)
     assert client.predict("cluster", api_name="/greet") == "Hello cluster! (v2)"
 
