@@ -206,7 +206,7 @@ def run(cluster: Cluster, namespace: str, sleep: str, wakes: int, tmp: Path) -> 
         built = time.monotonic()
         server.wait_stage(SPACE, {"RUNNING"}, sha=git(wc, "rev-parse", "HEAD").stdout.strip(), timeout=900)
         out["build_and_start"] = time.monotonic() - built
-        deployment = cluster.get("Deployment", namespace, NAME) or {}
+        [deployment] = cluster.list("Deployment", namespace, objects.space_selector(SPACE))  # its one revision
         alone.begin(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
         assert server.api("POST", f"/api/spaces/{SPACE}/sleeptime", json={"seconds": 1}).status_code == 200
         for _ in range(wakes):
@@ -354,13 +354,14 @@ pipe) instead of probing `GET /`: no page render, no poll step, though `/config`
 request (straight from the pod 0.023 -> 0.015-0.056 s); (3) `wait_ready` no longer waits for the owner write
 and the resize (it did), the owner write and the run log's follower come a second after the app is ready, off
 the first request; only the resize up runs beside the fork (the app starts on the asleep 10m CPU share until
-the kubelet applies it). After, same benchmark: 20:36 UTC at load 12 -> 5, 0.471 s / 1.894 s (the runtime
-alone 0.393 s / 0.619 s); 20:56 UTC at load 4-6, 0.231 s / 0.326 s; 21:09 UTC at load 2, 0.204 s /
-0.368 s (alone 0.212 s / 0.400 s). **What is left** is the app's own start in the pod (fork to uvicorn
-listening, `app_ready`: 0.16 s on a quiet machine, 0.33 s at load 12: `app.py` building its Blocks and Gradio's
-launch, in the warm parent's child) and Gradio's first `/config`; the lifecycle and the gateway add about
-0.05 s at p50. Under load the tail is the machine's: at load 12 one wake in ten took 1.9 s (`app_ready` 1.2 s),
-so the goal holds on a quiet machine, not on this one at load 10 and more.
+the kubelet applies it). After, same benchmark: 20:36 UTC at load 12 -> 5 (without the 1 s deferral of (3)),
+0.471 s / 1.894 s (the runtime alone 0.393 s / 0.619 s); 20:56 UTC at load 4-6, 0.231 s / 0.326 s; 21:09 UTC
+at load 2, 0.204 s / 0.368 s (alone 0.212 s / 0.400 s); the run above is after merging the per-revision
+objects of issue 14. **What is left** is the app's own start in the pod (fork to uvicorn listening,
+`app_ready`: 0.16 s on a quiet machine, 0.33 s at load 12: `app.py` building its Blocks and Gradio's launch,
+in the warm parent's child) and Gradio's first `/config`; the lifecycle and the gateway add about 0.05 s at
+p50. Under load the tail is the machine's: at load 12 one wake in ten took 1.9 s (`app_ready` 1.2 s), so the
+goal holds on a quiet machine, not on this one at load 10 and more.
 
 **Where a cold start goes** (issue 14's gap; analysis of 2026-12-02). The earlier table here (p50 14.2 s at
 load 20, `scheduling` 6.79 s) booked most of each wake as `scheduling`: the runtime's sightings started over
