@@ -14,6 +14,9 @@ import uuid
 from datetime import UTC, datetime
 
 from spaceyard_builder.api import BuildRequest, BuildResult
+from spaceyard_builder.engines import create_engine
+from spaceyard_builder.errors import BuilderError
+from spaceyard_builder.spaceconfig import README_PREFIX, SpaceConfig, parse_readme
 
 from .. import metrics, names, oplog
 from ..buildqueue import BuildTimeout
@@ -21,7 +24,7 @@ from ..db.models import Build, Space
 from . import stages
 from .core import LifecycleCore
 from .stages import Stage
-from .state import serving_of
+from .state import Serving, serving_of
 
 log = logging.getLogger("spaceyard.deployer")
 
@@ -64,7 +67,48 @@ class Builds(LifecycleCore):
             await self._fail_build(pk, build_id, f"could not queue the build: {exc}")
             return build_id
         self._spawn(self._await_build(pk, build_id))
+        if not space.paused:
+            self._spawn(self._warm_early(space, revision))
         return build_id
+
+    async def _warm_early(self, space: Space, revision: str) -> None:
+        """While the build runs, warm the Space's runtime (a warm parent) on the environment the build
+        starts from, when it is already on this machine (the SDK layer, ``BuildEngine.warm_base``): a build
+        that ends on it starts the app by a fork, not a cold SDK import. Best effort, never fails a push."""
+        if not self.runtime.capabilities.light_sleep:
+            return
+        try:
+            found = await asyncio.to_thread(self._warm_base, space, revision)
+            if found is None:
+                return
+            base, config = found
+            app_dir = self.settings.data_dir / "sources" / names.space_folder(space.space_id)
+            await asyncio.to_thread(app_dir.mkdir, mode=0o700, parents=True, exist_ok=True)  # the export's folder
+            serving = Serving(
+                build_id="",
+                revision=revision,
+                sdk=config.sdk,
+                artifact=base,
+                app_dir=str(app_dir / revision),
+                app_file=config.effective_app_file,
+                app_port=7860,
+                config={},
+            )
+            if await self.runtime.prewarm(await self._spec(space, serving)):
+                log.info("warmed %s on %s while it builds", space.space_id, base)
+        except Exception:
+            log.exception("warming %s while it builds", space.space_id)
+
+    def _warm_base(self, space: Space, revision: str) -> tuple[str, SpaceConfig] | None:
+        text = self.repos.read_file(space.owner, space.name, revision, "README.md", limit=README_PREFIX)
+        try:
+            config = parse_readme(text.decode("utf-8", errors="replace") if text is not None else None)
+        except BuilderError:
+            return None  # the build says why
+        if config.sdk != "gradio":
+            return None
+        base = create_engine(self.settings.builder()).warm_base(config)
+        return (base, config) if base is not None else None
 
     def _build_request(
         self,

@@ -6,8 +6,13 @@ of memory, measured (:mod:`spaceyard_runtime.procmem`: the PSS of every process 
 least recently used idle ones end first (their Space is then in deep sleep: its next wake is cold). A busy
 one serves an awake app and is not counted (the app it forked shares its pages). A box holds one app: while
 the warm parent serves one version, another version of the Space starts cold. :meth:`WarmParents.source`
-says which warm parent a start forks from, or why it starts cold; asking warms one in the background for
-the next start. A warm parent that failed is retried after :data:`ZYGOTE_RETRY_AFTER` seconds.
+says which warm parent a start forks from, or why it starts cold; after a cold start answers,
+:meth:`WarmParents.after_cold_start` warms one for the next start (not during it: on a small machine two
+SDK imports at once make the cold start about twice as slow). The platform may warm one earlier
+(:meth:`WarmParents.prewarm`: while a Space's first build runs, on the environment it starts from), and a
+start on another environment of the Space retires the idle ones it will not use
+(:meth:`WarmParents.retire_others`). A warm parent that failed is retried after :data:`ZYGOTE_RETRY_AFTER`
+seconds.
 """
 
 from __future__ import annotations
@@ -122,8 +127,7 @@ class WarmParents:
             failed = self._failures.get(key)
             if failed and time.monotonic() - failed[0] < ZYGOTE_RETRY_AFTER:
                 return None, f"the warm parent for this environment failed: {failed[1]}"
-            self.ensure(spec)
-            return None, "no warm parent yet for this environment; warming one up for the next start"
+            return None, "no warm parent yet for this environment; one is warmed once the app answers"
         if not task.done():
             return None, "the warm parent for this environment is still warming up"
         if task.cancelled() or task.exception() is not None:
@@ -131,8 +135,7 @@ class WarmParents:
         zygote = task.result()
         if not zygote.alive:
             self.tasks.pop(key, None)
-            self.ensure(spec)
-            return None, "the warm parent for this environment exited; warming a new one"
+            return None, "the warm parent for this environment exited; a new one is warmed once the app answers"
         self._used[key] = time.monotonic()
         if self.sandbox.isolated and zygote.busy:
             return None, "the Space's warm parent is serving another version of it"
@@ -143,6 +146,29 @@ class WarmParents:
         if blockers:
             return None, "a fork would not behave like a cold start: " + "; ".join(blockers[:3])
         return zygote, ""
+
+    def after_cold_start(self, spec: AppSpec) -> None:
+        """A cold start of ``spec`` answers: warm its parent for the next start (unless there is one, or
+        it failed less than :data:`ZYGOTE_RETRY_AFTER` seconds ago)."""
+        if not self.settings.fast_wake or spec.sdk != "gradio":
+            return
+        key = zygote_key(spec)
+        failed = self._failures.get(key)
+        if failed and time.monotonic() - failed[0] < ZYGOTE_RETRY_AFTER:
+            return
+        self.ensure(spec)
+
+    def retire_others(self, spec: AppSpec) -> int:
+        """``spec`` starts: end the Space's idle warm parents on other environments (a parent warmed
+        early on the environment a build started from, when the build ended on another one). Busy ones
+        (serving the running version) stay. Returns how many went."""
+        mine = zygote_key(spec)
+        prefix = json.dumps([spec.space_id.lower()])[:-1] + ","
+        gone = [k for k, lineage in self._lineage.items() if lineage.startswith(prefix) and k != mine and self._idle(k)]
+        for key in gone:
+            logger.info("warm parent %s ended: its Space starts on another environment", key)
+            self.drop(key)
+        return len(gone)
 
     def ensure(self, spec: AppSpec) -> asyncio.Task[Zygote]:
         """The (warming or warm) parent of ``spec``: started now if there is none alive."""
