@@ -100,6 +100,7 @@ class LocalRuntime(Runtime):
         if added:
             log(f"Hub cache: {added} preloaded file(s) (preload_from_hub)")
         self.warm.retire_others(spec)
+        await self.warm.warming(spec, log)
         zygote, reason = self.warm.source(spec, plan)
         app: LocalApp | None = None
         if zygote is not None:

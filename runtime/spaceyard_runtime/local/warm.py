@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from .. import procmem
-from ..api import AppSpec
+from ..api import AppSpec, LogSink
 from ..sandbox import Box, Sandbox
 from ..settings import RuntimeSettings
 from ..zygote import fork_blockers
@@ -55,6 +55,8 @@ GRADIO_LAUNCH_MODULES = (
 )
 """Modules Gradio imports only when an app launches (not at ``import gradio``): the warm parent imports
 them too, when present. Whatever they read from the environment is checked like the rest."""
+WARMING_WAIT = 120.0
+"""Seconds a start waits for its warm parent to finish warming before it starts cold instead."""
 ZYGOTE_RETRY_AFTER = 300.0
 """Seconds before trying again to warm a parent for an environment whose warm parent failed."""
 
@@ -146,6 +148,17 @@ class WarmParents:
         if blockers:
             return None, "a fork would not behave like a cold start: " + "; ".join(blockers[:3])
         return zygote, ""
+
+    async def warming(self, spec: AppSpec, log: LogSink) -> None:
+        """If ``spec``'s warm parent is being warmed (early, while its build ran), wait for it: what is left
+        of its SDK import is less than a cold start's whole one, and the start then forks. At most
+        :data:`WARMING_WAIT` seconds; a parent that fails leaves the start cold."""
+        task = self.tasks.get(zygote_key(spec))
+        if task is None or task.done() or not self.settings.fast_wake:
+            return
+        log("Waiting for the warm parent being warmed for this environment (it started while the Space built)")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(task), WARMING_WAIT)
 
     def after_cold_start(self, spec: AppSpec) -> None:
         """A cold start of ``spec`` answers: warm its parent for the next start (unless there is one, or
