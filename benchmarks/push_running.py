@@ -1,7 +1,8 @@
 """Push to RUNNING, end to end, for a fresh Gradio Space with a new small requirement, on a machine that has
 built that SDK version once (the SDK layer is there); and, in the same run, an app-only and a no-change push.
 
-    .venv/bin/python benchmarks/push_running.py [--runs 3] [--extras numpy six==1.17.0] [--settle 8] [--no-write]
+    .venv/bin/python benchmarks/push_running.py [--runs 3] [--extras numpy six==1.17.0] [--settle 8]
+        [--before DIR] [--no-write]
 
 A real ``spaceyard up`` (embedded worker, local runtime in its walls) on a new environments directory.
 Setup (timed, not counted): the plain ``hello-gradio`` pushed once, which builds the SDK layer. Then,
@@ -13,7 +14,10 @@ leaves ``BUILDING``), start (until ``RUNNING``), and how the app started (``fork
 log). Between runs the new environments and their stored resolutions are deleted, so each run resolves and
 installs as a first push does; ``--settle`` seconds between pushes let background work (a warm parent
 warmed after a cold start) end. The build log's lines, with their arrival time, show where a build's time
-goes. Writes ``## Push to RUNNING`` in docs/benchmarks.md.
+goes. ``--before DIR`` (a tree of another revision's ``platform/``, ``builder/``, ``runtime/``, e.g.
+``git archive REV platform builder runtime | tar -x -C DIR``) runs a second server on that code
+(``PYTHONPATH``), every push alternating between the two: a same-run comparison. Writes ``## Push to
+RUNNING`` in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -106,20 +110,52 @@ def fresh_space(server: Server, tmp: Path, space_id: str, extra: str) -> Path:
     return wc
 
 
-def table(samples: dict[str, list[dict[str, float]]], modes: dict[str, list[str]]) -> str:
-    rows = ["| push | " + " | ".join(PHASES) + " | start mode |", "|---" * (len(PHASES) + 2) + "|"]
-    for scenario, runs in samples.items():
-        cells = []
-        for name in PHASES:
-            values = [r[name] for r in runs]
-            med = statistics.median(values)
-            bold = "**" if name == "push to RUNNING" else ""
-            cells.append(f"{bold}{med:.2f} s{bold} ({min(values):.2f}-{max(values):.2f})")
-        counts = {m: modes[scenario].count(m) for m in dict.fromkeys(modes[scenario])}
-        rows.append(
-            f"| {scenario} | " + " | ".join(cells) + " | " + ", ".join(f"{k} {v}" for k, v in counts.items()) + " |"
-        )
+def table(samples: dict[str, dict[str, list[dict[str, float]]]], modes: dict[str, dict[str, list[str]]]) -> str:
+    """One row per (push, code), phases as median (min-max)."""
+    labels = list(samples)
+    rows = ["| push | code | " + " | ".join(PHASES) + " | start mode |", "|---" * (len(PHASES) + 3) + "|"]
+    for scenario in samples[labels[0]]:
+        for label in labels:
+            runs = samples[label][scenario]
+            cells = []
+            for name in PHASES:
+                values = [r[name] for r in runs]
+                bold = "**" if name == "push to RUNNING" else ""
+                cells.append(f"{bold}{statistics.median(values):.2f} s{bold} ({min(values):.2f}-{max(values):.2f})")
+            seen = modes[label][scenario]
+            mode = ", ".join(f"{m} {seen.count(m)}" for m in dict.fromkeys(seen))
+            rows.append(f"| {scenario} | {label} | " + " | ".join(cells) + f" | {mode} |")
     return "\n".join(rows)
+
+
+class Side:
+    """One server and its Spaces: the code measured (``now``), or the code compared (``before``)."""
+
+    def __init__(self, label: str, tmp: Path, extra_env: dict[str, str] | None) -> None:
+        self.label, self.tmp = label, tmp
+        self.envs = tmp / "envs"
+        self.server = start_server(tmp / "data", free_port(), self.envs, extra_env)
+        self.wc = tmp
+        self.kept: set[Path] = set()
+        self.layer_seconds = 0.0
+
+    def build_layer(self) -> None:
+        t = time.perf_counter()
+        self.server.create_space("admin/layer")
+        wc = working_copy(self.tmp / "layer", "hello-gradio")
+        push(self.server, wc, "admin/layer")
+        sha = git(wc, "rev-parse", "HEAD").stdout.strip()
+        self.server.wait_stage("admin/layer", {"RUNNING"}, sha=sha, timeout=900)
+        self.layer_seconds = time.perf_counter() - t
+        print(f"{self.label}: SDK layer (first plain push to RUNNING) in {self.layer_seconds:.1f} s", flush=True)
+        self.kept = set(self.envs.iterdir()) | set((self.envs / ".resolutions").iterdir())
+
+    def forget_new_environments(self) -> None:
+        for new in set(self.envs.iterdir()) - self.kept:
+            if new.is_dir() and new.name != ".resolutions":
+                shutil.rmtree(new, ignore_errors=True)
+        for new in set((self.envs / ".resolutions").iterdir()) - self.kept:
+            new.unlink(missing_ok=True)
 
 
 def main() -> int:
@@ -127,68 +163,82 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--extras", nargs="+", default=["numpy", "six==1.17.0"])
     parser.add_argument("--settle", type=float, default=8.0)
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a tree with platform/, builder/ and runtime/ of the code to compare (git archive REV platform "
+        "builder runtime | tar -x -C DIR): its own server, each push alternating with this code's",
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     scenarios = [f"fresh Space, requirements.txt `{e}`" for e in args.extras] + ["app-only commit", "no-change commit"]
-    samples: dict[str, list[dict[str, float]]] = {k: [] for k in scenarios}
-    modes: dict[str, list[str]] = {k: [] for k in scenarios}
-    log_lines: dict[str, list[str]] = {}
+    labels = ["now", *(["before"] if args.before else [])]
+    samples: dict[str, dict[str, list[dict[str, float]]]] = {lb: {k: [] for k in scenarios} for lb in labels}
+    modes: dict[str, dict[str, list[str]]] = {lb: {k: [] for k in scenarios} for lb in labels}
+    log_lines: list[str] = []
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="bench-push-") as tmp_name:
         tmp = Path(tmp_name)
-        envs = tmp / "envs"
-        server = start_server(tmp / "data", free_port(), envs)
+        sides: list[Side] = []
         try:
-            t = time.perf_counter()
-            server.create_space("admin/layer")
-            wc = working_copy(tmp / "layer", "hello-gradio")
-            push(server, wc, "admin/layer")
-            server.wait_stage("admin/layer", {"RUNNING"}, sha=git(wc, "rev-parse", "HEAD").stdout.strip(), timeout=900)
-            layer_seconds = time.perf_counter() - t
-            print(f"SDK layer (first plain push to RUNNING) in {layer_seconds:.1f} s", flush=True)
-            kept = set(envs.iterdir()) | set((envs / ".resolutions").iterdir())
+            for label in labels:
+                extra = None
+                if label == "before":
+                    tree = args.before.resolve()
+                    extra = {"PYTHONPATH": os.pathsep.join(str(tree / d) for d in ("platform", "builder", "runtime"))}
+                sides.append(Side(label, tmp / label, extra))
+            for side in sides:
+                side.build_layer()
 
-            def measure(scenario: str, wc: Path, space_id: str) -> None:
+            def measure(side: Side, scenario: str, wc: Path, space_id: str) -> None:
                 time.sleep(args.settle)
-                samples[scenario].append(timed_push(server, wc, space_id))
-                mode = start_mode(server, space_id)
-                modes[scenario].append(mode)
+                samples[side.label][scenario].append(timed_push(side.server, wc, space_id))
+                mode = start_mode(side.server, space_id)
+                modes[side.label][scenario].append(mode)
                 loads.append(os.getloadavg()[0])
-                shown = ", ".join(f"{k} {v:.2f} s" for k, v in samples[scenario][-1].items())
-                print(f"{scenario}: {shown}, start {mode}", flush=True)
-                log_lines[scenario] = read_sse(f"{server.url}/api/spaces/{space_id}/logs/build", quiet=1.0)
+                shown = ", ".join(f"{k} {v:.2f} s" for k, v in samples[side.label][scenario][-1].items())
+                print(f"{side.label}: {scenario}: {shown}, start {mode}", flush=True)
+                if side.label == "now" and scenario == scenarios[len(args.extras) - 1]:
+                    log_lines[:] = read_sse(f"{side.server.url}/api/spaces/{space_id}/logs/build", quiet=1.0)
 
             for i in range(args.runs):
+                order = sides if i % 2 == 0 else sides[::-1]
                 for n, extra in enumerate(args.extras):
                     space_id = f"admin/fresh-{i}-{n}"
-                    measure(scenarios[n], fresh_space(server, tmp, space_id, extra), space_id)
-                (wc / "app.py").write_text((wc / "app.py").read_text() + f"\n# edit {i}\n")
-                git(wc, "commit", "-q", "-am", "app only")
-                measure("app-only commit", wc, space_id)
-                git(wc, "commit", "-q", "--allow-empty", "-m", "no change")
-                measure("no-change commit", wc, space_id)
-                for new in set(envs.iterdir()) - kept:
-                    if new.is_dir() and new.name != ".resolutions":
-                        shutil.rmtree(new, ignore_errors=True)
-                for new in set((envs / ".resolutions").iterdir()) - kept:
-                    new.unlink(missing_ok=True)
+                    for side in order:
+                        side.wc = fresh_space(side.server, side.tmp, space_id, extra)
+                        measure(side, scenarios[n], side.wc, space_id)
+                for side in order:
+                    (side.wc / "app.py").write_text((side.wc / "app.py").read_text() + f"\n# edit {i}\n")
+                    git(side.wc, "commit", "-q", "-am", "app only")
+                    measure(side, "app-only commit", side.wc, space_id)
+                for side in order:
+                    git(side.wc, "commit", "-q", "--allow-empty", "-m", "no change")
+                    measure(side, "no-change commit", side.wc, space_id)
+                for side in sides:
+                    side.forget_new_environments()
         finally:
-            server.stop()
+            for side in sides:
+                side.server.stop()
     last = scenarios[len(args.extras) - 1]
-    shown = "\n".join(f"    {line}" for line in log_lines.get(last, [])[-25:])
+    shown = "\n".join(f"    {line}" for line in log_lines[-25:])
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     command = f"benchmarks/push_running.py --runs {args.runs} --extras {' '.join(args.extras)} --settle {args.settle:g}"
+    if args.before:
+        command += " --before DIR"
+    layers = ", ".join(f"{s.label} {s.layer_seconds:.0f} s" for s in sides)
     md = f"""`{command}`, {when}: a real `spaceyard up` (embedded worker, local runtime in its
-walls), new environments directory; the SDK layer built once by a plain `hello-gradio` push
-({layer_seconds:.0f} s, not counted); then per run, in turn, a new Space per requirement (`hello-gradio` +
-that `requirements.txt`), then an app-only and a no-change commit pushed to the last one; `git push` to
-`RUNNING` at that commit (stage polled every 20 ms), medians (min-max) of {args.runs}, {args.settle:g} s apart.
-New environments and stored resolutions are deleted between runs. Python {platform.python_version()}, 2 CPUs
+walls) per code measured, each on a new environments directory; the SDK layer built once by a plain
+`hello-gradio` push ({layers}, not counted); then per run, in turn, a new Space per requirement
+(`hello-gradio` + that `requirements.txt`), then an app-only and a no-change commit pushed to the last one;
+`git push` to `RUNNING` at that commit (stage polled every 20 ms), medians (min-max) of {args.runs}, pushes
+{args.settle:g} s apart, the two servers alternating (never at once; which goes first alternates by run). New
+environments and stored resolutions are deleted between runs. Python {platform.python_version()}, 2 CPUs
 shared (1-min load {min(loads):.1f}-{max(loads):.1f} during the run).
 
 {table(samples, modes)}
 
-The last run's build log for `{last}` (what a user sees while it builds):
+The last run's build log (now) for `{last}` (what a user sees while it builds):
 
 {shown}
 """
