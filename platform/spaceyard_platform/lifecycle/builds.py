@@ -77,6 +77,7 @@ class Builds(LifecycleCore):
         that ends on it starts the app by a fork, not a cold SDK import. Best effort, never fails a push."""
         if not self.runtime.capabilities.light_sleep:
             return
+        state = self.states.get(space.id)
         try:
             found = await asyncio.to_thread(self._warm_base, space, revision)
             if found is None:
@@ -96,6 +97,10 @@ class Builds(LifecycleCore):
             )
             if await self.runtime.prewarm(await self._spec(space, serving)):
                 log.info("warmed %s on %s while it builds", space.space_id, base)
+            if state is None or self.states.get(space.id) is not state:  # deleted meanwhile: nothing stays
+                await self.runtime.forget(space.space_id)
+                with contextlib.suppress(OSError):
+                    app_dir.rmdir()  # the folder made above, if the build did not fill it
         except Exception:
             log.exception("warming %s while it builds", space.space_id)
 
