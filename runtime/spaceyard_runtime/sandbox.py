@@ -376,7 +376,6 @@ class BwrapSandbox(Sandbox):
         """bubblewrap sets ``PWD`` to the directory it starts the command in."""
         return {**env, "PWD": cwd}
 
-
     def command(self, box: Box, argv: list[str], cwd: str) -> tuple[list[str], tuple[int, ...]]:
         assert self.bwrap and self.setpriv
         info_r, info_w = os.pipe()

@@ -74,7 +74,8 @@ class Builds(LifecycleCore):
     async def _warm_early(self, space: Space, revision: str) -> None:
         """While the build runs, warm the Space's runtime (a warm parent) on the environment the build
         starts from, when it is already on this machine (the SDK layer, ``BuildEngine.warm_base``): a build
-        that ends on it starts the app by a fork, not a cold SDK import. Best effort, never fails a push."""
+        that ends on it starts the app by a fork, not a cold SDK import. Not for a Space serving another
+        environment (most of its pushes keep theirs). Best effort, never fails a push."""
         if not self.runtime.capabilities.light_sleep:
             return
         state = self.states.get(space.id)
@@ -83,6 +84,8 @@ class Builds(LifecycleCore):
             if found is None:
                 return
             base, config = found
+            if state is not None and state.serving is not None and state.serving.artifact != base:
+                return  # it serves another environment: an app-only push stays there, the warming would be waste
             app_dir = self.settings.data_dir / "sources" / names.space_folder(space.space_id)
             await asyncio.to_thread(app_dir.mkdir, mode=0o700, parents=True, exist_ok=True)  # the export's folder
             serving = Serving(

@@ -172,12 +172,17 @@ class WarmParents:
         self.ensure(spec)
 
     def retire_others(self, spec: AppSpec) -> int:
-        """``spec`` starts: end the Space's idle warm parents on other environments (a parent warmed
-        early on the environment a build started from, when the build ended on another one). Busy ones
-        (serving the running version) stay. Returns how many went."""
+        """``spec`` starts: end the Space's idle or still warming parents on other environments (a parent
+        warmed early on the environment a build started from, when the build ended on another one). Busy
+        ones (serving the running version) stay. Returns how many went."""
         mine = zygote_key(spec)
         prefix = json.dumps([spec.space_id.lower()])[:-1] + ","
-        gone = [k for k, lineage in self._lineage.items() if lineage.startswith(prefix) and k != mine and self._idle(k)]
+
+        def unused(key: str) -> bool:  # idle, or still warming (then it serves nothing yet either)
+            task = self.tasks.get(key)
+            return self._idle(key) or (task is not None and not task.done())
+
+        gone = [k for k, lineage in self._lineage.items() if lineage.startswith(prefix) and k != mine and unused(k)]
         for key in gone:
             logger.info("warm parent %s ended: its Space starts on another environment", key)
             self.drop(key)
@@ -296,8 +301,11 @@ class WarmParents:
             return
 
         async def close() -> None:
+            if box is not None and not task.done():  # still warming: end it now, not after a whole SDK import
+                await self.sandbox.destroy(box)
             with contextlib.suppress(BaseException):
                 await (await task).close()
+            self._failures.pop(key, None)  # ended on purpose, not failed: a later start may warm it again
             if box is not None:
                 await self.sandbox.destroy(box)
 
