@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The ranges a Space must not reach: RFC 1918, CGNAT (many pod/service CIDRs), link-local (cloud
@@ -32,6 +33,21 @@ class RuntimeSettings(BaseSettings):
     def _absolute(cls, value: Path | None) -> Path | None:
         """State paths are absolute from here on: the sandboxes bind-mount them and children change directory."""
         return value.absolute() if value is not None else None
+
+    @field_validator("docker_network_pool", mode="after")
+    @classmethod
+    def _ipv4_network(cls, value: str) -> str:
+        """A valid IPv4 network (host bits zero), written canonically."""
+        return str(ipaddress.IPv4Network(value))
+
+    @model_validator(mode="after")
+    def _subnets_fit_the_pool(self) -> RuntimeSettings:
+        pool = ipaddress.IPv4Network(self.docker_network_pool)
+        if self.docker_network_prefix < pool.prefixlen:
+            raise ValueError(
+                f"docker_network_prefix /{self.docker_network_prefix} is wider than docker_network_pool {pool}"
+            )
+        return self
 
     data_dir: Path = Field(Path(".data"), description="Root of all state (shared with the platform).")
     app_host: str = Field("127.0.0.1", description="Address local apps bind to.")
@@ -67,6 +83,14 @@ class RuntimeSettings(BaseSettings):
         None,
         description="Docker runtime: network every Space container joins. Default (None): one internal bridge "
         "network per Space (spaceyard-<slug>), so Spaces cannot reach each other.",
+    )
+    docker_network_pool: str = Field(
+        "10.210.0.0/16",
+        description="Docker runtime: IPv4 range the per-Space networks take their subnets from (one "
+        "docker_network_prefix-sized subnet each), instead of the engine's default pools (about 30 networks).",
+    )
+    docker_network_prefix: int = Field(
+        28, ge=8, le=29, description="Docker runtime: prefix length of each per-Space subnet (/28: 14 addresses)."
     )
     docker_strip_default_route: bool = Field(
         True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import urllib.request
 from pathlib import Path
 
@@ -335,6 +336,22 @@ async def test_a_crash_after_ready_is_restarted_by_docker_and_its_output_followe
             await asyncio.sleep(0.1)
     assert status == 200
     assert (await runtime.poll(handle)).state == AppState.RUNNING
+    # A hostile app crashes on purpose to get a fresh network namespace, with a default route, from
+    # Docker's restart: the runtime's route guard deletes it as the engine reports the start.
+    routes = await _routes_eventually_without_default(docker_client, handle.backend_id)
+    assert not any(r.startswith("default") for r in routes), routes
+
+
+async def _routes_eventually_without_default(docker_client: docker.DockerClient, container_id: str) -> list[str]:
+    routes: list[str] = []
+    for _ in range(50):
+        pid = docker_client.api.inspect_container(container_id)["State"]["Pid"]
+        out = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "route"], capture_output=True, text=True)
+        routes = out.stdout.splitlines()
+        if not any(r.startswith("default") for r in routes):
+            break
+        await asyncio.sleep(0.1)
+    return routes
 
 
 async def test_a_new_platform_ends_the_containers_a_killed_one_left_and_only_those(

@@ -2,6 +2,7 @@
 
 Modules: :mod:`.containers` (what a container is: user, read-only root, limits, environment — the whole
 sandbox in one place), :mod:`.network` (each Space's internal bridge, no default route, no DNS),
+:mod:`.routeguard` (no default route after the engine's own starts either),
 :mod:`.gpus` (which host GPU each container holds), :mod:`.logs` (output and exit followed from threads),
 :mod:`.runtime` (the contract methods).
 

@@ -38,6 +38,9 @@ class DockerHubListeners:
                 return endpoint(gateway, self.hub.port)
             if known is not None:
                 known[1].close()
+            for other, (address, _) in list(self._listeners.items()):
+                if address == gateway:  # a removed network's subnet, given to this one: never serve it as that Space
+                    self.forget(other)
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

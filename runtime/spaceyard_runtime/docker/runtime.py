@@ -39,6 +39,7 @@ from .containers import AgentLaunch
 from .gpus import GpuAllocator
 from .hub import DockerHubListeners
 from .logs import DockerApp
+from .routeguard import RouteGuard
 from .sleepers import Sleepers
 
 log = logging.getLogger("spaceyard.runtime.docker")
@@ -68,6 +69,7 @@ class DockerRuntime(Runtime):
         self.hub_listeners: DockerHubListeners | None = None
         self.sleepers = Sleepers()
         self._budget_lock = asyncio.Lock()
+        self.route_guard = RouteGuard(settings) if settings.docker_strip_default_route else None
 
     def attach_hub(self, hub: HubPath) -> None:
         self.hub = hub
@@ -99,7 +101,7 @@ class DockerRuntime(Runtime):
         return self._client
 
     def network_name(self, spec: AppSpec) -> str:
-        return network.network_name(self.settings, spec)
+        return network.network_name(self.settings, spec.slug)
 
     def container_kwargs(
         self, spec: AppSpec, name: str, net: str, gpus: list[str], agent: AgentLaunch | None = None
@@ -141,6 +143,8 @@ class DockerRuntime(Runtime):
     # ------------------------------------------------------------------ docker helpers (blocking)
 
     def _run_container(self, container_id: str, net: str, log: LogSink) -> str:
+        if self.route_guard is not None:
+            self.route_guard.start()  # from now on, also after starts the engine makes by itself
         self.client.api.start(container_id)
         if self.settings.docker_strip_default_route:
             error = network.strip_default_route(self.client, container_id)
@@ -171,8 +175,15 @@ class DockerRuntime(Runtime):
             )
         return None
 
+    async def _drop_network(self, net: str) -> None:
+        """Remove a per-Space network no container is on any more, and the Hub relay listener on it."""
+        gone = await asyncio.to_thread(network.remove_network_if_unused, self.client, self.settings, net)
+        if gone and self.hub_listeners is not None:
+            self.hub_listeners.forget(net)
+
     async def purge(self, space_id: str, slug: str) -> None:
         await asyncio.to_thread(self.files.purge, space_id, slug)  # its Hub cache view
+        await self._drop_network(network.network_name(self.settings, slug))
 
     async def delete_volume(self, volume: str) -> None:
         await asyncio.to_thread(containers.remove_data_volume, self.client, volume)
@@ -194,7 +205,7 @@ class DockerRuntime(Runtime):
         gpus = self.gpus.allocate(name, spec.flavor.gpus)
         log(startup_banner())
         if self.hub_listeners is not None:  # the Hub relay on the network's gateway (hub.py)
-            await asyncio.to_thread(network.ensure_network, self.client, net, spec)
+            await asyncio.to_thread(network.ensure_network, self.client, self.settings, net, spec)
             view = self._hub_view(spec)  # HF_HUB_CACHE, mounted read-only
             env = {**spec.env, "HF_ENDPOINT": await self.hub_listeners.endpoint(self.client, net, spec.space_id, view)}
             if view is not None:
@@ -203,7 +214,7 @@ class DockerRuntime(Runtime):
             spec = replace(spec, env=env)
 
         def create() -> tuple[str, str, float, AgentLaunch | None]:
-            network.ensure_network(self.client, net, spec)
+            network.ensure_network(self.client, self.settings, net, spec)
             containers.ensure_data_volume(self.client, self.files, spec)
             agent = self._agent_launch(spec)
             try:
@@ -220,9 +231,12 @@ class DockerRuntime(Runtime):
 
         try:
             container_id, ip, since, agent = await asyncio.to_thread(create)
-        except docker.errors.APIError as exc:
+        except Exception as exc:
             self.gpus.release(name)
-            raise AppStartError(f"Docker could not start the app: {exc.explanation or exc}") from exc
+            await self._drop_network(net)  # a new Space's network must not outlive its failed first start
+            if isinstance(exc, docker.errors.APIError):
+                raise AppStartError(f"Docker could not start the app: {exc.explanation or exc}") from exc
+            raise
         except BaseException:
             self.gpus.release(name)
             raise
@@ -414,7 +428,7 @@ class DockerRuntime(Runtime):
         finally:
             self.gpus.release(str(handle.extra.get("name", "")))
         net = str(handle.extra.get("network") or self.network_name(handle.spec))
-        await asyncio.to_thread(network.remove_network_if_unused, self.client, self.settings, net)
+        await self._drop_network(net)
 
     async def remove(self, handle: AppHandle) -> None:
         await self.stop(handle, self.settings.stop_grace)
@@ -423,7 +437,7 @@ class DockerRuntime(Runtime):
         """Remove the containers a killed platform on this state directory left (running or stopped):
         labelled with its owner key, none of them is one this process started."""
 
-        def end() -> int:
+        def end() -> tuple[int, int]:
             label = f"{containers.LABEL}.owner={containers.owner_key(self.settings)}"
             ended = 0
             for container in self.client.containers.list(all=True, filters={"label": label}):
@@ -432,15 +446,15 @@ class DockerRuntime(Runtime):
                 with contextlib.suppress(docker.errors.NotFound):
                     container.remove(force=True)
                     ended += 1
-            return ended
+            return ended, network.remove_unused_networks(self.client, self.settings)
 
         try:
-            ended = await asyncio.to_thread(end)
+            ended, networks = await asyncio.to_thread(end)
         except (docker.errors.DockerException, RuntimeBackendError) as exc:
             log.warning("could not look for containers a previous platform left: %s", exc)
             return
-        if ended:
-            log.info("removed %d container(s) a previous platform process left", ended)
+        if ended or networks:
+            log.info("removed %d container(s) and %d network(s) a previous platform process left", ended, networks)
 
     async def suspend(self, handle: AppHandle) -> None:
         """Sleep. With the agent: stop the app and keep the container, its agent and warm parent (light
@@ -599,6 +613,8 @@ class DockerRuntime(Runtime):
         """Re-attach to the container (running, light asleep, or stopped by ``suspend``); ``None`` if it is
         gone. The agent's token is read back from the container's own configuration."""
         container_id = str(state.get("backend_id", ""))
+        if self.route_guard is not None:
+            self.route_guard.start()  # its first sweep covers the containers the engine restarted meanwhile
         try:
             attrs = await asyncio.to_thread(self.client.api.inspect_container, container_id)
         except docker.errors.NotFound:
@@ -648,6 +664,8 @@ class DockerRuntime(Runtime):
         self._apps.clear()
         if self.hub_listeners is not None:
             self.hub_listeners.close()
+        if self.route_guard is not None:
+            await asyncio.to_thread(self.route_guard.close)
         if self._client is not None:
             with contextlib.suppress(Exception):
                 self._client.close()
