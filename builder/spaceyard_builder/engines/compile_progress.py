@@ -1,8 +1,8 @@
 """Bytecode compilation that says how far it is: run by the environment's own interpreter, as a script.
 
-``python compile_progress.py DIR [LIST]`` compiles every ``.py`` file under DIR (or only those LIST names, one
-a line) (like ``compileall -q -j 0``,
-optimization level 0, errors in vendored test files ignored as compileall's exit code would not be)
+``python compile_progress.py DIR [LIST]`` compiles every ``.py`` file under DIR, or only those of DIR that
+the file LIST names (one a line), like ``compileall -q -j 0`` (optimization level 0, errors in vendored test
+files ignored as compileall's exit code would not be),
 that has no up-to-date bytecode (files shared with the SDK layer have theirs) and prints one line about
 every 10% — ``Compiling bytecode: 2400/11873 files (20%)`` — so the build log
 of a first build is never silent for the half minute this takes. It imports nothing from Spaceyard:
