@@ -45,6 +45,13 @@ BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-pro
 GPU_NODE=gpu-0
 
 log() { printf '==> %s\n' "$*" >&2; }
+PROXY_CONFIG_CHANGED=""
+put_proxy_config() { # FILE: stdin into FILE (kube-proxy's), unless it already holds exactly that
+  local tmp
+  tmp=$(mktemp "$1.XXXXXX")
+  cat >"$tmp"
+  if [ -f "$1" ] && cmp -s "$tmp" "$1"; then rm -f "$tmp"; else mv -f "$tmp" "$1"; PROXY_CONFIG_CHANGED=1; fi
+}
 die() { printf 'dev-cluster: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- build
@@ -335,7 +342,9 @@ imageGCHighThresholdPercent: 95
 imageGCLowThresholdPercent: 90
 evictionHard: {memory.available: "200Mi", nodefs.available: "2%", imagefs.available: "2%"}
 YAML
-  cat >"$STATE/kube-proxy.yaml" <<YAML
+  # kube-proxy exits whenever its config file is written: written only when it changes (every test session
+  # runs `up`; a rewrite used to end kube-proxy, and `start` could still see it alive: no kube-proxy at all)
+  put_proxy_config "$STATE/kube-proxy.yaml" <<YAML
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {kubeconfig: "$KUBECONFIG_OUT"}
@@ -469,6 +478,7 @@ up() {
   start kubelet "$BIN/kubelet" --config "$STATE/kubelet/config.yaml" --kubeconfig "$KUBECONFIG_OUT" \
     --hostname-override "$NODE" --node-ip "$NODE_IP" --root-dir "$STATE/kubelet/root" \
     --cert-dir "$STATE/kubelet/pki" --node-labels "spaceyard.dev/pool=cpu"
+  [ -z "$PROXY_CONFIG_CHANGED" ] || stop kube-proxy # it ends itself on the new file: wait, then a new one
   start kube-proxy "$BIN/kube-proxy" --config "$STATE/kube-proxy.yaml"
   start kwok "$BIN/kwok" --kubeconfig "$KUBECONFIG_OUT" --manage-all-nodes=false \
     --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake --cidr 10.99.0.0/16 \

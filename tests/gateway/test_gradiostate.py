@@ -6,9 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import MutableMapping
+from dataclasses import replace
 from typing import Any
 
 from spaceyard_platform.gateway import gradiostate as gs
+from spaceyard_platform.gateway import versions
+from spaceyard_platform.gateway.activity import SpaceActivity
+from spaceyard_platform.gateway.routes import RouteSpec
+from spaceyard_runtime.api import Endpoint
 
 
 def test_state_named_by_each_follow_up() -> None:
@@ -56,3 +61,24 @@ def test_held_body_is_replayed_whole_and_only_small_declared_bodies_are_held() -
         assert (await gs.held_body("POST", "/gradio_api/call/greet", headers, original))[0] is None
 
     asyncio.run(run())
+
+
+def test_a_draining_version_gets_follow_ups_of_its_state_but_no_new_work() -> None:
+    """Retiring a replaced version: a session's new ``queue/join`` goes to the serving version (and the session
+    with it), while the event stream of a join the old version took just before still reaches the old one."""
+    old, new = Endpoint("old", 80), Endpoint("new", 80)
+    pinned = RouteSpec("a/b", "RUNNING", upstream=new, version="v2", previous=old, previous_version="v1")
+    activity = SpaceActivity(lambda: 0.0)
+    activity.gradio_state.remember("session:s1", "v1")
+    join = json.dumps({"session_hash": "s1"}).encode()
+    post: Any = {"method": "POST", "headers": [(b"cookie", b"spaceyard_version=v1")], "query_string": b""}
+    stream: Any = {"method": "GET", "headers": [], "query_string": b"session_hash=s1"}
+    assert versions.pin_version(post, pinned, activity, new, "", "")[0] == old
+    assert versions.follow_state(post, pinned, activity, new, "/gradio_api/queue/join", join) == old
+    draining = replace(pinned, previous_draining=True)
+    assert versions.follow_state(stream, draining, activity, new, "/gradio_api/queue/data") == old, "its stream"
+    endpoint, stamp = versions.pin_version(post, draining, activity, new, "", "")
+    assert endpoint == new and stamp is not None and b"spaceyard_version=v2" in stamp[1]
+    assert versions.follow_state(post, draining, activity, new, "/gradio_api/queue/join", join) == new
+    assert activity.gradio_state.version_of("session:s1") == "v2"
+    assert versions.follow_state(stream, draining, activity, new, "/gradio_api/queue/data") == new, "follows the join"

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ from spaceyard_runtime.kubernetes.desired import ClusterConfig, DesiredSpace
 from tests.kubernetes.cluster import Cluster, build_test_images, start_dev_cluster
 from tests.kubernetes.fakeapi import FakeKubeAPI
 
-NAMESPACE = "spaceyard-spaces"
+NAMESPACE = os.environ.get("SPACEYARD_TEST_SPACES_NAMESPACE", "spaceyard-spaces")
+"""The Spaces namespace the tests reset and use (another one lets two checkouts share the dev cluster)."""
 
 
 @pytest.fixture(scope="session")

@@ -64,10 +64,13 @@ def test_reconcile_rides_out_transient_errors(
     fake.fail("POST", "secrets", 500)
     assert reconcile_space(api, space(), cfg).stage is Stage.RUNNING
     assert fake.failures == []
-    # a replace that loses a race (409 Conflict) is retried from a fresh read
-    fake.fail("PUT", "deployments", 409)
+    # a replace that loses a race (409 Conflict) is retried from a fresh read (the owner records the new image;
+    # the new revision is a Deployment of its own, next to the old one)
+    fake.fail("PUT", "configmaps", 409)
     assert reconcile_space(api, space(image="registry.local/x:2"), cfg).stage is Stage.RUNNING
-    assert len(fake.list("Deployment", NAMESPACE)) == 1
+    assert fake.failures == []
+    assert [o["data"]["image"] for o in fake.list("ConfigMap", NAMESPACE)] == ["registry.local/x:2"]
+    assert len(fake.list("Deployment", NAMESPACE)) == 2
 
 
 def test_forbidden_is_not_retried(

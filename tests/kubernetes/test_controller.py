@@ -70,6 +70,13 @@ def rspace(kube: Cluster, space: Callable[..., DesiredSpace]) -> Callable[..., D
     return make
 
 
+def rev(kube: Cluster, space_id: str = "alice/demo") -> str:
+    """The name of the Space's current revision (its Deployment and Service), from its owner."""
+    owner = kube.get("ConfigMap", NAMESPACE, slugs.space_name(space_id))
+    assert owner is not None, space_id
+    return slugs.revision_name(space_id, owner["data"]["template"])
+
+
 def space_writes(kube: Cluster) -> list[tuple[str, str]]:
     """Writes other than Lease renewals."""
     return [w for w in kube.writes if "/leases" not in w[1]]
@@ -106,7 +113,7 @@ def test_create_is_idempotent_and_owned(kube: Cluster, cfg: ClusterConfig, rspac
     owner = kube.get("ConfigMap", NAMESPACE, NAME)
     assert owner is not None
     for kind in KINDS[1:]:
-        obj = kube.get(kind, NAMESPACE, NAME)
+        obj = kube.get(kind, NAMESPACE, rev(kube) if kind in ("Deployment", "Service") else NAME)
         assert obj is not None, kind
         assert obj["metadata"]["ownerReferences"][0]["uid"] == owner["metadata"]["uid"]
     (pod,) = pods(kube)
@@ -127,13 +134,15 @@ def test_image_update_rolls_to_the_new_image(
     source = Source(rspace())
     ctl, _ = controller(kube, cfg, source)
     settle(ctl, Stage.RUNNING)
-    uid = kube.get("Deployment", NAMESPACE, NAME)["metadata"]["uid"]  # type: ignore[index]
+    old = rev(kube)
     new_image = kube.images["slow"]
     source.set(rspace(image=new_image, revision="2" * 40))
     settle(ctl, Stage.RUNNING)
-    deployment = kube.get("Deployment", NAMESPACE, NAME)
-    assert deployment is not None and deployment["metadata"]["uid"] == uid, "updated in place"
-    current = eventually(lambda: len(pods(kube)) == 1 and pods(kube), "the old pod is gone after the rollout")
+    assert rev(kube) != old, "a new revision is a Deployment and a Service of its own"
+    # once it serves, the controller removes the older revision nobody keeps (retiring is empty)
+    assert {d["metadata"]["name"] for d in kube.list("Deployment", NAMESPACE)} == {rev(kube)}
+    assert {d["metadata"]["name"] for d in kube.list("Service", NAMESPACE)} == {rev(kube)}
+    current = eventually(lambda: len(pods(kube)) == 1 and pods(kube), "the old pod is gone after the update")
     (pod,) = current
     assert pod["spec"]["containers"][0]["image"] == new_image
     assert pod["metadata"]["labels"][objects.LABEL_REVISION] == "2" * 40
@@ -156,8 +165,9 @@ def test_flavor_change_moves_the_space_to_the_gpu_pool(
         "memory": "15Gi",
         "nvidia.com/gpu": "1",
     }, "quantities as the API server canonicalises them"
-    deployment = kube.get("Deployment", NAMESPACE, NAME)
+    deployment = kube.get("Deployment", NAMESPACE, rev(kube))
     assert deployment is not None and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert len(kube.list("Deployment", NAMESPACE)) == 1, "a GPU Space's old revision went before the new one"
 
 
 def test_sleep_scales_to_zero_and_wake_scales_back(
@@ -169,10 +179,10 @@ def test_sleep_scales_to_zero_and_wake_scales_back(
     source.set(rspace(awake=False))
     settle(ctl, Stage.SLEEPING)
     eventually(lambda: pods(kube) == [], "the pod is gone while asleep")
-    deployment = kube.get("Deployment", NAMESPACE, NAME)
+    deployment = kube.get("Deployment", NAMESPACE, rev(kube))
     assert deployment is not None and deployment["spec"]["replicas"] == 0
-    assert kube.get("Service", NAMESPACE, NAME) is not None, "the Service stays while asleep"
-    assert ("PATCH", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{NAME}/scale") in kube.writes
+    assert kube.get("Service", NAMESPACE, rev(kube)) is not None, "the Service stays while asleep"
+    assert ("PATCH", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{rev(kube)}/scale") in kube.writes
     source.set(rspace(awake=True))
     settle(ctl, Stage.RUNNING)
     assert len(pods(kube)) == 1
@@ -185,12 +195,12 @@ def test_kubectl_scale_behind_our_back_is_undone(
 ) -> None:
     ctl, _ = controller(kube, cfg, Source(rspace()))
     settle(ctl, Stage.RUNNING)
-    kube_api.scale(NAME, 0)
+    kube_api.scale(rev(kube), 0)
     eventually(lambda: pods(kube) == [], "scaled to zero behind the controller's back")
     settle(ctl, Stage.RUNNING)
-    kube_api.delete("Deployment", NAME)
+    kube_api.delete("Deployment", rev(kube))
     settle(ctl, Stage.RUNNING)
-    assert kube.get("Deployment", NAMESPACE, NAME) is not None and len(pods(kube)) == 1
+    assert kube.get("Deployment", NAMESPACE, rev(kube)) is not None and len(pods(kube)) == 1
 
 
 def test_gpu_space_waits_for_capacity_and_is_not_slept(
@@ -210,7 +220,7 @@ def test_gpu_space_waits_for_capacity_and_is_not_slept(
     assert statuses[NAME].sleep_deferred is True
     (pod,) = kube.list("Pod", NAMESPACE, objects.space_selector("alice/demo"))
     assert pod["status"]["phase"] == "Pending"
-    deployment = kube.get("Deployment", NAMESPACE, NAME)
+    deployment = kube.get("Deployment", NAMESPACE, rev(kube))
     assert deployment is not None and deployment["spec"]["replicas"] == 1
     # a GPU node joins (what a cluster autoscaler does for the pending pod): the same pod runs there
     kube.add_gpu_node("gpu-1")
@@ -262,7 +272,7 @@ def test_delete_removes_everything(
         lambda: all(p["metadata"]["name"].startswith("space-bob--other") for p in pods(kube)),
         "alice's pod goes with its ReplicaSet",
     )
-    assert kube.get("Deployment", NAMESPACE, "space-bob--other") is not None
+    assert kube.get("Deployment", NAMESPACE, rev(kube, "bob/other")) is not None
     assert delete_space(kube_api, "alice/demo") is False, "deleting again is a no-op (404 = gone)"
 
 
@@ -410,10 +420,10 @@ def test_cluster_record_source_replays_what_the_runtime_wrote(
     apply_space(kube_api, desired, cfg)
     (replayed,) = ClusterRecordSource(kube_api, flavors).desired_spaces()
     assert replayed == desired
-    kube_api.delete("Deployment", NAME)
-    eventually(lambda: kube.get("Deployment", NAMESPACE, NAME) is None, "the Deployment is gone")
+    kube_api.delete("Deployment", rev(kube))
+    eventually(lambda: kube.get("Deployment", NAMESPACE, rev(kube)) is None, "the Deployment is gone")
     assert reconcile_space(kube_api, replayed, cfg).stage in (Stage.STARTING, Stage.SCHEDULING)
-    assert kube.get("Deployment", NAMESPACE, NAME) is not None
+    assert kube.get("Deployment", NAMESPACE, rev(kube)) is not None
 
 
 def test_a_pod_event_after_a_new_revision_does_not_put_the_old_one_back(
@@ -429,10 +439,41 @@ def test_a_pod_event_after_a_new_revision_does_not_put_the_old_one_back(
     new = dataclasses.replace(old, revision="2" * 40, image=kube.images["slow"])
     apply_space(kube_api, new, cfg)  # the platform's rolling update, between two resyncs
     ctl.reconcile_one(NAME)  # the new pod's first watch event
-    owner, deployment = kube.get("ConfigMap", NAMESPACE, NAME), kube.get("Deployment", NAMESPACE, NAME)
+    owner, deployment = kube.get("ConfigMap", NAMESPACE, NAME), kube.get("Deployment", NAMESPACE, rev(kube))
     assert owner is not None and owner["data"]["revision"] == "2" * 40
     assert deployment is not None
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == kube.images["slow"]
+
+
+def test_a_reconcile_from_a_read_older_than_the_runtimes_write_leaves_the_newer_state(
+    kube: Cluster, cfg: ClusterConfig, rspace: Callable[..., DesiredSpace], kube_api: KubeApi, flavors: Any
+) -> None:
+    # Found under the deployed controller: a light sleep's pod resize is a pod event; the controller read the
+    # owner (still awake), the runtime wrote the sleep, and the controller wrote what it had read back over it:
+    # the owner said awake again, so the light sleeper was never deepened by the budget.
+    awake = rspace()
+    apply_space(kube_api, awake, cfg)
+    records = ClusterRecordSource(kube_api, flavors)
+
+    class ReadBeforeTheWrite:
+        """The controller's first read of the Space happened before the runtime's write."""
+
+        reads = 0
+
+        def desired_spaces(self) -> list[DesiredSpace]:
+            return records.desired_spaces()
+
+        def desired_space(self, name: str) -> DesiredSpace | None:
+            self.reads += 1
+            return awake if self.reads == 1 else records.desired_space(name)
+
+    ctl = Controller(kube.client(), cfg, ReadBeforeTheWrite(), identity="x", delete_orphans=False, owner_is_record=True)
+    apply_space(kube_api, dataclasses.replace(awake, awake=False), cfg)  # the runtime's sleep, after that read
+    assert ctl.resync() is not None
+    owner = kube.get("ConfigMap", NAMESPACE, NAME)
+    assert owner is not None and owner["data"]["awake"] == "false", "the owner is the runtime's, never rewritten"
+    deployment = kube.get("Deployment", NAMESPACE, rev(kube))
+    assert deployment is not None and deployment["spec"]["replicas"] == 0, "converged again to the newer state"
 
 
 def test_cluster_record_source_skips_unusable_owners_without_deleting_them(
@@ -448,7 +489,7 @@ def test_cluster_record_source_skips_unusable_owners_without_deleting_them(
     assert [s.space_id for s in source.desired_spaces()] == ["alice/demo"]
     ctl = Controller(kube.client(), cfg, source, identity="x", delete_orphans=False)
     assert ctl.resync() is not None
-    assert kube.get("Deployment", NAMESPACE, "space-bob--gone-flavor") is not None
+    assert kube.get("Deployment", NAMESPACE, rev(kube, "bob/gone-flavor")) is not None
 
 
 def test_observe_reports_absent_and_previous_version_serving(
@@ -481,8 +522,8 @@ def test_the_controller_entry_point_repairs_and_releases_on_sigterm(
 ) -> None:
     """``python -m spaceyard_runtime.kubernetes.controller`` as the chart runs it: env settings, kubeconfig."""
     apply_space(kube_api, rspace(), cfg)
-    kube_api.delete("Deployment", NAME)
-    eventually(lambda: kube.get("Deployment", NAMESPACE, NAME) is None, "the Deployment is gone")
+    kube_api.delete("Deployment", rev(kube))
+    eventually(lambda: kube.get("Deployment", NAMESPACE, rev(kube)) is None, "the Deployment is gone")
     env = {
         **os.environ,
         "SPACEYARD_KUBERNETES_KUBECONFIG": str(kube.kubeconfig),
@@ -499,10 +540,10 @@ def test_the_controller_entry_point_repairs_and_releases_on_sigterm(
     )
     try:
         eventually(
-            lambda: kube.get("Deployment", NAMESPACE, NAME) is not None or proc.poll() is not None,
+            lambda: kube.get("Deployment", NAMESPACE, rev(kube)) is not None or proc.poll() is not None,
             "the controller re-creates the Deployment",
         )
-        assert kube.get("Deployment", NAMESPACE, NAME) is not None, "the controller re-created the Deployment"
+        assert kube.get("Deployment", NAMESPACE, rev(kube)) is not None, "the controller re-created the Deployment"
         lease = kube.get("Lease", NAMESPACE, "spaceyard-controller")
         assert lease is not None and lease["spec"]["holderIdentity"].startswith("controller-0-")
         # the pod watch reports RUNNING once the kubelet has the pod ready

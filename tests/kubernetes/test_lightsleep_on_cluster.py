@@ -25,7 +25,7 @@ from spaceyard_builder.pipeline import run_build
 from spaceyard_builder.settings import BuilderSettings
 from spaceyard_runtime.agent_client import AgentClient, AgentError
 from spaceyard_runtime.api import AppHandle, AppSpec, AppState
-from spaceyard_runtime.kubernetes import lightsleep, objects
+from spaceyard_runtime.kubernetes import lightsleep, objects, slugs
 from spaceyard_runtime.kubernetes.reconcile import agent_token
 from spaceyard_runtime.kubernetes.runtime import KubernetesRuntime
 from spaceyard_runtime.readiness import probe_http
@@ -105,7 +105,8 @@ def _requests(pod: dict[str, Any]) -> dict[str, str]:
 
 
 def _ready_endpoints(rt: KubernetesRuntime, handle: AppHandle) -> list[Any]:
-    slices = rt.api.list("EndpointSlice", f"kubernetes.io/service-name={handle.backend_id}")
+    service = slugs.revision_name(handle.spec.space_id, handle.extra["template"])  # the revision's Service
+    slices = rt.api.list("EndpointSlice", f"kubernetes.io/service-name={service}")
     return [e for s in slices for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready")]
 
 

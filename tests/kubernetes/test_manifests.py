@@ -108,10 +108,19 @@ def test_deployment_strategy_replicas_probe_and_secret_ref(
 ) -> None:
     awake = objects.make_deployment(space(), cfg)
     assert awake["spec"]["replicas"] == 1
-    assert awake["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    # one Deployment per revision: its template never changes, so nothing rolls (a new revision is a new one)
+    assert awake["spec"]["strategy"] == {"type": "Recreate"}
+    template = awake["spec"]["template"]["metadata"]["labels"][objects.LABEL_TEMPLATE]
+    assert awake["metadata"]["name"] == f"space-alice--demo-{template}"
+    assert awake["spec"]["selector"]["matchLabels"] == {
+        objects.LABEL_SPACE: "space-alice--demo",
+        objects.LABEL_TEMPLATE: template,
+    }
     assert objects.make_deployment(space(awake=False), cfg)["spec"]["replicas"] == 0
     assert objects.make_deployment(space(paused=True), cfg)["spec"]["replicas"] == 0
-    assert objects.make_deployment(space(flavor="t4-small"), cfg)["spec"]["strategy"] == {"type": "Recreate"}
+    other = objects.make_deployment(space(image="registry/spaces/alice--demo:2"), cfg)
+    assert other["metadata"]["name"] != awake["metadata"]["name"], "a new revision is a new Deployment"
+    assert objects.needs_one_revision(space(flavor="t4-small")) and not objects.needs_one_revision(space())
     container = awake["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"] == {"path": "/", "port": "http"}
     assert container["ports"] == [{"name": "http", "containerPort": 7860, "protocol": "TCP"}]
@@ -139,8 +148,12 @@ def test_owner_references_and_labels(space: Callable[..., DesiredSpace], cfg: Cl
     owner["metadata"]["uid"] = OWNER_UID
     name = slugs.space_name("Bob/X_Y")
     assert owner["kind"] == "ConfigMap" and owner["data"]["space-id"] == "Bob/X_Y"
+    template = objects.template_key(desired, cfg)
+    assert owner["data"]["template"] == template
     for obj in objects.make_space_objects(desired, cfg, owner):
-        assert obj["metadata"]["name"] == name
+        per_revision = obj["kind"] in ("Deployment", "Service")
+        assert obj["metadata"]["name"] == (slugs.revision_name("Bob/X_Y", template) if per_revision else name)
+        assert len(obj["metadata"]["name"]) <= 63
         assert obj["metadata"]["ownerReferences"] == [
             {"apiVersion": "v1", "kind": "ConfigMap", "name": name, "uid": OWNER_UID}
         ]
@@ -169,4 +182,8 @@ def test_network_policy_isolates_spaces(space: Callable[..., DesiredSpace], cfg:
 def test_service_points_at_the_app_port(space: Callable[..., DesiredSpace], cfg: ClusterConfig) -> None:
     service = objects.make_service(space(app_port=8501), cfg)
     assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
-    assert objects.service_host("alice/demo", cfg) == "space-alice--demo.spaceyard-spaces.svc.cluster.local"
+    template = objects.template_key(space(app_port=8501), cfg)
+    assert service["spec"]["selector"][objects.LABEL_TEMPLATE] == template, "this revision's pod only"
+    assert "sessionAffinity" not in service["spec"]
+    host = objects.service_host("alice/demo", template, cfg)
+    assert host == f"space-alice--demo-{template}.{cfg.namespace}.svc.cluster.local"

@@ -24,6 +24,7 @@ from gradio_client import Client
 
 from spaceyard_builder.baseimage import DEFAULT_TAG
 from tests.conftest import free_port
+from tests.kubernetes.caller import Caller
 from tests.kubernetes.cluster import Cluster, eventually, push_base_image
 from tests.support import ADMIN_TOKEN, Server, git, push, read_sse, start_server, working_copy
 
@@ -106,10 +107,14 @@ def test_a_gradio_space_built_without_docker_runs_in_a_pod_and_a_no_change_rebui
     platform.wait_stage(space, {"RUNNING"}, sha=again, timeout=300)
     assert "nothing to build or upload" in _build_log(platform, space)
     assert _registry_writes(mark) == []
-    (pod,) = eventually(lambda: dev_cluster.list("Pod", NAMESPACE), "the Space's pod")
+    # (a new commit is a new revision: its own pod, the replaced one retired after the grace period)
+    (pod,) = eventually(lambda: len(pods := dev_cluster.list("Pod", NAMESPACE)) == 1 and pods, "one pod", timeout=60)
     assert pod["spec"]["containers"][0]["image"] == image
 
-    # an app-only change: the environment layer is reused, only the small app layer, config and manifest go
+    # an app-only change, called without pause across the update: the environment layer is reused, only the
+    # small app layer, config and manifest go
+    caller = Caller(client)
+    caller.start()
     mark = REGISTRY_LOG.stat().st_size
     app = wc / "app.py"
     # (a fresh line each run: the registry outlives test sessions, and this must be new to it)
@@ -125,8 +130,16 @@ def test_a_gradio_space_built_without_docker_runs_in_a_pod_and_a_no_change_rebui
     assert sent and 1 <= int(sent.group(1)) <= 2 and float(sent.group(2)) < 1.0, log[-2000:]  # config (+ app layer)
     puts = [w for w in _registry_writes(mark) if w.startswith('"PUT') and "/blobs/uploads/" in w]
     assert len(puts) == int(sent.group(1)) and not [w for w in puts if reused.group(1) in w], puts
-    # the old pod keeps serving a few seconds after the new one is ready (preStop, the Service's ClientIP affinity)
-    eventually(lambda: client.predict("cluster", api_name="/greet") == "Hello cluster! (v2)", "v2 serves", timeout=90)
+    # the replaced revision keeps its own Deployment and Service while the caller's session is pinned to it; it
+    # is retired (drained first) after 20 grace periods of continuous use, and the caller moves on to v2
+    assert len(dev_cluster.list("Service", NAMESPACE)) == 2, "the old revision kept its own address"
+    v1, v2 = "Hello rolling! (v1)", "Hello rolling! (v2)"
+    eventually(lambda: caller.answers[-3:] == [v2] * 3, "the caller's session moves to v2", timeout=150)
+    caller.finish()
+    print(caller.report(v2))
+    caller.check_rolled(v1, v2)
+    eventually(lambda: len(dev_cluster.list("Deployment", NAMESPACE)) == 1, "the old revision is gone", timeout=30)
+    assert client.predict("cluster", api_name="/greet") == "Hello cluster! (v2)"
 
     # a wake from zero: the request is held, and the cold start is split into phases in /metrics
     assert platform.api("POST", f"/api/spaces/{space}/sleeptime", json={"seconds": 1}).status_code == 200

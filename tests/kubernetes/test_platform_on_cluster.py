@@ -73,8 +73,8 @@ def test_a_gradio_space_is_served_from_a_pod_sleeps_and_wakes(
     # not ready, so its Service routes nothing to it; the Service and the NetworkPolicy stay
     assert platform.api("POST", "/api/spaces/admin/hello/sleeptime", json={"seconds": 1}).status_code == 200
     platform.wait_stage("admin/hello", {"SLEEPING"}, timeout=120)
-    deployment = dev_cluster.get("Deployment", NAMESPACE, NAME)
-    assert deployment is not None and deployment["spec"]["replicas"] == 1
+    (deployment,) = dev_cluster.list("Deployment", NAMESPACE)  # the one revision's
+    assert deployment["spec"]["replicas"] == 1
     (asleep,) = dev_cluster.list("Pod", NAMESPACE)
     assert asleep["metadata"]["uid"] == pod["metadata"]["uid"]
     assert asleep["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "10m"

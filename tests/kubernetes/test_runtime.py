@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from spaceyard_runtime.api import AppSpec, AppState, Flavor
+from spaceyard_runtime.api import AppHandle, AppSpec, AppState, Flavor
 from spaceyard_runtime.errors import AppCrashed, AppStartError, CapacityPending
 from spaceyard_runtime.factory import runtime_class
-from spaceyard_runtime.kubernetes import objects
+from spaceyard_runtime.kubernetes import objects, slugs
 from spaceyard_runtime.kubernetes.runtime import KubernetesRuntime
 from spaceyard_runtime.settings import RuntimeSettings
 from tests.kubernetes.cluster import Cluster
@@ -51,13 +51,18 @@ async def wait_for(predicate: Any, what: str, timeout: float = 60) -> None:
     raise AssertionError(f"never happened: {what}")
 
 
-def service_get(kube: Cluster, path: str = "/") -> httpx.Response:
-    """GET through the Space's Service (its ClusterIP, routed to the pod by kube-proxy).
+def revision(handle: AppHandle) -> str:
+    """The name of the handle's revision: its Deployment and its Service."""
+    return slugs.revision_name(handle.spec.space_id, handle.extra["template"])
+
+
+def service_get(kube: Cluster, handle: AppHandle, path: str = "/") -> httpx.Response:
+    """GET through the Service of the handle's revision (its ClusterIP, routed to the pod by kube-proxy).
 
     A pod that just became ready reaches kube-proxy's rules a moment later (EndpointSlice, then an
     iptables sync): until then the ClusterIP refuses connections, so refusals are retried for 15 s.
     """
-    service = kube.get("Service", NAMESPACE, NAME)
+    service = kube.get("Service", NAMESPACE, revision(handle))
     assert service is not None
     deadline = time.monotonic() + 15
     while True:
@@ -76,17 +81,19 @@ def test_factory_maps_kubernetes_to_this_class() -> None:
 async def test_start_wait_ready_poll_and_logs(runtime: KubernetesRuntime, kube: Cluster) -> None:
     lines: list[str] = []
     handle = await runtime.start(spec(kube.images["ok"]), lines.append)
-    assert handle.endpoint.host == "space-alice--demo.spaceyard-spaces.svc.cluster.local"
+    assert handle.endpoint.host == f"{revision(handle)}.{NAMESPACE}.svc.cluster.local"
     assert handle.endpoint.port == 80 and handle.backend_id == NAME
     await runtime.wait_ready(handle, timeout=120)
     assert (await runtime.poll(handle)).state is AppState.RUNNING
     await wait_for(lambda: "* Running on local URL:  http://0.0.0.0:7860" in lines, "first log line")
-    response = await asyncio.to_thread(service_get, kube, "/hello")
+    response = await asyncio.to_thread(service_get, kube, handle, "/hello")
     assert response.status_code == 200 and response.text == "ok hello x\n", "the Secret reached the app's env"
     await wait_for(lambda: "request served /hello" in lines, "streamed log line of the request")
     assert kube.secret_data(NAMESPACE, NAME) == {"TOKEN": "x"}
     # the runtime resolved the plain Flavor through the flavors file: requests below limits
-    resources = kube.get("Deployment", NAMESPACE, NAME)["spec"]["template"]["spec"]["containers"][0]["resources"]  # type: ignore[index]
+    deployment = kube.get("Deployment", NAMESPACE, revision(handle))
+    assert deployment is not None
+    resources = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]
     assert resources["requests"]["cpu"] == "500m" and resources["limits"]["cpu"] == "2"
     (pod,) = kube.list("Pod", NAMESPACE)
     assert pod["spec"]["nodeName"] == "cpu-0"
@@ -106,7 +113,7 @@ async def test_suspend_and_resume(runtime: KubernetesRuntime, kube: Cluster) -> 
     handle = await runtime.start(spec(kube.images["ok"]), lambda line: None)
     await runtime.wait_ready(handle, timeout=120)
     await runtime.suspend(handle)
-    assert kube.get("Deployment", NAMESPACE, NAME)["spec"]["replicas"] == 0  # type: ignore[index]
+    assert kube.get("Deployment", NAMESPACE, revision(handle))["spec"]["replicas"] == 0  # type: ignore[index]
     await wait_for(lambda: kube.list("Pod", NAMESPACE) == [], "no pod while asleep")
     assert (await runtime.poll(handle)).state is AppState.EXITED
     woken = await runtime.resume(handle, lambda line: None)
@@ -115,7 +122,7 @@ async def test_suspend_and_resume(runtime: KubernetesRuntime, kube: Cluster) -> 
     assert woken.endpoint == handle.endpoint
     cold = woken.extra["cold_start"]
     assert cold["seconds"] > 0 and cold["capacity_wait_seconds"] == 0
-    assert (await asyncio.to_thread(service_get, kube)).status_code == 200
+    assert (await asyncio.to_thread(service_get, kube, woken)).status_code == 200
 
 
 async def test_gpu_flavor_lands_on_the_gpu_pool(runtime: KubernetesRuntime, kube: Cluster) -> None:
@@ -156,18 +163,36 @@ async def test_crash_loop_raises_app_crashed_with_log_tail(runtime: KubernetesRu
     assert status.state is AppState.EXITED and "ModuleNotFoundError: torch" in status.message
 
 
-async def test_new_revision_then_stopping_the_old_handle_keeps_the_new(
+def revisions(kube: Cluster) -> dict[str, set[str]]:
+    """The revision names of the Space's Deployments and Services."""
+    return {kind: {o["metadata"]["name"] for o in kube.list(kind, NAMESPACE)} for kind in ("Deployment", "Service")}
+
+
+async def test_a_new_revision_comes_up_next_to_the_old_one_which_keeps_its_own_endpoint_until_stopped(
     runtime: KubernetesRuntime, kube: Cluster
 ) -> None:
     old = await runtime.start(spec(kube.images["ok"]), lambda line: None)
     await runtime.wait_ready(old, timeout=120)
     new = await runtime.start(spec(kube.images["slow"], revision="2" * 40), lambda line: None)
+    assert new.endpoint != old.endpoint, "a revision of its own: a Deployment and a Service"
+    assert revisions(kube) == {"Deployment": {revision(old), revision(new)}, "Service": {revision(old), revision(new)}}
+    owner = kube.get("ConfigMap", NAMESPACE, NAME)
+    assert owner is not None and owner["data"]["template"] == new.extra["template"]
+    assert owner["data"]["retiring"] == f'["{old.extra["template"]}"]', "kept for its pinned sessions"
+    assert (await asyncio.to_thread(service_get, kube, old)).text.startswith("ok "), "serves while the new starts"
     await runtime.wait_ready(new, timeout=120)
-    await runtime.stop(old)
-    assert kube.get("Deployment", NAMESPACE, NAME) is not None, "the old handle no longer owns the objects"
-    # The old pod drains (its preStop wait, the Service's client affinity) before the rolling update ends it:
-    # the new revision serves alone once it has.
-    await wait_for(lambda: service_get(kube).text.startswith("slow "), "the Service serves the new revision", 90)
+    assert (await asyncio.to_thread(service_get, kube, new)).text.startswith("slow ")
+    assert (await asyncio.to_thread(service_get, kube, old)).text.startswith("ok "), "still, until it is retired"
+
+    await runtime.stop(old)  # the lifecycle retires it: its own objects go, nothing else
+    assert revisions(kube) == {"Deployment": {revision(new)}, "Service": {revision(new)}}
+    owner = kube.get("ConfigMap", NAMESPACE, NAME)
+    assert owner is not None and "retiring" not in owner["data"]
+    await wait_for(lambda: len(kube.list("Pod", NAMESPACE)) == 1, "the old revision's pod is gone", 30)
+    (pod,) = kube.list("Pod", NAMESPACE)
+    assert pod["metadata"]["labels"][objects.LABEL_TEMPLATE] == new.extra["template"]
+    assert (await runtime.poll(new)).state is AppState.RUNNING
+    assert (await asyncio.to_thread(service_get, kube, new)).text.startswith("slow ")
     await runtime.remove(new)
     for kind in ("ConfigMap", "Secret", "Service", "Deployment", "NetworkPolicy"):
         assert kube.list(kind, NAMESPACE) == [], kind
@@ -175,16 +200,43 @@ async def test_new_revision_then_stopping_the_old_handle_keeps_the_new(
     await runtime.stop(new)  # idempotent
 
 
+async def test_a_failed_new_revision_gives_the_space_back_to_the_one_still_serving(
+    runtime: KubernetesRuntime, kube: Cluster
+) -> None:
+    old = await runtime.start(spec(kube.images["ok"]), lambda line: None)
+    await runtime.wait_ready(old, timeout=120)
+    new = await runtime.start(spec(kube.images["crash"], revision="2" * 40), lambda line: None)
+    with pytest.raises(AppCrashed):
+        await runtime.wait_ready(new, timeout=120)
+    await runtime.stop(new)  # what the lifecycle does with a failed start; the old version keeps serving
+    assert revisions(kube) == {"Deployment": {revision(old)}, "Service": {revision(old)}}
+    owner = kube.get("ConfigMap", NAMESPACE, NAME)
+    assert owner is not None and owner["data"]["template"] == old.extra["template"]
+    assert owner["data"]["revision"] == "1" * 40
+    assert (await runtime.poll(old)).state is AppState.RUNNING
+    assert (await asyncio.to_thread(service_get, kube, old)).text.startswith("ok ")
+
+
 async def test_state_survives_a_platform_restart(kube: Cluster) -> None:
     first = KubernetesRuntime(SETTINGS, api_client=kube.client())
+    replaced = await first.start(spec(kube.images["ok"], revision="0" * 40), lambda line: None)
     handle = await first.start(spec(kube.images["ok"]), lambda line: None)
     await first.wait_ready(handle, timeout=120)
     state = first.get_state(handle)
-    await first.aclose()
+    await first.aclose()  # it stopped mid-swap: the replaced revision was never retired
+    pod = kube.list("Pod", NAMESPACE, objects.revision_selector("alice/demo", handle.extra["template"]))[0]
     second = KubernetesRuntime(SETTINGS, api_client=kube.client())
     again = await second.load_state(spec(kube.images["ok"]), state, lambda line: None)
     assert again is not None and again.endpoint == handle.endpoint
     assert (await second.poll(again)).state is AppState.RUNNING
+    # no pin outlives the platform: what was kept for them goes; the serving pod is the same one
+    assert revisions(kube) == {"Deployment": {revision(handle)}, "Service": {revision(handle)}}
+    assert "retiring" not in kube.get("ConfigMap", NAMESPACE, NAME)["data"]  # type: ignore[index]
+    uids = [
+        p["metadata"]["uid"]
+        for p in kube.list("Pod", NAMESPACE, objects.revision_selector("alice/demo", handle.extra["template"]))
+    ]
+    assert pod["metadata"]["uid"] in uids and replaced.endpoint != again.endpoint
     assert await second.load_state(spec(kube.images["ok"], revision="9" * 40), state, lambda line: None) is None
     await second.aclose()
 

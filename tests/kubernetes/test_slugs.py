@@ -40,7 +40,7 @@ TRICKY = [
 
 @pytest.mark.parametrize("space_id", TRICKY)
 def test_names_are_dns_labels(space_id: str) -> None:
-    for name in (slugs.space_name(space_id), slugs.safe_slug(space_id)):
+    for name in (slugs.space_name(space_id), slugs.safe_slug(space_id), slugs.revision_name(space_id, "f" * 16)):
         assert slugs.is_dns_label(name), name
         assert len(name) <= 63
 
@@ -49,6 +49,8 @@ def test_no_collisions_and_stable() -> None:
     names = [slugs.space_name(s) for s in TRICKY]
     assert len(set(names)) == len(TRICKY)
     assert names == [slugs.space_name(s) for s in TRICKY]
+    revisions = {slugs.revision_name(s, t) for s in TRICKY for t in ("0" * 16, "1" * 16)}
+    assert len(revisions) == 2 * len(TRICKY)
 
 
 def test_clean_ids_stay_readable_and_others_get_a_hash() -> None:

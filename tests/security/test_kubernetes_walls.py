@@ -61,7 +61,7 @@ def image_env(image: str) -> set[str]:
 async def test_a_space_pod_keeps_its_walls(runtime: KubernetesRuntime, kube: Cluster) -> None:  # noqa: F811
     handle = await runtime.start(spec(kube.images["ok"], env=SPACE_ENV), lambda line: None)
     await runtime.wait_ready(handle, timeout=120)
-    response = await asyncio.to_thread(service_get, kube, "/walls")
+    response = await asyncio.to_thread(service_get, kube, handle, "/walls")
     assert response.status_code == 200
     seen: dict[str, Any] = json.loads(response.text)
 

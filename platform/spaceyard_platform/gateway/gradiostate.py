@@ -33,6 +33,7 @@ _FOLLOW = re.compile(r"^/(?:gradio_api/)?call/[^/]+/([^/]+)/?$")
 _UPLOAD = re.compile(r"^/(?:gradio_api/)?upload/?$")
 _FILE = re.compile(r"^/(?:gradio_api/)?file=(.+)$")
 _SESSION_POST = re.compile(r"^/(?:gradio_api/)?(?:queue/join|cancel)/?$")
+_JOIN = re.compile(r"^/(?:gradio_api/)?queue/join/?$")
 _SESSION_QUERY = re.compile(r"^/(?:gradio_api/)?queue/data/?$")
 _SESSION_PATH = re.compile(r"^/(?:gradio_api/)?(?:heartbeat|stream)/([^/]+)(?:/.*)?$")
 SESSION = "session:"
@@ -71,6 +72,11 @@ def state_key(method: str, path: str, query: bytes = b"", body: bytes | None = N
         hashes = parse_qs(query.decode("latin-1")).get("session_hash")
         return SESSION + hashes[0] if hashes else None
     return None
+
+
+def is_join(method: str, path: str) -> bool:
+    """A ``queue/join``: new work of a session (not a follow-up of what it already asked)."""
+    return method == "POST" and bool(_JOIN.match(path))
 
 
 def asked_keys(method: str, path: str, body: bytes | None) -> list[str]:

@@ -62,6 +62,10 @@ class RouteSpec:
     ``previous_version`` still reaches it, so sessions started before the swap (Gradio event ids,
     session state) finish where their state lives."""
     previous_version: str = ""
+    previous_draining: bool = False
+    """The previous version is being retired: it takes no new work (a stamped visitor, a session's new
+    ``queue/join`` go to the serving version), only follow-ups of state it holds (a session's event stream,
+    an event id, a file), so that what was sent there just before finishes there."""
     label: str = ""
     """The Space's stored subdomain label (``Space.app_label``); empty means the Hub derivation."""
 

@@ -2,8 +2,11 @@
 
 A visitor stamped (cookie ``spaceyard_version``) with the version the last swap replaced keeps reaching
 it while the deployer keeps it routed (``RouteSpec.previous``); so does a cookie-less follow-up naming
-Gradio state that version holds (:mod:`.gradiostate`). Every use is recorded in the Space's
-:class:`~.activity.SpaceActivity` (the deployer retires the version once unused for a while).
+Gradio state that version holds (:mod:`.gradiostate`). When the deployer retires it, it first *drains*
+(``RouteSpec.previous_draining``): new work goes to the serving version, follow-ups of state still go to
+the previous one, so a call whose ``queue/join`` reached it gets its event stream from it too. Every use
+is recorded in the Space's :class:`~.activity.SpaceActivity` (the deployer retires the version once
+unused for a while).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ def pin_version(
             stamped = hdr.cookie_value(value, VERSION_COOKIE)
             break
     if stamped is not None:
-        if route.previous is not None and stamped == route.previous_version:
+        if route.previous is not None and stamped == route.previous_version and not route.previous_draining:
             activity.use_version(route.previous_version)
             return route.previous, None
         if stamped == route.version:
@@ -45,8 +48,10 @@ def follow_state(
 ) -> Endpoint:
     """A cookie-less follow-up naming Gradio state the replaced version holds goes there; a queue session a
     ``queue/join`` names (``body``: its held-back JSON, :func:`gradiostate.held_body`) is remembered with the
-    version it is sent to."""
-    if route.previous is not None and endpoint != route.previous:
+    version it is sent to. While the previous version drains, a new ``queue/join`` is new work: it goes to the
+    serving version, and the session with it."""
+    draining_join = route.previous_draining and gs.is_join(scope["method"], path)
+    if route.previous is not None and endpoint != route.previous and not draining_join:
         key = gs.state_key(scope["method"], path, scope.get("query_string") or b"", body)
         if key is not None and activity.gradio_state.version_of(key) == route.previous_version:
             activity.use_version(route.previous_version)

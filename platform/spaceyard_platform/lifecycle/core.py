@@ -187,6 +187,7 @@ class LifecycleCore:
             version=serving.build_id if serving is not None and state.handle is not None else "",
             previous=previous.endpoint if previous is not None else None,
             previous_version=previous.version if previous is not None else "",
+            previous_draining=previous.draining if previous is not None else False,
         )
         self.routes.add_route(spec)
         state.route = spec

@@ -4,13 +4,16 @@ A version's start runs *outside* the Space's lock as a task of its own (``state.
 pause, restart or delete meanwhile does not wait for it, it cancels it (the half-started app is
 stopped). Only the swap takes the lock again, and only if this build is still the latest. The replaced
 version stays routed to visitors pinned to it (their session started there) until none has used it for
-``version_grace`` seconds (at most :data:`RETIRE_MAX` grace periods), drains :data:`DRAIN` seconds, and
-stops. A monitor turns an app that dies while serving into ``RUNTIME_ERROR`` with its last lines.
+``version_grace`` seconds (at most :data:`RETIRE_MAX` grace periods), drains :data:`DRAIN` seconds (new
+work goes to the serving version, follow-ups of the state it holds still to it), is routed to no more for
+another :data:`DRAIN` seconds (what was sent to it finishes), and stops.
+A monitor turns an app that dies while serving into ``RUNTIME_ERROR`` with its last lines.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 from spaceyard_runtime.api import AppHandle
@@ -190,10 +193,16 @@ class Running(LifecycleCore):
             if now - last >= grace or now - started >= RETIRE_MAX * grace:
                 break
             await asyncio.sleep(max(0.05, grace - (now - last)))
-        if pinned() is not None:
-            state.previous = None
+        if (previous := pinned()) is not None:
+            # drain: no new work, only follow-ups of what it holds (a session's stream after its join)
+            state.previous = dataclasses.replace(previous, draining=True)
             if self.states.get(state.pk) is state:
-                self._publish(state, previous=None, previous_version="")
+                self._publish(state, previous_draining=True)
+            await asyncio.sleep(DRAIN)
+            if pinned() is not None:
+                state.previous = None
+                if self.states.get(state.pk) is state:
+                    self._publish(state, previous=None, previous_version="", previous_draining=False)
             await asyncio.sleep(DRAIN)
         try:
             await self.runtime.remove(handle)

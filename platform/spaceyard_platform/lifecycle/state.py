@@ -52,6 +52,8 @@ class Previous:
 
     endpoint: Endpoint
     version: str
+    draining: bool = False
+    """Being retired: it gets only follow-ups of state it holds (``RouteSpec.previous_draining``)."""
 
 
 @dataclass(eq=False)

@@ -42,6 +42,8 @@ from .reconcile import delete_space, managed_spaces, reconcile_space
 log = logging.getLogger(__name__)
 
 StatusSink = Callable[[SpaceStatus], None]
+RECHECKS = 3
+"""Reconciles of one Space in a row while its desired state keeps changing under the controller."""
 
 
 class DesiredStateSource(Protocol):
@@ -187,11 +189,14 @@ class Controller:
         lease_duration: int = 15,
         resync_interval: float = 30.0,
         delete_orphans: bool = True,
+        owner_is_record: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.api = KubeApi(api_client, cfg.namespace)
         self.delete_orphans = delete_orphans
         """Delete Spaces the source no longer lists (off when the source *is* the cluster's records)."""
+        self.owner_is_record = owner_is_record
+        """The source reads the owner objects (:class:`ClusterRecordSource`): the controller never writes them."""
         self.cfg = cfg
         self.source = source
         self.identity = identity or default_identity()
@@ -241,12 +246,21 @@ class Controller:
         return self._reconcile(space)
 
     def _reconcile(self, space: DesiredSpace) -> SpaceStatus | None:
+        """Converge to ``space``; if the desired state changed meanwhile (the runtime wrote a newer one while
+        this reconcile applied what it had read), converge again to the newer one, so that nothing written
+        from the older read outlives it."""
+        name = slugs.space_name(space.space_id)
         try:
-            status = reconcile_space(self.api, space, self.cfg)
+            for _ in range(RECHECKS):
+                status = reconcile_space(self.api, space, self.cfg, write_owner=not self.owner_is_record)
+                fresh = self.source.desired_space(name)
+                if fresh is None or fresh == space:
+                    break
+                log.info("space %s: its desired state changed while it was reconciled: again", space.space_id)
+                space = self._desired[name] = fresh
         except Exception:
             log.exception("space %s: reconcile failed; retried at the next event or resync", space.space_id)
             return None
-        name = slugs.space_name(space.space_id)
         if self.statuses.get(name) != status:
             self.statuses[name] = status
             self.status_sink(status)
@@ -349,6 +363,7 @@ class ClusterRecordSource:
                 light=data.get("light") == "true",
                 light_since=float(data.get("light-since") or 0),
                 light_bytes=int(data.get("light-bytes") or 0),
+                retiring=tuple(json.loads(data.get("retiring") or "[]")),
             )
         except (KeyError, ValueError) as exc:  # UnknownFlavor is a KeyError: flavor removed from the file
             log.error("owner %s is not usable, leaving it alone: %s", owner["metadata"]["name"], exc)
@@ -378,6 +393,7 @@ def main() -> None:  # pragma: no cover - the container entry point; the pieces 
         source,
         status_sink=report,
         delete_orphans=False,
+        owner_is_record=True,
         lease_name=settings.kubernetes_lease_name,
         resync_interval=settings.kubernetes_resync_interval,
     )

@@ -52,6 +52,10 @@ class DesiredSpace:
     """``time.time()`` the light sleep began: the cluster's light sleepers are deepened oldest first."""
     light_bytes: int = 0
     """What the light sleeper costs (its agent's and warm parent's private memory), for the memory budget."""
+    retiring: tuple[str, ...] = ()
+    """Pod template hashes of replaced revisions that still serve the sessions pinned to them: their
+    Deployment and Service stay until the runtime retires them (the lifecycle stops their handles); any other
+    revision is removed once this one serves (or sleeps)."""
 
     def __post_init__(self) -> None:
         for kind, values in (("secret", self.secrets), ("variable", self.variables)):

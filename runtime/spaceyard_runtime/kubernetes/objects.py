@@ -1,23 +1,33 @@
 """Manifests as pure functions: ``make_*(typed input) -> dict``. No I/O, no client, no clock.
 
-Per Space (all named :func:`slugs.space_name`, all labelled ``spaceyard.dev/space=<slug>``):
+Per Space (all labelled ``spaceyard.dev/space=<slug>``), named :func:`slugs.space_name`:
 
-* a **ConfigMap** — the *owner object*: it records the desired state (id, revision, flavor) and every
-  other object of the Space has an ``ownerReference`` to it, so deleting it makes the Kubernetes
-  garbage collector remove the rest (and a controller restart finds Spaces by listing owners);
+* a **ConfigMap** — the *owner object*: it records the desired state (id, revision, flavor, the current
+  revision's pod template hash, the replaced revisions still kept) and every other object of the Space has
+  an ``ownerReference`` to it, so deleting it makes the Kubernetes garbage collector remove the rest (and a
+  controller restart finds Spaces by listing owners);
 * a **Secret** with the Space's secrets, reaching the app through ``envFrom.secretRef``;
-* a **Deployment** with replicas 1 (awake) or 0 (asleep), resources from the flavor;
-* a **Service** (ClusterIP, port 80 -> the app port), the address the gateway proxies to;
 * a **NetworkPolicy**: ingress only from the gateway pods, egress to DNS, to the Hub relay port of the
   platform pods (``hub_relay_port``) and the internet but not to private/cluster ranges (so neither the
-  platform's other services nor other Spaces are reachable).
+  platform's other services nor other Spaces are reachable); it selects every revision's pods.
 
-Why a Deployment and not a StatefulSet: a Space is one stateless replica (the Hub's disk is not
-persistent either), so a StatefulSet's stable identity and ordered, volume-bound pods buy nothing,
-while its rolling update deletes the old pod *before* starting the new one — every rebuild would be
-an outage. A Deployment with ``maxSurge: 1, maxUnavailable: 0`` keeps the old version serving until
-the new one is ready. GPU flavors use ``Recreate`` instead: a surge pod would need a second GPU and
-could wait forever for it. Both scale to 0 and back the same way, which is all sleep/wake needs.
+Per **revision** (one pod template: image, flavor, variables, secrets' hash), named
+:func:`slugs.revision_name` (the Space's slug and the template hash) and labelled with the hash too:
+
+* a **Deployment** with replicas 1 (awake) or 0 (asleep), resources from the flavor;
+* a **Service** (ClusterIP, port 80 -> the app port) selecting only that revision's pod: the address the
+  gateway proxies to for this revision.
+
+A new revision is a new Deployment and Service next to the old ones, never an update of them: the replaced
+revision keeps its own address, so the gateway can keep the sessions that started there on it (version
+pinning, as with the local and Docker runtimes) until the lifecycle retires it (``Runtime.stop`` of its
+handle deletes its two objects). A revision's template never changes, so its Deployment never rolls.
+GPU flavors and Spaces with ``/data`` cannot run two revisions at once (a second GPU, a ReadWriteOnce
+claim): the other revisions are removed before the new one is applied (an outage, as ``Recreate`` was).
+
+Why a Deployment and not a bare pod or a StatefulSet: the ReplicaSet re-creates a pod that is evicted or
+deleted, and scales to 0 and back for sleep and wake; a StatefulSet's stable identity and ordered,
+volume-bound pods buy nothing for one stateless replica.
 
 Images are built by the build worker (``spaceyard_builder``'s oci engine pushes them to the registry
 without a Docker socket or privileges); nothing here runs builds.
@@ -53,7 +63,7 @@ GPU_RESOURCE = "nvidia.com/gpu"
 WRITABLE_SDKS = {"docker"}
 """SDKs whose images we did not build: they may write anywhere, so their root filesystem stays writable."""
 PRESTOP_SECONDS = 5
-"""How long a replaced Space pod keeps serving after it is told to stop (the Service stops routing to it meanwhile)."""
+"""How long a Space pod keeps serving after it is told to stop (its Service stops routing to it meanwhile)."""
 
 
 def space_labels(space_id: str) -> dict[str, str]:
@@ -75,6 +85,23 @@ def _meta(space: DesiredSpace, cfg: ClusterConfig, component: str) -> dict[str, 
         "labels": {**space_labels(space.space_id), LABEL_COMPONENT: component},
         "annotations": {ANNOTATION_SPACE_ID: space.space_id},
     }
+
+
+def _revision_meta(space: DesiredSpace, cfg: ClusterConfig, component: str, template: str) -> dict[str, Any]:
+    meta = _meta(space, cfg, component)
+    meta["name"] = slugs.revision_name(space.space_id, template)
+    meta["labels"][LABEL_TEMPLATE] = template
+    return meta
+
+
+def revision_selector(space_id: str, template: str) -> str:
+    """The pods (and the Deployment and Service) of one revision of the Space."""
+    return f"{space_selector(space_id)},{LABEL_TEMPLATE}={template}"
+
+
+def template_key(space: DesiredSpace, cfg: ClusterConfig) -> str:
+    """The hash of the Space's pod template: what names its revision."""
+    return str(make_pod_template(space, cfg)["metadata"]["labels"][LABEL_TEMPLATE])
 
 
 def owned_meta(space: DesiredSpace, cfg: ClusterConfig, component: str, owner: Mapping[str, Any]) -> dict[str, Any]:
@@ -121,6 +148,8 @@ def make_owner(space: DesiredSpace, cfg: ClusterConfig) -> Manifest:
                 "variables": json.dumps(dict(space.variables), sort_keys=True),
                 "awake": str(space.awake).lower(),
                 "paused": str(space.paused).lower(),
+                "template": template_key(space, cfg),
+                **({"retiring": json.dumps(list(space.retiring))} if space.retiring else {}),
                 **(
                     {
                         "agent": json.dumps(list(space.agent)),
@@ -301,42 +330,46 @@ def make_data_claim(space: DesiredSpace, cfg: ClusterConfig) -> Manifest:
 
 
 def make_deployment(space: DesiredSpace, cfg: ClusterConfig, owner: Mapping[str, Any] | None = None) -> Manifest:
-    strategy: dict[str, Any] = (
-        {"type": "Recreate"}
-        if space.flavor.gpus or space.storage is not None  # a GPU or a ReadWriteOnce claim is not shared
-        else {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
-    )
+    """The Deployment of the Space's current revision (see the module docstring: one per revision)."""
+    template = make_pod_template(space, cfg)
+    key = template["metadata"]["labels"][LABEL_TEMPLATE]
     obj: Manifest = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(space, cfg, "app"),
+        "metadata": _revision_meta(space, cfg, "app", key),
         "spec": {
             "replicas": space.replicas,
-            "revisionHistoryLimit": 2,
+            "revisionHistoryLimit": 0,
             "progressDeadlineSeconds": 600,
-            "strategy": strategy,
-            "selector": {"matchLabels": {LABEL_SPACE: slugs.space_name(space.space_id)}},
-            "template": make_pod_template(space, cfg),
+            # its template never changes (a new one is a new Deployment): nothing ever rolls; a pod that is
+            # replaced (evicted, deleted) may need the GPU or the ReadWriteOnce claim of the one it replaces
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": {LABEL_SPACE: slugs.space_name(space.space_id), LABEL_TEMPLATE: key}},
+            "template": template,
         },
     }
     return _owned(with_hash(obj), owner)
 
 
 def make_service(space: DesiredSpace, cfg: ClusterConfig, owner: Mapping[str, Any] | None = None) -> Manifest:
+    """The address of the Space's current revision: its pod only, never another revision's."""
+    key = template_key(space, cfg)
     obj: Manifest = {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(space, cfg, "service"),
+        "metadata": _revision_meta(space, cfg, "service", key),
         "spec": {
             "type": "ClusterIP",
-            # the gateway is the only client: one pod serves it at a time, so a Gradio queue's join and its
-            # event stream never land on two pods while a rolling update has both ready
-            "sessionAffinity": "ClientIP",
-            "selector": {LABEL_SPACE: slugs.space_name(space.space_id), LABEL_COMPONENT: "app"},
+            "selector": {LABEL_SPACE: slugs.space_name(space.space_id), LABEL_COMPONENT: "app", LABEL_TEMPLATE: key},
             "ports": [{"name": "http", "port": cfg.service_port, "targetPort": "http", "protocol": "TCP"}],
         },
     }
     return _owned(with_hash(obj), owner)
+
+
+def needs_one_revision(space: DesiredSpace) -> bool:
+    """Two revisions of the Space cannot run at once: a GPU each, or one ReadWriteOnce ``/data`` claim."""
+    return bool(space.flavor.gpus) or space.storage is not None
 
 
 def make_network_policy(space: DesiredSpace, cfg: ClusterConfig, owner: Mapping[str, Any] | None = None) -> Manifest:
@@ -414,5 +447,6 @@ def make_space_objects(space: DesiredSpace, cfg: ClusterConfig, owner: Mapping[s
     ]
 
 
-def service_host(space_id: str, cfg: ClusterConfig) -> str:
-    return f"{slugs.space_name(space_id)}.{cfg.namespace}.svc.{cfg.cluster_domain}"
+def service_host(space_id: str, template: str, cfg: ClusterConfig) -> str:
+    """The cluster DNS name of one revision's Service."""
+    return f"{slugs.revision_name(space_id, template)}.{cfg.namespace}.svc.{cfg.cluster_domain}"

@@ -14,6 +14,12 @@ cluster and the desired state are the only inputs.
 * ``CrashLoopBackOff``, repeated restarts, image pull failures -> ``RUNTIME_ERROR`` with the exit code
   and the last lines of the crashed container's log.
 * a ready pod of the current template -> ``RUNNING``; replicas 0 -> ``SLEEPING`` / ``PAUSED``.
+
+Revisions (:mod:`.objects`: a Deployment and a Service per pod template): once the current revision
+serves (or sleeps), :func:`reconcile_space` removes the Space's other revisions that are older than it and
+not kept for pinned sessions (``DesiredSpace.retiring``) — what a platform that stopped mid-swap, or a
+template changed by a new version of this code, leaves behind. Newer ones are never removed here: they
+are what a reconcile from an older desired state could not know of yet.
 """
 
 from __future__ import annotations
@@ -35,21 +41,66 @@ log = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 30
 IMAGE_ERRORS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"}
-DEPENDENT_KINDS = ("Deployment", "Service", "NetworkPolicy", "Secret")
+DEPENDENT_KINDS = ("NetworkPolicy", "Secret")
+"""Kinds of the Space's own objects (named as the Space); Deployments and Services are per revision."""
+REVISION_KINDS = ("Deployment", "Service")
 
 
 def template_hash(space: DesiredSpace, cfg: ClusterConfig) -> str:
-    return str(objects.make_pod_template(space, cfg)["metadata"]["labels"][objects.LABEL_TEMPLATE])
+    return objects.template_key(space, cfg)
 
 
-def apply_space(api: KubeApi, space: DesiredSpace, cfg: ClusterConfig) -> dict[str, str]:
-    """Create or update the owner, then everything it owns. Returns ``{kind: action}``."""
-    owner_action, owner = retry(lambda: api.ensure(objects.make_owner(space, cfg)))
+def revision_of(obj: dict[str, Any]) -> str | None:
+    """The template hash a Deployment or Service belongs to (``None``: not a revision's object)."""
+    return ((obj.get("metadata") or {}).get("labels") or {}).get(objects.LABEL_TEMPLATE)
+
+
+def delete_revision(api: KubeApi, space_id: str, template: str) -> bool:
+    """Delete one revision's Deployment and Service (its pods go with the ReplicaSet). True if any was there."""
+    name = slugs.revision_name(space_id, template)
+    found = False
+    for kind in REVISION_KINDS:
+        found = retry(lambda kind=kind: api.delete(kind, name)) or found  # type: ignore[misc]
+    return found
+
+
+def remove_revisions(api: KubeApi, space_id: str, keep: set[str], older_than: str | None = None) -> list[str]:
+    """Delete the Space's Deployments and Services of revisions not in ``keep``; ``older_than`` (a
+    ``creationTimestamp``): only those created before it. Returns the names deleted."""
+    gone = []
+    for kind in REVISION_KINDS:
+        for obj in api.list(kind, objects.space_selector(space_id)):
+            meta = obj["metadata"]
+            created = str(meta.get("creationTimestamp") or "")
+            if revision_of(obj) in keep or (older_than is not None and not created < older_than):
+                continue
+            if retry(lambda kind=kind, name=meta["name"]: api.delete(kind, name)):  # type: ignore[misc]
+                gone.append(f"{kind}/{meta['name']}")
+    if gone:
+        log.info("space %s: removed the revisions' objects %s", space_id, gone)
+    return gone
+
+
+def apply_space(api: KubeApi, space: DesiredSpace, cfg: ClusterConfig, *, write_owner: bool = True) -> dict[str, str]:
+    """Create or update the owner, then everything it owns. Returns ``{kind: action}``.
+
+    ``write_owner=False``: ``space`` was read from the owner (the deployed controller's source), which is left
+    as it is — writing back what was read could undo a newer desired state the runtime wrote meanwhile (a
+    light sleep, found so under the deployed controller); without an owner nothing is written."""
+    if write_owner:
+        owner_action, owner = retry(lambda: api.ensure(objects.make_owner(space, cfg)))
+    else:
+        found = retry(lambda: api.get("ConfigMap", slugs.space_name(space.space_id)))
+        if found is None:
+            return {"ConfigMap": "absent"}
+        owner_action, owner = "unchanged", found
     actions = {"ConfigMap": owner_action}
     if space.storage is not None:
         actions["PersistentVolumeClaim"] = ensure_data_claim(api, space, cfg)
     if space.agent is not None:
         actions["agent"] = ensure_agent_objects(api, space, cfg, owner)
+    if objects.needs_one_revision(space) and remove_revisions(api, space.space_id, {template_hash(space, cfg)}):
+        actions["revisions"] = "removed"  # a GPU or a ReadWriteOnce claim: the old revision goes first
     for obj in objects.make_space_objects(space, cfg, owner):
         action, _ = retry(lambda obj=obj: api.ensure(obj))  # type: ignore[misc]
         actions[obj["kind"]] = action
@@ -174,9 +225,14 @@ def _log_tail(api: KubeApi, pod_name: str) -> str:
 
 
 def observe_space(api: KubeApi, space_id: str, cfg: ClusterConfig, *, want_template: str | None = None) -> SpaceStatus:
-    """What the Space looks like now. ``want_template``: only pods of that template count as current."""
+    """What the Space's revision of ``want_template`` looks like now (``None``: the owner's current one)."""
     name = slugs.space_name(space_id)
-    deployment = api.get("Deployment", name)
+    template = want_template
+    if template is None:
+        template = ((api.get("ConfigMap", name) or {}).get("data") or {}).get("template")
+        if template is None:
+            return SpaceStatus(space_id, Stage.ABSENT)
+    deployment = api.get("Deployment", slugs.revision_name(space_id, template))
     if deployment is None:
         return SpaceStatus(space_id, Stage.ABSENT)
     spec = deployment.get("spec") or {}
@@ -186,7 +242,6 @@ def observe_space(api: KubeApi, space_id: str, cfg: ClusterConfig, *, want_templ
         return SpaceStatus(space_id, Stage.PAUSED if paused else Stage.SLEEPING)
     if _runs_agent(deployment) and ((api.get("ConfigMap", name) or {}).get("data") or {}).get("light") == "true":
         return SpaceStatus(space_id, Stage.SLEEPING, message="light sleep")  # the pod stays, its app is stopped
-    template = want_template or spec["template"]["metadata"]["labels"].get(objects.LABEL_TEMPLATE)
     pods = [p for p in api.list("Pod", objects.space_selector(space_id)) if not p["metadata"].get("deletionTimestamp")]
     current = [p for p in pods if p["metadata"].get("labels", {}).get(objects.LABEL_TEMPLATE) == template]
     for pod in current:
@@ -221,22 +276,28 @@ def _runs_agent(deployment: dict[str, Any]) -> bool:
     return any(v.get("name") == agentpod.VOLUME for v in volumes)
 
 
-def reconcile_space(api: KubeApi, space: DesiredSpace, cfg: ClusterConfig) -> SpaceStatus:
-    """Converge one Space and return its observed status."""
+def reconcile_space(api: KubeApi, space: DesiredSpace, cfg: ClusterConfig, *, write_owner: bool = True) -> SpaceStatus:
+    """Converge one Space and return its observed status (``write_owner``: see :func:`apply_space`)."""
+    want = template_hash(space, cfg)
     if space.replicas == 0 and not space.paused:
-        before = observe_space(api, space.space_id, cfg)
+        before = observe_space(api, space.space_id, cfg, want_template=want)
         if before.stage is Stage.SCHEDULING:
             log.info("space %s: idle sleep deferred, waiting for capacity: %s", space.space_id, before.message)
-            apply_space(api, dataclasses.replace(space, awake=True), cfg)
-            after = observe_space(api, space.space_id, cfg)
+            apply_space(api, dataclasses.replace(space, awake=True), cfg, write_owner=write_owner)
+            after = observe_space(api, space.space_id, cfg, want_template=want)
             return dataclasses.replace(after, sleep_deferred=True)
-    apply_space(api, space, cfg)
-    want = template_hash(space, cfg) if space.replicas else None
-    return observe_space(api, space.space_id, cfg, want_template=want)
+    apply_space(api, space, cfg, write_owner=write_owner)
+    status = observe_space(api, space.space_id, cfg, want_template=want)
+    if status.stage in (Stage.RUNNING, Stage.SLEEPING, Stage.PAUSED):
+        current = api.get("Deployment", slugs.revision_name(space.space_id, want)) or {}
+        created = (current.get("metadata") or {}).get("creationTimestamp")
+        if created:
+            remove_revisions(api, space.space_id, {want, *space.retiring}, older_than=str(created))
+    return status
 
 
 def delete_space(api: KubeApi, space_id: str) -> bool:
-    """Remove every object of the Space. True if anything was there.
+    """Remove every object of the Space, every revision's included. True if anything was there.
 
     Deleting the owner ConfigMap is enough on a real cluster (the garbage collector follows the
     ownerReferences); the explicit deletes make it immediate and cover objects whose owner was lost.
@@ -246,6 +307,7 @@ def delete_space(api: KubeApi, space_id: str) -> bool:
     for kind in DEPENDENT_KINDS:
         found = retry(lambda kind=kind: api.delete(kind, name)) or found  # type: ignore[misc]
     found = retry(lambda: api.delete("Secret", agentpod.agent_secret_name(space_id))) or found
+    found = bool(retry(lambda: remove_revisions(api, space_id, set()))) or found  # every revision's
     return found
 
 

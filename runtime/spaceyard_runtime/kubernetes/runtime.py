@@ -1,7 +1,8 @@
 """``KubernetesRuntime``: the Runtime contract on a cluster, built from the controller's pieces.
 
 =================  ==============================================================================
-``start``          ensure owner, Secret, NetworkPolicy, Service, Deployment (replicas 1); returns at once
+``start``          ensure owner, Secret, NetworkPolicy, and the revision's Service and Deployment (replicas
+                   1), next to a revision still serving; returns at once
 ``wait_ready``     watches the Space's pods until a pod of *this* template is ready; ``AppCrashed``
                    (exit code + last log lines) on a crash loop, ``AppStartError`` if the image cannot
                    be pulled or run at all; ``CapacityPending`` (not a failure)
@@ -9,8 +10,10 @@
 ``poll``           ``PENDING`` + the scheduler's message while unschedulable, ``EXITED`` on a crash
 ``suspend``        scale to 0 (objects and Service stay: waking needs no re-creation)
 ``resume``         scale to 1; the caller waits with ``wait_ready``
-``stop``/``remove``  delete every object of the Space (only if it still runs this handle's revision)
-``endpoint``       the Service's DNS name (or ClusterIP: ``kubernetes_endpoint``) and port 80
+``stop``/``remove``  a replaced revision: its Deployment and Service only; the Space's only revision: every
+                   object of the Space; a current one whose start failed while an older one serves: that
+                   one is current again (:mod:`.revisions`)
+``endpoint``       the revision's Service: DNS name (or ClusterIP: ``kubernetes_endpoint``) and port 80
 =================  ==============================================================================
 
 Run logs are streamed from the pod (``pods/log?follow=true``) by a thread per handle and handed to the
@@ -57,10 +60,13 @@ from .reconcile import (
     agent_token,
     apply_space,
     delete_data_claim,
+    delete_revision,
     delete_space,
     observe_space,
+    remove_revisions,
     template_hash,
 )
+from .revisions import Revisions
 
 log = logging.getLogger(__name__)
 END_POLL = 0.25
@@ -152,6 +158,7 @@ class KubernetesRuntime(Runtime):
         self.flavors = load_flavors(settings.flavors_file)
         self._pumps: dict[str, _LogPump] = {}
         self._desired: dict[str, DesiredSpace] = {}
+        self._revisions = Revisions()
         self._tokens: dict[str, str] = {}
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._budget_lock = asyncio.Lock()
@@ -227,10 +234,10 @@ class KubernetesRuntime(Runtime):
     def desired_space(self, name: str) -> DesiredSpace | None:
         return next((s for s in self._desired.values() if slugs.space_name(s.space_id) == name), None)
 
-    async def _endpoint(self, space_id: str) -> Endpoint:
-        host = objects.service_host(space_id, self.cfg)
+    async def _endpoint(self, space_id: str, template: str) -> Endpoint:
+        host = objects.service_host(space_id, template, self.cfg)
         if self.settings.kubernetes_endpoint == "cluster-ip":
-            service = await asyncio.to_thread(self.api.get, "Service", slugs.space_name(space_id))
+            service = await asyncio.to_thread(self.api.get, "Service", slugs.revision_name(space_id, template))
             cluster_ip = ((service or {}).get("spec") or {}).get("clusterIP")
             if not cluster_ip:
                 raise AppStartError(f"the Service of {space_id} has no ClusterIP")
@@ -241,31 +248,42 @@ class KubernetesRuntime(Runtime):
         self, spec: AppSpec, desired: DesiredSpace, mode: str = "cold", began: float | None = None
     ) -> AppHandle:
         """``began``: ``time.monotonic()`` when the start was asked for (before the objects were written)."""
+        template = template_hash(desired, self.cfg)
         return AppHandle(
             spec=spec,
-            endpoint=await self._endpoint(spec.space_id),
+            endpoint=await self._endpoint(spec.space_id, template),
             backend_id=slugs.space_name(spec.space_id),
             started_at=time.time(),
             start_mode=mode,
             extra={
-                "template": template_hash(desired, self.cfg),
+                "template": template,
                 "namespace": self.cfg.namespace,
                 "began": began if began is not None else time.monotonic(),
             },
         )
 
     async def _apply(self, desired: DesiredSpace) -> None:
+        """Write ``desired`` as the Space's current revision; the other revisions this process holds are
+        recorded as retiring (kept for their pinned sessions)."""
+        template = template_hash(desired, self.cfg)
+        if self._revisions.knows(desired.space_id):
+            desired = dataclasses.replace(desired, retiring=self._revisions.others(desired.space_id, template))
+        self._revisions.update(template, desired)
         self._desired[desired.space_id] = desired
         await asyncio.to_thread(apply_space, self.api, desired, self.cfg)
 
+    @staticmethod
+    def _pump_key(handle: AppHandle) -> str:
+        return f"{handle.backend_id}/{handle.extra.get('template')}"
+
     def _pump(self, handle: AppHandle, log_sink: LogSink, since: float | None = None) -> None:
         self._stop_pump(handle)
-        self._pumps[handle.backend_id] = _LogPump(
+        self._pumps[self._pump_key(handle)] = _LogPump(
             self.api, handle.spec.space_id, handle.extra["template"], log_sink, self.settings.readiness_interval, since
         )
 
     def _stop_pump(self, handle: AppHandle) -> None:
-        pump = self._pumps.pop(handle.backend_id, None)
+        pump = self._pumps.pop(self._pump_key(handle), None)
         if pump:
             pump.close()
 
@@ -284,6 +302,7 @@ class KubernetesRuntime(Runtime):
                 return woken
         await self._apply(desired)
         handle = await self._handle(spec, desired, began=began)
+        self._revisions.hold(handle.extra["template"], desired, handle)
         self._pump(handle, log)
         return handle
 
@@ -354,6 +373,7 @@ class KubernetesRuntime(Runtime):
             start_mode="fork",
             extra={"template": template, "namespace": self.cfg.namespace, "began": began, "pod": agent.pod},
         )
+        self._revisions.hold(template, desired, handle)
         self._pump(handle, log_sink, since=since)
         # meanwhile, not waited for here (wait_ready does, once the app answers): the owner says awake
         # again, and the pod gets its flavor's requests back
@@ -458,7 +478,8 @@ class KubernetesRuntime(Runtime):
                 if cold.ready is None:
                     current = await asyncio.to_thread(self.api.get, "Pod", status.pod)
                     cold.see(current or {}, now)
-                if await self._wait_routable(handle.spec.space_id, status.pod, cold, deadline):
+                template = handle.extra["template"]
+                if await self._wait_routable(handle.spec.space_id, template, status.pod, cold, deadline):
                     await self._wait_connectable(handle, cold, deadline)
                 cold.pull = await asyncio.to_thread(self._pull_seconds, status.pod)
                 # cold-start metrics: the total, the part spent waiting for a node, and the phases (coldstart.py)
@@ -524,11 +545,13 @@ class KubernetesRuntime(Runtime):
             if kind == "DELETED" or not ours or may_change_stage(pod):
                 return
 
-    async def _wait_routable(self, space_id: str, pod_name: str, cold: ColdStart, deadline: float) -> bool:
-        """Wait until the Space's Service lists the ready pod in an EndpointSlice: before that, a connection
+    async def _wait_routable(
+        self, space_id: str, template: str, pod_name: str, cold: ColdStart, deadline: float
+    ) -> bool:
+        """Wait until the revision's Service lists the ready pod in an EndpointSlice: before that, a connection
         through the Service is refused. A cluster that does not let us read EndpointSlices skips the wait
         (False); True once the pod is listed."""
-        selector = f"kubernetes.io/service-name={slugs.space_name(space_id)}"
+        selector = f"kubernetes.io/service-name={slugs.revision_name(space_id, template)}"
         try:
             while True:
                 since = await asyncio.to_thread(self.api.resource_version, "EndpointSlice", selector)
@@ -652,6 +675,7 @@ class KubernetesRuntime(Runtime):
     async def resume(self, handle: AppHandle, log: LogSink) -> AppHandle:
         """A light sleeper wakes in its pod (a fork: ``start_mode`` ``fork``, or ``cold`` where the warm
         parent cannot serve); a deep sleeper scales to 1 (a cold start). The caller waits with ``wait_ready``."""
+        self._revisions.release(handle.spec.space_id, handle.extra.get("template", ""), handle)  # the new one holds it
         return await self.start(handle.spec, log)
 
     async def deep_sleep(self, handle: AppHandle) -> None:
@@ -662,13 +686,14 @@ class KubernetesRuntime(Runtime):
             owner = await asyncio.to_thread(self.api.get, "ConfigMap", handle.backend_id)
             await self._apply(self.desired(handle.spec, awake=False))
             if ((owner or {}).get("data") or {}).get("light") == "true":
-                await self._end_pods(handle.spec.space_id, 1.0)
+                await self._end_pods(handle.spec.space_id, handle.extra.get("template", ""), 1.0)
 
-    async def _end_pods(self, space_id: str, grace: float) -> None:
-        """End the Space's pods within ``grace`` seconds (after its Deployment went to 0 or away), instead of
-        their preStop pause and termination grace, which are there for rollouts."""
+    async def _end_pods(self, space_id: str, template: str, grace: float) -> None:
+        """End the pods of the Space's revision of ``template`` within ``grace`` seconds (after its Deployment
+        went to 0 or away), instead of their preStop pause and termination grace, which are there for swaps."""
+        selector = objects.revision_selector(space_id, template)
         with contextlib.suppress(ApiException):
-            await asyncio.to_thread(self.api.delete_pods, objects.space_selector(space_id), max(1, math.ceil(grace)))
+            await asyncio.to_thread(self.api.delete_pods, selector, max(1, math.ceil(grace)))
 
     async def sleep_cost(self, handle: AppHandle) -> int | None:
         """A light sleeper's agent and warm parent (private memory, as its agent reads ``smaps_rollup``);
@@ -700,22 +725,47 @@ class KubernetesRuntime(Runtime):
                 log.info("%s: light sleepers exceed %d MiB: deep sleep (it held %d bytes)", space.space_id,
                          self.settings.light_sleep_memory_mib, sleeper.cost)  # fmt: skip
                 await self._apply(dataclasses.replace(space, light=False, awake=False))
-                await self._end_pods(space.space_id, 1.0)  # no app to drain: no preStop pause
+                await self._end_pods(space.space_id, template_hash(space, self.cfg), 1.0)  # no app to drain
 
     async def stop(self, handle: AppHandle, grace: float = 5.0) -> None:
+        """See the module docstring: what goes depends on whether the handle's revision is the current one
+        and on what other revisions still serve."""
         self._stop_pump(handle)
         pending = self._pending.pop(handle.backend_id, None)
         if pending is not None:
             with contextlib.suppress(Exception):
                 await pending
-        if await self._still_ours(handle):
-            self._desired.pop(handle.spec.space_id, None)
-            self._tokens.pop(handle.backend_id, None)
-            # replicas 0 first, so that no ReplicaSet makes a new pod for the ones ended within ``grace``
-            with contextlib.suppress(ApiException):
-                await asyncio.to_thread(self.api.scale, handle.backend_id, 0)
-            await self._end_pods(handle.spec.space_id, grace)
-            await asyncio.to_thread(delete_space, self.api, handle.spec.space_id)
+        space_id, template = handle.spec.space_id, handle.extra.get("template", "")
+        if self._revisions.release(space_id, template, handle):
+            return  # another handle holds the same revision (a restart of an unchanged Space)
+        owner = await asyncio.to_thread(self.api.get, "ConfigMap", handle.backend_id)
+        current = ((owner or {}).get("data") or {}).get("template")
+        fallback = self._revisions.newest(space_id)
+        if owner is not None and template != current:
+            await self._retire(space_id, template, grace)  # replaced: its own objects only
+            if space_id in self._desired and fallback is not None:
+                await self._apply(self._desired[space_id])  # no longer kept as retiring
+            return
+        if fallback is not None and owner is not None:
+            # its start failed or was superseded while an older revision serves: that one is current again
+            await self._apply(fallback[1])
+            await self._retire(space_id, template, grace)
+            return
+        if owner is None:
+            await self._retire(space_id, template, grace)  # the Space is gone already: what is left of it
+            return
+        self._desired.pop(space_id, None)
+        self._tokens.pop(handle.backend_id, None)
+        await self._retire(space_id, template, grace)
+        await asyncio.to_thread(delete_space, self.api, space_id)
+
+    async def _retire(self, space_id: str, template: str, grace: float) -> None:
+        """End one revision: replicas 0 first (so that no ReplicaSet makes a new pod for the one ended within
+        ``grace``), then its Deployment and Service go."""
+        with contextlib.suppress(ApiException):
+            await asyncio.to_thread(self.api.scale, slugs.revision_name(space_id, template), 0)
+        await self._end_pods(space_id, template, grace)
+        await asyncio.to_thread(delete_revision, self.api, space_id, template)
 
     async def remove(self, handle: AppHandle) -> None:
         await self.stop(handle)
@@ -724,6 +774,7 @@ class KubernetesRuntime(Runtime):
         """The Space is deleted: remove its objects even where no handle of this process holds them (pods
         outlive the platform: one a restarted platform did not re-attach, or of a revision it never ran)."""
         self._desired.pop(space_id, None)
+        self._revisions.forget(space_id)
         await asyncio.to_thread(delete_space, self.api, space_id)
 
     def unavailable(self, flavor: Flavor) -> str | None:
@@ -751,7 +802,12 @@ class KubernetesRuntime(Runtime):
         handle = await self._handle(spec, desired)
         if not await self._still_ours(handle):
             return None
-        self._desired[spec.space_id] = desired
+        template = handle.extra["template"]
+        self._revisions.hold(template, desired, handle)
+        # the gateway's pins did not survive the restart: revisions kept for them (a swap the previous
+        # process did not finish retiring) go; the owner no longer lists them
+        await self._apply(desired)
+        await asyncio.to_thread(remove_revisions, self.api, spec.space_id, {template})
         handle.extra["ready"] = status.stage is Stage.RUNNING
         self._pump(handle, log)
         return handle

@@ -65,5 +65,12 @@ def safe_slug(text: str, max_length: int = MAX_LABEL) -> str:
 
 
 def space_name(space_id: str, prefix: str = "space-") -> str:
-    """The name shared by all of a Space's objects (Deployment, Service, Secret, ...)."""
+    """The name of the Space's own objects (owner ConfigMap, Secret, NetworkPolicy) and of its label."""
     return prefix + safe_slug(space_id, MAX_LABEL - len(prefix))
+
+
+def revision_name(space_id: str, template: str, prefix: str = "space-") -> str:
+    """The name of one revision's Deployment and Service: the Space's slug (shorter if need be) and the pod
+    template's hash (16 hex digits), e.g. ``space-alice--demo-0123456789abcdef``. A revision name never
+    equals a :func:`space_name` of a Deployment or Service (those kinds only ever carry revision names)."""
+    return f"{prefix}{safe_slug(space_id, MAX_LABEL - len(prefix) - len(template) - 1)}-{template}"
