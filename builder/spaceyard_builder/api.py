@@ -113,3 +113,10 @@ class BuildEngine(abc.ABC):
 
     def artifact_exists(self, artifact_id: str) -> bool:
         return False
+
+    def warm_base(self, config: SpaceConfig) -> str | None:
+        """An artifact already on this machine that a build of ``config`` starts from (the local engine's
+        SDK layer), found without building, resolving or any network: the platform warms the Space's
+        runtime on it while the build runs (a build that ends on it, a Space whose requirements the SDK
+        already implies, then starts by a fork). None if there is none. Default: None."""
+        return None

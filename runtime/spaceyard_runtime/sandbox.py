@@ -167,6 +167,11 @@ class Sandbox(abc.ABC):
     async def started(self, box: Box, leader_pid: int) -> None:
         box.leader_pid = leader_pid
 
+    def exec_env(self, env: dict[str, str], cwd: str) -> dict[str, str]:
+        """The environment a process that :meth:`command` starts with ``env`` in ``cwd`` ends up with (what
+        the walls add), for an app forked inside a box to get the same. Default: ``env``."""
+        return env
+
     @abc.abstractmethod
     def signal(self, box: Box, sig: int, keep: tuple[int, ...] = ()) -> int: ...
 
@@ -366,6 +371,10 @@ class BwrapSandbox(Sandbox):
         return passwd, group
 
     # ------------------------------------------------------------------ command
+
+    def exec_env(self, env: dict[str, str], cwd: str) -> dict[str, str]:
+        """bubblewrap sets ``PWD`` to the directory it starts the command in."""
+        return {**env, "PWD": cwd}
 
     def command(self, box: Box, argv: list[str], cwd: str) -> tuple[list[str], tuple[int, ...]]:
         assert self.bwrap and self.setpriv

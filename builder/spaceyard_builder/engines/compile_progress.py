@@ -1,7 +1,8 @@
 """Bytecode compilation that says how far it is: run by the environment's own interpreter, as a script.
 
-``python compile_progress.py DIR`` compiles every ``.py`` file under DIR (like ``compileall -q -j 0``,
-optimization level 0, errors in vendored test files ignored as compileall's exit code would not be)
+``python compile_progress.py DIR [LIST]`` compiles every ``.py`` file under DIR, or only those of DIR that
+the file LIST names (one a line), like ``compileall -q -j 0`` (optimization level 0, errors in vendored test
+files ignored as compileall's exit code would not be),
 that has no up-to-date bytecode (files shared with the SDK layer have theirs) and prints one line about
 every 10% — ``Compiling bytecode: 2400/11873 files (20%)`` — so the build log
 of a first build is never silent for the half minute this takes. It imports nothing from Spaceyard:
@@ -21,10 +22,11 @@ from pathlib import Path
 CHUNK = 200
 
 
-def command(python: str, folder: Path) -> list[str]:
-    """The argv that compiles ``folder`` with ``python``, printing progress. ``-I -S``: no ``site``, so no
-    ``.pth`` file of an installed package runs (compiling executes nothing of the environment)."""
-    return [python, "-I", "-S", str(Path(__file__).resolve()), str(folder)]
+def command(python: str, folder: Path, only: Path | None = None) -> list[str]:
+    """The argv that compiles ``folder`` with ``python``, printing progress; with ``only`` (a file, one path
+    a line), just those files instead of a walk of ``folder``. ``-I -S``: no ``site``, so no ``.pth`` file
+    of an installed package runs (compiling executes nothing of the environment)."""
+    return [python, "-I", "-S", str(Path(__file__).resolve()), str(folder), *([str(only)] if only else [])]
 
 
 def _stale(path: str) -> bool:
@@ -50,9 +52,14 @@ def _compile(paths: list[str]) -> int:
     return failed
 
 
-def main(folder: str) -> int:
+def main(folder: str, only: str | None = None) -> int:
     started = time.monotonic()
-    sources = [str(p) for p in Path(folder).rglob("*.py")]
+    if only is None:
+        sources = [str(p) for p in Path(folder).rglob("*.py")]
+    else:  # the files the engine named (the distributions it added), inside ``folder`` only
+        root = os.path.abspath(folder) + os.sep
+        with open(only, encoding="utf-8") as f:
+            sources = [p for p in f.read().splitlines() if os.path.abspath(p).startswith(root)]
     files = [p for p in sources if _stale(p)]
     total = len(files)
     fresh = len(sources) - total
@@ -75,4 +82,4 @@ def main(folder: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))

@@ -48,6 +48,8 @@ SDK_PACKAGES = {"gradio": "gradio", "streamlit": "streamlit"}
 SDK_EXTRAS = {"gradio": ("spaces",)}
 """Installed with the SDK, as on the Hub: Gradio's Spaces hot-reloader needs ``spaces`` when SPACE_ID is set."""
 READY_MARKER = ".spaceyard-env.json"
+COMPILE_LIST = ".spaceyard-compile.txt"
+"""In an environment being built on its layer: the files to compile (removed before it is ready)."""
 
 
 def remove_partial(root: Path, name: str) -> int:
@@ -273,6 +275,25 @@ class LocalEngine(BuildEngine):
             refresh=refresh,
         )
 
+    def warm_base(self, config: SpaceConfig) -> str | None:
+        """The SDK layer of ``config`` if this machine has built it (its stored resolution and its marker):
+        the environment every resolved build of this SDK version starts from, or ends as."""
+        if config.sdk not in SDK_PACKAGES or config.python_version:
+            return None  # another interpreter: finding it runs uv; not worth it before the build
+        python_version = "{}.{}.{}".format(*sys.version_info[:3])
+        layer = resolution.stored(
+            uv_env=_finder_env(),
+            cache_dir=self.settings.envs_root / ".resolutions",
+            engine=ENGINE_VERSION,
+            python=python_version,
+            sdk_specs=self._sdk_specs(config),
+            files={"pre-requirements.txt": "", "requirements.txt": ""},
+        )
+        if layer is None:
+            return None
+        path = self.settings.envs_root / layer.env_id
+        return str(path) if self.artifact_exists(str(path)) else None
+
     def env_id(self, config: SpaceConfig, source: Path, python_version: str) -> str:
         return self.resolution(config, source, python_version, lambda line: None).env_id
 
@@ -375,6 +396,18 @@ class LocalEngine(BuildEngine):
             self._create(target, python, python_version, config, source, request, log, lock_text, base)
         return True
 
+    def _sync_offline(self, sync: list[str], log: BuildLog, walls: dict[str, object]) -> bool:
+        """``uv pip sync --offline``; False when uv's cache lacks something (the caller syncs online)."""
+        what = "Installing the resolved dependencies from uv's cache"
+        try:
+            self._run([*sync, "--offline"], log, what, **walls)  # type: ignore[arg-type]
+        except BuildFailed as exc:
+            if not str(exc).startswith(f"{what} failed (exit"):
+                raise  # cancelled or past the deadline: not a cache miss
+            log("--> Not everything is in uv's cache: installing from the index")
+            return False
+        return True
+
     def _start_from(self, base: Path, tmp: Path, log: BuildLog) -> bool:
         """Make ``tmp`` a hard-link copy of the SDK layer ``base``; False (``tmp`` emptied again) if it cannot."""
         started = time.monotonic()
@@ -446,12 +479,12 @@ class LocalEngine(BuildEngine):
             if lock is not None:
                 # Exactly the resolved set: the environment is what its id says.
                 (tmp / "spaceyard-lock.txt").write_text(lock)
-                self._run(
-                    [uv, "pip", "sync", "--no-build", "--python", py, *no_cache, str(tmp / "spaceyard-lock.txt")],
-                    log,
-                    "Installing the resolved dependencies",
-                    **walls,  # type: ignore[arg-type]
-                )
+                sync = [uv, "pip", "sync", "--no-build", "--python", py, *no_cache, str(tmp / "spaceyard-lock.txt")]
+                # On the layer only the difference is installed, just resolved, so uv's cache usually holds it:
+                # offline first (exact pins: the cache has the same files the index would), which saves uv a
+                # round trip to the index for each of the lock's packages; from the index if that fails.
+                if base is None or request.no_cache or not self._sync_offline(sync, log, walls):
+                    self._run(sync, log, "Installing the resolved dependencies", **walls)  # type: ignore[arg-type]
             for name in ("pre-requirements.txt", "requirements.txt"):
                 if lock is None and (source / name).exists() and (source / name).read_text().strip():
                     self._run(
@@ -472,13 +505,21 @@ class LocalEngine(BuildEngine):
                     f"Installing {spec}",
                     **walls,  # type: ignore[arg-type]
                 )
-            # Bytecode is compiled now so that imports at start and wake are fast (PYTHONDONTWRITEBYTECODE).
+            # Bytecode is compiled now so that imports at start and wake are fast (PYTHONDONTWRITEBYTECODE). On
+            # the layer, only the distributions uv added (the layer's files have theirs): no walk of every file.
+            added = sdklayer.added_sources(base, tmp) if base is not None and lock is not None else None
+            only = None
+            if added is not None:
+                only = tmp / COMPILE_LIST  # a new file in our own directory (never one of the commit's)
+                only.write_text("".join(f"{path}\n" for path in added))
             self._run(
-                compile_progress.command(py, tmp / "lib"),
+                compile_progress.command(py, tmp / "lib", only),
                 log,
                 "Compiling bytecode",
                 **walls,  # type: ignore[arg-type]
             )
+            if only is not None:
+                only.unlink()
             (tmp / READY_MARKER).write_text(
                 json.dumps({"python": python_version, "sdk": config.sdk, "sdk_version": config.sdk_version})
             )

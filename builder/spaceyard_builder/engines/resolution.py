@@ -61,6 +61,36 @@ def raw_id(engine: str, python: str, sdk: str, sdk_version: str, files: Mapping[
     return _hash(key)
 
 
+def _stored_path(
+    uv_env: Mapping[str, str], cache_dir: Path, engine: str, python: str, sdk_specs: list[str], lines: list[str]
+) -> Path:
+    """Where the resolution of ``lines`` (normalized requirement lines) with ``sdk_specs`` is stored."""
+    index = {k: uv_env.get(k, "") for k in INDEX_VARS}
+    first = _hash({"engine": engine, "python": python, "sdk": sdk_specs, "req": sorted(set(lines)), "index": index})
+    return cache_dir / f"{first}.lock"
+
+
+def stored(
+    *,
+    uv_env: Mapping[str, str],
+    cache_dir: Path,
+    engine: str,
+    python: str,
+    sdk_specs: list[str],
+    files: Mapping[str, str],
+) -> Resolution | None:
+    """The resolution :func:`resolve` stored for these inputs, or None: never runs uv (no network)."""
+    lines = [line for text in files.values() for line in normalize(text)]
+    if any(_LOCAL.search(line) for line in lines):
+        return None
+    path = _stored_path(uv_env, cache_dir, engine, python, sdk_specs, lines)
+    try:
+        lock = path.read_text()
+    except OSError:
+        return None
+    return Resolution(_hash({"engine": engine, "python": python, "lock": lock}), lock)
+
+
 def resolve(
     *,
     uv: str,
@@ -80,9 +110,7 @@ def resolve(
     if any(_LOCAL.search(line) for line in lines):
         log("--> Requirements name local paths or pip options: environment id from their text, installed as they are")
         return Resolution(raw_id(engine, python, sdk, sdk_version, files), None)
-    index = {k: uv_env.get(k, "") for k in INDEX_VARS}
-    first = _hash({"engine": engine, "python": python, "sdk": sdk_specs, "req": sorted(set(lines)), "index": index})
-    stored = cache_dir / f"{first}.lock"
+    stored = _stored_path(uv_env, cache_dir, engine, python, sdk_specs, lines)
     if not refresh and stored.exists():
         lock = stored.read_text()
     else:

@@ -5,7 +5,8 @@ requirements of its own): content-addressed like every environment, built once p
 bytecode. :func:`link_copy` makes ``dest`` a copy of it in which every file of ``lib/`` (sources and their
 ``__pycache__``) is a hard link, and the few files that record the environment's own path (``bin/``
 scripts, ``pyvenv.cfg``) are new files with that path rewritten. The engine then runs ``uv pip sync`` with
-the Space's lock (uv adds and removes only the difference) and compiles what has no up-to-date bytecode.
+the Space's lock (uv adds and removes only the difference) and compiles the sources of the distributions
+uv added (:func:`added_sources`, from their ``RECORD``), not a walk of every file.
 
 Why sharing inodes is safe: environments are read-only to apps (the sandbox binds them read-only), the
 engine never writes into a copied file (path rewrites and markers are new files renamed into place), uv
@@ -16,6 +17,7 @@ environment leaves the layer's files as they were.
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 from pathlib import Path
@@ -71,3 +73,27 @@ def link_copy(base: Path, dest: Path) -> int:
         if path.is_file() and not path.is_symlink():
             replace_text(path, str(base), str(dest))
     return linked
+
+
+def added_sources(base: Path, env: Path) -> list[str] | None:
+    """The ``.py`` files, under ``env/lib``, of the distributions installed in ``env`` that its layer ``base``
+    does not have (a ``*.dist-info`` name holds the version: an upgrade is a new one), from their
+    ``RECORD``. None when it cannot tell (a distribution without ``RECORD``): compile by walking instead."""
+    lib = os.path.normpath(env / "lib")
+    out: list[str] = []
+    for site in sorted((env / "lib").glob("python*/site-packages")):
+        before = base / site.relative_to(env)
+        had = {p.name for p in before.glob("*.dist-info")} if before.is_dir() else set()
+        for info in sorted(site.glob("*.dist-info")):
+            if info.name in had:
+                continue
+            try:
+                rows = list(csv.reader((info / "RECORD").read_text(encoding="utf-8").splitlines()))
+            except (OSError, UnicodeDecodeError, csv.Error):
+                return None
+            for row in rows:
+                if row and row[0].endswith(".py"):
+                    path = os.path.normpath(site / row[0])
+                    if path.startswith(lib + os.sep) and os.path.isfile(path):
+                        out.append(path)
+    return sorted(set(out))

@@ -14,6 +14,9 @@ import uuid
 from datetime import UTC, datetime
 
 from spaceyard_builder.api import BuildRequest, BuildResult
+from spaceyard_builder.engines import create_engine
+from spaceyard_builder.errors import BuilderError
+from spaceyard_builder.spaceconfig import README_PREFIX, SpaceConfig, parse_readme
 
 from .. import metrics, names, oplog
 from ..buildqueue import BuildTimeout
@@ -21,7 +24,7 @@ from ..db.models import Build, Space
 from . import stages
 from .core import LifecycleCore
 from .stages import Stage
-from .state import serving_of
+from .state import Serving, serving_of
 
 log = logging.getLogger("spaceyard.deployer")
 
@@ -64,7 +67,56 @@ class Builds(LifecycleCore):
             await self._fail_build(pk, build_id, f"could not queue the build: {exc}")
             return build_id
         self._spawn(self._await_build(pk, build_id))
+        if not space.paused:
+            self._spawn(self._warm_early(space, revision))
         return build_id
+
+    async def _warm_early(self, space: Space, revision: str) -> None:
+        """While the build runs, warm the Space's runtime (a warm parent) on the environment the build
+        starts from, when it is already on this machine (the SDK layer, ``BuildEngine.warm_base``): a build
+        that ends on it starts the app by a fork, not a cold SDK import. Not for a Space serving another
+        environment (most of its pushes keep theirs). Best effort, never fails a push."""
+        if not self.runtime.capabilities.light_sleep:
+            return
+        state = self.states.get(space.id)
+        try:
+            found = await asyncio.to_thread(self._warm_base, space, revision)
+            if found is None:
+                return
+            base, config = found
+            if state is not None and state.serving is not None and state.serving.artifact != base:
+                return  # it serves another environment: an app-only push stays there, the warming would be waste
+            app_dir = self.settings.data_dir / "sources" / names.space_folder(space.space_id)
+            await asyncio.to_thread(app_dir.mkdir, mode=0o700, parents=True, exist_ok=True)  # the export's folder
+            serving = Serving(
+                build_id="",
+                revision=revision,
+                sdk=config.sdk,
+                artifact=base,
+                app_dir=str(app_dir / revision),
+                app_file=config.effective_app_file,
+                app_port=7860,
+                config={},
+            )
+            if await self.runtime.prewarm(await self._spec(space, serving)):
+                log.info("warmed %s on %s while it builds", space.space_id, base)
+            if state is None or self.states.get(space.id) is not state:  # deleted meanwhile: nothing stays
+                await self.runtime.forget(space.space_id)
+                with contextlib.suppress(OSError):
+                    app_dir.rmdir()  # the folder made above, if the build did not fill it
+        except Exception:
+            log.exception("warming %s while it builds", space.space_id)
+
+    def _warm_base(self, space: Space, revision: str) -> tuple[str, SpaceConfig] | None:
+        text = self.repos.read_file(space.owner, space.name, revision, "README.md", limit=README_PREFIX)
+        try:
+            config = parse_readme(text.decode("utf-8", errors="replace") if text is not None else None)
+        except BuilderError:
+            return None  # the build says why
+        if config.sdk != "gradio":
+            return None
+        base = create_engine(self.settings.builder()).warm_base(config)
+        return (base, config) if base is not None else None
 
     def _build_request(
         self,

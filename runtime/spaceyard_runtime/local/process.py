@@ -215,7 +215,7 @@ class Processes:
             "argv": plan.app_argv,
             "orig_argv": plan.argv,
             "cwd": plan.cwd,
-            "env": plan.env,
+            "env": self.sandbox.exec_env(plan.env, plan.cwd),  # what a cold start in the box would get
             "app_path": plan.app_path,
             "quiet_queue": quiet_queue,
         }

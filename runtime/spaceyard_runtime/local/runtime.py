@@ -99,6 +99,8 @@ class LocalRuntime(Runtime):
             added = await asyncio.to_thread(hubcache.install, spec.app_dir, self.space_dir(spec) / "home", uid)
         if added:
             log(f"Hub cache: {added} preloaded file(s) (preload_from_hub)")
+        self.warm.retire_others(spec)
+        await self.warm.warming(spec, log)
         zygote, reason = self.warm.source(spec, plan)
         app: LocalApp | None = None
         if zygote is not None:
@@ -189,6 +191,8 @@ class LocalRuntime(Runtime):
         if not await wait_for_http(host, port, app.exited, timeout, interval, handle.endpoint.netns):
             raise await self.processes.crashed(app, "before answering HTTP")
         app.ready = True
+        if app.mode == "cold":  # now, not during the start: two SDK imports at once slow both down
+            self.warm.after_cold_start(handle.spec)
 
     async def stop(self, handle: AppHandle, grace: float = 5.0) -> None:
         app = self.processes.get(handle.backend_id)

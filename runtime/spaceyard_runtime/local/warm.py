@@ -6,8 +6,13 @@ of memory, measured (:mod:`spaceyard_runtime.procmem`: the PSS of every process 
 least recently used idle ones end first (their Space is then in deep sleep: its next wake is cold). A busy
 one serves an awake app and is not counted (the app it forked shares its pages). A box holds one app: while
 the warm parent serves one version, another version of the Space starts cold. :meth:`WarmParents.source`
-says which warm parent a start forks from, or why it starts cold; asking warms one in the background for
-the next start. A warm parent that failed is retried after :data:`ZYGOTE_RETRY_AFTER` seconds.
+says which warm parent a start forks from, or why it starts cold; after a cold start answers,
+:meth:`WarmParents.after_cold_start` warms one for the next start (not during it: on a small machine two
+SDK imports at once make the cold start about twice as slow). The platform may warm one earlier
+(:meth:`WarmParents.prewarm`: while a Space's first build runs, on the environment it starts from), and a
+start on another environment of the Space retires the idle ones it will not use
+(:meth:`WarmParents.retire_others`). A warm parent that failed is retried after :data:`ZYGOTE_RETRY_AFTER`
+seconds.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import time
 from pathlib import Path
 
 from .. import procmem
-from ..api import AppSpec
+from ..api import AppSpec, LogSink
 from ..sandbox import Box, Sandbox
 from ..settings import RuntimeSettings
 from ..zygote import fork_blockers
@@ -50,6 +55,8 @@ GRADIO_LAUNCH_MODULES = (
 )
 """Modules Gradio imports only when an app launches (not at ``import gradio``): the warm parent imports
 them too, when present. Whatever they read from the environment is checked like the rest."""
+WARMING_WAIT = 120.0
+"""Seconds a start waits for its warm parent to finish warming before it starts cold instead."""
 ZYGOTE_RETRY_AFTER = 300.0
 """Seconds before trying again to warm a parent for an environment whose warm parent failed."""
 
@@ -122,8 +129,7 @@ class WarmParents:
             failed = self._failures.get(key)
             if failed and time.monotonic() - failed[0] < ZYGOTE_RETRY_AFTER:
                 return None, f"the warm parent for this environment failed: {failed[1]}"
-            self.ensure(spec)
-            return None, "no warm parent yet for this environment; warming one up for the next start"
+            return None, "no warm parent yet for this environment; one is warmed once the app answers"
         if not task.done():
             return None, "the warm parent for this environment is still warming up"
         if task.cancelled() or task.exception() is not None:
@@ -131,8 +137,7 @@ class WarmParents:
         zygote = task.result()
         if not zygote.alive:
             self.tasks.pop(key, None)
-            self.ensure(spec)
-            return None, "the warm parent for this environment exited; warming a new one"
+            return None, "the warm parent for this environment exited; a new one is warmed once the app answers"
         self._used[key] = time.monotonic()
         if self.sandbox.isolated and zygote.busy:
             return None, "the Space's warm parent is serving another version of it"
@@ -143,6 +148,45 @@ class WarmParents:
         if blockers:
             return None, "a fork would not behave like a cold start: " + "; ".join(blockers[:3])
         return zygote, ""
+
+    async def warming(self, spec: AppSpec, log: LogSink) -> None:
+        """If ``spec``'s warm parent is being warmed (early, while its build ran), wait for it: what is left
+        of its SDK import is less than a cold start's whole one, and the start then forks. At most
+        :data:`WARMING_WAIT` seconds; a parent that fails leaves the start cold."""
+        task = self.tasks.get(zygote_key(spec))
+        if task is None or task.done() or not self.settings.fast_wake:
+            return
+        log("Waiting for the warm parent being warmed for this environment (it started while the Space built)")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(task), WARMING_WAIT)
+
+    def after_cold_start(self, spec: AppSpec) -> None:
+        """A cold start of ``spec`` answers: warm its parent for the next start (unless there is one, or
+        it failed less than :data:`ZYGOTE_RETRY_AFTER` seconds ago)."""
+        if not self.settings.fast_wake or spec.sdk != "gradio":
+            return
+        key = zygote_key(spec)
+        failed = self._failures.get(key)
+        if failed and time.monotonic() - failed[0] < ZYGOTE_RETRY_AFTER:
+            return
+        self.ensure(spec)
+
+    def retire_others(self, spec: AppSpec) -> int:
+        """``spec`` starts: end the Space's idle or still warming parents on other environments (a parent
+        warmed early on the environment a build started from, when the build ended on another one). Busy
+        ones (serving the running version) stay. Returns how many went."""
+        mine = zygote_key(spec)
+        prefix = json.dumps([spec.space_id.lower()])[:-1] + ","
+
+        def unused(key: str) -> bool:  # idle, or still warming (then it serves nothing yet either)
+            task = self.tasks.get(key)
+            return self._idle(key) or (task is not None and not task.done())
+
+        gone = [k for k, lineage in self._lineage.items() if lineage.startswith(prefix) and k != mine and unused(k)]
+        for key in gone:
+            logger.info("warm parent %s ended: its Space starts on another environment", key)
+            self.drop(key)
+        return len(gone)
 
     def ensure(self, spec: AppSpec) -> asyncio.Task[Zygote]:
         """The (warming or warm) parent of ``spec``: started now if there is none alive."""
@@ -257,8 +301,11 @@ class WarmParents:
             return
 
         async def close() -> None:
+            if box is not None and not task.done():  # still warming: end it now, not after a whole SDK import
+                await self.sandbox.destroy(box)
             with contextlib.suppress(BaseException):
                 await (await task).close()
+            self._failures.pop(key, None)  # ended on purpose, not failed: a later start may warm it again
             if box is not None:
                 await self.sandbox.destroy(box)
 
