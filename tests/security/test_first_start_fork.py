@@ -22,24 +22,13 @@ import pytest
 from gradio_client import Client
 
 from tests.conftest import free_port
+from tests.security.test_local_walls import SENSITIVE
 from tests.support import ADMIN_TOKEN, Server, git, push, read_sse, start_server, working_copy
 
 pytestmark = [pytest.mark.slow]
 
 HERE = Path(__file__).resolve().parent
 PROBER = "admin/h18first-prober"
-SENSITIVE = (
-    "secret.key",
-    "spaceyard.db",
-    "repos",
-    "victim source",
-    "logs",
-    "etc shadow",
-    "platform port",
-    "redis",
-    "postgres",
-    "docker socket",
-)
 PER_START = ("PORT", "GRADIO_SERVER_PORT")
 """Variables whose value is the start's own (its port)."""
 

@@ -37,6 +37,19 @@ def _root() -> None:
 HERE = Path(__file__).resolve().parent
 PROBER, VICTIM = "admin/prober", "admin/victim"
 VICTIM_SECRET = "victim-secret-5b1e0c"
+SENSITIVE = (
+    "secret.key",
+    "spaceyard.db",
+    "repos",
+    "victim source",
+    "logs",
+    "etc shadow",
+    "platform port",
+    "redis",
+    "postgres",
+    "docker socket",
+)
+"""What the prober (spaces/prober) tries to reach of the platform and other Spaces: each must fail."""
 MEMORY_SCALE = 0.04
 """cpu-basic's 16 GiB x 0.04 = 0.64 GiB: room for Gradio, not for the prober's meal."""
 
@@ -119,18 +132,7 @@ def test_the_prober_finds_nothing_of_the_platform_or_other_spaces(spaces: Server
     results = {r["what"]: r for r in found["results"]}
     # It runs as its own unprivileged user: not root, not the platform's user, no supplementary groups.
     assert found["uid"] not in (0, os.getuid()) and found["gid"] != 0 and found["groups"] in ([], [found["gid"]])
-    for what in (
-        "secret.key",
-        "spaceyard.db",
-        "repos",
-        "victim source",
-        "logs",
-        "etc shadow",
-        "platform port",
-        "redis",
-        "postgres",
-        "docker socket",
-    ):
+    for what in SENSITIVE:
         assert not results[what]["ok"], results[what]
     # What it can list of DATA_DIR is the skeleton of its own mounts, nothing of anyone else.
     for what in ("data dir", "sources", "runtime dir"):
