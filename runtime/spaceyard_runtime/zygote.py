@@ -219,10 +219,18 @@ class _Refresh:
     def __init__(self) -> None:
         self.code: list[tuple[dict[str, Any], Any, dict[str, object]]] = []
         """(module namespace, compiled assignments, the assigned names' values before)."""
-        self.globals: dict[int, list[tuple[dict[str, Any], str]]] = {}
-        """id(old value) -> (namespace, name) of other modules holding it under the same name."""
+        self.globals: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        """(name, id(old value)) -> namespaces of other modules holding that value under that name."""
         self.defaults: dict[int, list[tuple[Any, int | str]]] = {}
-        """id(old value) -> (function, position or keyword) of defaults that are it."""
+        """id(old value) -> (function, position or keyword) of defaults that are it (only values whose
+        identity is their own: see :func:`_own_identity`)."""
+
+
+def _own_identity(value: object) -> bool:
+    """Whether holding this very object says it came from the refreshed assignment. Not for ``None``,
+    bools and numbers: the interpreter shares them (every ``False`` default is the same object as
+    ``HF_HUB_OFFLINE = False``, every ``10`` the same as ``HF_HUB_ETAG_TIMEOUT = 10``)."""
+    return not (value is None or isinstance(value, (bool, int, float, complex)))
 
 
 _PREPARED: _Refresh | None = None
@@ -259,7 +267,7 @@ def _prepare_refresh() -> _Refresh:
             olds.setdefault(key, {})[id(value)] = value
 
     packages = {name.split(".")[0] for name in REFRESH}
-    all_olds = {i: v for by_id in olds.values() for i, v in by_id.items()}
+    all_olds = {i: v for by_id in olds.values() for i, v in by_id.items() if _own_identity(v)}
 
     def index_defaults(func: Any) -> None:
         func = getattr(func, "__func__", func)
@@ -280,7 +288,7 @@ def _prepare_refresh() -> _Refresh:
             for key, by_id in olds.items():
                 current = mod_ns.get(key, mod_ns)
                 if by_id.get(id(current)) is current:
-                    prepared.globals.setdefault(id(current), []).append((mod_ns, key))
+                    prepared.globals.setdefault((key, id(current)), []).append(mod_ns)
         if mod_name.split(".")[0] not in packages:
             continue
         for value in list(mod_ns.values()):
@@ -297,20 +305,20 @@ def _prepare_refresh() -> _Refresh:
 def _refresh_modules() -> None:
     """Recompute environment-derived module constants for the child's environment."""
     prepared = _PREPARED if _PREPARED is not None else _prepare_refresh()
-    swap: dict[int, object] = {}
+    swap: dict[tuple[str, int], object] = {}
     for ns, code, before in prepared.code:
         exec(code, ns)
         for key, old in before.items():
             new = ns.get(key, old)
             if new is not old and old != new:
-                swap[id(old)] = new
+                swap[(key, id(old))] = new
     conf = sys.modules.get("fsspec.config")
     if conf is not None:  # fsspec reads its config files and FSSPEC_* variables at import
         conf.conf.clear()
         conf.set_conf_files(conf.conf_dir, conf.conf)
         conf.set_conf_env(conf.conf, os.environ)
-    for old_id, new in swap.items():  # modules and default arguments that hold an old value get the new one
-        for ns, key in prepared.globals.get(old_id, ()):
+    for (key, old_id), new in swap.items():  # modules and default arguments that hold an old value get the new one
+        for ns in prepared.globals.get((key, old_id), ()):
             if id(ns.get(key)) == old_id:
                 ns[key] = new
         for func, where in prepared.defaults.get(old_id, ()):
