@@ -89,6 +89,20 @@ def test_a_pool_with_no_free_subnet_is_a_clear_start_error(docker_client: docker
         remove_unused_networks(docker_client, settings)
 
 
+def test_the_operators_one_network_for_every_space_is_not_a_small_subnet(
+    docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    shared = f"spaceyard-shared-{tmp_path.name[-6:]}"
+    settings = RuntimeSettings(runtime="docker", data_dir=tmp_path, docker_network=shared)
+    try:
+        ensure_network(docker_client, settings, shared, spec("n/one"))
+        ensure_network(docker_client, settings, shared, spec("n/two"))  # exists: nothing to do
+        subnet = ipaddress.IPv4Network(docker_client.networks.get(shared).attrs["IPAM"]["Config"][0]["Subnet"])
+        assert subnet.prefixlen <= 24, "room for every Space's containers (Docker's own pools)"
+    finally:
+        docker_client.networks.get(shared).remove()
+
+
 async def test_a_failed_first_start_leaves_no_network(docker_client: docker.DockerClient, tmp_path: Path) -> None:
     runtime = DockerRuntime(RuntimeSettings(runtime="docker", data_dir=tmp_path))
     try:

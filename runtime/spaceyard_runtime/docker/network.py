@@ -52,6 +52,13 @@ def ensure_network(client: docker.DockerClient, settings: RuntimeSettings, name:
         client.networks.get(name)
         return
     labels = {f"{LABEL}.space": spec.space_id, f"{LABEL}.managed": "1", f"{LABEL}.owner": owner_key(settings)}
+    if settings.docker_network:  # the operator's one network for every Space: Docker's own (larger) pools
+        try:
+            client.networks.create(name, driver="bridge", internal=True, check_duplicate=True, labels=labels)
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # created meanwhile by a concurrent start
+                raise
+        return
     with _allocating:
         taken = used_subnets(client)
         for subnet in free_subnets(settings, taken):
