@@ -115,6 +115,8 @@ class LocalRuntime(Runtime):
                 )
             except ZygoteError as exc:
                 reason = f"fork failed: {exc}"
+            finally:
+                self.warm.forked(zygote)
         if app is None:
             why = f" ({reason})" if reason else ""
             shown = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(plan.argv))

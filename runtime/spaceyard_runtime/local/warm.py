@@ -104,6 +104,8 @@ class WarmParents:
         self._closing: set[asyncio.Task[None]] = set()
         """Dropped warm parents being closed (awaited by :meth:`aclose`)."""
         self._cost: dict[str, int] = {}
+        self._forking: set[str] = set()
+        """Keys whose parent a start took (:meth:`source`) and is forking from: not yet ``busy``."""
         """Last measured PSS (bytes) of each idle warm parent's box."""
 
     def env(self, spec: AppSpec) -> dict[str, str]:
@@ -139,7 +141,7 @@ class WarmParents:
             self.tasks.pop(key, None)
             return None, "the warm parent for this environment exited; a new one is warmed once the app answers"
         self._used[key] = time.monotonic()
-        if self.sandbox.isolated and zygote.busy:
+        if self.sandbox.isolated and (zygote.busy or key in self._forking):
             return None, "the Space's warm parent is serving another version of it"
         box = self._boxes.get(key)
         if box is not None and self.sandbox.isolated and not any(Path(plan.cwd).is_relative_to(p) for p in box.spec.ro):
@@ -147,7 +149,12 @@ class WarmParents:
         blockers = fork_blockers(zygote.env, plan.env, zygote.reads, zygote.iterated)
         if blockers:
             return None, "a fork would not behave like a cold start: " + "; ".join(blockers[:3])
+        self._forking.add(key)  # two starts that waited for one warming parent: only one forks into its box
         return zygote, ""
+
+    def forked(self, zygote: Zygote) -> None:
+        """The start that took ``zygote`` from :meth:`source` has forked (its child makes it busy) or failed."""
+        self._forking.discard(zygote.key)
 
     async def warming(self, spec: AppSpec, log: LogSink) -> None:
         """If ``spec``'s warm parent is being warmed (early, while its build ran), wait for it: what is left
