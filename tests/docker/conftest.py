@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -202,3 +203,19 @@ async def start_app(runtime: DockerRuntime, spec: AppSpec, lines: list[str] | No
     handle = await runtime.start(spec, (lines if lines is not None else []).append)
     runtime.started.append(handle)  # type: ignore[attr-defined]
     return handle
+
+
+def routes(client: docker.DockerClient, container_id: str) -> list[str]:
+    """The routes inside a running container's network namespace (``ip route``, from the host)."""
+    pid = client.api.inspect_container(container_id)["State"]["Pid"]
+    out = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "route"], capture_output=True, text=True, check=True)
+    return out.stdout.splitlines()
+
+
+async def eventually_no_default_route(client: docker.DockerClient, container_id: str) -> bool:
+    """Whether the container's default route is gone within about 5 s."""
+    for _ in range(100):
+        if not any(r.startswith("default") for r in routes(client, container_id)):
+            return True
+        await asyncio.sleep(0.05)
+    return False

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-import subprocess
 from pathlib import Path
 
 import docker
@@ -22,6 +21,7 @@ from spaceyard_runtime.docker.routeguard import RouteGuard
 from spaceyard_runtime.errors import AppStartError
 from spaceyard_runtime.hubpath import HubListener, HubPath
 from spaceyard_runtime.settings import RuntimeSettings
+from tests.docker.conftest import eventually_no_default_route, routes
 
 pytestmark = pytest.mark.docker
 
@@ -177,26 +177,12 @@ async def test_containers_the_engine_starts_by_itself_lose_their_default_route(
         base_image, ["sleep", "120"], detach=True, network=net, labels={"org.spaceyard.owner": owner_key(settings)}
     )
     try:
-        assert any(r.startswith("default") for r in _routes(docker_client, container.id))  # Docker's doing
+        assert any(r.startswith("default") for r in routes(docker_client, container.id))  # Docker's doing
         guard.start()  # its sweep: the containers already running
-        assert await _eventually_no_default(docker_client, container.id)
+        assert await eventually_no_default_route(docker_client, container.id)
         await asyncio.to_thread(container.restart, timeout=0)  # a start the runtime did not make
-        assert await _eventually_no_default(docker_client, container.id)
+        assert await eventually_no_default_route(docker_client, container.id)
     finally:
         await asyncio.to_thread(guard.close)
         container.remove(force=True)
         remove_unused_networks(docker_client, settings)
-
-
-def _routes(client: docker.DockerClient, container_id: str) -> list[str]:
-    pid = client.api.inspect_container(container_id)["State"]["Pid"]
-    out = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "route"], capture_output=True, text=True, check=True)
-    return out.stdout.splitlines()
-
-
-async def _eventually_no_default(client: docker.DockerClient, container_id: str) -> bool:
-    for _ in range(100):
-        if not any(r.startswith("default") for r in _routes(client, container_id)):
-            return True
-        await asyncio.sleep(0.05)
-    return False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import urllib.request
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from spaceyard_runtime.docker import DockerRuntime, GpuAllocator
 from spaceyard_runtime.errors import AppCrashed, AppStartError, CapacityPending
 from spaceyard_runtime.settings import RuntimeSettings
 
-from .conftest import BuildFn, git_commit, spec_for, start_app
+from .conftest import BuildFn, eventually_no_default_route, git_commit, spec_for, start_app
 
 pytestmark = pytest.mark.docker
 
@@ -338,20 +337,7 @@ async def test_a_crash_after_ready_is_restarted_by_docker_and_its_output_followe
     assert (await runtime.poll(handle)).state == AppState.RUNNING
     # A hostile app crashes on purpose to get a fresh network namespace, with a default route, from
     # Docker's restart: the runtime's route guard deletes it as the engine reports the start.
-    routes = await _routes_eventually_without_default(docker_client, handle.backend_id)
-    assert not any(r.startswith("default") for r in routes), routes
-
-
-async def _routes_eventually_without_default(docker_client: docker.DockerClient, container_id: str) -> list[str]:
-    routes: list[str] = []
-    for _ in range(50):
-        pid = docker_client.api.inspect_container(container_id)["State"]["Pid"]
-        out = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "route"], capture_output=True, text=True)
-        routes = out.stdout.splitlines()
-        if not any(r.startswith("default") for r in routes):
-            break
-        await asyncio.sleep(0.1)
-    return routes
+    assert await eventually_no_default_route(docker_client, handle.backend_id), "no default route after the restart"
 
 
 async def test_a_new_platform_ends_the_containers_a_killed_one_left_and_only_those(
